@@ -1,0 +1,5 @@
+//! Unit files: loading, validation and the resolved service specs.
+
+mod spec;
+
+pub use spec::*;

@@ -1,0 +1,249 @@
+//! The validated, resolved form of a unit: what the supervisor and the reconciler consume.
+//!
+//! Everything here is already checked: paths are absolute, signals are known, dependencies
+//! exist and form no cycle. Two specs that mean the same thing compare equal, whatever the
+//! order of keys or the whitespace in the file they came from, so the reconciler can diff
+//! them directly.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use camino::Utf8PathBuf;
+use serde::{Deserialize, Serialize};
+
+/// What to execute: an argv (no shell) or a `/bin/sh -c` script.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Command {
+    Argv(Vec<String>),
+    Shell(String),
+}
+
+impl Command {
+    /// The argv that is actually executed.
+    pub fn argv(&self) -> Vec<String> {
+        match self {
+            Command::Argv(argv) => argv.clone(),
+            Command::Shell(script) => vec!["/bin/sh".into(), "-c".into(), script.clone()],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    Always,
+    #[default]
+    OnFailure,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum KillMode {
+    /// Signal the whole process group the service leads.
+    #[default]
+    Group,
+    /// Signal only the main process.
+    Process,
+}
+
+/// A signal by number, shown by its name (`SIGTERM`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Signal(pub nix::sys::signal::Signal);
+
+impl Signal {
+    pub fn parse(name: &str) -> Option<Signal> {
+        let upper = name.trim().to_ascii_uppercase();
+        let full = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+        full.parse::<nix::sys::signal::Signal>().ok().map(Signal)
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.0.as_str()
+    }
+
+    pub fn number(&self) -> i32 {
+        self.0 as i32
+    }
+}
+
+impl Serialize for Signal {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Signal {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Signal::parse(&name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown signal `{name}`")))
+    }
+}
+
+/// One service, resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ServiceSpec {
+    pub name: String,
+    pub command: Command,
+    /// Absolute working directory (the config file's directory when not set).
+    pub cwd: Utf8PathBuf,
+    /// `env` with the `env_file` overlaid, in key order.
+    pub env: BTreeMap<String, String>,
+    pub clear_env: bool,
+    pub depends_on: Vec<String>,
+    pub restart: RestartPolicy,
+    #[serde(with = "humantime_serde")]
+    pub restart_delay: Duration,
+    #[serde(with = "humantime_serde")]
+    pub restart_delay_max: Duration,
+    #[serde(with = "humantime_serde")]
+    pub min_uptime: Duration,
+    pub max_restarts: u32,
+    #[serde(with = "humantime_serde")]
+    pub restart_window: Duration,
+    pub success_exit_codes: Vec<i32>,
+    pub stop_signal: Signal,
+    #[serde(with = "humantime_serde")]
+    pub kill_timeout: Duration,
+    pub kill_mode: KillMode,
+    pub autostart: bool,
+    pub user: Option<String>,
+    pub group: Option<String>,
+    pub ready: Option<Ready>,
+    #[serde(with = "humantime_serde")]
+    pub ready_timeout: Duration,
+    pub health: Option<Health>,
+    #[serde(with = "humantime_serde")]
+    pub watchdog: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub failed_cooldown: Duration,
+    /// Bytes per log file before rotation.
+    pub log_max_size: u64,
+    pub log_keep: u32,
+}
+
+/// How runpm learns that a started service is ready (issue: readiness). Exactly one kind.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ready {
+    /// sd_notify `READY=1` on `NOTIFY_SOCKET`.
+    Notify,
+    /// A TCP connect to `host:port` succeeds.
+    Tcp(String),
+    /// The command exits 0.
+    Exec(Vec<String>),
+    /// A line of the service's output matches this regular expression.
+    Log(String),
+}
+
+/// The probe part of a liveness check.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Probe {
+    Exec(Vec<String>),
+    Tcp(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Health {
+    pub probe: Probe,
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    pub retries: u32,
+}
+
+/// What `exit_when` asks for: when a supervisor (typically PID 1 in a container) should end.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExitWhen {
+    /// Every service has ended and none will be restarted.
+    #[default]
+    AllExited,
+    /// As soon as one service is `failed` (or exited unsuccessfully with no restart coming).
+    AnyFailed,
+    /// As soon as any of these services has ended for good.
+    Services(Vec<String>),
+}
+
+/// The `[runpm]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    pub exit_when: ExitWhen,
+    pub watch: bool,
+    pub state_dir: Option<Utf8PathBuf>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            shutdown_timeout: Duration::from_secs(30),
+            exit_when: ExitWhen::AllExited,
+            watch: true,
+            state_dir: None,
+        }
+    }
+}
+
+/// A whole validated configuration: the desired state before any operator intent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The file or directory it was loaded from.
+    pub source: Utf8PathBuf,
+    /// The directory relative paths are resolved against.
+    pub base_dir: Utf8PathBuf,
+    pub settings: Settings,
+    /// Services by name (sorted, so iteration order is stable).
+    pub services: BTreeMap<String, ServiceSpec>,
+}
+
+impl Config {
+    /// Services in an order where every service comes after its dependencies.
+    /// Validation guarantees the graph has no cycle.
+    pub fn start_order(&self) -> Vec<&str> {
+        let mut order = Vec::with_capacity(self.services.len());
+        let mut seen = std::collections::BTreeSet::new();
+        fn visit<'a>(
+            name: &'a str,
+            cfg: &'a Config,
+            seen: &mut std::collections::BTreeSet<&'a str>,
+            order: &mut Vec<&'a str>,
+        ) {
+            if !seen.insert(name) {
+                return;
+            }
+            if let Some(spec) = cfg.services.get(name) {
+                for dep in &spec.depends_on {
+                    visit(dep, cfg, seen, order);
+                }
+            }
+            order.push(name);
+        }
+        for name in self.services.keys() {
+            visit(name, self, &mut seen, &mut order);
+        }
+        order
+    }
+
+    /// The named services plus everything they transitively depend on.
+    pub fn closure<'a>(&'a self, names: &[String]) -> std::collections::BTreeSet<&'a str> {
+        let mut out = std::collections::BTreeSet::new();
+        let mut stack: Vec<&str> = names
+            .iter()
+            .filter_map(|n| self.services.get_key_value(n.as_str()).map(|(k, _)| k.as_str()))
+            .collect();
+        while let Some(name) = stack.pop() {
+            if out.insert(name)
+                && let Some(spec) = self.services.get(name)
+            {
+                stack.extend(spec.depends_on.iter().map(String::as_str));
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,13 @@
+//! runpm: a declarative process supervisor.
+//!
+//! Data flows one way: config → desired state → plan → actions → running table.
+//! `config` loads and validates unit files into specs; `reconcile` diffs what is wanted
+//! against what runs; `supervisor` holds the per-service state machines and decides, as pure
+//! functions returning effects; `process` is the narrow seam to the kernel (spawn, signal,
+//! reap); `logs` captures and prints the services' output.
+
+pub mod config;
+pub mod logs;
+pub mod process;
+pub mod reconcile;
+pub mod supervisor;
