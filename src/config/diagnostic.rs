@@ -158,11 +158,16 @@ impl Diagnostics {
         // A stable sort keeps the order of discovery among problems at the same place, and
         // puts problems without a position after those of the same file that have one.
         diagnostics.sort_by(|a, b| {
-            (&a.file, a.line.unwrap_or(usize::MAX), a.column.unwrap_or(usize::MAX)).cmp(&(
-                &b.file,
-                b.line.unwrap_or(usize::MAX),
-                b.column.unwrap_or(usize::MAX),
-            ))
+            (
+                &a.file,
+                a.line.unwrap_or(usize::MAX),
+                a.column.unwrap_or(usize::MAX),
+            )
+                .cmp(&(
+                    &b.file,
+                    b.line.unwrap_or(usize::MAX),
+                    b.column.unwrap_or(usize::MAX),
+                ))
         });
         Err(ConfigErrors { diagnostics })
     }
@@ -173,7 +178,10 @@ mod tests {
     use super::*;
 
     fn source(text: &str) -> Source {
-        Source { path: "services.toml".into(), text: text.into() }
+        Source {
+            path: "services.toml".into(),
+            text: text.into(),
+        }
     }
 
     #[test]
@@ -200,8 +208,16 @@ mod tests {
             d.to_string(),
             "services.toml:12:7: service `web`: unknown field `cmnd` (did you mean `cmd`?)"
         );
-        let d = Diagnostic { line: None, column: None, service: None, ..d };
-        assert_eq!(d.to_string(), "services.toml: unknown field `cmnd` (did you mean `cmd`?)");
+        let d = Diagnostic {
+            line: None,
+            column: None,
+            service: None,
+            ..d
+        };
+        assert_eq!(
+            d.to_string(),
+            "services.toml: unknown field `cmnd` (did you mean `cmd`?)"
+        );
     }
 
     #[test]

@@ -36,7 +36,11 @@ pub fn load(path: &Utf8Path) -> Result<Config, ConfigErrors> {
             }
         },
         Err(e) => {
-            diags.in_file(path, None, format!("cannot find the current directory: {e}"));
+            diags.in_file(
+                path,
+                None,
+                format!("cannot find the current directory: {e}"),
+            );
             return diags.finish(|| unreachable_config(path));
         }
     };
@@ -51,7 +55,9 @@ pub fn load(path: &Utf8Path) -> Result<Config, ConfigErrors> {
         let (settings, units) = read_dir(path, &mut diags);
         (absolute.clone(), settings, units)
     } else {
-        let base_dir = absolute.parent().map_or_else(|| absolute.clone(), Utf8Path::to_owned);
+        let base_dir = absolute
+            .parent()
+            .map_or_else(|| absolute.clone(), Utf8Path::to_owned);
         let (settings, units) = match read(path, &mut diags) {
             Some(source) => parse_file(source, &mut diags),
             None => (None, Vec::new()),
@@ -75,7 +81,10 @@ fn unreachable_config(path: &Utf8Path) -> Config {
 
 fn read(path: &Utf8Path, diags: &mut Diagnostics) -> Option<Rc<Source>> {
     match std::fs::read_to_string(path) {
-        Ok(text) => Some(Rc::new(Source { path: path.to_owned(), text })),
+        Ok(text) => Some(Rc::new(Source {
+            path: path.to_owned(),
+            text,
+        })),
         Err(e) => {
             diags.in_file(path, None, format!("cannot read: {e}"));
             None
@@ -95,7 +104,9 @@ fn parse<'a>(source: &'a Source, diags: &mut Diagnostics) -> Option<DeTable<'a>>
 }
 
 fn parse_file(source: Rc<Source>, diags: &mut Diagnostics) -> (Option<SettingsUnit>, Vec<Unit>) {
-    let Some(doc) = parse(&source, diags) else { return (None, Vec::new()) };
+    let Some(doc) = parse(&source, diags) else {
+        return (None, Vec::new());
+    };
     let mut settings = None;
     let mut units = Vec::new();
     for (key, value) in doc.iter() {
@@ -121,7 +132,12 @@ fn parse_file(source: Rc<Source>, diags: &mut Diagnostics) -> (Option<SettingsUn
                 }
             }
             ("runpm" | "services", _) => {
-                diags.at(&source, Some(value.span()), None, format!("`{}` must be a table", key.get_ref()));
+                diags.at(
+                    &source,
+                    Some(value.span()),
+                    None,
+                    format!("`{}` must be a table", key.get_ref()),
+                );
             }
             (other, value) => {
                 let looks_like_service = matches!(value, DeValue::Table(t)
@@ -129,7 +145,10 @@ fn parse_file(source: Rc<Source>, diags: &mut Diagnostics) -> (Option<SettingsUn
                 let message = if looks_like_service {
                     format!("unknown table `{other}` (did you mean `services.{other}`?)")
                 } else {
-                    format!("unknown field `{other}`{}", hint(other, TOP_LEVEL_KEYS.iter().copied()))
+                    format!(
+                        "unknown field `{other}`{}",
+                        hint(other, TOP_LEVEL_KEYS.iter().copied())
+                    )
                 };
                 diags.at(&source, Some(key.span()), None, message);
             }
@@ -165,8 +184,12 @@ fn read_dir(dir: &Utf8Path, diags: &mut Diagnostics) -> (Option<SettingsUnit>, V
     let mut settings = None;
     let mut units = Vec::new();
     for file in files {
-        let Some(source) = read(&file, diags) else { continue };
-        let Some(doc) = parse(&source, diags) else { continue };
+        let Some(source) = read(&file, diags) else {
+            continue;
+        };
+        let Some(doc) = parse(&source, diags) else {
+            continue;
+        };
         let span = 0..source.text.len();
         if file.file_name() == Some(SETTINGS_FILE) {
             if doc.contains_key("cmd") || doc.contains_key("shell") {
@@ -203,8 +226,17 @@ fn read_service(
     let raw: Recovered<RawService> = recover::deserialize(table, span, &schema, |span, message| {
         diags.at(source, Some(span), Some(&name), message);
     });
-    let keys = table.iter().map(|(k, _)| (k.get_ref().to_string(), k.span())).collect();
-    Unit { name, source: Rc::clone(source), header, keys, raw }
+    let keys = table
+        .iter()
+        .map(|(k, _)| (k.get_ref().to_string(), k.span()))
+        .collect();
+    Unit {
+        name,
+        source: Rc::clone(source),
+        header,
+        keys,
+        raw,
+    }
 }
 
 fn read_settings(
@@ -217,5 +249,8 @@ fn read_settings(
     let raw = recover::deserialize(table, span, &schema, |span, message| {
         diags.at(source, Some(span), None, message);
     });
-    SettingsUnit { source: Rc::clone(source), raw }
+    SettingsUnit {
+        source: Rc::clone(source),
+        raw,
+    }
 }
