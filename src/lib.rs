@@ -7,6 +7,7 @@
 //! reap); `logs` captures and prints the services' output.
 
 pub mod config;
+pub mod ipc;
 pub mod logs;
 pub mod process;
 pub mod reconcile;

@@ -1,0 +1,193 @@
+//! The control protocol: newline-delimited JSON over a Unix stream socket.
+//!
+//! Every request is one JSON object on one line with an `id` (an integer chosen by the
+//! client) and a `cmd`; every reply carries the same `id`, also when the request was
+//! malformed (`id` is null only when none could be read). The first request on a connection
+//! must be `hello`, whose reply names the protocol version the daemon speaks; a client with
+//! another major version is refused. A request that fails is an error reply
+//! (`"ok": false`), never a success that wraps a failure.
+//!
+//! ```text
+//! → {"id":1,"cmd":"hello","version":1}
+//! ← {"id":1,"ok":true,"result":{"version":1,"daemon_pid":4242,"config":"/srv/app/services.toml"}}
+//! → {"id":2,"cmd":"restart","services":["worker"]}
+//! ← {"id":2,"ok":true,"result":{"services":[{"name":"worker","status":"running","pid":4313,...}]}}
+//! → {"id":3,"cmd":"stop","services":["nope"]}
+//! ← {"id":3,"ok":false,"error":{"kind":"unknown_service","message":"no service named `nope`"}}
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Longest request line the daemon reads; longer ones get an error and the connection ends.
+pub const MAX_REQUEST: usize = 64 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    Hello {
+        version: u32,
+    },
+    Status {
+        #[serde(default)]
+        services: Vec<String>,
+    },
+    Start {
+        #[serde(default)]
+        services: Vec<String>,
+        #[serde(default)]
+        all: bool,
+    },
+    Stop {
+        #[serde(default)]
+        services: Vec<String>,
+        #[serde(default)]
+        all: bool,
+    },
+    Restart {
+        #[serde(default)]
+        services: Vec<String>,
+        #[serde(default)]
+        all: bool,
+    },
+    Reload {
+        #[serde(default)]
+        dry_run: bool,
+    },
+    Shutdown,
+}
+
+/// A request as it arrives: the id, and the request or why it could not be read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Incoming {
+    pub id: Option<u64>,
+    pub request: Result<Request, ProtocolError>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct ProtocolError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl ProtocolError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> ProtocolError {
+        ProtocolError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// Not JSON, not an object, unknown `cmd`, wrong field types, too long.
+    BadRequest,
+    /// `hello` missing, or a version this daemon does not speak.
+    Version,
+    UnknownService,
+    /// The config could not be loaded (reload); the message lists every diagnostic.
+    InvalidConfig,
+    /// The operation was carried out and did not succeed (a start that failed, a timeout).
+    Failed,
+    /// The daemon is shutting down and takes no more work.
+    ShuttingDown,
+}
+
+/// One reply line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    pub id: Option<u64>,
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ProtocolError>,
+}
+
+impl Reply {
+    pub fn ok(id: Option<u64>, result: serde_json::Value) -> Reply {
+        Reply {
+            id,
+            ok: true,
+            result: Some(result),
+            error: None,
+        }
+    }
+
+    pub fn err(id: Option<u64>, error: ProtocolError) -> Reply {
+        Reply {
+            id,
+            ok: false,
+            result: None,
+            error: Some(error),
+        }
+    }
+}
+
+/// `status` result: `{"services": [ServiceInfo…]}`, and the result of start/stop/restart
+/// (the services they touched, as they are once the operation is done).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusResult {
+    pub services: Vec<ServiceInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceInfo {
+    pub name: String,
+    /// starting, running, stopping, stopped, exited, backoff, failed.
+    pub status: String,
+    pub pid: Option<i32>,
+    /// Automatic restarts since the daemon started (or the service was re-armed).
+    pub restarts: u32,
+    /// When the status last changed (RFC 3339, UTC).
+    pub since: String,
+    /// How long the current process has run, while there is one.
+    pub uptime_ms: Option<u64>,
+    pub stopped_by_operator: bool,
+    /// For `failed`: why.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// For `backoff`: when the next start is due (RFC 3339, UTC).
+    #[serde(default)]
+    pub next_start: Option<String>,
+    /// Most recent last.
+    pub exits: Vec<ExitInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExitInfo {
+    /// The exit code, or null when a signal ended the process.
+    pub code: Option<i32>,
+    /// The signal's name (`SIGKILL`), or null.
+    pub signal: Option<String>,
+    pub at: String,
+    pub uptime_ms: u64,
+    /// `exited` (on its own), `stopped` (by runpm), `spawn-failed`.
+    pub reason: String,
+    #[serde(default)]
+    pub last_lines: Vec<String>,
+}
+
+/// `reload` result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReloadResult {
+    pub dry_run: bool,
+    pub config: String,
+    pub changes: Vec<Change>,
+    pub unchanged: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    pub name: String,
+    /// `started`, `stopped`, `restarted`, `updated` (changed while not running: takes
+    /// effect at its next start).
+    pub action: String,
+    /// The spec fields that differ (`cmd`, `env`, …), or why else it is in the plan
+    /// (`dependency db restarted`, `new`, `removed`).
+    pub changed: Vec<String>,
+}
