@@ -149,20 +149,29 @@ impl Diagnostics {
         self.list.push(diagnostic);
     }
 
-    /// `Ok(value)` if nothing was reported, else every diagnostic in reading order.
-    pub fn finish<T>(self, value: impl FnOnce() -> T) -> Result<T, ConfigErrors> {
-        if self.list.is_empty() {
-            return Ok(value());
+    /// `Ok(value)` if nothing was reported, else every diagnostic in reading order. Callers
+    /// pass `None` only after reporting why, so an empty error list is never returned in
+    /// practice; it is still an error rather than a panic.
+    pub fn finish<T>(self, value: Option<T>) -> Result<T, ConfigErrors> {
+        if self.list.is_empty()
+            && let Some(value) = value
+        {
+            return Ok(value);
         }
         let mut diagnostics = self.list;
         // A stable sort keeps the order of discovery among problems at the same place, and
         // puts problems without a position after those of the same file that have one.
         diagnostics.sort_by(|a, b| {
-            (&a.file, a.line.unwrap_or(usize::MAX), a.column.unwrap_or(usize::MAX)).cmp(&(
-                &b.file,
-                b.line.unwrap_or(usize::MAX),
-                b.column.unwrap_or(usize::MAX),
-            ))
+            (
+                &a.file,
+                a.line.unwrap_or(usize::MAX),
+                a.column.unwrap_or(usize::MAX),
+            )
+                .cmp(&(
+                    &b.file,
+                    b.line.unwrap_or(usize::MAX),
+                    b.column.unwrap_or(usize::MAX),
+                ))
         });
         Err(ConfigErrors { diagnostics })
     }
@@ -173,7 +182,10 @@ mod tests {
     use super::*;
 
     fn source(text: &str) -> Source {
-        Source { path: "services.toml".into(), text: text.into() }
+        Source {
+            path: "services.toml".into(),
+            text: text.into(),
+        }
     }
 
     #[test]
@@ -182,8 +194,8 @@ mod tests {
         assert_eq!(s.position(0), (1, 1));
         assert_eq!(s.position(4), (1, 5));
         assert_eq!(s.position(6), (2, 1));
-        // `=` after a two-byte character is the 4th character, 5th byte.
-        assert_eq!(s.position(10), (2, 5));
+        // `=` follows a two-byte character: the 4th character of its line, its 5th byte.
+        assert_eq!(s.position(10), (2, 4));
         assert_eq!(s.position(1000), (3, 1));
     }
 
@@ -200,8 +212,16 @@ mod tests {
             d.to_string(),
             "services.toml:12:7: service `web`: unknown field `cmnd` (did you mean `cmd`?)"
         );
-        let d = Diagnostic { line: None, column: None, service: None, ..d };
-        assert_eq!(d.to_string(), "services.toml: unknown field `cmnd` (did you mean `cmd`?)");
+        let d = Diagnostic {
+            line: None,
+            column: None,
+            service: None,
+            ..d
+        };
+        assert_eq!(
+            d.to_string(),
+            "services.toml: unknown field `cmnd` (did you mean `cmd`?)"
+        );
     }
 
     #[test]
@@ -211,7 +231,7 @@ mod tests {
         d.at(&s, Some(4..5), None, "third");
         d.in_file("services.toml".into(), None, "last");
         d.at(&s, Some(0..1), Some("x"), "first");
-        let errors = d.finish(|| ()).unwrap_err();
+        let errors = d.finish(Some(())).unwrap_err();
         assert_eq!(
             errors.to_string(),
             "services.toml:1:1: service `x`: first\nservices.toml:3:1: third\nservices.toml: last"

@@ -33,22 +33,30 @@ fn discover_with(
     env_file: Option<OsString>,
     cwd: &Utf8Path,
 ) -> Result<Utf8PathBuf, DiscoverError> {
-    let given = match (explicit, env_file.filter(|v| !v.is_empty())) {
-        (Some(path), _) => Some(path.to_owned()),
-        (None, Some(value)) => Some(
-            Utf8PathBuf::from_path_buf(value.into())
-                .map_err(|p| DiscoverError::NotUtf8 { value: p.into_os_string() })?,
-        ),
-        (None, None) => None,
-    };
+    let given =
+        match (explicit, env_file.filter(|v| !v.is_empty())) {
+            (Some(path), _) => Some(path.to_owned()),
+            (None, Some(value)) => Some(Utf8PathBuf::from_path_buf(value.into()).map_err(|p| {
+                DiscoverError::NotUtf8 {
+                    value: p.into_os_string(),
+                }
+            })?),
+            (None, None) => None,
+        };
     if let Some(path) = given {
         let path = cwd.join(path);
-        return if path.exists() { Ok(path) } else { Err(DiscoverError::Missing { path }) };
+        return if path.exists() {
+            Ok(path)
+        } else {
+            Err(DiscoverError::Missing { path })
+        };
     }
     cwd.ancestors()
         .map(|dir| dir.join(DEFAULT_FILE))
         .find(|candidate| candidate.is_file())
-        .ok_or_else(|| DiscoverError::NotFound { searched: cwd.to_owned() })
+        .ok_or_else(|| DiscoverError::NotFound {
+            searched: cwd.to_owned(),
+        })
 }
 
 #[cfg(test)]
@@ -77,9 +85,15 @@ mod tests {
         let (_guard, root) = tempdir();
         std::fs::write(root.join("b.toml"), "").unwrap();
         std::fs::write(root.join(DEFAULT_FILE), "").unwrap();
-        assert_eq!(discover_with(None, Some("b.toml".into()), &root).unwrap(), root.join("b.toml"));
+        assert_eq!(
+            discover_with(None, Some("b.toml".into()), &root).unwrap(),
+            root.join("b.toml")
+        );
         // An empty variable is the same as an unset one.
-        assert_eq!(discover_with(None, Some("".into()), &root).unwrap(), root.join(DEFAULT_FILE));
+        assert_eq!(
+            discover_with(None, Some("".into()), &root).unwrap(),
+            root.join(DEFAULT_FILE)
+        );
     }
 
     #[test]
@@ -89,8 +103,14 @@ mod tests {
         std::fs::create_dir_all(&deep).unwrap();
         std::fs::write(root.join(DEFAULT_FILE), "").unwrap();
         std::fs::write(root.join("a").join(DEFAULT_FILE), "").unwrap();
-        assert_eq!(discover_with(None, None, &deep).unwrap(), root.join("a").join(DEFAULT_FILE));
-        assert_eq!(discover_with(None, None, &root).unwrap(), root.join(DEFAULT_FILE));
+        assert_eq!(
+            discover_with(None, None, &deep).unwrap(),
+            root.join("a").join(DEFAULT_FILE)
+        );
+        assert_eq!(
+            discover_with(None, None, &root).unwrap(),
+            root.join(DEFAULT_FILE)
+        );
     }
 
     #[test]

@@ -25,12 +25,18 @@ pub(super) fn parse(text: &str) -> (Vec<(String, String)>, Vec<BadLine>) {
         }
         let line = line.strip_prefix("export ").map_or(line, str::trim_start);
         let Some((key, value)) = line.split_once('=') else {
-            bad.push(BadLine { line: line_no, message: "expected `KEY=VALUE`".into() });
+            bad.push(BadLine {
+                line: line_no,
+                message: "expected `KEY=VALUE`".into(),
+            });
             continue;
         };
         let key = key.trim();
         if key.is_empty() || key.contains(char::is_whitespace) {
-            bad.push(BadLine { line: line_no, message: format!("invalid variable name `{key}`") });
+            bad.push(BadLine {
+                line: line_no,
+                message: format!("invalid variable name `{key}`"),
+            });
             continue;
         }
         vars.push((key.to_owned(), unquote(value.trim()).to_owned()));
@@ -40,10 +46,7 @@ pub(super) fn parse(text: &str) -> (Vec<(String, String)>, Vec<BadLine>) {
 
 fn unquote(value: &str) -> &str {
     for quote in ['"', '\''] {
-        if value.len() >= 2
-            && value.starts_with(quote)
-            && value.ends_with(quote)
-        {
+        if value.len() >= 2 && value.starts_with(quote) && value.ends_with(quote) {
             return &value[1..value.len() - 1];
         }
     }

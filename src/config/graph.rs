@@ -10,7 +10,11 @@ use super::suggest::did_you_mean;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Problem<'a> {
     /// `service`'s dependency number `index` names no service.
-    Unknown { service: &'a str, index: usize, suggestion: Option<&'a str> },
+    Unknown {
+        service: &'a str,
+        index: usize,
+        suggestion: Option<&'a str>,
+    },
     /// `service`'s dependency number `index` is itself.
     SelfDependency { service: &'a str, index: usize },
     /// A cycle `path[0] -> path[1] -> … -> path[0]`, starting at its smallest name; `index`
@@ -33,7 +37,11 @@ pub(super) fn check<'a>(deps: &BTreeMap<&'a str, Vec<&'a str>>) -> Vec<Problem<'
                 out.push(dep);
             } else {
                 let suggestion = did_you_mean(dep, deps.keys().copied());
-                problems.push(Problem::Unknown { service, index, suggestion });
+                problems.push(Problem::Unknown {
+                    service,
+                    index,
+                    suggestion,
+                });
             }
         }
     }
@@ -43,8 +51,13 @@ pub(super) fn check<'a>(deps: &BTreeMap<&'a str, Vec<&'a str>>) -> Vec<Problem<'
         }
         let path = cycle_through(&edges, &component);
         if let [first, second, ..] = path[..] {
-            let index = deps.get(first).and_then(|list| list.iter().position(|&d| d == second));
-            problems.push(Problem::Cycle { path, index: index.unwrap_or(0) });
+            let index = deps
+                .get(first)
+                .and_then(|list| list.iter().position(|&d| d == second));
+            problems.push(Problem::Cycle {
+                path,
+                index: index.unwrap_or(0),
+            });
         }
     }
     problems
@@ -113,7 +126,9 @@ fn cycle_through<'a>(
     edges: &BTreeMap<&'a str, Vec<&'a str>>,
     component: &BTreeSet<&'a str>,
 ) -> Vec<&'a str> {
-    let Some(&start) = component.first() else { return Vec::new() };
+    let Some(&start) = component.first() else {
+        return Vec::new();
+    };
     let mut parent: BTreeMap<&str, &str> = BTreeMap::new();
     let mut queue = VecDeque::from([start]);
     while let Some(v) = queue.pop_front() {
@@ -164,9 +179,20 @@ mod tests {
         assert_eq!(
             check(&g),
             [
-                Problem::Unknown { service: "web", index: 0, suggestion: Some("db") },
-                Problem::SelfDependency { service: "web", index: 1 },
-                Problem::Unknown { service: "web", index: 2, suggestion: None },
+                Problem::Unknown {
+                    service: "web",
+                    index: 0,
+                    suggestion: Some("db")
+                },
+                Problem::SelfDependency {
+                    service: "web",
+                    index: 1
+                },
+                Problem::Unknown {
+                    service: "web",
+                    index: 2,
+                    suggestion: None
+                },
             ]
         );
     }
@@ -184,8 +210,14 @@ mod tests {
         assert_eq!(
             check(&g),
             [
-                Problem::Cycle { path: vec!["a", "b", "c", "a"], index: 0 },
-                Problem::Cycle { path: vec!["p", "q", "p"], index: 0 },
+                Problem::Cycle {
+                    path: vec!["a", "b", "c", "a"],
+                    index: 0
+                },
+                Problem::Cycle {
+                    path: vec!["p", "q", "p"],
+                    index: 0
+                },
             ]
         );
     }
@@ -193,7 +225,18 @@ mod tests {
     #[test]
     fn the_shortest_cycle_is_shown() {
         // a -> b -> a and a -> c -> d -> a share a component.
-        let g = graph(&[("a", &["c", "b"]), ("b", &["a"]), ("c", &["d"]), ("d", &["a"])]);
-        assert_eq!(check(&g), [Problem::Cycle { path: vec!["a", "b", "a"], index: 1 }]);
+        let g = graph(&[
+            ("a", &["c", "b"]),
+            ("b", &["a"]),
+            ("c", &["d"]),
+            ("d", &["a"]),
+        ]);
+        assert_eq!(
+            check(&g),
+            [Problem::Cycle {
+                path: vec!["a", "b", "a"],
+                index: 1
+            }]
+        );
     }
 }

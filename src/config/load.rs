@@ -27,55 +27,56 @@ const SETTINGS_FILE: &str = "runpm.toml";
 /// Loads and validates a `services.toml` file or a directory of unit files.
 pub fn load(path: &Utf8Path) -> Result<Config, ConfigErrors> {
     let mut diags = Diagnostics::default();
-    let absolute = match std::env::current_dir() {
-        Ok(cwd) => match Utf8PathBuf::try_from(cwd) {
-            Ok(cwd) => validate::absolute(&cwd, path),
-            Err(e) => {
-                diags.in_file(path, None, format!("current directory is not UTF-8: {e}"));
-                return diags.finish(|| unreachable_config(path));
-            }
-        },
+    let config = read_and_validate(path, &mut diags);
+    diags.finish(config)
+}
+
+/// `None` only when nothing could be read at all, after reporting why.
+fn read_and_validate(path: &Utf8Path, diags: &mut Diagnostics) -> Option<Config> {
+    let cwd = match std::env::current_dir().map(Utf8PathBuf::try_from) {
+        Ok(Ok(cwd)) => cwd,
+        Ok(Err(e)) => {
+            diags.in_file(path, None, format!("current directory is not UTF-8: {e}"));
+            return None;
+        }
         Err(e) => {
-            diags.in_file(path, None, format!("cannot find the current directory: {e}"));
-            return diags.finish(|| unreachable_config(path));
+            diags.in_file(
+                path,
+                None,
+                format!("cannot find the current directory: {e}"),
+            );
+            return None;
         }
     };
+    let absolute = validate::absolute(&cwd, path);
     let is_dir = match std::fs::metadata(&absolute) {
         Ok(meta) => meta.is_dir(),
         Err(e) => {
             diags.in_file(path, None, format!("cannot read: {e}"));
-            return diags.finish(|| unreachable_config(path));
+            return None;
         }
     };
-    let (base_dir, settings, units) = if is_dir {
-        let (settings, units) = read_dir(path, &mut diags);
-        (absolute.clone(), settings, units)
+    let (base_dir, (settings, units)) = if is_dir {
+        (absolute.clone(), read_dir(path, diags))
     } else {
-        let base_dir = absolute.parent().map_or_else(|| absolute.clone(), Utf8Path::to_owned);
-        let (settings, units) = match read(path, &mut diags) {
-            Some(source) => parse_file(source, &mut diags),
+        let base_dir = absolute
+            .parent()
+            .map_or_else(|| absolute.clone(), Utf8Path::to_owned);
+        let parsed = match read(path, diags) {
+            Some(source) => parse_file(source, diags),
             None => (None, Vec::new()),
         };
-        (base_dir, settings, units)
+        (base_dir, parsed)
     };
-    let config = validate::config(absolute, base_dir, settings, units, &mut diags);
-    diags.finish(|| config)
-}
-
-/// Never built: `finish` only calls it when no diagnostic was recorded, and every caller has
-/// just recorded one. A plain value keeps the early returns free of `unwrap`.
-fn unreachable_config(path: &Utf8Path) -> Config {
-    Config {
-        source: path.to_owned(),
-        base_dir: path.to_owned(),
-        settings: Default::default(),
-        services: Default::default(),
-    }
+    Some(validate::config(absolute, base_dir, settings, units, diags))
 }
 
 fn read(path: &Utf8Path, diags: &mut Diagnostics) -> Option<Rc<Source>> {
     match std::fs::read_to_string(path) {
-        Ok(text) => Some(Rc::new(Source { path: path.to_owned(), text })),
+        Ok(text) => Some(Rc::new(Source {
+            path: path.to_owned(),
+            text,
+        })),
         Err(e) => {
             diags.in_file(path, None, format!("cannot read: {e}"));
             None
@@ -95,7 +96,9 @@ fn parse<'a>(source: &'a Source, diags: &mut Diagnostics) -> Option<DeTable<'a>>
 }
 
 fn parse_file(source: Rc<Source>, diags: &mut Diagnostics) -> (Option<SettingsUnit>, Vec<Unit>) {
-    let Some(doc) = parse(&source, diags) else { return (None, Vec::new()) };
+    let Some(doc) = parse(&source, diags) else {
+        return (None, Vec::new());
+    };
     let mut settings = None;
     let mut units = Vec::new();
     for (key, value) in doc.iter() {
@@ -107,7 +110,7 @@ fn parse_file(source: Rc<Source>, diags: &mut Diagnostics) -> (Option<SettingsUn
                 for (name, value) in services.iter() {
                     let DeValue::Table(table) = value.get_ref() else {
                         let message = "a service must be a table, like `[services.NAME]`";
-                        diags.at(&source, Some(value.span()), Some(name.get_ref()), message);
+                        diags.at(&source, Some(name.span()), Some(name.get_ref()), message);
                         continue;
                     };
                     units.push(read_service(
@@ -121,7 +124,12 @@ fn parse_file(source: Rc<Source>, diags: &mut Diagnostics) -> (Option<SettingsUn
                 }
             }
             ("runpm" | "services", _) => {
-                diags.at(&source, Some(value.span()), None, format!("`{}` must be a table", key.get_ref()));
+                diags.at(
+                    &source,
+                    Some(value.span()),
+                    None,
+                    format!("`{}` must be a table", key.get_ref()),
+                );
             }
             (other, value) => {
                 let looks_like_service = matches!(value, DeValue::Table(t)
@@ -129,7 +137,10 @@ fn parse_file(source: Rc<Source>, diags: &mut Diagnostics) -> (Option<SettingsUn
                 let message = if looks_like_service {
                     format!("unknown table `{other}` (did you mean `services.{other}`?)")
                 } else {
-                    format!("unknown field `{other}`{}", hint(other, TOP_LEVEL_KEYS.iter().copied()))
+                    format!(
+                        "unknown field `{other}`{}",
+                        hint(other, TOP_LEVEL_KEYS.iter().copied())
+                    )
                 };
                 diags.at(&source, Some(key.span()), None, message);
             }
@@ -165,8 +176,12 @@ fn read_dir(dir: &Utf8Path, diags: &mut Diagnostics) -> (Option<SettingsUnit>, V
     let mut settings = None;
     let mut units = Vec::new();
     for file in files {
-        let Some(source) = read(&file, diags) else { continue };
-        let Some(doc) = parse(&source, diags) else { continue };
+        let Some(source) = read(&file, diags) else {
+            continue;
+        };
+        let Some(doc) = parse(&source, diags) else {
+            continue;
+        };
         let span = 0..source.text.len();
         if file.file_name() == Some(SETTINGS_FILE) {
             if doc.contains_key("cmd") || doc.contains_key("shell") {
@@ -203,8 +218,17 @@ fn read_service(
     let raw: Recovered<RawService> = recover::deserialize(table, span, &schema, |span, message| {
         diags.at(source, Some(span), Some(&name), message);
     });
-    let keys = table.iter().map(|(k, _)| (k.get_ref().to_string(), k.span())).collect();
-    Unit { name, source: Rc::clone(source), header, keys, raw }
+    let keys = table
+        .iter()
+        .map(|(k, _)| (k.get_ref().to_string(), k.span()))
+        .collect();
+    Unit {
+        name,
+        source: Rc::clone(source),
+        header,
+        keys,
+        raw,
+    }
 }
 
 fn read_settings(
@@ -217,5 +241,8 @@ fn read_settings(
     let raw = recover::deserialize(table, span, &schema, |span, message| {
         diags.at(source, Some(span), None, message);
     });
-    SettingsUnit { source: Rc::clone(source), raw }
+    SettingsUnit {
+        source: Rc::clone(source),
+        raw,
+    }
 }

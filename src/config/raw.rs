@@ -25,7 +25,7 @@ use toml::Spanned;
 
 use super::size::ByteSize;
 use super::spec::{KillMode, RestartPolicy, Signal};
-use super::suggest::hint;
+use super::suggest::{did_you_mean, hint};
 
 /// The keys allowed at the top of a `services.toml`.
 pub(super) const TOP_LEVEL_KEYS: &[&str] = &["runpm", "services"];
@@ -135,7 +135,10 @@ impl<'de, T: Keywords> Deserialize<'de> for Keyword<T> {
         let text = String::deserialize(d)?;
         match T::WORDS.iter().find(|(word, _)| *word == text) {
             Some(&(_, value)) => Ok(Keyword(value)),
-            None => Err(D::Error::custom(unknown_word(&text, T::WORDS.iter().map(|(w, _)| *w)))),
+            None => Err(D::Error::custom(unknown_word(
+                &text,
+                T::WORDS.iter().map(|(w, _)| *w),
+            ))),
         }
     }
 }
@@ -145,7 +148,10 @@ fn unknown_word<'a>(text: &str, words: impl Iterator<Item = &'a str> + Clone) ->
     let hint = hint(text, words.clone());
     if hint.is_empty() {
         let choices: Vec<String> = words.map(|w| format!("`{w}`")).collect();
-        format!("unknown value `{text}`, expected one of {}", choices.join(", "))
+        format!(
+            "unknown value `{text}`, expected one of {}",
+            choices.join(", ")
+        )
     } else {
         format!("unknown value `{text}`{hint}")
     }
@@ -159,10 +165,16 @@ impl<'de> Deserialize<'de> for SignalName {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
         Signal::parse(&text).map(SignalName).ok_or_else(|| {
+            // Compared without the common `SIG` prefix, which would make every name look
+            // alike (`SIGNOPE` is not a typo of `SIGFPE`).
             let upper = text.trim().to_ascii_uppercase();
-            let full = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
-            let names = nix::sys::signal::Signal::iterator().map(|s| s.as_str());
-            D::Error::custom(format!("unknown signal `{text}`{}", hint(&full, names)))
+            let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+            let names = nix::sys::signal::Signal::iterator().map(|s| &s.as_str()[3..]);
+            let hint = match did_you_mean(bare, names) {
+                Some(name) => format!(" (did you mean `SIG{name}`?)"),
+                None => String::new(),
+            };
+            D::Error::custom(format!("unknown signal `{text}`{hint}"))
         })
     }
 }
@@ -180,7 +192,9 @@ impl<'de> Deserialize<'de> for HostPort {
         if valid {
             Ok(HostPort(text))
         } else {
-            Err(D::Error::custom(format!("invalid address `{text}`: expected `host:port`")))
+            Err(D::Error::custom(format!(
+                "invalid address `{text}`: expected `host:port`"
+            )))
         }
     }
 }
@@ -191,10 +205,29 @@ pub(super) struct ExitCode(pub u8);
 
 impl<'de> Deserialize<'de> for ExitCode {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let n = i64::deserialize(d)?;
-        u8::try_from(n)
-            .map(ExitCode)
-            .map_err(|_| D::Error::custom(format!("exit code {n} is out of range 0..=255")))
+        // A visitor, so the error is raised inside the element's deserializer and gets the
+        // element's span rather than the whole array's.
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = ExitCode;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an exit code from 0 to 255")
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<ExitCode, E> {
+                u8::try_from(n)
+                    .map(ExitCode)
+                    .map_err(|_| E::custom(format!("exit code {n} is out of range 0..=255")))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<ExitCode, E> {
+                u8::try_from(n)
+                    .map(ExitCode)
+                    .map_err(|_| E::custom(format!("exit code {n} is out of range 0..=255")))
+            }
+        }
+        d.deserialize_any(Visitor)
     }
 }
 
@@ -301,7 +334,10 @@ mod tests {
         assert_eq!(service.first(), Some(&"cmd"));
         assert!(service.contains(&"log_keep"));
         assert_eq!(fields_of::<RawReady>(), ["notify", "tcp", "exec", "log"]);
-        assert_eq!(fields_of::<RawHealth>(), ["exec", "tcp", "interval", "timeout", "retries"]);
+        assert_eq!(
+            fields_of::<RawHealth>(),
+            ["exec", "tcp", "interval", "timeout", "retries"]
+        );
         assert_eq!(
             fields_of::<RawSettings>(),
             ["shutdown_timeout", "exit_when", "watch", "state_dir"]
@@ -345,7 +381,9 @@ mod tests {
         let fields = fields_of::<RawService>();
         assert_eq!(fields.len(), values.len());
         for field in fields {
-            let value = values.get(field).unwrap_or_else(|| panic!("no sample for `{field}`"));
+            let value = values
+                .get(field)
+                .unwrap_or_else(|| panic!("no sample for `{field}`"));
             de::<RawService>(&format!("{{ {field} = {value} }}"))
                 .unwrap_or_else(|e| panic!("`{field}` rejected: {e}"));
         }
@@ -353,8 +391,15 @@ mod tests {
 
     #[test]
     fn value_types_explain_themselves() {
-        assert_eq!(de::<Dur>(r#""1m 30s""#).unwrap(), Dur(Duration::from_secs(90)));
-        assert!(de::<Dur>(r#""10 parsecs""#).unwrap_err().starts_with("invalid duration `10 parsecs`"));
+        assert_eq!(
+            de::<Dur>(r#""1m 30s""#).unwrap(),
+            Dur(Duration::from_secs(90))
+        );
+        assert!(
+            de::<Dur>(r#""10 parsecs""#)
+                .unwrap_err()
+                .starts_with("invalid duration `10 parsecs`")
+        );
         assert_eq!(
             de::<Keyword<RestartPolicy>>(r#""on-failur""#).unwrap_err(),
             "unknown value `on-failur` (did you mean `on-failure`?)"
@@ -372,9 +417,17 @@ mod tests {
         assert!(de::<HostPort>(r#""localhost""#).is_err());
         assert!(de::<HostPort>(r#"":80""#).is_err());
         assert!(de::<HostPort>(r#""h:http""#).is_err());
-        assert_eq!(de::<ExitCode>("256").unwrap_err(), "exit code 256 is out of range 0..=255");
-        assert_eq!(de::<RawExitWhen>(r#""any-failed""#).unwrap(), RawExitWhen::AnyFailed);
-        assert!(matches!(de::<RawExitWhen>(r#"["a", "b"]"#).unwrap(), RawExitWhen::Services(v) if v.len() == 2));
+        assert_eq!(
+            de::<ExitCode>("256").unwrap_err(),
+            "exit code 256 is out of range 0..=255"
+        );
+        assert_eq!(
+            de::<RawExitWhen>(r#""any-failed""#).unwrap(),
+            RawExitWhen::AnyFailed
+        );
+        assert!(
+            matches!(de::<RawExitWhen>(r#"["a", "b"]"#).unwrap(), RawExitWhen::Services(v) if v.len() == 2)
+        );
         assert_eq!(
             de::<RawExitWhen>(r#""any-fail""#).unwrap_err(),
             "unknown value `any-fail` (did you mean `any-failed`?), or a list of service names"

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
-use super::suggest::hint;
+use super::suggest::did_you_mean;
 
 /// A table's value after recovery.
 #[derive(Debug)]
@@ -50,7 +50,13 @@ pub(super) fn deserialize<T: for<'de> Deserialize<'de> + Default>(
     for _ in 0..=count_keys(&table) {
         let de = ValueDeserializer::from(Spanned::new(span.clone(), DeValue::Table(table.clone())));
         let error = match T::deserialize(de) {
-            Ok(value) => return Recovered { value, dropped, wholly_failed: false },
+            Ok(value) => {
+                return Recovered {
+                    value,
+                    dropped,
+                    wholly_failed: false,
+                };
+            }
             Err(error) => error,
         };
         let error_span = error.span().unwrap_or(span.clone());
@@ -62,9 +68,21 @@ pub(super) fn deserialize<T: for<'de> Deserialize<'de> + Default>(
         let key = &key[0];
         let message = if located.on_key {
             // The only error serde raises at a key of a struct is an unknown field.
-            let within =
-                if parent.is_empty() { String::new() } else { format!(" in `{}`", parent.join(".")) };
-            let hint = schema(parent).map(|fields| hint(key, fields.iter().copied())).unwrap_or_default();
+            let within = if parent.is_empty() {
+                String::new()
+            } else {
+                format!(" in `{}`", parent.join("."))
+            };
+            let suggestion =
+                schema(parent).and_then(|fields| did_you_mean(key, fields.iter().copied()));
+            if let (true, Some(meant)) = (parent.is_empty(), suggestion) {
+                // The key was most likely meant as `meant`, so checks on `meant` (such as
+                // "no `cmd` given" after `cmnd`) would only repeat this error.
+                dropped.insert(meant.to_owned());
+            }
+            let hint = suggestion
+                .map(|s| format!(" (did you mean `{s}`?)"))
+                .unwrap_or_default();
             format!("unknown field `{key}`{within}{hint}")
         } else {
             format!("`{}`: {}", located.path.join("."), error.message())
@@ -73,7 +91,11 @@ pub(super) fn deserialize<T: for<'de> Deserialize<'de> + Default>(
         remove(&mut table, &located.path);
         dropped.insert(located.path[0].clone());
     }
-    Recovered { value: T::default(), dropped, wholly_failed: true }
+    Recovered {
+        value: T::default(),
+        dropped,
+        wholly_failed: true,
+    }
 }
 
 struct Located {
@@ -87,14 +109,20 @@ fn locate(table: &DeTable<'_>, span: &Range<usize>) -> Option<Located> {
     let holds = |outer: Range<usize>| outer.start <= span.start && span.end <= outer.end;
     for (key, value) in table.iter() {
         if holds(key.span()) {
-            return Some(Located { path: vec![key.get_ref().to_string()], on_key: true });
+            return Some(Located {
+                path: vec![key.get_ref().to_string()],
+                on_key: true,
+            });
         }
         if holds(value.span()) {
             let mut located = match value.get_ref() {
                 DeValue::Table(inner) => locate(inner, span),
                 _ => None,
             }
-            .unwrap_or(Located { path: Vec::new(), on_key: false });
+            .unwrap_or(Located {
+                path: Vec::new(),
+                on_key: false,
+            });
             located.path.insert(0, key.get_ref().to_string());
             return Some(located);
         }
@@ -112,7 +140,9 @@ fn locate(table: &DeTable<'_>, span: &Range<usize>) -> Option<Located> {
 }
 
 fn remove(table: &mut DeTable<'_>, path: &[String]) {
-    let Some((first, rest)) = path.split_first() else { return };
+    let Some((first, rest)) = path.split_first() else {
+        return;
+    };
     if rest.is_empty() {
         table.remove(first.as_str());
     } else if let Some(value) = table.get_mut(first.as_str())

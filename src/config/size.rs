@@ -20,12 +20,16 @@ pub(super) enum SizeError {
 
 pub(super) fn parse_size(input: &str) -> Result<u64, SizeError> {
     let trimmed = input.trim();
-    let digits_end = trimmed.find(|c: char| !c.is_ascii_digit()).unwrap_or(trimmed.len());
+    let digits_end = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
     let (number, unit) = trimmed.split_at(digits_end);
     if number.is_empty() {
         return Err(SizeError::Syntax(input.to_owned()));
     }
-    let number: u64 = number.parse().map_err(|_| SizeError::Overflow(input.to_owned()))?;
+    let number: u64 = number
+        .parse()
+        .map_err(|_| SizeError::Overflow(input.to_owned()))?;
     let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" => 1_000,
@@ -37,10 +41,15 @@ pub(super) fn parse_size(input: &str) -> Result<u64, SizeError> {
         "gib" => 1 << 30,
         "tib" => 1 << 40,
         _ => {
-            return Err(SizeError::Unit { input: input.to_owned(), unit: unit.trim().to_owned() });
+            return Err(SizeError::Unit {
+                input: input.to_owned(),
+                unit: unit.trim().to_owned(),
+            });
         }
     };
-    number.checked_mul(multiplier).ok_or_else(|| SizeError::Overflow(input.to_owned()))
+    number
+        .checked_mul(multiplier)
+        .ok_or_else(|| SizeError::Overflow(input.to_owned()))
 }
 
 /// A positive number of bytes, from a size string or an integer.
@@ -63,7 +72,8 @@ impl<'de> Deserialize<'de> for ByteSize {
             }
 
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ByteSize, E> {
-                let n = u64::try_from(v).map_err(|_| E::custom("size must be greater than zero"))?;
+                let n =
+                    u64::try_from(v).map_err(|_| E::custom("size must be greater than zero"))?;
                 positive(n)
             }
 
@@ -72,7 +82,11 @@ impl<'de> Deserialize<'de> for ByteSize {
             }
         }
         fn positive<E: serde::de::Error>(n: u64) -> Result<ByteSize, E> {
-            if n == 0 { Err(E::custom("size must be greater than zero")) } else { Ok(ByteSize(n)) }
+            if n == 0 {
+                Err(E::custom("size must be greater than zero"))
+            } else {
+                Ok(ByteSize(n))
+            }
         }
         d.deserialize_any(Visitor)
     }
@@ -97,7 +111,13 @@ mod tests {
         assert!(matches!(parse_size("MB"), Err(SizeError::Syntax(_))));
         assert!(matches!(parse_size("-1MB"), Err(SizeError::Syntax(_))));
         assert!(matches!(parse_size("1.5MB"), Err(SizeError::Unit { .. })));
-        assert!(matches!(parse_size("10 parsecs"), Err(SizeError::Unit { .. })));
-        assert!(matches!(parse_size("99999999999TB"), Err(SizeError::Overflow(_))));
+        assert!(matches!(
+            parse_size("10 parsecs"),
+            Err(SizeError::Unit { .. })
+        ));
+        assert!(matches!(
+            parse_size("99999999999TB"),
+            Err(SizeError::Overflow(_))
+        ));
     }
 }

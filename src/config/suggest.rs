@@ -33,13 +33,15 @@ fn distance(a: &str, b: &str) -> usize {
     for (i, row) in rows.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        rows[0][j] = j;
+    for (j, cell) in rows[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut d = (rows[i - 1][j] + 1).min(rows[i][j - 1] + 1).min(rows[i - 1][j - 1] + cost);
+            let mut d = (rows[i - 1][j] + 1)
+                .min(rows[i][j - 1] + 1)
+                .min(rows[i - 1][j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
                 d = d.min(rows[i - 2][j - 2] + 1);
             }
@@ -55,13 +57,24 @@ mod tests {
 
     #[test]
     fn near_misses_are_suggested() {
-        let fields = ["cmd", "shell", "cwd", "env", "env_file", "depends_on", "restart"];
+        let fields = [
+            "cmd",
+            "shell",
+            "cwd",
+            "env",
+            "env_file",
+            "depends_on",
+            "restart",
+        ];
         assert_eq!(did_you_mean("cmnd", fields), Some("cmd"));
         assert_eq!(did_you_mean("cdm", fields), Some("cmd"));
         assert_eq!(did_you_mean("CMD", fields), Some("cmd"));
         assert_eq!(did_you_mean("envfile", fields), Some("env_file"));
         assert_eq!(did_you_mean("dependson", fields), Some("depends_on"));
-        assert_eq!(did_you_mean("on-failur", ["always", "on-failure", "never"]), Some("on-failure"));
+        assert_eq!(
+            did_you_mean("on-failur", ["always", "on-failure", "never"]),
+            Some("on-failure")
+        );
     }
 
     #[test]

@@ -89,7 +89,12 @@ pub(super) fn config(
         Some(unit) => self::settings(unit, &base_dir, &names, diags),
         None => Settings::default(),
     };
-    Config { source, base_dir, settings, services }
+    Config {
+        source,
+        base_dir,
+        settings,
+        services,
+    }
 }
 
 pub(super) fn is_valid_name(name: &str) -> bool {
@@ -115,17 +120,26 @@ fn check_name(unit: &Unit, diags: &mut Diagnostics) {
 fn service(unit: &Unit, base_dir: &Utf8Path, diags: &mut Diagnostics) -> ServiceSpec {
     let raw = &unit.raw.value;
     let dropped = |keys: &[&str]| unit.raw.dropped_any(keys);
-    let report =
-        |diags: &mut Diagnostics, key: &str, message: String| unit.report(diags, unit.at(key), message);
+    let report = |diags: &mut Diagnostics, key: &str, message: String| {
+        unit.report(diags, unit.at(key), message)
+    };
 
     let command = match (&raw.cmd, &raw.shell) {
         (Some(_), Some(_)) => {
-            report(diags, "shell", "both `cmd` and `shell` are set; keep one".into());
+            report(
+                diags,
+                "shell",
+                "both `cmd` and `shell` are set; keep one".into(),
+            );
             Command::Argv(Vec::new())
         }
         (None, None) => {
             if !dropped(&["cmd", "shell"]) {
-                unit.report(diags, unit.header.clone(), "no `cmd` or `shell` given".into());
+                unit.report(
+                    diags,
+                    unit.header.clone(),
+                    "no `cmd` or `shell` given".into(),
+                );
             }
             Command::Argv(Vec::new())
         }
@@ -157,27 +171,43 @@ fn service(unit: &Unit, base_dir: &Utf8Path, diags: &mut Diagnostics) -> Service
         );
     }
 
-    let ready = raw.ready.as_ref().and_then(|r| match ready(r) {
-        Ok(ready) => Some(ready),
-        Err(message) => {
-            report(diags, "ready", message);
-            None
-        }
-    });
-    let health = raw.health.as_ref().and_then(|h| match health(h) {
-        Ok(health) => Some(health),
-        Err(message) => {
-            report(diags, "health", message);
-            None
-        }
-    });
+    let ready = raw
+        .ready
+        .as_ref()
+        .filter(|_| !dropped(&["ready"]))
+        .and_then(|r| match ready(r) {
+            Ok(ready) => Some(ready),
+            Err(message) => {
+                report(diags, "ready", message);
+                None
+            }
+        });
+    let health = raw
+        .health
+        .as_ref()
+        .filter(|_| !dropped(&["health"]))
+        .and_then(|h| match health(h) {
+            Ok(health) => Some(health),
+            Err(message) => {
+                report(diags, "health", message);
+                None
+            }
+        });
     let watchdog = raw.watchdog.map(|d| d.0);
     if let Some(watchdog) = watchdog {
         if watchdog.is_zero() {
-            report(diags, "watchdog", "`watchdog` must be longer than zero".into());
+            report(
+                diags,
+                "watchdog",
+                "`watchdog` must be longer than zero".into(),
+            );
         }
         if ready != Some(Ready::Notify) && !dropped(&["ready"]) {
-            report(diags, "watchdog", "`watchdog` needs `ready = { notify = true }`".into());
+            report(
+                diags,
+                "watchdog",
+                "`watchdog` needs `ready = { notify = true }`".into(),
+            );
         }
     }
 
@@ -193,7 +223,11 @@ fn service(unit: &Unit, base_dir: &Utf8Path, diags: &mut Diagnostics) -> Service
     if let Some(file) = &raw.env_file {
         let path = absolute(base_dir, file);
         match std::fs::read_to_string(&path) {
-            Err(e) => report(diags, "env_file", format!("cannot read env_file `{path}`: {e}")),
+            Err(e) => report(
+                diags,
+                "env_file",
+                format!("cannot read env_file `{path}`: {e}"),
+            ),
             Ok(text) => {
                 let (vars, bad) = envfile::parse(&text);
                 for bad in bad {
@@ -212,8 +246,12 @@ fn service(unit: &Unit, base_dir: &Utf8Path, diags: &mut Diagnostics) -> Service
 
     // The order of dependencies and of exit codes carries no meaning, so they are kept
     // sorted: two files that say the same thing give equal specs and no spurious restart.
-    let mut depends_on: Vec<String> =
-        raw.depends_on.iter().flatten().map(|d| d.get_ref().clone()).collect();
+    let mut depends_on: Vec<String> = raw
+        .depends_on
+        .iter()
+        .flatten()
+        .map(|d| d.get_ref().clone())
+        .collect();
     depends_on.sort();
     depends_on.dedup();
     let mut success_exit_codes: Vec<i32> = match &raw.success_exit_codes {
@@ -226,7 +264,10 @@ fn service(unit: &Unit, base_dir: &Utf8Path, diags: &mut Diagnostics) -> Service
     ServiceSpec {
         name: unit.name.clone(),
         command,
-        cwd: raw.cwd.as_ref().map_or_else(|| base_dir.to_owned(), |cwd| absolute(base_dir, cwd)),
+        cwd: raw
+            .cwd
+            .as_ref()
+            .map_or_else(|| base_dir.to_owned(), |cwd| absolute(base_dir, cwd)),
         env,
         clear_env: raw.clear_env.unwrap_or(false),
         depends_on,
@@ -331,7 +372,13 @@ fn dependencies(units: &[Unit], diags: &mut Diagnostics) {
     let deps: BTreeMap<&str, Vec<&str>> = units
         .iter()
         .map(|u| {
-            let list = u.raw.value.depends_on.iter().flatten().map(|d| d.get_ref().as_str());
+            let list = u
+                .raw
+                .value
+                .depends_on
+                .iter()
+                .flatten()
+                .map(|d| d.get_ref().as_str());
             (u.name.as_str(), list.collect())
         })
         .collect();
@@ -342,17 +389,25 @@ fn dependencies(units: &[Unit], diags: &mut Diagnostics) {
     };
     for problem in graph::check(&deps) {
         let (service, index, message) = match problem {
-            Problem::Unknown { service, index, suggestion } => {
+            Problem::Unknown {
+                service,
+                index,
+                suggestion,
+            } => {
                 let dep = deps[service][index];
-                let hint = suggestion.map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
+                let hint = suggestion
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default();
                 (service, index, format!("unknown dependency `{dep}`{hint}"))
             }
             Problem::SelfDependency { service, index } => {
                 (service, index, "depends on itself".to_owned())
             }
-            Problem::Cycle { path, index } => {
-                (path[0], index, format!("dependency cycle: {}", path.join(" -> ")))
-            }
+            Problem::Cycle { path, index } => (
+                path[0],
+                index,
+                format!("dependency cycle: {}", path.join(" -> ")),
+            ),
         };
         if let Some(unit) = by_name.get(service) {
             let span = dep_span(service, index).or_else(|| unit.at("depends_on"));
@@ -376,7 +431,8 @@ fn settings(
             for name in list {
                 if !names.contains(name.get_ref().as_str()) {
                     let hint = hint(name.get_ref(), names.iter().copied());
-                    let message = format!("unknown service `{}` in `exit_when`{hint}", name.get_ref());
+                    let message =
+                        format!("unknown service `{}` in `exit_when`{hint}", name.get_ref());
                     diags.at(&unit.source, Some(name.span()), None, message);
                 }
             }
@@ -384,7 +440,9 @@ fn settings(
         }
     };
     Settings {
-        shutdown_timeout: raw.shutdown_timeout.map_or(defaults.shutdown_timeout, |d| d.0),
+        shutdown_timeout: raw
+            .shutdown_timeout
+            .map_or(defaults.shutdown_timeout, |d| d.0),
         exit_when,
         watch: raw.watch.unwrap_or(defaults.watch),
         state_dir: raw.state_dir.as_ref().map(|dir| absolute(base_dir, dir)),
