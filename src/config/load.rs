@@ -176,29 +176,51 @@ fn read_dir(dir: &Utf8Path, diags: &mut Diagnostics) -> (Option<SettingsUnit>, V
     let mut settings = None;
     let mut units = Vec::new();
     for file in files {
-        let Some(source) = read(&file, diags) else {
-            continue;
-        };
-        let Some(doc) = parse(&source, diags) else {
+        let is_settings = file.file_name() == Some(SETTINGS_FILE);
+        let name = file.file_stem().unwrap_or_default().to_owned();
+        let source = read(&file, diags);
+        let doc = source.as_ref().and_then(|source| parse(source, diags));
+        let (Some(source), Some(doc)) = (&source, doc) else {
+            // The service still exists, so its dependents are not told it is unknown.
+            if !is_settings {
+                units.push(unreadable_unit(&file, name));
+            }
             continue;
         };
         let span = 0..source.text.len();
-        if file.file_name() == Some(SETTINGS_FILE) {
+        if is_settings {
             if doc.contains_key("cmd") || doc.contains_key("shell") {
                 let message = format!(
                     "`{SETTINGS_FILE}` holds the `[runpm]` settings, so a service cannot be \
                      named `runpm` in a directory of unit files"
                 );
-                diags.at(&source, None, None, message);
+                diags.at(source, None, None, message);
                 continue;
             }
-            settings = Some(read_settings(&source, &doc, span, diags));
+            settings = Some(read_settings(source, &doc, span, diags));
         } else {
-            let name = file.file_stem().unwrap_or_default().to_owned();
-            units.push(read_service(&source, name, None, &doc, span, diags));
+            units.push(read_service(source, name, None, &doc, span, diags));
         }
     }
     (settings, units)
+}
+
+/// A unit whose file was reported as unreadable or unparsable: a name and nothing else.
+fn unreadable_unit(file: &Utf8Path, name: String) -> Unit {
+    Unit {
+        name,
+        source: Rc::new(Source {
+            path: file.to_owned(),
+            text: String::new(),
+        }),
+        header: None,
+        keys: Default::default(),
+        raw: Recovered {
+            value: Default::default(),
+            dropped: Default::default(),
+            wholly_failed: true,
+        },
+    }
 }
 
 fn read_service(

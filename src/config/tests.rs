@@ -657,3 +657,14 @@ fn a_service_that_is_not_a_table() {
         ["services.toml:1:12: service `web`: a service must be a table, like `[services.NAME]`"]
     );
 }
+
+#[test]
+fn a_broken_unit_file_is_still_a_known_service() {
+    let p = Project::new();
+    p.write("units/web.toml", "cmd = [\"x\"]\ndepends_on = [\"db\"]\n");
+    p.write("units/db.toml", "cmd = [\"x\"\n");
+    assert_eq!(
+        errors_at(&p, &p.root.join("units")),
+        ["units/db.toml:1:11: unclosed array, expected `]`"]
+    );
+}
