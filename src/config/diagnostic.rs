@@ -149,10 +149,14 @@ impl Diagnostics {
         self.list.push(diagnostic);
     }
 
-    /// `Ok(value)` if nothing was reported, else every diagnostic in reading order.
-    pub fn finish<T>(self, value: impl FnOnce() -> T) -> Result<T, ConfigErrors> {
-        if self.list.is_empty() {
-            return Ok(value());
+    /// `Ok(value)` if nothing was reported, else every diagnostic in reading order. Callers
+    /// pass `None` only after reporting why, so an empty error list is never returned in
+    /// practice; it is still an error rather than a panic.
+    pub fn finish<T>(self, value: Option<T>) -> Result<T, ConfigErrors> {
+        if self.list.is_empty()
+            && let Some(value) = value
+        {
+            return Ok(value);
         }
         let mut diagnostics = self.list;
         // A stable sort keeps the order of discovery among problems at the same place, and
@@ -190,8 +194,8 @@ mod tests {
         assert_eq!(s.position(0), (1, 1));
         assert_eq!(s.position(4), (1, 5));
         assert_eq!(s.position(6), (2, 1));
-        // `=` after a two-byte character is the 4th character, 5th byte.
-        assert_eq!(s.position(10), (2, 5));
+        // `=` follows a two-byte character: the 4th character of its line, its 5th byte.
+        assert_eq!(s.position(10), (2, 4));
         assert_eq!(s.position(1000), (3, 1));
     }
 
@@ -227,7 +231,7 @@ mod tests {
         d.at(&s, Some(4..5), None, "third");
         d.in_file("services.toml".into(), None, "last");
         d.at(&s, Some(0..1), Some("x"), "first");
-        let errors = d.finish(|| ()).unwrap_err();
+        let errors = d.finish(Some(())).unwrap_err();
         assert_eq!(
             errors.to_string(),
             "services.toml:1:1: service `x`: first\nservices.toml:3:1: third\nservices.toml: last"

@@ -27,56 +27,48 @@ const SETTINGS_FILE: &str = "runpm.toml";
 /// Loads and validates a `services.toml` file or a directory of unit files.
 pub fn load(path: &Utf8Path) -> Result<Config, ConfigErrors> {
     let mut diags = Diagnostics::default();
-    let absolute = match std::env::current_dir() {
-        Ok(cwd) => match Utf8PathBuf::try_from(cwd) {
-            Ok(cwd) => validate::absolute(&cwd, path),
-            Err(e) => {
-                diags.in_file(path, None, format!("current directory is not UTF-8: {e}"));
-                return diags.finish(|| unreachable_config(path));
-            }
-        },
+    let config = read_and_validate(path, &mut diags);
+    diags.finish(config)
+}
+
+/// `None` only when nothing could be read at all, after reporting why.
+fn read_and_validate(path: &Utf8Path, diags: &mut Diagnostics) -> Option<Config> {
+    let cwd = match std::env::current_dir().map(Utf8PathBuf::try_from) {
+        Ok(Ok(cwd)) => cwd,
+        Ok(Err(e)) => {
+            diags.in_file(path, None, format!("current directory is not UTF-8: {e}"));
+            return None;
+        }
         Err(e) => {
             diags.in_file(
                 path,
                 None,
                 format!("cannot find the current directory: {e}"),
             );
-            return diags.finish(|| unreachable_config(path));
+            return None;
         }
     };
+    let absolute = validate::absolute(&cwd, path);
     let is_dir = match std::fs::metadata(&absolute) {
         Ok(meta) => meta.is_dir(),
         Err(e) => {
             diags.in_file(path, None, format!("cannot read: {e}"));
-            return diags.finish(|| unreachable_config(path));
+            return None;
         }
     };
-    let (base_dir, settings, units) = if is_dir {
-        let (settings, units) = read_dir(path, &mut diags);
-        (absolute.clone(), settings, units)
+    let (base_dir, (settings, units)) = if is_dir {
+        (absolute.clone(), read_dir(path, diags))
     } else {
         let base_dir = absolute
             .parent()
             .map_or_else(|| absolute.clone(), Utf8Path::to_owned);
-        let (settings, units) = match read(path, &mut diags) {
-            Some(source) => parse_file(source, &mut diags),
+        let parsed = match read(path, diags) {
+            Some(source) => parse_file(source, diags),
             None => (None, Vec::new()),
         };
-        (base_dir, settings, units)
+        (base_dir, parsed)
     };
-    let config = validate::config(absolute, base_dir, settings, units, &mut diags);
-    diags.finish(|| config)
-}
-
-/// Never built: `finish` only calls it when no diagnostic was recorded, and every caller has
-/// just recorded one. A plain value keeps the early returns free of `unwrap`.
-fn unreachable_config(path: &Utf8Path) -> Config {
-    Config {
-        source: path.to_owned(),
-        base_dir: path.to_owned(),
-        settings: Default::default(),
-        services: Default::default(),
-    }
+    Some(validate::config(absolute, base_dir, settings, units, diags))
 }
 
 fn read(path: &Utf8Path, diags: &mut Diagnostics) -> Option<Rc<Source>> {
@@ -118,7 +110,7 @@ fn parse_file(source: Rc<Source>, diags: &mut Diagnostics) -> (Option<SettingsUn
                 for (name, value) in services.iter() {
                     let DeValue::Table(table) = value.get_ref() else {
                         let message = "a service must be a table, like `[services.NAME]`";
-                        diags.at(&source, Some(value.span()), Some(name.get_ref()), message);
+                        diags.at(&source, Some(name.span()), Some(name.get_ref()), message);
                         continue;
                     };
                     units.push(read_service(
@@ -184,29 +176,51 @@ fn read_dir(dir: &Utf8Path, diags: &mut Diagnostics) -> (Option<SettingsUnit>, V
     let mut settings = None;
     let mut units = Vec::new();
     for file in files {
-        let Some(source) = read(&file, diags) else {
-            continue;
-        };
-        let Some(doc) = parse(&source, diags) else {
+        let is_settings = file.file_name() == Some(SETTINGS_FILE);
+        let name = file.file_stem().unwrap_or_default().to_owned();
+        let source = read(&file, diags);
+        let doc = source.as_ref().and_then(|source| parse(source, diags));
+        let (Some(source), Some(doc)) = (&source, doc) else {
+            // The service still exists, so its dependents are not told it is unknown.
+            if !is_settings {
+                units.push(unreadable_unit(&file, name));
+            }
             continue;
         };
         let span = 0..source.text.len();
-        if file.file_name() == Some(SETTINGS_FILE) {
+        if is_settings {
             if doc.contains_key("cmd") || doc.contains_key("shell") {
                 let message = format!(
                     "`{SETTINGS_FILE}` holds the `[runpm]` settings, so a service cannot be \
                      named `runpm` in a directory of unit files"
                 );
-                diags.at(&source, None, None, message);
+                diags.at(source, None, None, message);
                 continue;
             }
-            settings = Some(read_settings(&source, &doc, span, diags));
+            settings = Some(read_settings(source, &doc, span, diags));
         } else {
-            let name = file.file_stem().unwrap_or_default().to_owned();
-            units.push(read_service(&source, name, None, &doc, span, diags));
+            units.push(read_service(source, name, None, &doc, span, diags));
         }
     }
     (settings, units)
+}
+
+/// A unit whose file was reported as unreadable or unparsable: a name and nothing else.
+fn unreadable_unit(file: &Utf8Path, name: String) -> Unit {
+    Unit {
+        name,
+        source: Rc::new(Source {
+            path: file.to_owned(),
+            text: String::new(),
+        }),
+        header: None,
+        keys: Default::default(),
+        raw: Recovered {
+            value: Default::default(),
+            dropped: Default::default(),
+            wholly_failed: true,
+        },
+    }
 }
 
 fn read_service(

@@ -21,3 +21,6 @@ pub use diagnostic::{ConfigErrors, Diagnostic};
 pub use discover::{DEFAULT_FILE, DiscoverError, discover};
 pub use load::load;
 pub use spec::*;
+
+#[cfg(test)]
+mod tests;

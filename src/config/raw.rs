@@ -25,7 +25,7 @@ use toml::Spanned;
 
 use super::size::ByteSize;
 use super::spec::{KillMode, RestartPolicy, Signal};
-use super::suggest::hint;
+use super::suggest::{did_you_mean, hint};
 
 /// The keys allowed at the top of a `services.toml`.
 pub(super) const TOP_LEVEL_KEYS: &[&str] = &["runpm", "services"];
@@ -165,14 +165,16 @@ impl<'de> Deserialize<'de> for SignalName {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
         Signal::parse(&text).map(SignalName).ok_or_else(|| {
+            // Compared without the common `SIG` prefix, which would make every name look
+            // alike (`SIGNOPE` is not a typo of `SIGFPE`).
             let upper = text.trim().to_ascii_uppercase();
-            let full = if upper.starts_with("SIG") {
-                upper
-            } else {
-                format!("SIG{upper}")
+            let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+            let names = nix::sys::signal::Signal::iterator().map(|s| &s.as_str()[3..]);
+            let hint = match did_you_mean(bare, names) {
+                Some(name) => format!(" (did you mean `SIG{name}`?)"),
+                None => String::new(),
             };
-            let names = nix::sys::signal::Signal::iterator().map(|s| s.as_str());
-            D::Error::custom(format!("unknown signal `{text}`{}", hint(&full, names)))
+            D::Error::custom(format!("unknown signal `{text}`{hint}"))
         })
     }
 }
@@ -203,10 +205,29 @@ pub(super) struct ExitCode(pub u8);
 
 impl<'de> Deserialize<'de> for ExitCode {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let n = i64::deserialize(d)?;
-        u8::try_from(n)
-            .map(ExitCode)
-            .map_err(|_| D::Error::custom(format!("exit code {n} is out of range 0..=255")))
+        // A visitor, so the error is raised inside the element's deserializer and gets the
+        // element's span rather than the whole array's.
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = ExitCode;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an exit code from 0 to 255")
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<ExitCode, E> {
+                u8::try_from(n)
+                    .map(ExitCode)
+                    .map_err(|_| E::custom(format!("exit code {n} is out of range 0..=255")))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<ExitCode, E> {
+                u8::try_from(n)
+                    .map(ExitCode)
+                    .map_err(|_| E::custom(format!("exit code {n} is out of range 0..=255")))
+            }
+        }
+        d.deserialize_any(Visitor)
     }
 }
 

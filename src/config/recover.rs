@@ -14,7 +14,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
-use super::suggest::hint;
+use super::suggest::did_you_mean;
 
 /// A table's value after recovery.
 #[derive(Debug)]
@@ -73,8 +73,15 @@ pub(super) fn deserialize<T: for<'de> Deserialize<'de> + Default>(
             } else {
                 format!(" in `{}`", parent.join("."))
             };
-            let hint = schema(parent)
-                .map(|fields| hint(key, fields.iter().copied()))
+            let suggestion =
+                schema(parent).and_then(|fields| did_you_mean(key, fields.iter().copied()));
+            if let (true, Some(meant)) = (parent.is_empty(), suggestion) {
+                // The key was most likely meant as `meant`, so checks on `meant` (such as
+                // "no `cmd` given" after `cmnd`) would only repeat this error.
+                dropped.insert(meant.to_owned());
+            }
+            let hint = suggestion
+                .map(|s| format!(" (did you mean `{s}`?)"))
                 .unwrap_or_default();
             format!("unknown field `{key}`{within}{hint}")
         } else {

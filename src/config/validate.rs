@@ -171,20 +171,28 @@ fn service(unit: &Unit, base_dir: &Utf8Path, diags: &mut Diagnostics) -> Service
         );
     }
 
-    let ready = raw.ready.as_ref().and_then(|r| match ready(r) {
-        Ok(ready) => Some(ready),
-        Err(message) => {
-            report(diags, "ready", message);
-            None
-        }
-    });
-    let health = raw.health.as_ref().and_then(|h| match health(h) {
-        Ok(health) => Some(health),
-        Err(message) => {
-            report(diags, "health", message);
-            None
-        }
-    });
+    let ready = raw
+        .ready
+        .as_ref()
+        .filter(|_| !dropped(&["ready"]))
+        .and_then(|r| match ready(r) {
+            Ok(ready) => Some(ready),
+            Err(message) => {
+                report(diags, "ready", message);
+                None
+            }
+        });
+    let health = raw
+        .health
+        .as_ref()
+        .filter(|_| !dropped(&["health"]))
+        .and_then(|h| match health(h) {
+            Ok(health) => Some(health),
+            Err(message) => {
+                report(diags, "health", message);
+                None
+            }
+        });
     let watchdog = raw.watchdog.map(|d| d.0);
     if let Some(watchdog) = watchdog {
         if watchdog.is_zero() {
