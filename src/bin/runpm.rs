@@ -144,11 +144,12 @@ fn up(file: FileArg, subreaper: bool, no_color: bool, only: Vec<String>) -> u8 {
         );
         return exit::FAILED;
     }
-    if subreaper && !process::is_pid1() {
-        if let Err(e) = process::become_subreaper() {
-            eprintln!("runpm: cannot become a subreaper: {e}");
-            return exit::FAILED;
-        }
+    if subreaper
+        && !process::is_pid1()
+        && let Err(e) = process::become_subreaper()
+    {
+        eprintln!("runpm: cannot become a subreaper: {e}");
+        return exit::FAILED;
     }
     let colour =
         !no_color && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
