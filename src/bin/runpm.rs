@@ -45,7 +45,9 @@ enum Command {
     Up {
         #[command(flatten)]
         file: FileArg,
-        /// Reap orphaned descendants as PID 1 does (PR_SET_CHILD_SUBREAPER)
+        /// Reap orphaned descendants as PID 1 does (PR_SET_CHILD_SUBREAPER). Always on: runpm
+        /// must see the last process of a service's group end to know its stop is complete;
+        /// the flag is accepted for scripts that pass it
         #[arg(long)]
         subreaper: bool,
         /// Never colour the log prefixes (also: NO_COLOR set)
@@ -144,8 +146,8 @@ fn up(file: FileArg, subreaper: bool, no_color: bool, only: Vec<String>) -> u8 {
         );
         return exit::FAILED;
     }
-    if subreaper
-        && !process::is_pid1()
+    let _ = subreaper;
+    if !process::is_pid1()
         && let Err(e) = process::become_subreaper()
     {
         eprintln!("runpm: cannot become a subreaper: {e}");

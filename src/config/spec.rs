@@ -178,7 +178,9 @@ pub enum ExitWhen {
 pub struct Settings {
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
-    pub exit_when: ExitWhen,
+    /// `None` when the config does not say: a foreground `runpm up` then ends once every
+    /// service has ended (`all-exited`), while a detached daemon keeps serving.
+    pub exit_when: Option<ExitWhen>,
     pub watch: bool,
     pub state_dir: Option<Utf8PathBuf>,
 }
@@ -187,7 +189,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             shutdown_timeout: Duration::from_secs(30),
-            exit_when: ExitWhen::AllExited,
+            exit_when: None,
             watch: true,
             state_dir: None,
         }
@@ -210,28 +212,7 @@ impl Config {
     /// Services in an order where every service comes after its dependencies.
     /// Validation guarantees the graph has no cycle.
     pub fn start_order(&self) -> Vec<&str> {
-        let mut order = Vec::with_capacity(self.services.len());
-        let mut seen = std::collections::BTreeSet::new();
-        fn visit<'a>(
-            name: &'a str,
-            cfg: &'a Config,
-            seen: &mut std::collections::BTreeSet<&'a str>,
-            order: &mut Vec<&'a str>,
-        ) {
-            if !seen.insert(name) {
-                return;
-            }
-            if let Some(spec) = cfg.services.get(name) {
-                for dep in &spec.depends_on {
-                    visit(dep, cfg, seen, order);
-                }
-            }
-            order.push(name);
-        }
-        for name in self.services.keys() {
-            visit(name, self, &mut seen, &mut order);
-        }
-        order
+        dependency_order(self.services.values())
     }
 
     /// The named services plus everything they transitively depend on.
@@ -254,4 +235,31 @@ impl Config {
         }
         out
     }
+}
+
+/// `specs` in an order where every service comes after those of its dependencies that are
+/// among them (depth-first, so it is stable for a given set). Assumes no cycle.
+pub fn dependency_order<'a>(specs: impl IntoIterator<Item = &'a ServiceSpec>) -> Vec<&'a str> {
+    let by_name: BTreeMap<&str, &ServiceSpec> = specs.into_iter().map(|s| (s.name.as_str(), s)).collect();
+    let mut order = Vec::with_capacity(by_name.len());
+    let mut seen = std::collections::BTreeSet::new();
+    fn visit<'a>(
+        name: &'a str,
+        by_name: &BTreeMap<&'a str, &'a ServiceSpec>,
+        seen: &mut std::collections::BTreeSet<&'a str>,
+        order: &mut Vec<&'a str>,
+    ) {
+        let Some(spec) = by_name.get(name) else { return };
+        if !seen.insert(name) {
+            return;
+        }
+        for dep in &spec.depends_on {
+            visit(dep, by_name, seen, order);
+        }
+        order.push(spec.name.as_str());
+    }
+    for name in by_name.keys() {
+        visit(name, &by_name, &mut seen, &mut order);
+    }
+    order
 }

@@ -101,7 +101,7 @@ fn check_full(config: &Config, root: &Utf8Path) {
         config.settings,
         Settings {
             shutdown_timeout: Duration::from_secs(45),
-            exit_when: ExitWhen::Services(vec!["web".into()]),
+            exit_when: Some(ExitWhen::Services(vec!["web".into()])),
             watch: false,
             state_dir: Some(root.join("state")),
         }

@@ -425,8 +425,9 @@ fn settings(
     let raw = &unit.raw.value;
     let defaults = Settings::default();
     let exit_when = match &raw.exit_when {
-        None | Some(RawExitWhen::AllExited) => ExitWhen::AllExited,
-        Some(RawExitWhen::AnyFailed) => ExitWhen::AnyFailed,
+        None => None,
+        Some(RawExitWhen::AllExited) => Some(ExitWhen::AllExited),
+        Some(RawExitWhen::AnyFailed) => Some(ExitWhen::AnyFailed),
         Some(RawExitWhen::Services(list)) => {
             for name in list {
                 if !names.contains(name.get_ref().as_str()) {
@@ -436,7 +437,7 @@ fn settings(
                     diags.at(&unit.source, Some(name.span()), None, message);
                 }
             }
-            ExitWhen::Services(list.iter().map(|n| n.get_ref().clone()).collect())
+            Some(ExitWhen::Services(list.iter().map(|n| n.get_ref().clone()).collect()))
         }
     };
     Settings {

@@ -18,7 +18,11 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal as NixSignal;
 
-use crate::config::{Config, KillMode, Settings, Signal};
+use std::collections::BTreeSet;
+
+use crate::config::{Config, ExitWhen, KillMode, Settings, Signal, dependency_order};
+use crate::ipc::{ErrorKind, ProtocolError};
+use crate::reconcile::Desired;
 use crate::process::{ExitStatus, Target};
 
 use super::event::{Effect, Event, Now};
@@ -40,31 +44,62 @@ pub struct Supervisor {
     order: Vec<String>,
     by_pid: HashMap<i32, String>,
     settings: Settings,
+    /// `settings.exit_when`, or the mode's default when the config does not say.
+    exit_when: Option<ExitWhen>,
+    /// Where the config was loaded from, for reload replies.
+    source: String,
     shutdown: Option<Shutdown>,
     /// runpm's exit code as decided so far: set by `exit_when`, or by the first stop that
     /// was not clean. Failed services are consulted when it is unset.
     exit_code: Option<u8>,
+    /// Operator requests that reply once their services got where they were sent.
+    waiters: Vec<Waiter>,
     jitter: Jitter,
 }
 
 const SIGKILL: Signal = Signal(NixSignal::SIGKILL);
 
 impl Supervisor {
-    pub fn new(config: &Config, jitter: Jitter, now: Now) -> Supervisor {
-        let services = config
-            .services
-            .iter()
-            .map(|(name, spec)| (name.clone(), Service::new(Arc::new(spec.clone()), now.wall)))
-            .collect();
+    /// A supervisor with no services yet; [`Supervisor::boot`] brings the config in.
+    /// `exit_when_default` applies when the config sets no `exit_when`.
+    pub fn new(config: &Config, exit_when_default: Option<ExitWhen>, jitter: Jitter) -> Supervisor {
         Supervisor {
-            services,
-            order: config.start_order().into_iter().map(String::from).collect(),
+            services: BTreeMap::new(),
+            order: Vec::new(),
             by_pid: HashMap::new(),
+            exit_when: config.settings.exit_when.clone().or(exit_when_default),
             settings: config.settings.clone(),
+            source: config.source.to_string(),
             shutdown: None,
             exit_code: None,
+            waiters: Vec::new(),
             jitter,
         }
+    }
+
+    /// Brings `config` in through the planner, starting `only` (with what they depend on),
+    /// or every `autostart` service when `only` is `None`.
+    pub fn boot(&mut self, config: &Config, only: Option<&[String]>, now: Now) -> Vec<Effect> {
+        let up: BTreeSet<&str> = match only {
+            Some(names) => config.closure(names),
+            None => {
+                let autostart: Vec<String> =
+                    config.services.values().filter(|s| s.autostart).map(|s| s.name.clone()).collect();
+                config.closure(&autostart)
+            }
+        };
+        let desired = config
+            .services
+            .iter()
+            .map(|(name, spec)| {
+                let d = Desired { spec: Arc::new(spec.clone()), up: up.contains(name.as_str()) };
+                (name.clone(), d)
+            })
+            .collect();
+        let mut fx = Vec::new();
+        self.apply_plan(&desired, &BTreeSet::new(), now);
+        self.drive(now, &mut fx);
+        fx
     }
 
     pub fn services(&self) -> impl Iterator<Item = (&String, &Service)> {
@@ -79,42 +114,14 @@ impl Supervisor {
         self.shutdown.is_some()
     }
 
-    /// Asks for these services to run, and for what they depend on. A named service that
-    /// ended (or failed) is re-armed; a dependency is only when it is stopped or ended
-    /// badly, so that a task that already completed is not run again.
-    pub fn start(&mut self, names: &[String], now: Now) -> Vec<Effect> {
-        let mut todo: Vec<(String, bool)> = names.iter().map(|n| (n.clone(), true)).collect();
-        while let Some((name, named)) = todo.pop() {
-            let Some(svc) = self.services.get_mut(&name) else {
-                continue;
-            };
-            let rearm = match svc.phase {
-                Phase::Stopped => true,
-                Phase::Exited { .. } | Phase::Failed { .. } => named || failure_code(svc).is_some(),
-                _ => false,
-            };
-            if svc.want == Want::Up && !rearm {
-                continue;
-            }
-            svc.want = Want::Up;
-            svc.stopped_by_operator = false;
-            if rearm {
-                svc.history = Default::default();
-                svc.set_phase(Phase::Waiting, now.wall);
-            }
-            todo.extend(svc.spec.depends_on.iter().map(|d| (d.clone(), false)));
-        }
-        let mut fx = Vec::new();
-        self.drive(now, &mut fx);
-        fx
-    }
-
     pub fn handle(&mut self, event: Event, now: Now) -> Vec<Effect> {
         let mut fx = Vec::new();
         match event {
             Event::ChildExited { pid, status } => self.on_exit(pid, status, now, &mut fx),
             Event::Spawned { service, pid } => {
-                if let Some(svc) = self.services.get_mut(&service) {
+                if let Some(svc) = self.services.get_mut(&service)
+                    && svc.phase == Phase::Spawning
+                {
                     tracing::info!("{service}: started (pid {pid})");
                     self.by_pid.insert(pid, service);
                     svc.set_phase(
@@ -157,7 +164,7 @@ impl Supervisor {
             Event::Terminate { signal } => match self.shutdown {
                 None => {
                     tracing::info!("received {signal}: stopping all services");
-                    self.begin_shutdown(now);
+                    self.begin_shutdown(now, &mut fx);
                 }
                 Some(s) if !s.escalated => {
                     tracing::warn!("received {signal} again: killing all services now");
@@ -321,7 +328,11 @@ impl Supervisor {
         }
     }
 
-    fn begin_shutdown(&mut self, now: Now) {
+    fn begin_shutdown(&mut self, now: Now, fx: &mut Vec<Effect>) {
+        for w in std::mem::take(&mut self.waiters) {
+            let error = ProtocolError::new(ErrorKind::ShuttingDown, "runpm is shutting down");
+            fx.push(Effect::Reply { token: w.token, reply: Err(error) });
+        }
         self.shutdown = Some(Shutdown {
             deadline: now.at + self.settings.shutdown_timeout,
             escalated: false,
@@ -445,17 +456,19 @@ impl Supervisor {
     /// A dependency is satisfied when it runs, or when it was a task that completed.
     fn satisfied(&self, dep: &str) -> bool {
         self.services.get(dep).is_some_and(|d| match d.phase {
-            Phase::Running(_) => true,
+            Phase::Running(_) => !d.restart_pending,
             Phase::Exited { .. } => failure_code(d).is_none(),
             _ => false,
         })
     }
 
-    /// Whether a service that is going down must first wait for a dependent of it that is
-    /// going down too (stop in reverse dependency order).
+    /// Whether a service that is going down (or restarting) must first wait for a dependent
+    /// of it that is going down too: stops run in reverse dependency order.
     fn has_active_dependent_going_down(&self, name: &str) -> bool {
         self.services.values().any(|s| {
-            s.want == Want::Down && s.is_active() && s.spec.depends_on.iter().any(|d| d == name)
+            s.is_active()
+                && (s.want == Want::Down || s.restart_pending || matches!(s.phase, Phase::Stopping(_)))
+                && s.spec.depends_on.iter().any(|d| d == name)
         })
     }
 
@@ -484,36 +497,60 @@ impl Supervisor {
         }
         for name in self.order.clone().into_iter().rev() {
             let svc = &self.services[&name];
-            if svc.want != Want::Down {
-                continue;
-            }
-            match svc.phase {
-                Phase::Waiting | Phase::Backoff { .. } => {
-                    let svc = self
-                        .services
-                        .get_mut(&name)
-                        .expect("name comes from the table");
-                    svc.set_phase(Phase::Stopped, now.wall);
+            let waits = self.has_active_dependent_going_down(&name);
+            let svc_mut = |sup: &mut Supervisor| sup.services.get_mut(&name).expect("name comes from the table");
+            match (svc.want, &svc.phase) {
+                (Want::Down, Phase::Waiting | Phase::Backoff { .. }) => {
+                    svc_mut(self).set_phase(Phase::Stopped, now.wall);
                 }
-                Phase::Running(_) if !self.has_active_dependent_going_down(&name) => {
-                    self.begin_stop(&name, AfterStop::Stay, now, fx);
-                }
+                (Want::Down, Phase::Running(_)) if !waits => self.begin_stop(&name, AfterStop::Stay, now, fx),
+                (Want::Up, _) if svc.restart_pending => match &svc.phase {
+                    Phase::Running(_) if !waits => {
+                        svc_mut(self).restart_pending = false;
+                        self.begin_stop(&name, AfterStop::Start, now, fx);
+                    }
+                    Phase::Running(_) | Phase::Spawning => {}
+                    Phase::Stopping(_) => {
+                        let svc = svc_mut(self);
+                        svc.restart_pending = false;
+                        if let Phase::Stopping(st) = &mut svc.phase {
+                            st.then = AfterStop::Start;
+                        }
+                    }
+                    Phase::Waiting | Phase::Backoff { .. } | Phase::Stopped | Phase::Exited { .. } | Phase::Failed { .. } => {
+                        let svc = svc_mut(self);
+                        svc.restart_pending = false;
+                        svc.history = Default::default();
+                        svc.set_phase(Phase::Waiting, now.wall);
+                    }
+                },
                 _ => {}
             }
         }
+        // Services removed from the config leave the table once nothing of them runs.
+        let gone: Vec<String> =
+            self.services.iter().filter(|(_, s)| s.removing && !s.is_active()).map(|(n, _)| n.clone()).collect();
+        if !gone.is_empty() {
+            for name in &gone {
+                self.services.remove(name);
+            }
+            self.reorder();
+        }
+        self.check_waiters(now, fx);
         self.check_exit(now, fx);
     }
 
     fn check_exit(&mut self, now: Now, fx: &mut Vec<Effect>) {
         if self.shutdown.is_none() {
-            let Some(code) = exit_when_fired(&self.settings.exit_when, &self.services) else {
+            let Some(when) = &self.exit_when else { return };
+            let Some(code) = exit_when_fired(when, &self.services) else {
                 return;
             };
             tracing::info!("exit_when is met: stopping");
             if code != 0 {
                 self.exit_code.get_or_insert(code);
             }
-            self.begin_shutdown(now);
+            self.begin_shutdown(now, fx);
             // Stop whatever still runs, in order, before the exit below can be reached.
             self.drive(now, fx);
             return;
@@ -538,9 +575,22 @@ impl Supervisor {
     }
 }
 
+impl Supervisor {
+    fn reorder(&mut self) {
+        self.order = dependency_order(self.services.values().map(|s| s.spec.as_ref()))
+            .into_iter()
+            .map(String::from)
+            .collect();
+    }
+}
+
 fn round_ms(d: Duration) -> Duration {
     Duration::from_millis(d.as_millis() as u64)
 }
 
+mod apply;
+mod operator;
 #[cfg(test)]
 mod tests;
+
+use operator::Waiter;

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use crate::config::{ServiceSpec, Signal};
+use crate::config::{Config, ServiceSpec, Signal};
+use crate::ipc::{ProtocolError, Request};
 use crate::process::{ExitStatus, Target};
 
 /// The moment an event is handled, on both clocks: the monotonic one for every deadline and
@@ -42,8 +43,14 @@ pub enum Event {
     Tick,
     /// SIGTERM or SIGINT: stop everything; a second one escalates.
     Terminate { signal: &'static str },
-    /// SIGHUP.
+    /// SIGHUP: reload.
     Hangup,
+    /// The watcher saw the config change on disk.
+    ConfigChanged,
+    /// Answer to [`Effect::LoadConfig`]: the new config, or every diagnostic in one message.
+    ConfigLoaded { token: Option<u64>, dry_run: bool, result: Result<Config, String> },
+    /// A control request; answered by one [`Effect::Reply`] with the same token.
+    Request { token: u64, request: Request },
 }
 
 /// Side effects the runtime must carry out, in order.
@@ -63,6 +70,10 @@ pub enum Effect {
     /// Find out whether the process group is empty; answer with `GroupEmpty` if so, and with
     /// nothing otherwise (a later orphan exit or the kill deadline asks again).
     CheckGroup { service: String, pgid: i32 },
+    /// Read and validate the config file again; answer with `ConfigLoaded`.
+    LoadConfig { token: Option<u64>, dry_run: bool },
+    /// Answer the control request `token`.
+    Reply { token: u64, reply: Result<serde_json::Value, ProtocolError> },
     /// runpm is done: exit with this code.
     Exit { code: u8 },
 }

@@ -85,6 +85,11 @@ pub struct Service {
     pub history: History,
     pub exits: VecDeque<ExitRecord>,
     pub stopped_by_operator: bool,
+    /// A restart was asked for (operator, changed spec, restarted dependency) and waits for
+    /// its turn: dependents stop first.
+    pub restart_pending: bool,
+    /// Removed from the config: leaves the table once stopped.
+    pub removing: bool,
 }
 
 impl Service {
@@ -98,6 +103,8 @@ impl Service {
             history: History::default(),
             exits: VecDeque::new(),
             stopped_by_operator: false,
+            restart_pending: false,
+            removing: false,
         }
     }
 

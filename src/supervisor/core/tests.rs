@@ -12,6 +12,7 @@ use crate::supervisor::{Phase, Status};
 
 struct Harness {
     sup: Supervisor,
+    cfg: Config,
     t0: Instant,
     elapsed: Duration,
     next_pid: i32,
@@ -78,8 +79,8 @@ impl Harness {
     }
 
     fn start_all(&mut self) -> Vec<Effect> {
-        let names: Vec<String> = self.sup.services().map(|(n, _)| n.clone()).collect();
-        self.sup.start(&names, self.now())
+        let now = self.now();
+        self.sup.boot(&self.cfg, None, now)
     }
 
     /// Answers every spawn in `fx` with success, repeatedly, like the runtime does.
@@ -273,7 +274,7 @@ fn a_crash_loop_ends_in_failed_and_any_failed_exits_with_its_code() {
     s.max_restarts = 2;
     s.restart_delay = Duration::ZERO;
     let settings = Settings {
-        exit_when: ExitWhen::AnyFailed,
+        exit_when: Some(ExitWhen::AnyFailed),
         ..Settings::default()
     };
     let mut h = Harness::with_settings(vec![s, spec("other")], settings);
@@ -631,7 +632,7 @@ fn exit_when_names_a_service() {
     let mut task = spec("task");
     task.restart = RestartPolicy::Never;
     let settings = Settings {
-        exit_when: ExitWhen::Services(vec!["task".into()]),
+        exit_when: Some(ExitWhen::Services(vec!["task".into()])),
         ..Settings::default()
     };
     let mut h = Harness::with_settings(vec![task, spec("web")], settings);
@@ -660,8 +661,15 @@ fn exit_when_names_a_service() {
 }
 
 #[test]
-fn phases_match_statuses() {
-    let h = Harness::new(vec![spec("a")]);
-    assert_eq!(h.status("a"), Status::Stopped);
-    assert!(matches!(h.sup.service("a").unwrap().phase, Phase::Stopped));
+fn boot_defines_every_service_and_starts_only_the_selection() {
+    let mut off = spec("off");
+    off.autostart = false;
+    let mut h = Harness::new(vec![spec("a"), dep("b", &["a"]), spec("c"), off]);
+    let now = h.now();
+    let cfg = h.cfg.clone();
+    let fx = h.sup.boot(&cfg, Some(&["b".to_string()]), now);
+    assert_eq!(spawned(&fx), ["a"]);
+    assert_eq!(h.status("c"), Status::Stopped);
+    assert_eq!(h.status("off"), Status::Stopped);
+    assert!(matches!(h.sup.service("off").unwrap().phase, Phase::Stopped));
 }

@@ -1,0 +1,289 @@
+//! Control requests: status, start, stop, restart, reload and shutdown.
+//!
+//! Start, stop and restart change what is wanted and go through the planner like a reload
+//! does; the reply waits (a [`Waiter`]) until the services got where they were sent, or
+//! failed on the way, so `runpmctl restart worker` can print the new pid.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde_json::json;
+
+use crate::config::Config;
+use crate::ipc::{ErrorKind, ExitInfo, ProtocolError, Request, ServiceInfo, StatusResult};
+use crate::reconcile::{self, Desired};
+use crate::supervisor::event::{Effect, Now};
+use crate::supervisor::service::{Phase, Service, Want};
+use crate::supervisor::status::{EndReason, Status};
+
+use super::Supervisor;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Op {
+    Start,
+    Stop,
+    Restart,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Waiter {
+    pub token: u64,
+    op: Op,
+    names: Vec<String>,
+    since: SystemTime,
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+fn signal_name(sig: i32) -> String {
+    nix::sys::signal::Signal::try_from(sig).map_or_else(|_| format!("signal {sig}"), |s| s.as_str().to_string())
+}
+
+pub(crate) fn service_info(svc: &Service, now: Now) -> ServiceInfo {
+    let uptime_ms = match &svc.phase {
+        Phase::Running(run) => Some(run),
+        Phase::Stopping(st) if st.main_exit.is_none() => Some(&st.run),
+        _ => None,
+    }
+    .map(|run| now.at.saturating_duration_since(run.started).as_millis() as u64);
+    let next_start = match svc.phase {
+        Phase::Backoff { until } => Some(rfc3339(now.wall + until.saturating_duration_since(now.at))),
+        _ => None,
+    };
+    let reason = match &svc.phase {
+        Phase::Failed { reason, .. } => Some(reason.clone()),
+        _ => None,
+    };
+    let exits = svc
+        .exits
+        .iter()
+        .map(|e| ExitInfo {
+            code: e.status.code(),
+            signal: e.status.signal().map(signal_name),
+            at: rfc3339(e.at),
+            uptime_ms: e.uptime.as_millis() as u64,
+            reason: match e.reason {
+                EndReason::Exited => "exited",
+                EndReason::Stopped => "stopped",
+                EndReason::SpawnFailed => "spawn-failed",
+            }
+            .into(),
+            last_lines: Vec::new(),
+        })
+        .collect();
+    ServiceInfo {
+        name: svc.spec.name.clone(),
+        status: svc.status().as_str().into(),
+        pid: svc.pid(),
+        restarts: svc.restarts,
+        since: rfc3339(svc.since),
+        uptime_ms,
+        stopped_by_operator: svc.stopped_by_operator,
+        reason,
+        next_start,
+        exits,
+    }
+}
+
+impl Supervisor {
+    pub(super) fn on_request(&mut self, token: u64, request: Request, now: Now, fx: &mut Vec<Effect>) {
+        let reply = |fx: &mut Vec<Effect>, reply| fx.push(Effect::Reply { token, reply });
+        match request {
+            Request::Hello { .. } => reply(fx, Ok(json!({ "version": crate::ipc::PROTOCOL_VERSION }))),
+            Request::Status { services } => match self.resolve(&services, services.is_empty()) {
+                Ok(names) => reply(fx, Ok(self.status_json(&names, now))),
+                Err(e) => reply(fx, Err(e)),
+            },
+            Request::Shutdown => {
+                if self.shutdown.is_none() {
+                    tracing::info!("shutdown requested: stopping all services");
+                    self.begin_shutdown(now, fx);
+                }
+                reply(fx, Ok(json!({ "shutting_down": true })));
+            }
+            Request::Reload { dry_run } => {
+                if self.shutdown.is_some() {
+                    reply(fx, Err(shutting_down()));
+                } else {
+                    fx.push(Effect::LoadConfig { token: Some(token), dry_run });
+                }
+            }
+            Request::Start { services, all } => self.operate(token, Op::Start, &services, all, now, fx),
+            Request::Stop { services, all } => self.operate(token, Op::Stop, &services, all, now, fx),
+            Request::Restart { services, all } => self.operate(token, Op::Restart, &services, all, now, fx),
+        }
+    }
+
+    fn operate(&mut self, token: u64, op: Op, services: &[String], all: bool, now: Now, fx: &mut Vec<Effect>) {
+        if self.shutdown.is_some() {
+            fx.push(Effect::Reply { token, reply: Err(shutting_down()) });
+            return;
+        }
+        let names = match self.resolve(services, all) {
+            Ok(names) if names.is_empty() => {
+                let error = ProtocolError::new(ErrorKind::BadRequest, "name at least one service, or all");
+                fx.push(Effect::Reply { token, reply: Err(error) });
+                return;
+            }
+            Ok(names) => names,
+            Err(e) => {
+                fx.push(Effect::Reply { token, reply: Err(e) });
+                return;
+            }
+        };
+        let mut desired = self.desired_now();
+        let mut restart = BTreeSet::new();
+        match op {
+            Op::Start | Op::Restart => {
+                // What a started service depends on comes up with it.
+                let specs: BTreeMap<String, _> =
+                    desired.iter().map(|(n, d)| (n.clone(), d.spec.as_ref().clone())).collect();
+                let as_config = Config {
+                    source: self.source.clone().into(),
+                    base_dir: "/".into(),
+                    settings: self.settings.clone(),
+                    services: specs,
+                };
+                for name in as_config.closure(&names) {
+                    if let Some(d) = desired.get_mut(name) {
+                        d.up = true;
+                    }
+                }
+                for name in &names {
+                    let settled = matches!(self.services[name].phase, Phase::Exited { .. } | Phase::Failed { .. });
+                    if op == Op::Restart || settled {
+                        restart.insert(name.clone());
+                    }
+                }
+                for name in &names {
+                    if let Some(svc) = self.services.get_mut(name) {
+                        svc.stopped_by_operator = false;
+                    }
+                }
+            }
+            Op::Stop => {
+                for name in &names {
+                    if let Some(d) = desired.get_mut(name) {
+                        d.up = false;
+                    }
+                }
+            }
+        }
+        let plan = reconcile::plan(&desired, &self.observed(), &restart);
+        for action in &plan {
+            tracing::info!("{}", describe_action(action));
+        }
+        self.apply(plan, &desired, now);
+        if op == Op::Stop {
+            for name in &names {
+                if let Some(svc) = self.services.get_mut(name) {
+                    svc.stopped_by_operator = true;
+                    svc.want = Want::Down;
+                    if matches!(svc.phase, Phase::Exited { .. } | Phase::Failed { .. }) {
+                        svc.set_phase(Phase::Stopped, now.wall);
+                    }
+                }
+            }
+        }
+        self.waiters.push(Waiter { token, op, names, since: now.wall });
+    }
+
+    /// Named services (all of them with `all`), or an error naming those that do not exist.
+    fn resolve(&self, names: &[String], all: bool) -> Result<Vec<String>, ProtocolError> {
+        if all {
+            return Ok(self.order.clone());
+        }
+        let unknown: Vec<&str> =
+            names.iter().filter(|n| !self.services.contains_key(n.as_str())).map(String::as_str).collect();
+        if !unknown.is_empty() {
+            let known: Vec<&str> = self.services.keys().map(String::as_str).collect();
+            let message =
+                format!("no service named `{}` (services: {})", unknown.join("`, `"), known.join(", "));
+            return Err(ProtocolError::new(ErrorKind::UnknownService, message));
+        }
+        let mut out: Vec<String> = Vec::new();
+        for n in names {
+            if !out.contains(n) {
+                out.push(n.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) fn status_json(&self, names: &[String], now: Now) -> serde_json::Value {
+        let services = names.iter().filter_map(|n| self.services.get(n)).map(|s| service_info(s, now)).collect();
+        serde_json::to_value(StatusResult { services }).unwrap_or_else(|_| json!({ "services": [] }))
+    }
+
+    /// Replies to every waiter whose services got where they were sent.
+    pub(super) fn check_waiters(&mut self, now: Now, fx: &mut Vec<Effect>) {
+        let mut still = Vec::new();
+        for w in std::mem::take(&mut self.waiters) {
+            match self.waiter_outcome(&w) {
+                None => still.push(w),
+                Some(Ok(())) => fx.push(Effect::Reply { token: w.token, reply: Ok(self.status_json(&w.names, now)) }),
+                Some(Err(message)) => {
+                    let error = ProtocolError::new(ErrorKind::Failed, message);
+                    fx.push(Effect::Reply { token: w.token, reply: Err(error) });
+                }
+            }
+        }
+        self.waiters = still;
+    }
+
+    /// `None` while any service is still on its way.
+    fn waiter_outcome(&self, w: &Waiter) -> Option<Result<(), String>> {
+        let mut failures = Vec::new();
+        for name in &w.names {
+            let Some(svc) = self.services.get(name) else { continue };
+            let fresh = svc.since >= w.since;
+            match (w.op, svc.status()) {
+                (Op::Stop, _) if svc.is_active() => return None,
+                (Op::Stop, _) => {}
+                (Op::Start, Status::Running) => {}
+                (Op::Restart, Status::Running) if fresh && !svc.restart_pending => {}
+                (_, Status::Failed | Status::Exited | Status::Backoff | Status::Stopped) if fresh => {
+                    let last = svc.exits.back().map(|e| e.status.to_string());
+                    let detail = match &svc.phase {
+                        Phase::Failed { reason, .. } => reason.clone(),
+                        _ => last.unwrap_or_else(|| svc.status().to_string()),
+                    };
+                    failures.push(format!("{name}: {} ({detail})", svc.status()));
+                }
+                _ => return None,
+            }
+        }
+        Some(if failures.is_empty() { Ok(()) } else { Err(failures.join("; ")) })
+    }
+
+    /// What is wanted now, per service: its current spec, up or down as it stands.
+    pub(super) fn desired_now(&self) -> BTreeMap<String, Desired> {
+        self.services
+            .iter()
+            .filter(|(_, s)| !s.removing)
+            .map(|(n, s)| (n.clone(), Desired { spec: Arc::clone(&s.spec), up: s.want == Want::Up }))
+            .collect()
+    }
+}
+
+fn shutting_down() -> ProtocolError {
+    ProtocolError::new(ErrorKind::ShuttingDown, "runpm is shutting down")
+}
+
+pub(super) fn describe_action(action: &reconcile::Action) -> String {
+    use reconcile::{Action, Reason};
+    match action {
+        Action::Start { name } => format!("+ {name} started"),
+        Action::Stop { name } => format!("- {name} stopped"),
+        Action::Remove { name } => format!("- {name} removed"),
+        Action::Update { name, changed } => format!("~ {name} updated ({} changed)", changed.join(", ")),
+        Action::Restart { name, reason } => match reason {
+            Reason::Changed(fields) => format!("~ {name} restarted ({} changed)", fields.join(", ")),
+            Reason::Dependency(dep) => format!("~ {name} restarted (dependency {dep} restarted)"),
+            Reason::Requested => format!("~ {name} restarted (restart requested)"),
+        },
+    }
+}
