@@ -55,7 +55,11 @@ pub struct Signal(pub nix::sys::signal::Signal);
 impl Signal {
     pub fn parse(name: &str) -> Option<Signal> {
         let upper = name.trim().to_ascii_uppercase();
-        let full = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+        let full = if upper.starts_with("SIG") {
+            upper
+        } else {
+            format!("SIG{upper}")
+        };
         full.parse::<nix::sys::signal::Signal>().ok().map(Signal)
     }
 
@@ -235,7 +239,11 @@ impl Config {
         let mut out = std::collections::BTreeSet::new();
         let mut stack: Vec<&str> = names
             .iter()
-            .filter_map(|n| self.services.get_key_value(n.as_str()).map(|(k, _)| k.as_str()))
+            .filter_map(|n| {
+                self.services
+                    .get_key_value(n.as_str())
+                    .map(|(k, _)| k.as_str())
+            })
             .collect();
         while let Some(name) = stack.pop() {
             if out.insert(name)

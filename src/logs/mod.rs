@@ -1,1 +1,8 @@
-//! placeholder
+//! The services' output: captured line by line from their pipes and handed to a sink
+//! (the prefixed console of `runpm up` for now).
+
+mod capture;
+mod console;
+
+pub use capture::{LineSink, MAX_LINE, Stream, capture};
+pub use console::Console;

@@ -1,1 +1,13 @@
-//! placeholder
+//! The narrow seam between runpm and the kernel: spawning services, signalling them, and
+//! reaping every child. The supervisor's decisions never call these directly; they return
+//! effects that the runtime carries out here.
+
+mod reaper;
+mod spawn;
+mod sys;
+mod target;
+
+pub use reaper::{ExitStatus, reap_all};
+pub use spawn::{SpawnError, Spawned, spawn};
+pub use sys::{become_subreaper, group_is_empty, is_pid1};
+pub use target::Target;

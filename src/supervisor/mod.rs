@@ -1,1 +1,19 @@
-//! placeholder
+//! Supervision: per-service state machines driven by one event handler, and the runtime
+//! that feeds it events and carries out its effects.
+
+mod core;
+mod event;
+mod exit;
+mod policy;
+mod runtime;
+mod service;
+mod status;
+#[cfg(test)]
+pub(crate) mod testing;
+
+pub use self::core::Supervisor;
+pub use event::{Effect, Event, Now};
+pub use policy::{Decision, History, Jitter};
+pub use runtime::{RunOptions, run};
+pub use service::{Phase, Service, Want};
+pub use status::{EndReason, ExitRecord, Status};

@@ -1,0 +1,26 @@
+//! Process-wide kernel settings and queries.
+
+use nix::errno::Errno;
+use nix::sys::signal::kill;
+use nix::unistd::Pid;
+
+pub fn is_pid1() -> bool {
+    std::process::id() == 1
+}
+
+/// Makes orphaned descendants re-parent to runpm instead of to init, so the reaper sees
+/// (and collects) them, as it would as PID 1.
+pub fn become_subreaper() -> std::io::Result<()> {
+    rustix::process::set_child_subreaper(Some(rustix::process::getpid()))?;
+    Ok(())
+}
+
+/// Whether no process is left in the group `pgid`. Zombies still count as members, so the
+/// answer turns true only once they are reaped (by us as subreaper, or by init).
+pub fn group_is_empty(pgid: i32) -> bool {
+    if pgid <= 1 {
+        return true;
+    }
+    // EPERM means a member exists that we may not signal: not empty.
+    matches!(kill(Pid::from_raw(-pgid), None), Err(Errno::ESRCH))
+}

@@ -1,0 +1,546 @@
+//! The supervisor's decisions: one synchronous handler from events to effects.
+//!
+//! Every input (a reaped child, the answer to a spawn, a signal, a timer) becomes an
+//! [`Event`]; [`Supervisor::handle`] updates the per-service state and returns the
+//! [`Effect`]s to carry out. Nothing here touches the kernel or the clock, so every
+//! decision is tested without processes or a runtime. After each event, `drive` moves every
+//! service one step toward what is wanted of it, in dependency order, and checks whether
+//! runpm itself should end.
+//!
+//! Timers are not tasks: [`Supervisor::next_deadline`] computes the earliest moment that
+//! state asks to be woken for (a backoff expiry, a kill deadline, the shutdown budget), and
+//! the runtime sleeps until then or until another event arrives. An idle supervisor has no
+//! deadline and no wake-ups.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal as NixSignal;
+
+use crate::config::{Config, KillMode, Settings, Signal};
+use crate::process::{ExitStatus, Target};
+
+use super::event::{Effect, Event, Now};
+use super::exit::{exit_when_fired, failure_code};
+use super::policy::{self, Decision, Jitter};
+use super::service::{AfterStop, Phase, Run, Service, Stopping, Want};
+use super::status::EndReason;
+
+#[derive(Debug, Clone, Copy)]
+struct Shutdown {
+    deadline: Instant,
+    escalated: bool,
+    exit_sent: bool,
+}
+
+pub struct Supervisor {
+    services: BTreeMap<String, Service>,
+    /// Names with every service after its dependencies.
+    order: Vec<String>,
+    by_pid: HashMap<i32, String>,
+    settings: Settings,
+    shutdown: Option<Shutdown>,
+    /// runpm's exit code as decided so far: set by `exit_when`, or by the first stop that
+    /// was not clean. Failed services are consulted when it is unset.
+    exit_code: Option<u8>,
+    jitter: Jitter,
+}
+
+const SIGKILL: Signal = Signal(NixSignal::SIGKILL);
+
+impl Supervisor {
+    pub fn new(config: &Config, jitter: Jitter, now: Now) -> Supervisor {
+        let services = config
+            .services
+            .iter()
+            .map(|(name, spec)| (name.clone(), Service::new(Arc::new(spec.clone()), now.wall)))
+            .collect();
+        Supervisor {
+            services,
+            order: config.start_order().into_iter().map(String::from).collect(),
+            by_pid: HashMap::new(),
+            settings: config.settings.clone(),
+            shutdown: None,
+            exit_code: None,
+            jitter,
+        }
+    }
+
+    pub fn services(&self) -> impl Iterator<Item = (&String, &Service)> {
+        self.services.iter()
+    }
+
+    pub fn service(&self, name: &str) -> Option<&Service> {
+        self.services.get(name)
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutdown.is_some()
+    }
+
+    /// Asks for these services to run, and for what they depend on. A named service that
+    /// ended (or failed) is re-armed; a dependency is only when it is stopped or ended
+    /// badly, so that a task that already completed is not run again.
+    pub fn start(&mut self, names: &[String], now: Now) -> Vec<Effect> {
+        let mut todo: Vec<(String, bool)> = names.iter().map(|n| (n.clone(), true)).collect();
+        while let Some((name, named)) = todo.pop() {
+            let Some(svc) = self.services.get_mut(&name) else {
+                continue;
+            };
+            let rearm = match svc.phase {
+                Phase::Stopped => true,
+                Phase::Exited { .. } | Phase::Failed { .. } => named || failure_code(svc).is_some(),
+                _ => false,
+            };
+            if svc.want == Want::Up && !rearm {
+                continue;
+            }
+            svc.want = Want::Up;
+            svc.stopped_by_operator = false;
+            if rearm {
+                svc.history = Default::default();
+                svc.set_phase(Phase::Waiting, now.wall);
+            }
+            todo.extend(svc.spec.depends_on.iter().map(|d| (d.clone(), false)));
+        }
+        let mut fx = Vec::new();
+        self.drive(now, &mut fx);
+        fx
+    }
+
+    pub fn handle(&mut self, event: Event, now: Now) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        match event {
+            Event::ChildExited { pid, status } => self.on_exit(pid, status, now, &mut fx),
+            Event::Spawned { service, pid } => {
+                if let Some(svc) = self.services.get_mut(&service) {
+                    tracing::info!("{service}: started (pid {pid})");
+                    self.by_pid.insert(pid, service);
+                    svc.set_phase(
+                        Phase::Running(Run {
+                            pid,
+                            started: now.at,
+                            started_wall: now.wall,
+                        }),
+                        now.wall,
+                    );
+                }
+            }
+            Event::SpawnFailed {
+                service,
+                error,
+                code,
+            } => {
+                if let Some(svc) = self.services.get_mut(&service) {
+                    tracing::error!("{service}: failed to start: {error}");
+                    let status = ExitStatus::Code(code);
+                    svc.record_exit(status, now.wall, Duration::ZERO, EndReason::SpawnFailed);
+                    svc.set_phase(
+                        Phase::Failed {
+                            reason: error,
+                            code: code as u8,
+                        },
+                        now.wall,
+                    );
+                }
+            }
+            Event::GroupEmpty { service, pgid } => {
+                let done = self.services.get(&service).is_some_and(|svc| {
+                    matches!(&svc.phase, Phase::Stopping(s) if s.run.pid == pgid && s.main_exit.is_some())
+                });
+                if done {
+                    self.finish_stop(&service, now);
+                }
+            }
+            Event::Tick => self.on_tick(now, &mut fx),
+            Event::Terminate { signal } => match self.shutdown {
+                None => {
+                    tracing::info!("received {signal}: stopping all services");
+                    self.begin_shutdown(now);
+                }
+                Some(s) if !s.escalated => {
+                    tracing::warn!("received {signal} again: killing all services now");
+                    self.escalate_all(now, &mut fx);
+                }
+                Some(_) => {}
+            },
+            Event::Hangup => {
+                tracing::info!(
+                    "received SIGHUP: re-reading the configuration is not available yet; ignored"
+                );
+            }
+        }
+        self.drive(now, &mut fx);
+        fx
+    }
+
+    /// The earliest moment at which time alone changes something.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let per_service = self.services.values().filter_map(|s| match &s.phase {
+            Phase::Backoff { until } => Some(*until),
+            Phase::Stopping(st) if !st.forced => Some(st.deadline),
+            _ => None,
+        });
+        let shutdown = self.shutdown.filter(|s| !s.escalated).map(|s| s.deadline);
+        per_service.chain(shutdown).min()
+    }
+
+    fn on_exit(&mut self, pid: i32, status: ExitStatus, now: Now, fx: &mut Vec<Effect>) {
+        let Some(name) = self.by_pid.remove(&pid) else {
+            tracing::debug!("reaped orphan {pid}: {status}");
+            // As subreaper or PID 1, an orphan's end may be what empties a stopping
+            // service's group.
+            for (name, svc) in &self.services {
+                if let Phase::Stopping(s) = &svc.phase
+                    && s.main_exit.is_some()
+                {
+                    fx.push(Effect::CheckGroup {
+                        service: name.clone(),
+                        pgid: s.run.pid,
+                    });
+                }
+            }
+            return;
+        };
+        let Some(svc) = self.services.get_mut(&name) else {
+            return;
+        };
+        match &mut svc.phase {
+            Phase::Running(run) => {
+                let run = *run;
+                let uptime = now.at.saturating_duration_since(run.started);
+                tracing::info!(
+                    "{name}: {status} after {}",
+                    humantime::format_duration(round_ms(uptime))
+                );
+                svc.record_exit(status, now.wall, uptime, EndReason::Exited);
+                if svc.spec.kill_mode == KillMode::Group {
+                    // Whatever the main process left behind in its group goes with it, so a
+                    // restart never runs beside leftovers of the previous run. The group id
+                    // cannot have been reused yet: its members, if any, still hold it.
+                    fx.push(Effect::Signal {
+                        service: name.clone(),
+                        target: Target::Group(run.pid),
+                        signal: SIGKILL,
+                    });
+                }
+                if svc.want == Want::Down || self.shutdown.is_some() {
+                    svc.set_phase(Phase::Exited { status }, now.wall);
+                    return;
+                }
+                let decision = policy::decide(
+                    &svc.spec,
+                    &mut svc.history,
+                    status,
+                    uptime,
+                    now.at,
+                    self.jitter.sample(),
+                );
+                match decision {
+                    Decision::Restart { delay } => {
+                        tracing::info!(
+                            "{name}: restarting in {} (restart {})",
+                            humantime::format_duration(round_ms(delay)),
+                            svc.restarts + 1
+                        );
+                        svc.set_phase(
+                            Phase::Backoff {
+                                until: now.at + delay,
+                            },
+                            now.wall,
+                        );
+                    }
+                    Decision::Stay => {
+                        svc.set_phase(Phase::Exited { status }, now.wall);
+                    }
+                    Decision::CrashLoop { failures, window } => {
+                        let reason = format!(
+                            "crash loop: {failures} failed runs within {}",
+                            humantime::format_duration(window)
+                        );
+                        tracing::error!("{name}: failed: {reason}; last run {status}");
+                        svc.set_phase(
+                            Phase::Failed {
+                                reason,
+                                code: status.as_exit_code(),
+                            },
+                            now.wall,
+                        );
+                    }
+                }
+            }
+            Phase::Stopping(stop) => {
+                stop.main_exit = Some(status);
+                if svc.spec.kill_mode == KillMode::Group && !stop.forced {
+                    fx.push(Effect::CheckGroup {
+                        service: name.clone(),
+                        pgid: stop.run.pid,
+                    });
+                } else {
+                    self.finish_stop(&name, now);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_tick(&mut self, now: Now, fx: &mut Vec<Effect>) {
+        let mut overdue = Vec::new();
+        for (name, svc) in self.services.iter_mut() {
+            match &svc.phase {
+                Phase::Backoff { until } if *until <= now.at => {
+                    svc.restarts += 1;
+                    svc.set_phase(Phase::Waiting, now.wall);
+                }
+                Phase::Stopping(st) if !st.forced && st.deadline <= now.at => {
+                    overdue.push(name.clone())
+                }
+                _ => {}
+            }
+        }
+        for name in overdue {
+            if let Some(svc) = self.services.get(&name) {
+                tracing::warn!(
+                    "{name}: still running {} after {}: sending SIGKILL",
+                    humantime::format_duration(svc.spec.kill_timeout),
+                    svc.spec.stop_signal.name()
+                );
+            }
+            self.kill_now(&name, now, fx);
+        }
+        if let Some(s) = self.shutdown
+            && !s.escalated
+            && s.deadline <= now.at
+        {
+            tracing::warn!(
+                "shutdown_timeout ({}) reached: killing what is left",
+                humantime::format_duration(self.settings.shutdown_timeout)
+            );
+            self.escalate_all(now, fx);
+        }
+    }
+
+    fn begin_shutdown(&mut self, now: Now) {
+        self.shutdown = Some(Shutdown {
+            deadline: now.at + self.settings.shutdown_timeout,
+            escalated: false,
+            exit_sent: false,
+        });
+        for svc in self.services.values_mut() {
+            svc.want = Want::Down;
+        }
+    }
+
+    fn escalate_all(&mut self, now: Now, fx: &mut Vec<Effect>) {
+        if let Some(s) = &mut self.shutdown {
+            s.escalated = true;
+        }
+        let names: Vec<String> = self.services.keys().cloned().collect();
+        for name in names {
+            self.kill_now(&name, now, fx);
+        }
+    }
+
+    /// SIGKILL, at once, for a service that is running or stopping.
+    fn kill_now(&mut self, name: &str, now: Now, fx: &mut Vec<Effect>) {
+        let Some(svc) = self.services.get_mut(name) else {
+            return;
+        };
+        let target = |pid| match svc.spec.kill_mode {
+            KillMode::Group => Target::Group(pid),
+            KillMode::Process => Target::Process(pid),
+        };
+        match &mut svc.phase {
+            Phase::Running(run) => {
+                let run = *run;
+                fx.push(Effect::Signal {
+                    service: name.into(),
+                    target: target(run.pid),
+                    signal: SIGKILL,
+                });
+                svc.set_phase(
+                    Phase::Stopping(Stopping {
+                        run,
+                        deadline: now.at,
+                        forced: true,
+                        main_exit: None,
+                        then: AfterStop::Stay,
+                    }),
+                    now.wall,
+                );
+            }
+            Phase::Stopping(st) if !st.forced => {
+                st.forced = true;
+                fx.push(Effect::Signal {
+                    service: name.into(),
+                    target: target(st.run.pid),
+                    signal: SIGKILL,
+                });
+                if st.main_exit.is_some() {
+                    self.finish_stop(name, now);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn begin_stop(&mut self, name: &str, then: AfterStop, now: Now, fx: &mut Vec<Effect>) {
+        let Some(svc) = self.services.get_mut(name) else {
+            return;
+        };
+        let Phase::Running(run) = svc.phase else {
+            return;
+        };
+        let signal = svc.spec.stop_signal;
+        let target = match svc.spec.kill_mode {
+            KillMode::Group => Target::Group(run.pid),
+            KillMode::Process => Target::Process(run.pid),
+        };
+        tracing::info!("{name}: stopping ({})", signal.name());
+        fx.push(Effect::Signal {
+            service: name.into(),
+            target,
+            signal,
+        });
+        let stop = Stopping {
+            run,
+            deadline: now.at + svc.spec.kill_timeout,
+            forced: false,
+            main_exit: None,
+            then,
+        };
+        svc.set_phase(Phase::Stopping(stop), now.wall);
+    }
+
+    fn finish_stop(&mut self, name: &str, now: Now) {
+        let Some(svc) = self.services.get_mut(name) else {
+            return;
+        };
+        let Phase::Stopping(stop) = &svc.phase else {
+            return;
+        };
+        let stop = stop.clone();
+        let status = stop
+            .main_exit
+            .unwrap_or(ExitStatus::Signal(NixSignal::SIGKILL as i32));
+        let uptime = now.at.saturating_duration_since(stop.run.started);
+        svc.record_exit(status, now.wall, uptime, EndReason::Stopped);
+        let clean = !stop.forced
+            && (policy::is_success(&svc.spec, status)
+                || status == ExitStatus::Signal(svc.spec.stop_signal.number()));
+        if clean {
+            tracing::info!("{name}: stopped");
+        } else {
+            tracing::warn!("{name}: stopped uncleanly: {status}");
+            self.exit_code.get_or_insert(status.as_exit_code());
+        }
+        let next = match stop.then {
+            AfterStop::Stay => Phase::Stopped,
+            AfterStop::Start => Phase::Waiting,
+        };
+        svc.set_phase(next, now.wall);
+    }
+
+    /// A dependency is satisfied when it runs, or when it was a task that completed.
+    fn satisfied(&self, dep: &str) -> bool {
+        self.services.get(dep).is_some_and(|d| match d.phase {
+            Phase::Running(_) => true,
+            Phase::Exited { .. } => failure_code(d).is_none(),
+            _ => false,
+        })
+    }
+
+    /// Whether a service that is going down must first wait for a dependent of it that is
+    /// going down too (stop in reverse dependency order).
+    fn has_active_dependent_going_down(&self, name: &str) -> bool {
+        self.services.values().any(|s| {
+            s.want == Want::Down && s.is_active() && s.spec.depends_on.iter().any(|d| d == name)
+        })
+    }
+
+    /// Moves every service one step toward what is wanted of it.
+    fn drive(&mut self, now: Now, fx: &mut Vec<Effect>) {
+        if self.shutdown.is_none() {
+            for name in self.order.clone() {
+                let ready = {
+                    let svc = &self.services[&name];
+                    svc.want == Want::Up
+                        && svc.phase == Phase::Waiting
+                        && svc.spec.depends_on.iter().all(|d| self.satisfied(d))
+                };
+                if ready {
+                    let svc = self
+                        .services
+                        .get_mut(&name)
+                        .expect("name comes from the table");
+                    svc.set_phase(Phase::Spawning, now.wall);
+                    fx.push(Effect::Spawn {
+                        service: name.clone(),
+                        spec: svc.spec.clone(),
+                    });
+                }
+            }
+        }
+        for name in self.order.clone().into_iter().rev() {
+            let svc = &self.services[&name];
+            if svc.want != Want::Down {
+                continue;
+            }
+            match svc.phase {
+                Phase::Waiting | Phase::Backoff { .. } => {
+                    let svc = self
+                        .services
+                        .get_mut(&name)
+                        .expect("name comes from the table");
+                    svc.set_phase(Phase::Stopped, now.wall);
+                }
+                Phase::Running(_) if !self.has_active_dependent_going_down(&name) => {
+                    self.begin_stop(&name, AfterStop::Stay, now, fx);
+                }
+                _ => {}
+            }
+        }
+        self.check_exit(now, fx);
+    }
+
+    fn check_exit(&mut self, now: Now, fx: &mut Vec<Effect>) {
+        if self.shutdown.is_none() {
+            let Some(code) = exit_when_fired(&self.settings.exit_when, &self.services) else {
+                return;
+            };
+            tracing::info!("exit_when is met: stopping");
+            if code != 0 {
+                self.exit_code.get_or_insert(code);
+            }
+            self.begin_shutdown(now);
+            // Stop whatever still runs, in order, before the exit below can be reached.
+            self.drive(now, fx);
+            return;
+        }
+        let Some(shutdown) = &mut self.shutdown else {
+            return;
+        };
+        if shutdown.exit_sent || self.services.values().any(Service::is_active) {
+            return;
+        }
+        shutdown.exit_sent = true;
+        let code = self
+            .exit_code
+            .or_else(|| {
+                self.services.values().find_map(|s| match s.phase {
+                    Phase::Failed { code, .. } => Some(code),
+                    _ => None,
+                })
+            })
+            .unwrap_or(0);
+        fx.push(Effect::Exit { code });
+    }
+}
+
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,68 @@
+//! What flows into the supervisor's handler, and what flows out of it.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use crate::config::{ServiceSpec, Signal};
+use crate::process::{ExitStatus, Target};
+
+/// The moment an event is handled, on both clocks: the monotonic one for every deadline and
+/// duration, the wall clock only for what people read.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    pub at: Instant,
+    pub wall: SystemTime,
+}
+
+impl Now {
+    pub fn real() -> Now {
+        Now {
+            at: Instant::now(),
+            wall: SystemTime::now(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// The reaper collected a child (a service's main process or an orphan).
+    ChildExited { pid: i32, status: ExitStatus },
+    /// Answer to [`Effect::Spawn`]: the process runs.
+    Spawned { service: String, pid: i32 },
+    /// Answer to [`Effect::Spawn`]: it could not be started. `code` is what a shell would
+    /// report (127 not found, 126 otherwise).
+    SpawnFailed {
+        service: String,
+        error: String,
+        code: i32,
+    },
+    /// Answer to [`Effect::CheckGroup`] when no process is left in the group.
+    GroupEmpty { service: String, pgid: i32 },
+    /// A deadline that [`super::Supervisor::next_deadline`] named has come.
+    Tick,
+    /// SIGTERM or SIGINT: stop everything; a second one escalates.
+    Terminate { signal: &'static str },
+    /// SIGHUP.
+    Hangup,
+}
+
+/// Side effects the runtime must carry out, in order.
+#[must_use]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Start the service; answer with `Spawned` or `SpawnFailed`.
+    Spawn {
+        service: String,
+        spec: Arc<ServiceSpec>,
+    },
+    Signal {
+        service: String,
+        target: Target,
+        signal: Signal,
+    },
+    /// Find out whether the process group is empty; answer with `GroupEmpty` if so, and with
+    /// nothing otherwise (a later orphan exit or the kill deadline asks again).
+    CheckGroup { service: String, pgid: i32 },
+    /// runpm is done: exit with this code.
+    Exit { code: u8 },
+}

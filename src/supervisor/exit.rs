@@ -1,0 +1,64 @@
+//! When runpm itself should end, and with which code.
+//!
+//! A container orchestrator reads runpm's exit code as the container's result, so it must
+//! tell the truth: 0 only when everything ended or stopped cleanly, otherwise the code of the
+//! service that failed (128 + signal for a signal, as shells report it).
+
+use std::collections::BTreeMap;
+
+use crate::config::ExitWhen;
+
+use super::policy::is_success;
+use super::service::{Phase, Service, Want};
+
+/// The code a service's final state contributes: `None` when it ended well.
+pub fn failure_code(service: &Service) -> Option<u8> {
+    match &service.phase {
+        Phase::Failed { code, .. } => Some(*code),
+        Phase::Exited { status } if !is_success(&service.spec, *status) => {
+            Some(status.as_exit_code())
+        }
+        _ => None,
+    }
+}
+
+/// A service that will not run again by itself: it ended, or it waits for a dependency
+/// that has ended without success.
+fn settled(name: &str, services: &BTreeMap<String, Service>) -> bool {
+    let Some(s) = services.get(name) else {
+        return true;
+    };
+    match &s.phase {
+        Phase::Exited { .. } | Phase::Failed { .. } => true,
+        Phase::Waiting => s.spec.depends_on.iter().any(|d| {
+            let ended_well = services.get(d).is_some_and(|dep| {
+                matches!(dep.phase, Phase::Exited { .. }) && failure_code(dep).is_none()
+            });
+            settled(d, services) && !ended_well
+        }),
+        _ => false,
+    }
+}
+
+/// Whether `exit_when` asks runpm to end now, and with which code (before the remaining
+/// services are stopped). Services that nobody asked to run do not count.
+pub fn exit_when_fired(when: &ExitWhen, services: &BTreeMap<String, Service>) -> Option<u8> {
+    let wanted = || services.iter().filter(|(_, s)| s.want == Want::Up);
+    match when {
+        ExitWhen::AllExited => {
+            let mut any = false;
+            for (name, _) in wanted() {
+                any = true;
+                if !settled(name, services) {
+                    return None;
+                }
+            }
+            any.then(|| wanted().find_map(|(_, s)| failure_code(s)).unwrap_or(0))
+        }
+        ExitWhen::AnyFailed => wanted().find_map(|(_, s)| failure_code(s)),
+        ExitWhen::Services(names) => names.iter().find_map(|n| {
+            let s = services.get(n)?;
+            (s.want == Want::Up && settled(n, services)).then(|| failure_code(s).unwrap_or(0))
+        }),
+    }
+}
