@@ -77,8 +77,9 @@ fn as_pid1_reaps_orphans_and_stops_on_sigterm() {
 [runpm]
 shutdown_timeout = "5s"
 {ORPHANER}
+# Not `exec sleep`: the only `sleep` whose parent is runpm must be an adopted orphan.
 [services.steady]
-shell = 'exec sleep 1000'
+shell = 'while :; do sleep 1; done'
 "#
     ));
     let file = p.file("services.toml");

@@ -673,7 +673,7 @@ fn a_directory_of_unit_files_works_like_services_toml() {
     let p = Project::new(secs(20));
     p.write(
         "units/alpha.toml",
-        "shell = 'echo $$ > ../alpha.pid; pwd > here; echo hello; exec sleep 1000'\ncwd = \"work\"\n",
+        "shell = 'echo $$ > ../alpha.pid; pwd -P > here; echo hello; exec sleep 1000'\ncwd = \"work\"\n",
     );
     std::fs::create_dir_all(p.file("units/work")).unwrap();
     p.write(
@@ -712,7 +712,7 @@ fn discovers_services_toml_in_a_parent_directory() {
     p.config(
         r#"
 [services.found]
-shell = 'pwd > found.out'
+shell = 'pwd -P > found.out'
 restart = "never"
 "#,
     );
