@@ -1,5 +1,23 @@
 //! Unit files: loading, validation and the resolved service specs.
+//!
+//! Loading runs in two stages. `raw` is the schema as written, checked by serde alone;
+//! `validate` turns it into the resolved [`ServiceSpec`]s (defaults, absolute paths, users
+//! looked up, the dependency graph checked). Both stages report into one list of
+//! [`Diagnostic`]s, so a user sees every problem at once, each at its file position.
 
+mod diagnostic;
+mod discover;
+mod envfile;
+mod graph;
+mod load;
+mod raw;
+mod recover;
+mod size;
 mod spec;
+mod suggest;
+mod validate;
 
+pub use diagnostic::{ConfigErrors, Diagnostic};
+pub use discover::{DEFAULT_FILE, DiscoverError, discover};
+pub use load::load;
 pub use spec::*;

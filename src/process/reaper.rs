@@ -87,6 +87,8 @@ mod tests {
     }
 
     #[test]
+    // The children are waited for: by reap_all, which is what is under test.
+    #[allow(clippy::zombie_processes)]
     fn reaps_every_exited_child_with_code_and_signal_apart() {
         let a = std::process::Command::new("sh")
             .args(["-c", "exit 7"])

@@ -1,1 +1,667 @@
+//! The handler driven by hand: events in, effects out, a clock that only moves when told.
 
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::sys::signal::Signal as Nix;
+
+use super::*;
+use crate::config::{ExitWhen, RestartPolicy, ServiceSpec};
+use crate::supervisor::testing::spec;
+use crate::supervisor::{Phase, Status};
+
+struct Harness {
+    sup: Supervisor,
+    t0: Instant,
+    elapsed: Duration,
+    next_pid: i32,
+}
+
+fn config(specs: Vec<ServiceSpec>, settings: Settings) -> Config {
+    Config {
+        source: "/x/services.toml".into(),
+        base_dir: "/x".into(),
+        settings,
+        services: specs
+            .into_iter()
+            .map(|s| (s.name.clone(), s))
+            .collect::<BTreeMap<_, _>>(),
+    }
+}
+
+fn dep(name: &str, deps: &[&str]) -> ServiceSpec {
+    let mut s = spec(name);
+    s.depends_on = deps.iter().map(|d| d.to_string()).collect();
+    s
+}
+
+impl Harness {
+    fn new(specs: Vec<ServiceSpec>) -> Harness {
+        Harness::with_settings(specs, Settings::default())
+    }
+
+    fn with_settings(specs: Vec<ServiceSpec>, settings: Settings) -> Harness {
+        let t0 = Instant::now();
+        let cfg = config(specs, settings);
+        let sup = Supervisor::new(
+            &cfg,
+            Jitter::new(1),
+            Now {
+                at: t0,
+                wall: SystemTime::UNIX_EPOCH,
+            },
+        );
+        Harness {
+            sup,
+            t0,
+            elapsed: Duration::ZERO,
+            next_pid: 100,
+        }
+    }
+
+    fn now(&self) -> Now {
+        Now {
+            at: self.t0 + self.elapsed,
+            wall: SystemTime::UNIX_EPOCH + self.elapsed,
+        }
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.elapsed += d;
+    }
+
+    /// Advances the clock to the next deadline and delivers the tick.
+    fn tick(&mut self) -> Vec<Effect> {
+        let at = self.sup.next_deadline().expect("a deadline is due");
+        self.elapsed = at - self.t0;
+        self.sup.handle(Event::Tick, self.now())
+    }
+
+    fn start_all(&mut self) -> Vec<Effect> {
+        let names: Vec<String> = self.sup.services().map(|(n, _)| n.clone()).collect();
+        self.sup.start(&names, self.now())
+    }
+
+    /// Answers every spawn in `fx` with success, repeatedly, like the runtime does.
+    fn settle(&mut self, mut fx: Vec<Effect>) -> Vec<Effect> {
+        let mut rest = Vec::new();
+        while !fx.is_empty() {
+            let mut next = Vec::new();
+            for e in fx {
+                match e {
+                    Effect::Spawn { service, .. } => {
+                        self.next_pid += 1;
+                        let ev = Event::Spawned {
+                            service,
+                            pid: self.next_pid,
+                        };
+                        next.extend(self.sup.handle(ev, self.now()));
+                    }
+                    other => rest.push(other),
+                }
+            }
+            fx = next;
+        }
+        rest
+    }
+
+    fn pid(&self, name: &str) -> i32 {
+        self.sup.service(name).unwrap().pid().expect("running")
+    }
+
+    fn status(&self, name: &str) -> Status {
+        self.sup.service(name).unwrap().status()
+    }
+
+    fn exit(&mut self, name: &str, status: ExitStatus) -> Vec<Effect> {
+        let pid = self.pid(name);
+        self.sup
+            .handle(Event::ChildExited { pid, status }, self.now())
+    }
+}
+
+fn spawned(fx: &[Effect]) -> Vec<&str> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Spawn { service, .. } => Some(service.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn signals(fx: &[Effect]) -> Vec<(&str, Target, Nix)> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Signal {
+                service,
+                target,
+                signal,
+            } => Some((service.as_str(), *target, signal.0)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn exit_code(fx: &[Effect]) -> Option<u8> {
+    fx.iter().find_map(|e| match e {
+        Effect::Exit { code } => Some(*code),
+        _ => None,
+    })
+}
+
+const TERM: ExitStatus = ExitStatus::Signal(15);
+
+#[test]
+fn starts_in_dependency_order_one_layer_per_answer() {
+    let mut h = Harness::new(vec![dep("c", &["b"]), dep("b", &["a"]), dep("a", &[])]);
+    let fx = h.start_all();
+    assert_eq!(
+        spawned(&fx),
+        ["a"],
+        "only what has no unmet dependency starts"
+    );
+    assert_eq!(h.status("b"), Status::Starting);
+    let fx = h.sup.handle(
+        Event::Spawned {
+            service: "a".into(),
+            pid: 10,
+        },
+        h.now(),
+    );
+    assert_eq!(spawned(&fx), ["b"]);
+    let fx = h.sup.handle(
+        Event::Spawned {
+            service: "b".into(),
+            pid: 11,
+        },
+        h.now(),
+    );
+    assert_eq!(spawned(&fx), ["c"]);
+}
+
+#[test]
+fn a_completed_task_keeps_satisfying_its_dependents() {
+    let mut task = spec("migrate");
+    task.restart = RestartPolicy::Never;
+    let mut web = dep("web", &["migrate"]);
+    web.restart = RestartPolicy::Always;
+    web.min_uptime = Duration::ZERO;
+    let mut h = Harness::new(vec![task, web]);
+    let fx = h.start_all();
+    assert_eq!(spawned(&fx), ["migrate"]);
+    h.settle(fx);
+    assert_eq!(
+        h.status("web"),
+        Status::Running,
+        "started once the task ran"
+    );
+    let fx = h.exit("migrate", ExitStatus::Code(0));
+    assert!(exit_code(&fx).is_none());
+    assert_eq!(h.status("migrate"), Status::Exited);
+    // web restarts later: the task that completed still counts, and is not run again.
+    h.exit("web", ExitStatus::Code(0));
+    let fx = h.tick();
+    assert_eq!(spawned(&fx), ["web"]);
+}
+
+#[test]
+fn a_failed_exit_backs_off_then_restarts() {
+    let mut h = Harness::new(vec![spec("a")]);
+    let fx = h.start_all();
+    h.settle(fx);
+    let first = h.pid("a");
+    h.advance(Duration::from_secs(2));
+    let fx = h.exit("a", ExitStatus::Code(1));
+    assert!(spawned(&fx).is_empty());
+    assert_eq!(h.status("a"), Status::Backoff);
+    let due = h.sup.next_deadline().unwrap() - (h.t0 + h.elapsed);
+    assert!(
+        due >= Duration::from_millis(100) && due <= Duration::from_millis(110),
+        "{due:?}"
+    );
+    let fx = h.tick();
+    assert_eq!(spawned(&fx), ["a"]);
+    h.settle(fx);
+    assert_ne!(h.pid("a"), first);
+    assert_eq!(h.sup.service("a").unwrap().restarts, 1);
+    assert_eq!(h.sup.service("a").unwrap().exits.len(), 1);
+}
+
+#[test]
+fn a_crashing_service_does_not_hold_up_another() {
+    let mut h = Harness::new(vec![spec("bad"), spec("good")]);
+    let fx = h.start_all();
+    h.settle(fx);
+    let fx = h.exit("bad", ExitStatus::Code(1));
+    assert!(
+        fx.iter()
+            .all(|e| !matches!(e, Effect::Signal { service, .. } if service == "good"))
+    );
+    assert_eq!(h.status("good"), Status::Running);
+}
+
+#[test]
+fn a_crash_kills_what_the_main_process_left_in_its_group() {
+    let mut h = Harness::new(vec![spec("a")]);
+    let fx = h.start_all();
+    h.settle(fx);
+    let pid = h.pid("a");
+    let fx = h.exit("a", ExitStatus::Code(1));
+    assert_eq!(signals(&fx), [("a", Target::Group(pid), Nix::SIGKILL)]);
+}
+
+#[test]
+fn never_stays_down_and_all_exited_ends_runpm_with_its_code() {
+    let mut s = spec("a");
+    s.restart = RestartPolicy::Never;
+    let mut h = Harness::new(vec![s, spec("b")]);
+    let fx = h.start_all();
+    h.settle(fx);
+    let fx = h.exit("a", ExitStatus::Code(3));
+    assert_eq!(h.status("a"), Status::Exited);
+    assert_eq!(exit_code(&fx), None, "b still runs");
+    let fx = h.exit("b", ExitStatus::Code(0));
+    // b is on-failure: exit 0 stays down too.
+    assert_eq!(h.status("b"), Status::Exited);
+    assert_eq!(exit_code(&fx), Some(3));
+}
+
+#[test]
+fn a_crash_loop_ends_in_failed_and_any_failed_exits_with_its_code() {
+    let mut s = spec("a");
+    s.restart = RestartPolicy::Always;
+    s.max_restarts = 2;
+    s.restart_delay = Duration::ZERO;
+    let settings = Settings {
+        exit_when: ExitWhen::AnyFailed,
+        ..Settings::default()
+    };
+    let mut h = Harness::with_settings(vec![s, spec("other")], settings);
+    let fx = h.start_all();
+    h.settle(fx);
+    for _ in 0..2 {
+        h.exit("a", ExitStatus::Code(4));
+        let fx = h.tick();
+        h.settle(fx);
+    }
+    let fx = h.exit("a", ExitStatus::Code(4));
+    assert_eq!(h.status("a"), Status::Failed);
+    assert_eq!(h.sup.service("a").unwrap().restarts, 2);
+    // The rest is stopped before runpm exits.
+    let other = h.pid("other");
+    assert_eq!(
+        signals(&fx).last(),
+        Some(&("other", Target::Group(other), Nix::SIGTERM))
+    );
+    h.exit("other", TERM);
+    let fx = h.sup.handle(
+        Event::GroupEmpty {
+            service: "other".into(),
+            pgid: other,
+        },
+        h.now(),
+    );
+    assert_eq!(h.status("other"), Status::Stopped);
+    assert_eq!(exit_code(&fx), Some(4));
+}
+
+#[test]
+fn terminate_stops_in_reverse_dependency_order_and_exits_zero() {
+    let mut h = Harness::new(vec![dep("a", &[]), dep("b", &["a"]), dep("c", &["b"])]);
+    let fx = h.start_all();
+    h.settle(fx);
+    let fx = h
+        .sup
+        .handle(Event::Terminate { signal: "SIGTERM" }, h.now());
+    let c = h.pid("c");
+    assert_eq!(signals(&fx), [("c", Target::Group(c), Nix::SIGTERM)]);
+    assert_eq!(h.status("b"), Status::Running, "b waits for c");
+    let fx = h.exit("c", TERM);
+    assert_eq!(
+        fx,
+        vec![Effect::CheckGroup {
+            service: "c".into(),
+            pgid: c
+        }]
+    );
+    assert_eq!(h.status("c"), Status::Stopping, "until the group is empty");
+    let b = h.pid("b");
+    let fx = h.sup.handle(
+        Event::GroupEmpty {
+            service: "c".into(),
+            pgid: c,
+        },
+        h.now(),
+    );
+    assert_eq!(signals(&fx), [("b", Target::Group(b), Nix::SIGTERM)]);
+    let fx = h.exit("b", ExitStatus::Code(0));
+    let fx2 = h.sup.handle(
+        Event::GroupEmpty {
+            service: "b".into(),
+            pgid: b,
+        },
+        h.now(),
+    );
+    assert!(fx.iter().all(|e| matches!(e, Effect::CheckGroup { .. })));
+    let a = h.pid("a");
+    assert_eq!(signals(&fx2), [("a", Target::Group(a), Nix::SIGTERM)]);
+    h.exit("a", TERM);
+    let fx = h.sup.handle(
+        Event::GroupEmpty {
+            service: "a".into(),
+            pgid: a,
+        },
+        h.now(),
+    );
+    assert_eq!(exit_code(&fx), Some(0));
+    assert!(
+        ["a", "b", "c"]
+            .iter()
+            .all(|n| h.status(n) == Status::Stopped)
+    );
+}
+
+#[test]
+fn kill_timeout_escalates_to_sigkill_and_the_exit_code_tells() {
+    let mut s = spec("stubborn");
+    s.kill_timeout = Duration::from_millis(300);
+    let mut h = Harness::new(vec![s]);
+    let fx = h.start_all();
+    h.settle(fx);
+    let pid = h.pid("stubborn");
+    h.sup.handle(Event::Terminate { signal: "SIGINT" }, h.now());
+    assert_eq!(
+        h.sup.next_deadline(),
+        Some(h.t0 + Duration::from_millis(300))
+    );
+    let fx = h.tick();
+    assert_eq!(
+        signals(&fx),
+        [("stubborn", Target::Group(pid), Nix::SIGKILL)]
+    );
+    let fx = h.exit("stubborn", ExitStatus::Signal(9));
+    assert_eq!(exit_code(&fx), Some(137));
+}
+
+#[test]
+fn a_lingering_group_is_killed_at_the_deadline() {
+    let mut s = spec("a");
+    s.kill_timeout = Duration::from_secs(1);
+    let mut h = Harness::new(vec![s]);
+    let fx = h.start_all();
+    h.settle(fx);
+    let pid = h.pid("a");
+    h.sup
+        .handle(Event::Terminate { signal: "SIGTERM" }, h.now());
+    let fx = h.exit("a", TERM);
+    assert_eq!(
+        fx,
+        vec![Effect::CheckGroup {
+            service: "a".into(),
+            pgid: pid
+        }]
+    );
+    // The group is not empty (no answer): nothing happens until the deadline.
+    let fx = h.tick();
+    assert_eq!(signals(&fx), [("a", Target::Group(pid), Nix::SIGKILL)]);
+    assert_eq!(
+        exit_code(&fx),
+        Some(143),
+        "forced: not clean, reported with the main exit"
+    );
+}
+
+#[test]
+fn a_second_terminate_kills_at_once() {
+    let mut s = spec("a");
+    s.kill_timeout = Duration::from_secs(60);
+    let mut h = Harness::new(vec![s]);
+    let fx = h.start_all();
+    h.settle(fx);
+    let pid = h.pid("a");
+    h.sup.handle(Event::Terminate { signal: "SIGINT" }, h.now());
+    let fx = h.sup.handle(Event::Terminate { signal: "SIGINT" }, h.now());
+    assert_eq!(signals(&fx), [("a", Target::Group(pid), Nix::SIGKILL)]);
+}
+
+#[test]
+fn shutdown_timeout_kills_services_still_waiting_for_dependents() {
+    let mut b = dep("b", &["a"]);
+    b.kill_timeout = Duration::from_secs(60);
+    let settings = Settings {
+        shutdown_timeout: Duration::from_secs(5),
+        ..Settings::default()
+    };
+    let mut h = Harness::with_settings(vec![spec("a"), b], settings);
+    let fx = h.start_all();
+    h.settle(fx);
+    let (a, b) = (h.pid("a"), h.pid("b"));
+    h.sup
+        .handle(Event::Terminate { signal: "SIGTERM" }, h.now());
+    let fx = h.tick();
+    assert_eq!(h.elapsed, Duration::from_secs(5));
+    let mut got = signals(&fx);
+    got.sort_by_key(|(n, ..)| n.to_string());
+    assert_eq!(
+        got,
+        [
+            ("a", Target::Group(a), Nix::SIGKILL),
+            ("b", Target::Group(b), Nix::SIGKILL)
+        ]
+    );
+}
+
+#[test]
+fn process_kill_mode_signals_only_the_main_process() {
+    let mut s = spec("a");
+    s.kill_mode = KillMode::Process;
+    s.stop_signal = Signal(Nix::SIGINT);
+    let mut h = Harness::new(vec![s]);
+    let fx = h.start_all();
+    h.settle(fx);
+    let pid = h.pid("a");
+    let fx = h
+        .sup
+        .handle(Event::Terminate { signal: "SIGTERM" }, h.now());
+    assert_eq!(signals(&fx), [("a", Target::Process(pid), Nix::SIGINT)]);
+    let fx = h.exit("a", ExitStatus::Signal(2));
+    assert_eq!(
+        exit_code(&fx),
+        Some(0),
+        "ended by its own stop signal: clean"
+    );
+}
+
+#[test]
+fn a_spawn_failure_fails_that_service_only() {
+    let mut h = Harness::new(vec![spec("broken"), spec("fine")]);
+    let fx = h.start_all();
+    assert_eq!(spawned(&fx), ["broken", "fine"]);
+    let ev = Event::SpawnFailed {
+        service: "broken".into(),
+        error: "command `x` not found".into(),
+        code: 127,
+    };
+    let fx = h.sup.handle(ev, h.now());
+    assert!(exit_code(&fx).is_none());
+    assert_eq!(h.status("broken"), Status::Failed);
+    h.sup.handle(
+        Event::Spawned {
+            service: "fine".into(),
+            pid: 50,
+        },
+        h.now(),
+    );
+    assert_eq!(h.status("fine"), Status::Running);
+    h.sup
+        .handle(Event::Terminate { signal: "SIGTERM" }, h.now());
+    h.exit("fine", TERM);
+    let fx = h.sup.handle(
+        Event::GroupEmpty {
+            service: "fine".into(),
+            pgid: 50,
+        },
+        h.now(),
+    );
+    assert_eq!(
+        exit_code(&fx),
+        Some(127),
+        "a failed service makes the exit code"
+    );
+}
+
+#[test]
+fn shutdown_drops_backoff_at_once_and_stops_a_spawn_in_flight() {
+    let mut h = Harness::new(vec![spec("a"), dep("b", &["a"])]);
+    let fx = h.start_all();
+    assert_eq!(spawned(&fx), ["a"]);
+    let fx = h.sup.handle(
+        Event::Spawned {
+            service: "a".into(),
+            pid: 7,
+        },
+        h.now(),
+    );
+    assert_eq!(spawned(&fx), ["b"], "spawn of b issued, not yet answered");
+    h.sup.handle(
+        Event::ChildExited {
+            pid: 7,
+            status: ExitStatus::Code(1),
+        },
+        h.now(),
+    );
+    let fx = h
+        .sup
+        .handle(Event::Terminate { signal: "SIGTERM" }, h.now());
+    assert!(signals(&fx).is_empty());
+    assert_eq!(
+        (h.status("a"), h.status("b")),
+        (Status::Stopped, Status::Starting)
+    );
+    let fx = h.sup.handle(
+        Event::Spawned {
+            service: "b".into(),
+            pid: 8,
+        },
+        h.now(),
+    );
+    assert_eq!(
+        signals(&fx),
+        [("b", Target::Group(8), Nix::SIGTERM)],
+        "stopped as soon as it exists"
+    );
+    h.sup.handle(
+        Event::ChildExited {
+            pid: 8,
+            status: TERM,
+        },
+        h.now(),
+    );
+    let fx = h.sup.handle(
+        Event::GroupEmpty {
+            service: "b".into(),
+            pgid: 8,
+        },
+        h.now(),
+    );
+    assert_eq!(
+        exit_code(&fx),
+        Some(0),
+        "a crash that was going to be restarted is not a failure"
+    );
+}
+
+#[test]
+fn all_exited_counts_a_service_blocked_by_a_failed_dependency() {
+    let mut h = Harness::new(vec![spec("a"), dep("b", &["a"])]);
+    let fx = h.start_all();
+    let ev = Event::SpawnFailed {
+        service: "a".into(),
+        error: "x".into(),
+        code: 126,
+    };
+    assert_eq!(spawned(&fx), ["a"]);
+    let fx = h.sup.handle(ev, h.now());
+    assert_eq!(exit_code(&fx), Some(126), "nothing is left that could run");
+}
+
+#[test]
+fn idle_has_no_deadline() {
+    let mut h = Harness::new((0..100).map(|i| spec(&format!("s{i}"))).collect());
+    let fx = h.start_all();
+    h.settle(fx);
+    assert_eq!(h.sup.next_deadline(), None);
+}
+
+#[test]
+fn orphans_are_ignored_but_recheck_lingering_groups() {
+    let mut h = Harness::new(vec![spec("a")]);
+    let fx = h.start_all();
+    h.settle(fx);
+    let pid = h.pid("a");
+    let fx = h.sup.handle(
+        Event::ChildExited {
+            pid: 9999,
+            status: ExitStatus::Code(0),
+        },
+        h.now(),
+    );
+    assert!(fx.is_empty());
+    h.sup
+        .handle(Event::Terminate { signal: "SIGTERM" }, h.now());
+    h.exit("a", TERM);
+    let fx = h.sup.handle(
+        Event::ChildExited {
+            pid: 9998,
+            status: ExitStatus::Code(0),
+        },
+        h.now(),
+    );
+    assert_eq!(
+        fx,
+        vec![Effect::CheckGroup {
+            service: "a".into(),
+            pgid: pid
+        }]
+    );
+}
+
+#[test]
+fn exit_when_names_a_service() {
+    let mut task = spec("task");
+    task.restart = RestartPolicy::Never;
+    let settings = Settings {
+        exit_when: ExitWhen::Services(vec!["task".into()]),
+        ..Settings::default()
+    };
+    let mut h = Harness::with_settings(vec![task, spec("web")], settings);
+    let fx = h.start_all();
+    h.settle(fx);
+    let web = h.pid("web");
+    let task = h.pid("task");
+    let fx = h.exit("task", ExitStatus::Code(0));
+    assert_eq!(
+        signals(&fx),
+        [
+            ("task", Target::Group(task), Nix::SIGKILL),
+            ("web", Target::Group(web), Nix::SIGTERM)
+        ],
+        "the task's leftovers, then the rest"
+    );
+    h.exit("web", TERM);
+    let fx = h.sup.handle(
+        Event::GroupEmpty {
+            service: "web".into(),
+            pgid: web,
+        },
+        h.now(),
+    );
+    assert_eq!(exit_code(&fx), Some(0));
+}
+
+#[test]
+fn phases_match_statuses() {
+    let h = Harness::new(vec![spec("a")]);
+    assert_eq!(h.status("a"), Status::Stopped);
+    assert!(matches!(h.sup.service("a").unwrap().phase, Phase::Stopped));
+}
