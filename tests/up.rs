@@ -17,13 +17,16 @@ use nix::sys::signal::Signal;
 #[test]
 fn ctrl_c_stops_services_and_exits_zero() {
     let p = Project::new(secs(20));
-    p.config(
+    // `sleeper` is a single process; `ticker` is a shell with a child at most moments. Both
+    // die of SIGTERM at once, which is a clean stop: no need to wait for kill_timeout (10 s).
+    p.config(&format!(
         r#"
 [services.sleeper]
 shell = 'echo $$ > sleeper.pid; exec sleep 1000'
-"#,
-    );
+{TICKER}"#
+    ));
     let mut runpm = p.up(&[]);
+    p.wait_lines("ticks", 1, secs(5));
     let pid = p.read_pid("sleeper.pid", secs(5));
     let started = runpm.wait_for_event("sleeper", "started", secs(5));
     assert!(
@@ -33,13 +36,14 @@ shell = 'echo $$ > sleeper.pid; exec sleep 1000'
     assert!(is_alive(pid), "the service should run");
 
     runpm.send_signal(Signal::SIGINT);
-    runpm.assert_exit_code(secs(10), 0);
+    runpm.assert_exit_code(secs(5), 0);
     assert!(
         wait_dead(pid, secs(2)),
         "the service (pid {pid}) should be gone after Ctrl-C\n{}",
         runpm.describe()
     );
     runpm.wait_for_event("sleeper", "stopped", secs(1));
+    runpm.wait_for_event("ticker", "stopped", secs(1));
 }
 
 #[test]
@@ -442,8 +446,9 @@ restart = "never"
     p.wait_growth("ticks", 10, secs(5));
     runpm.assert_running("a spawn failure of one service is not fatal");
 
+    // The ticker dies of SIGTERM at once: stopping must not wait for kill_timeout (10 s).
     runpm.send_signal(Signal::SIGINT);
-    runpm.wait_exit(secs(10));
+    runpm.wait_exit(secs(5));
 }
 
 #[test]
