@@ -45,9 +45,11 @@ enum Command {
     Up {
         #[command(flatten)]
         file: FileArg,
-        /// Reap orphaned descendants as PID 1 does (PR_SET_CHILD_SUBREAPER)
-        #[arg(long)]
-        subreaper: bool,
+        /// Reap orphaned descendants as PID 1 does (PR_SET_CHILD_SUBREAPER). Always on: runpm
+        /// must see the last process of a service's group end to know that its stop is
+        /// complete; the flag is accepted for scripts that pass it
+        #[arg(long = "subreaper")]
+        _subreaper: bool,
         /// Never colour the log prefixes (also: NO_COLOR set)
         #[arg(long)]
         no_color: bool,
@@ -79,10 +81,10 @@ fn main() -> ExitCode {
         Command::Validate { file } => validate(file),
         Command::Up {
             file,
-            subreaper,
             no_color,
             services,
-        } => up(file, subreaper, no_color, services),
+            ..
+        } => up(file, no_color, services),
     })
 }
 
@@ -130,7 +132,7 @@ fn validate(file: FileArg) -> u8 {
     }
 }
 
-fn up(file: FileArg, subreaper: bool, no_color: bool, only: Vec<String>) -> u8 {
+fn up(file: FileArg, no_color: bool, only: Vec<String>) -> u8 {
     let cfg = match load(&file) {
         Ok(cfg) => cfg,
         Err(code) => return code,
@@ -144,8 +146,9 @@ fn up(file: FileArg, subreaper: bool, no_color: bool, only: Vec<String>) -> u8 {
         );
         return exit::FAILED;
     }
-    if subreaper
-        && !process::is_pid1()
+    // Orphans of a service must come to runpm: when a service's main process dies before
+    // its children, only their reaping tells runpm that the group is empty.
+    if !process::is_pid1()
         && let Err(e) = process::become_subreaper()
     {
         eprintln!("runpm: cannot become a subreaper: {e}");
