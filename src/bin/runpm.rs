@@ -9,7 +9,7 @@ use camino::Utf8PathBuf;
 use clap::{Parser, Subcommand};
 
 use runpm::config::{self, Config};
-use runpm::logs::Console;
+use runpm::logs::{Console, EventFormat};
 use runpm::process;
 use runpm::supervisor::{self, RunOptions};
 
@@ -96,12 +96,15 @@ fn init_tracing() {
         Ok("error") => tracing::Level::ERROR,
         _ => tracing::Level::INFO,
     };
+    let terminal = std::io::stderr().is_terminal();
+    let format = EventFormat {
+        ansi: terminal && std::env::var_os("NO_COLOR").is_none(),
+        timestamps: !terminal,
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .with_max_level(level)
-        .with_target(false)
-        .without_time()
+        .event_format(format)
         .init();
 }
 
