@@ -9,7 +9,7 @@ use camino::Utf8PathBuf;
 use clap::{Parser, Subcommand};
 
 use runpm::config::{self, Config};
-use runpm::logs::Console;
+use runpm::logs::{Console, EventFormat};
 use runpm::process;
 use runpm::supervisor::{self, RunOptions};
 
@@ -46,10 +46,10 @@ enum Command {
         #[command(flatten)]
         file: FileArg,
         /// Reap orphaned descendants as PID 1 does (PR_SET_CHILD_SUBREAPER). Always on: runpm
-        /// must see the last process of a service's group end to know its stop is complete;
-        /// the flag is accepted for scripts that pass it
-        #[arg(long)]
-        subreaper: bool,
+        /// must see the last process of a service's group end to know that its stop is
+        /// complete; the flag is accepted for scripts that pass it
+        #[arg(long = "subreaper")]
+        _subreaper: bool,
         /// Never colour the log prefixes (also: NO_COLOR set)
         #[arg(long)]
         no_color: bool,
@@ -81,10 +81,10 @@ fn main() -> ExitCode {
         Command::Validate { file } => validate(file),
         Command::Up {
             file,
-            subreaper,
             no_color,
             services,
-        } => up(file, subreaper, no_color, services),
+            ..
+        } => up(file, no_color, services),
     })
 }
 
@@ -96,12 +96,15 @@ fn init_tracing() {
         Ok("error") => tracing::Level::ERROR,
         _ => tracing::Level::INFO,
     };
+    let terminal = std::io::stderr().is_terminal();
+    let format = EventFormat {
+        ansi: terminal && std::env::var_os("NO_COLOR").is_none(),
+        timestamps: !terminal,
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .with_max_level(level)
-        .with_target(false)
-        .without_time()
+        .event_format(format)
         .init();
 }
 
@@ -132,7 +135,7 @@ fn validate(file: FileArg) -> u8 {
     }
 }
 
-fn up(file: FileArg, subreaper: bool, no_color: bool, only: Vec<String>) -> u8 {
+fn up(file: FileArg, no_color: bool, only: Vec<String>) -> u8 {
     let cfg = match load(&file) {
         Ok(cfg) => cfg,
         Err(code) => return code,
@@ -146,7 +149,8 @@ fn up(file: FileArg, subreaper: bool, no_color: bool, only: Vec<String>) -> u8 {
         );
         return exit::FAILED;
     }
-    let _ = subreaper;
+    // Orphans of a service must come to runpm: when a service's main process dies before
+    // its children, only their reaping tells runpm that the group is empty.
     if !process::is_pid1()
         && let Err(e) = process::become_subreaper()
     {

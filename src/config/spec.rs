@@ -53,6 +53,14 @@ pub enum KillMode {
 pub struct Signal(pub nix::sys::signal::Signal);
 
 impl Signal {
+    /// Accepts the name with or without `SIG`, in any case:
+    ///
+    /// ```
+    /// use runpm::config::Signal;
+    /// assert_eq!(Signal::parse("term").map(|s| s.name()), Some("SIGTERM"));
+    /// assert_eq!(Signal::parse("SIGHUP").map(|s| s.number()), Some(1));
+    /// assert!(Signal::parse("SIGNOPE").is_none());
+    /// ```
     pub fn parse(name: &str) -> Option<Signal> {
         let upper = name.trim().to_ascii_uppercase();
         let full = if upper.starts_with("SIG") {

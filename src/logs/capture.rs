@@ -22,17 +22,16 @@ pub trait LineSink: Send + Sync + 'static {
     fn line(&self, service: &str, stream: Stream, line: &str);
 }
 
-/// Starts reading `fd` until every writer has closed it (the service and anything it left
-/// behind holding the pipe). Must be called inside the runtime.
-pub fn capture(fd: OwnedFd, service: Arc<str>, stream: Stream, sink: Arc<dyn LineSink>) {
-    let receiver = match pipe::Receiver::from_owned_fd(fd) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!("{service}: cannot read its {stream:?}: {e}");
-            return;
-        }
-    };
-    tokio::spawn(read_lines(receiver, service, stream, sink));
+/// Reads `fd` until every writer has closed it (the service and anything it left behind
+/// holding the pipe). The future must be polled inside the runtime.
+pub fn capture(
+    fd: OwnedFd,
+    service: Arc<str>,
+    stream: Stream,
+    sink: Arc<dyn LineSink>,
+) -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
+    let receiver = pipe::Receiver::from_owned_fd(fd)?;
+    Ok(read_lines(receiver, service, stream, sink))
 }
 
 async fn read_lines(

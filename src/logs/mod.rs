@@ -3,6 +3,8 @@
 
 mod capture;
 mod console;
+mod events;
 
 pub use capture::{LineSink, MAX_LINE, Stream, capture};
 pub use console::Console;
+pub use events::EventFormat;

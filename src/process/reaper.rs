@@ -19,7 +19,13 @@ pub enum ExitStatus {
 }
 
 impl ExitStatus {
-    /// The conventional shell encoding, used for runpm's own exit code.
+    /// The conventional shell encoding, used for runpm's own exit code:
+    ///
+    /// ```
+    /// use runpm::process::ExitStatus;
+    /// assert_eq!(ExitStatus::Code(3).as_exit_code(), 3);
+    /// assert_eq!(ExitStatus::Signal(9).as_exit_code(), 128 + 9);
+    /// ```
     pub fn as_exit_code(self) -> u8 {
         match self {
             ExitStatus::Code(c) => (c & 0xff) as u8,

@@ -6,9 +6,12 @@
 //! a child between `fork` and the moment its pid is recorded, nor race std's own wait on an
 //! exec failure.
 
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::task::JoinSet;
 
 use crate::config::Config;
 use crate::logs::{LineSink, Stream, capture};
@@ -45,10 +48,14 @@ pub async fn run(config: &Config, options: RunOptions) -> std::io::Result<u8> {
     } else {
         options.only.clone()
     };
-    let mut executor = Executor { sink: options.sink };
+    let mut executor = Executor {
+        sink: options.sink,
+        captures: JoinSet::new(),
+    };
     let mut effects = sup.start(&names, Now::real());
     loop {
         if let Some(code) = executor.carry_out(&mut sup, effects) {
+            executor.drain().await;
             return Ok(code);
         }
         let deadline = sup.next_deadline();
@@ -77,11 +84,37 @@ pub async fn run(config: &Config, options: RunOptions) -> std::io::Result<u8> {
     }
 }
 
+/// How long runpm waits, on its way out, for the services' last output lines. Pipes reach
+/// end-of-file as soon as the last process holding them is gone, which is normally at once;
+/// a leftover that keeps a pipe open must not keep runpm from exiting.
+const DRAIN: Duration = Duration::from_secs(1);
+
 struct Executor {
     sink: Arc<dyn LineSink>,
+    /// The readers of the services' pipes.
+    captures: JoinSet<()>,
 }
 
 impl Executor {
+    fn capture(&mut self, fd: OwnedFd, service: &Arc<str>, stream: Stream) {
+        match capture(fd, service.clone(), stream, self.sink.clone()) {
+            Ok(reader) => {
+                self.captures.spawn(reader);
+            }
+            Err(e) => tracing::warn!("{service}: cannot read its {stream:?}: {e}"),
+        }
+        // Forget readers that are done, so the set does not grow with every restart.
+        while self.captures.try_join_next().is_some() {}
+    }
+
+    /// Waits until every reader has printed its last line, within [`DRAIN`].
+    async fn drain(&mut self) {
+        let all = async { while self.captures.join_next().await.is_some() {} };
+        if tokio::time::timeout(DRAIN, all).await.is_err() {
+            tracing::debug!("some service output pipes are still held open; not waiting for them");
+        }
+    }
+
     /// Carries out `effects` in order, feeding the answers of spawns and group checks back
     /// into the handler at once. Returns the exit code once the handler asks to exit.
     fn carry_out(&mut self, sup: &mut Supervisor, effects: Vec<Effect>) -> Option<u8> {
@@ -91,13 +124,8 @@ impl Executor {
                 Effect::Spawn { service, spec } => Some(match process::spawn(&spec, &[]) {
                     Ok(spawned) => {
                         let name: Arc<str> = Arc::from(service.as_str());
-                        capture(
-                            spawned.stdout,
-                            name.clone(),
-                            Stream::Stdout,
-                            self.sink.clone(),
-                        );
-                        capture(spawned.stderr, name, Stream::Stderr, self.sink.clone());
+                        self.capture(spawned.stdout, &name, Stream::Stdout);
+                        self.capture(spawned.stderr, &name, Stream::Stderr);
                         Event::Spawned {
                             service,
                             pid: spawned.pid,
