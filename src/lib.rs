@@ -4,7 +4,8 @@
 //! `config` loads and validates unit files into specs; `reconcile` diffs what is wanted
 //! against what runs; `supervisor` holds the per-service state machines and decides, as pure
 //! functions returning effects; `process` is the narrow seam to the kernel (spawn, signal,
-//! reap); `logs` captures and prints the services' output.
+//! reap); `logs` captures and prints the services' output; `watch` notices edits to the config
+//! and asks for a reload.
 
 pub mod config;
 pub mod ipc;
@@ -12,3 +13,4 @@ pub mod logs;
 pub mod process;
 pub mod reconcile;
 pub mod supervisor;
+pub mod watch;

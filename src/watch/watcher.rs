@@ -1,0 +1,330 @@
+//! The watcher handle: a notify watch on the config's directory feeding the debounce task.
+//!
+//! notify calls its handler on a thread of its own. The handler only forwards each raw event
+//! into a channel; filtering and timing happen in a tokio task, so the debounce sleeps on a
+//! timer instead of polling. Dropping the [`Watcher`] drops the notify watch (which ends its
+//! thread and, with it, the sending half of that channel) and aborts the task, which closes
+//! the notification channel: the consumer sees `None`.
+
+use std::time::Duration;
+
+use camino::{Utf8Path, Utf8PathBuf};
+use notify::{RecommendedWatcher, RecursiveMode, Watcher as _};
+use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+use tokio::task::JoinHandle;
+
+use super::debounce::debounce;
+use super::filter::Target;
+
+/// Quiet time after the last event before a reload: long enough to cover one save's burst,
+/// short enough that a save feels instant.
+pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(150);
+
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error("cannot resolve `{path}` against the current directory")]
+    CurrentDir {
+        path: Utf8PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{path}` has no directory to watch")]
+    NoDirectory { path: Utf8PathBuf },
+    #[error("cannot start a file watcher")]
+    Start(#[source] notify::Error),
+    #[error("cannot watch `{}` for changes to `{path}`", dir.display())]
+    Watch {
+        path: Utf8PathBuf,
+        dir: std::path::PathBuf,
+        #[source]
+        source: notify::Error,
+    },
+}
+
+/// A running watch on a config file or unit directory. Dropping it stops the watch.
+pub struct Watcher {
+    // Held for its Drop: it owns the inotify descriptor and notify's thread.
+    _watch: RecommendedWatcher,
+    task: JoinHandle<()>,
+}
+
+impl Watcher {
+    /// Watches `source` (a config file, or a directory of unit files) and returns the watcher
+    /// with a receiver that yields one `()` per settled burst of changes. Must be called
+    /// inside a tokio runtime: the debounce runs as a task on it.
+    pub fn new(
+        source: &Utf8Path,
+        debounce_window: Duration,
+    ) -> Result<(Watcher, UnboundedReceiver<()>), WatchError> {
+        let target = target(source)?;
+        let (raw_tx, raw_rx) = unbounded_channel();
+        let mut watch = notify::recommended_watcher(move |event| {
+            // A failed send means the task is gone, and with it any interest in events.
+            if raw_tx.send(event).is_err() {
+                tracing::trace!("config event after the watcher stopped");
+            }
+        })
+        .map_err(WatchError::Start)?;
+        watch
+            .watch(target.dir(), RecursiveMode::NonRecursive)
+            .map_err(|err| WatchError::Watch {
+                path: source.to_path_buf(),
+                dir: target.dir().to_path_buf(),
+                source: err,
+            })?;
+        let (tx, rx) = unbounded_channel();
+        let task = tokio::spawn(debounce(raw_rx, target, debounce_window, tx));
+        Ok((
+            Watcher {
+                _watch: watch,
+                task,
+            },
+            rx,
+        ))
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        // Aborting closes the notification channel now, rather than once notify's thread
+        // has noticed the shutdown and dropped its sender.
+        self.task.abort();
+    }
+}
+
+/// What to watch for `source`. A path that is a directory now is a unit directory;
+/// anything else is a config file, watched through its directory even if it does not exist
+/// yet (it may be mid-save).
+fn target(source: &Utf8Path) -> Result<Target, WatchError> {
+    let absolute = if source.is_absolute() {
+        source.to_path_buf()
+    } else {
+        let cwd = std::env::current_dir().map_err(|e| WatchError::CurrentDir {
+            path: source.to_path_buf(),
+            source: e,
+        })?;
+        let cwd = Utf8PathBuf::try_from(cwd).map_err(|e| WatchError::CurrentDir {
+            path: source.to_path_buf(),
+            source: e.into_io_error(),
+        })?;
+        cwd.join(source)
+    };
+    if absolute.is_dir() {
+        return Ok(Target::Dir {
+            dir: absolute.into_std_path_buf(),
+        });
+    }
+    match (absolute.parent(), absolute.file_name()) {
+        (Some(dir), Some(name)) => Ok(Target::File {
+            dir: dir.into(),
+            name: name.into(),
+        }),
+        _ => Err(WatchError::NoDirectory {
+            path: source.to_path_buf(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Real files in a temporary directory, real inotify. Every wait has a deadline; the only
+    //! waits for "nothing" are bounded by `QUIET`.
+
+    use std::fs;
+    use std::path::Path;
+
+    use tokio::time::timeout;
+
+    use super::*;
+
+    const WINDOW: Duration = Duration::from_millis(150);
+    /// How long to wait for a notification that must come.
+    const DEADLINE: Duration = Duration::from_secs(5);
+    /// How long to wait to be confident that none comes: several debounce windows.
+    const QUIET: Duration = Duration::from_millis(500);
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+        watcher: Watcher,
+        notes: UnboundedReceiver<()>,
+    }
+
+    impl Fixture {
+        /// A project directory with a `services.toml`, watched in file form.
+        fn file() -> Fixture {
+            let dir = tempfile::tempdir().unwrap();
+            fs::write(dir.path().join("services.toml"), "[services]\n").unwrap();
+            Fixture::watching(dir, "services.toml")
+        }
+
+        /// A project directory with a `units/` unit directory, watched in directory form.
+        fn units() -> Fixture {
+            let dir = tempfile::tempdir().unwrap();
+            fs::create_dir(dir.path().join("units")).unwrap();
+            fs::write(dir.path().join("units/web.toml"), "cmd = [\"true\"]\n").unwrap();
+            Fixture::watching(dir, "units")
+        }
+
+        fn watching(dir: tempfile::TempDir, source: &str) -> Fixture {
+            let path = Utf8PathBuf::try_from(dir.path().join(source)).unwrap();
+            let (watcher, notes) = Watcher::new(&path, WINDOW).unwrap();
+            Fixture {
+                dir,
+                watcher,
+                notes,
+            }
+        }
+
+        fn path(&self, name: &str) -> std::path::PathBuf {
+            self.dir.path().join(name)
+        }
+
+        async fn notified(&mut self) {
+            match timeout(DEADLINE, self.notes.recv()).await {
+                Ok(Some(())) => {}
+                Ok(None) => panic!("the watcher ended"),
+                Err(_) => panic!("no notification within {DEADLINE:?}"),
+            }
+        }
+
+        async fn quiet(&mut self) {
+            if let Ok(note) = timeout(QUIET, self.notes.recv()).await {
+                panic!("unexpected notification: {note:?}");
+            }
+        }
+    }
+
+    /// An editor's atomic save: write a temporary file beside the target, rename it over.
+    fn atomic_save(path: &Path, text: &str) {
+        let tmp = path.with_extension("toml.tmp");
+        fs::write(&tmp, text).unwrap();
+        fs::rename(&tmp, path).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_plain_write_notifies_once() {
+        let mut f = Fixture::file();
+        fs::write(
+            f.path("services.toml"),
+            "[services.web]\ncmd = [\"true\"]\n",
+        )
+        .unwrap();
+        f.notified().await;
+        f.quiet().await;
+    }
+
+    #[tokio::test]
+    async fn a_burst_of_atomic_saves_notifies_once_and_the_watch_survives_it() {
+        let mut f = Fixture::file();
+        for i in 0..5 {
+            atomic_save(&f.path("services.toml"), &format!("# save {i}\n"));
+        }
+        f.notified().await;
+        f.quiet().await;
+        // A watch on the file itself would be silent now; on the directory it is not.
+        atomic_save(&f.path("services.toml"), "# again\n");
+        f.notified().await;
+    }
+
+    #[tokio::test]
+    async fn a_vim_style_save_notifies() {
+        let mut f = Fixture::file();
+        let path = f.path("services.toml");
+        fs::rename(&path, f.path("services.toml~")).unwrap();
+        fs::write(&path, "# new\n").unwrap();
+        fs::remove_file(f.path("services.toml~")).unwrap();
+        f.notified().await;
+        f.quiet().await;
+    }
+
+    #[tokio::test]
+    async fn a_symlink_swap_that_never_names_the_file_notifies() {
+        // The Kubernetes ConfigMap layout: services.toml → ..data/services.toml, where
+        // ..data is a symlink swapped atomically to a new timestamped directory.
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::create_dir(root.join("..v1")).unwrap();
+        fs::write(root.join("..v1/services.toml"), "# v1\n").unwrap();
+        std::os::unix::fs::symlink("..v1", root.join("..data")).unwrap();
+        std::os::unix::fs::symlink("..data/services.toml", root.join("services.toml")).unwrap();
+        let mut f = Fixture::watching(dir, "services.toml");
+
+        fs::create_dir(f.path("..v2")).unwrap();
+        fs::write(f.path("..v2/services.toml"), "# v2\n").unwrap();
+        std::os::unix::fs::symlink("..v2", f.path("..data_tmp")).unwrap();
+        fs::rename(f.path("..data_tmp"), f.path("..data")).unwrap();
+        f.notified().await;
+    }
+
+    #[tokio::test]
+    async fn a_write_to_an_unrelated_file_does_not_notify() {
+        // Only a write: creating a file may be half of a symlink swap, so that does count.
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("services.toml"), "[services]\n").unwrap();
+        fs::write(dir.path().join("README"), "hello\n").unwrap();
+        let mut f = Fixture::watching(dir, "services.toml");
+        fs::write(f.path("README"), "hello again\n").unwrap();
+        f.quiet().await;
+    }
+
+    #[tokio::test]
+    async fn reading_the_config_does_not_notify() {
+        // The daemon reads the file on every reload: reacting to that would loop.
+        let mut f = Fixture::file();
+        fs::read_to_string(f.path("services.toml")).unwrap();
+        f.quiet().await;
+    }
+
+    #[tokio::test]
+    async fn runpm_state_directory_does_not_notify() {
+        let mut f = Fixture::file();
+        fs::create_dir(f.path(".runpm")).unwrap();
+        fs::write(f.path(".runpm/state.json"), "{}").unwrap();
+        f.quiet().await;
+    }
+
+    #[tokio::test]
+    async fn a_new_unit_file_notifies() {
+        let mut f = Fixture::units();
+        fs::write(f.path("units/worker.toml"), "cmd = [\"true\"]\n").unwrap();
+        f.notified().await;
+    }
+
+    #[tokio::test]
+    async fn a_removed_unit_file_notifies() {
+        let mut f = Fixture::units();
+        fs::remove_file(f.path("units/web.toml")).unwrap();
+        f.notified().await;
+    }
+
+    #[tokio::test]
+    async fn a_config_that_does_not_exist_yet_is_watched_through_its_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = Fixture::watching(dir, "services.toml");
+        fs::write(f.path("services.toml"), "# first\n").unwrap();
+        f.notified().await;
+    }
+
+    #[tokio::test]
+    async fn dropping_the_watcher_ends_the_notifications() {
+        let Fixture {
+            dir,
+            watcher,
+            mut notes,
+        } = Fixture::file();
+        drop(watcher);
+        fs::write(dir.path().join("services.toml"), "# after\n").unwrap();
+        let end = timeout(DEADLINE, notes.recv()).await;
+        assert_eq!(end, Ok(None));
+    }
+
+    #[tokio::test]
+    async fn a_missing_directory_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Utf8PathBuf::try_from(dir.path().join("nope/services.toml")).unwrap();
+        let err = Watcher::new(&path, WINDOW)
+            .err()
+            .expect("watching a missing directory");
+        assert!(matches!(err, WatchError::Watch { .. }), "{err:?}");
+    }
+}
