@@ -18,7 +18,9 @@ use super::lock::InstanceLock;
 pub enum BindError {
     #[error("socket path `{path}` is a symlink; runpm refuses to bind through it (remove it)")]
     Symlink { path: Utf8PathBuf },
-    #[error("`{path}` exists and is not a socket; runpm will not replace it (remove it or choose another state_dir)")]
+    #[error(
+        "`{path}` exists and is not a socket; runpm will not replace it (remove it or choose another state_dir)"
+    )]
     NotASocket { path: Utf8PathBuf },
     #[error("another daemon listens on `{path}`")]
     AlreadyListening { path: Utf8PathBuf },
@@ -97,12 +99,12 @@ pub fn bind(
     let std_listener = std::os::unix::net::UnixListener::bind(socket).map_err(bind_err)?;
     // chmod right after bind rather than a umask around it: umask is process-wide and would
     // race with files other threads create. The 0700 directory closes the short window.
-    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600)).map_err(
-        |source| BindError::Chmod {
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600)).map_err(|source| {
+        BindError::Chmod {
             path: socket.to_owned(),
             source,
-        },
-    )?;
+        }
+    })?;
     let meta = std::fs::symlink_metadata(socket).map_err(|source| BindError::Inspect {
         path: socket.to_owned(),
         source,

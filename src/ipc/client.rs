@@ -31,7 +31,9 @@ pub enum ClientError {
         /// The state directory the socket was derived from, when known.
         dir: Option<Utf8PathBuf>,
     },
-    #[error("permission denied on the control socket `{socket}` (is runpm running as another user?)")]
+    #[error(
+        "permission denied on the control socket `{socket}` (is runpm running as another user?)"
+    )]
     PermissionDenied {
         socket: Utf8PathBuf,
         #[source]
@@ -152,7 +154,9 @@ impl Client {
             Err(e) if e.kind == ErrorKind::Forbidden => {
                 Err(ClientError::Forbidden { message: e.message })
             }
-            Err(e) if e.kind == ErrorKind::Version => Err(ClientError::Version { message: e.message }),
+            Err(e) if e.kind == ErrorKind::Version => {
+                Err(ClientError::Version { message: e.message })
+            }
             Err(e) => Err(ClientError::Hello(e)),
         }
     }
@@ -318,7 +322,10 @@ mod tests {
         let mut client = Client::connect(&socket).unwrap();
         assert_eq!(client.hello().daemon_pid, 42);
         let reply = client
-            .call(&Request::Status { services: vec![] }, Duration::from_secs(5))
+            .call(
+                &Request::Status { services: vec![] },
+                Duration::from_secs(5),
+            )
             .unwrap();
         assert_eq!(reply.id, Some(2));
         assert_eq!(
@@ -343,7 +350,10 @@ mod tests {
         });
         let err = Client::connect(&socket).unwrap_err();
         daemon.join().unwrap();
-        assert!(matches!(&err, ClientError::Forbidden { message } if message == "uid 7 may not"), "{err}");
+        assert!(
+            matches!(&err, ClientError::Forbidden { message } if message == "uid 7 may not"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -351,7 +361,9 @@ mod tests {
         let (_guard, root) = tempdir();
         let socket = root.join("runpm.sock");
         let _daemon = fake(&socket, |_| {
-            vec![r#"{"id":1,"ok":false,"error":{"kind":"version","message":"speaks 2"}}"#.to_owned()]
+            vec![
+                r#"{"id":1,"ok":false,"error":{"kind":"version","message":"speaks 2"}}"#.to_owned(),
+            ]
         });
         let err = Client::connect(&socket).unwrap_err();
         assert!(matches!(err, ClientError::Version { .. }), "{err}");

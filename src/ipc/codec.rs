@@ -125,7 +125,12 @@ mod tests {
         ] {
             let incoming = parse_request(line);
             assert_eq!(incoming.id, Some(5), "{}", String::from_utf8_lossy(line));
-            assert_eq!(kind(&incoming), Some(ErrorKind::BadRequest), "{}", String::from_utf8_lossy(line));
+            assert_eq!(
+                kind(&incoming),
+                Some(ErrorKind::BadRequest),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
         }
     }
 

@@ -42,7 +42,8 @@ pub fn locate(
             let base_dir = if path.is_dir() {
                 path.clone()
             } else {
-                path.parent().map_or_else(|| path.clone(), Utf8Path::to_owned)
+                path.parent()
+                    .map_or_else(|| path.clone(), Utf8Path::to_owned)
             };
             let from_config = lenient_state_dir(&path).map(|dir| absolute(&base_dir, &dir));
             (base_dir, from_config)
@@ -111,17 +112,26 @@ mod tests {
         let (_guard, root) = tempdir();
         let file = root.join("services.toml");
         std::fs::write(&file, format!("[runpm]\nstate_dir = \"./run\"\n{VALID}")).unwrap();
-        assert_eq!(locate(Some(&file), &root, None).unwrap().dir, root.join("run"));
+        assert_eq!(
+            locate(Some(&file), &root, None).unwrap().dir,
+            root.join("run")
+        );
         // Broken mid-edit: an unknown field in a service. The daemon is still found.
         std::fs::write(
             &file,
             format!("[runpm]\nstate_dir = \"./run\"\n{VALID}bogus = 1\n"),
         )
         .unwrap();
-        assert_eq!(locate(Some(&file), &root, None).unwrap().dir, root.join("run"));
+        assert_eq!(
+            locate(Some(&file), &root, None).unwrap().dir,
+            root.join("run")
+        );
         // Not even TOML: the default.
         std::fs::write(&file, "[runpm\n").unwrap();
-        assert_eq!(locate(Some(&file), &root, None).unwrap().dir, root.join(".runpm"));
+        assert_eq!(
+            locate(Some(&file), &root, None).unwrap().dir,
+            root.join(".runpm")
+        );
     }
 
     #[test]
@@ -130,7 +140,10 @@ mod tests {
         let units = root.join("units");
         std::fs::create_dir(&units).unwrap();
         std::fs::write(units.join("web.toml"), "cmd = 5\n").unwrap();
-        assert_eq!(locate(Some(&units), &root, None).unwrap().dir, units.join(".runpm"));
+        assert_eq!(
+            locate(Some(&units), &root, None).unwrap().dir,
+            units.join(".runpm")
+        );
         std::fs::write(units.join("runpm.toml"), "state_dir = \"/st\"\n").unwrap();
         assert_eq!(locate(Some(&units), &root, None).unwrap().dir, "/st");
     }

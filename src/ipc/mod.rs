@@ -25,5 +25,6 @@ pub use render::*;
 pub use server::{Call, HelloInfo, IDLE_TIMEOUT, serve};
 pub use sockpath::{MAX_SOCKET_PATH, SOCKET_NAME};
 pub use statedir::{
-    STATE_DIR_ENV, StateDir, StateDirError, choose as choose_state_dir, resolve as resolve_state_dir,
+    STATE_DIR_ENV, StateDir, StateDirError, choose as choose_state_dir,
+    resolve as resolve_state_dir,
 };

@@ -202,7 +202,10 @@ mod tests {
             ]),
             "SIGKILL"
         );
-        assert_eq!(last_exit(&[exit(None, None, "spawn-failed")]), "spawn failed");
+        assert_eq!(
+            last_exit(&[exit(None, None, "spawn-failed")]),
+            "spawn failed"
+        );
     }
 
     #[test]
@@ -256,7 +259,11 @@ worker  backoff  -     -       12        code 1
             changes: vec![
                 change("web", "started", &["new"]),
                 change("worker", "restarted", &["cmd"]),
-                change("api", "restarted", &["cmd", "env", "dependency db restarted"]),
+                change(
+                    "api",
+                    "restarted",
+                    &["cmd", "env", "dependency db restarted"],
+                ),
                 change("old", "stopped", &["removed"]),
                 change("x", "updated", &["env"]),
             ],

@@ -137,18 +137,16 @@ struct Connection {
 impl Connection {
     async fn run(&mut self) -> io::Result<()> {
         loop {
-            let line = match tokio::time::timeout(
-                IDLE_TIMEOUT,
-                read_line(&mut self.reader, MAX_REQUEST),
-            )
-            .await
-            {
-                Err(_elapsed) => {
-                    tracing::debug!("closing an idle control connection");
-                    return Ok(());
-                }
-                Ok(line) => line?,
-            };
+            let line =
+                match tokio::time::timeout(IDLE_TIMEOUT, read_line(&mut self.reader, MAX_REQUEST))
+                    .await
+                {
+                    Err(_elapsed) => {
+                        tracing::debug!("closing an idle control connection");
+                        return Ok(());
+                    }
+                    Ok(line) => line?,
+                };
             match line {
                 Line::Eof => return Ok(()),
                 Line::TooLong => {

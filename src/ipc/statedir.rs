@@ -40,11 +40,15 @@ pub struct StateDir {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateDirError {
-    #[error("state directory `{path}` is a symlink; runpm refuses it (point state_dir at the real directory)")]
+    #[error(
+        "state directory `{path}` is a symlink; runpm refuses it (point state_dir at the real directory)"
+    )]
     Symlink { path: Utf8PathBuf },
     #[error("`{path}` exists and is not a directory")]
     NotADirectory { path: Utf8PathBuf },
-    #[error("`{path}` is owned by uid {owner}, not by us (uid {uid}); remove it or choose another state_dir")]
+    #[error(
+        "`{path}` is owned by uid {owner}, not by us (uid {uid}); remove it or choose another state_dir"
+    )]
     NotOurs {
         path: Utf8PathBuf,
         owner: u32,

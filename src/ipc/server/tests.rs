@@ -109,7 +109,9 @@ impl Peer {
 }
 
 async fn within<T>(f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(LIMIT, f).await.expect("test timed out")
+    tokio::time::timeout(LIMIT, f)
+        .await
+        .expect("test timed out")
 }
 
 #[tokio::test]
@@ -140,8 +142,14 @@ async fn every_reply_of_a_call_carries_its_id() {
         answer(daemon.calls);
         peer.hello().await;
         peer.send(r#"{"id":3,"cmd":"reload"}"#).await;
-        assert_eq!(peer.recv().await.unwrap(), json!({"id": 3, "ok": true, "result": 1}));
-        assert_eq!(peer.recv().await.unwrap(), json!({"id": 3, "ok": true, "result": 2}));
+        assert_eq!(
+            peer.recv().await.unwrap(),
+            json!({"id": 3, "ok": true, "result": 1})
+        );
+        assert_eq!(
+            peer.recv().await.unwrap(),
+            json!({"id": 3, "ok": true, "result": 2})
+        );
         // Requests are handled in order: the next one is read after the last reply.
         peer.send(r#"{"id":4,"cmd":"status"}"#).await;
         assert_eq!(peer.recv().await.unwrap()["id"], 4);
@@ -379,6 +387,33 @@ async fn another_user_is_refused() {
                 .unwrap()
                 .contains("uid 65534")
         );
+    })
+    .await;
+}
+
+/// The blocking client against the real server, as runpmctl uses them.
+#[tokio::test]
+async fn the_client_talks_to_the_server() {
+    within(async {
+        let daemon = start();
+        answer(daemon.calls);
+        let socket = daemon.state.socket.clone();
+        let (hello, reply, err) = tokio::task::spawn_blocking(move || {
+            let mut client = crate::ipc::Client::connect(&socket).unwrap();
+            let reply = client
+                .call(&Request::Status { services: vec![] }, LIMIT)
+                .unwrap();
+            let err = client.call(&Request::Shutdown, LIMIT).unwrap();
+            (client.hello().clone(), reply, err)
+        })
+        .await
+        .unwrap();
+        assert_eq!(hello.daemon_pid, 42);
+        assert_eq!(hello.config, "/srv/services.toml");
+        assert_eq!(reply.id, Some(2));
+        assert_eq!(reply.into_result().unwrap(), json!({"services": []}));
+        assert_eq!(err.id, Some(3));
+        assert_eq!(err.into_result().unwrap_err().kind, ErrorKind::Failed);
     })
     .await;
 }
