@@ -1,10 +1,301 @@
 //! `runpmctl`: steers a running runpm over its control socket.
+//!
+//! Thin by design: parse the arguments, find the socket, send one request, print the reply
+//! with the library's renderers. Every exit code is decided in [`Failure::code`].
 
+use std::io::Write;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use camino::Utf8PathBuf;
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use serde::de::DeserializeOwned;
+
+use runpm::ipc::{
+    self, Client, ClientError, ErrorKind, ProtocolError, ReloadResult, Request, StatusResult,
+};
+
+/// The exit codes, the one table of them (see runpmctl(1)).
+mod exit {
+    /// The command did what was asked.
+    pub const OK: u8 = 0;
+    /// The daemon answered with an error, or talking to it failed.
+    pub const FAILED: u8 = 1;
+    /// The command line is wrong (clap's own errors use 2 as well).
+    pub const USAGE: u8 = 2;
+    /// No daemon is running for this project.
+    pub const NO_DAEMON: u8 = 3;
+
+    pub const HELP: &str = "\
+Exit status:
+  0  success
+  1  the operation failed (the message says why)
+  2  usage error
+  3  no runpm daemon is running for this project";
+}
+
+#[derive(Parser)]
+#[command(
+    name = "runpmctl",
+    version,
+    about = "Inspect and steer a running runpm",
+    after_help = exit::HELP
+)]
+struct Cli {
+    /// The control socket to talk to (skips finding the project's config)
+    #[arg(long, global = true, env = "RUNPM_SOCKET", value_name = "PATH")]
+    socket: Option<Utf8PathBuf>,
+    /// The project's services.toml or unit directory, to find its daemon [default:
+    /// $RUNPM_FILE, else services.toml in the current or nearest parent directory]
+    #[arg(short = 'f', long = "file", global = true, value_name = "PATH")]
+    file: Option<Utf8PathBuf>,
+    /// The project's state directory (holds runpm.sock) [default: the config's
+    /// `[runpm] state_dir`, else .runpm beside the config]
+    #[arg(long, global = true, env = "RUNPM_STATE_DIR", value_name = "DIR")]
+    state_dir: Option<Utf8PathBuf>,
+    /// How long to wait for the daemon to finish the command
+    #[arg(long, global = true, value_name = "DURATION", default_value = "120s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show the services: a table, or the daemon's JSON
+    Status {
+        /// Only these services
+        #[arg(value_name = "NAME")]
+        names: Vec<String>,
+        /// Print the daemon's result as JSON (`{"services": [...]}`, pretty-printed; stable)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start services and wait until they run
+    Start(Targets),
+    /// Stop services and wait until they stopped
+    Stop {
+        #[command(flatten)]
+        targets: Targets,
+        /// Confirm `--all`
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Restart services and wait until they run again
+    Restart(Targets),
+    /// Re-read the config and apply the difference
+    Reload {
+        /// Print the plan without applying it
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the daemon's result as JSON (the plan with changed fields; stable)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop every service, then the daemon
+    Shutdown {
+        /// Confirm
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Args)]
+struct Targets {
+    /// The services
+    #[arg(
+        value_name = "NAME",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    names: Vec<String>,
+    /// Every service
+    #[arg(long)]
+    all: bool,
+}
+
+/// Why runpmctl did not succeed; decides the exit code.
+enum Failure {
+    Usage(clap::Error),
+    NoDaemon(anyhow::Error),
+    /// The daemon answered with an error.
+    Daemon(ProtocolError),
+    Other(anyhow::Error),
+}
+
+impl Failure {
+    fn code(&self) -> u8 {
+        match self {
+            Failure::Usage(_) => exit::USAGE,
+            Failure::NoDaemon(_) => exit::NO_DAEMON,
+            Failure::Daemon(_) | Failure::Other(_) => exit::FAILED,
+        }
+    }
+
+    fn report(&self) {
+        match self {
+            Failure::Usage(e) => {
+                if let Err(print) = e.print() {
+                    eprintln!("runpmctl: {e} ({print})");
+                }
+            }
+            Failure::NoDaemon(e) | Failure::Other(e) => eprintln!("runpmctl: {e:#}"),
+            // The message is the config's diagnostics, file:line:col each: print them as
+            // they are, then say what it means.
+            Failure::Daemon(e) if e.kind == ErrorKind::InvalidConfig => {
+                eprintln!("{}", e.message.trim_end());
+                eprintln!("runpmctl: the config is invalid; nothing was changed");
+            }
+            Failure::Daemon(e) => eprintln!("runpmctl: {}", e.message),
+        }
+    }
+}
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Failure {
+        if e.is_no_daemon() {
+            Failure::NoDaemon(e.into())
+        } else {
+            Failure::Other(e.into())
+        }
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Failure {
+        Failure::Other(e)
+    }
+}
 
 fn main() -> ExitCode {
-    eprintln!(
-        "runpmctl: the control socket is not available in this build yet (see README: planned)"
-    );
-    ExitCode::from(3)
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
+            if let Err(print) = e.print() {
+                eprintln!("runpmctl: {e} ({print})");
+            }
+            return ExitCode::from(code);
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(failure) => {
+            failure.report();
+            ExitCode::from(failure.code())
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    let request = request(&cli.command)?;
+    let mut client = connect(&cli)?;
+    let reply = client.call(&request, cli.timeout)?;
+    let result = reply.into_result().map_err(Failure::Daemon)?;
+    let mut out = String::new();
+    match &cli.command {
+        Command::Status { json: true, .. } | Command::Reload { json: true, .. } => {
+            out = serde_json::to_string_pretty(&result).context("cannot print the result")?;
+            out.push('\n');
+        }
+        Command::Status { .. } => {
+            let status: StatusResult = decode(result, "status")?;
+            out = ipc::status_table(&status.services);
+        }
+        Command::Start(_) | Command::Stop { .. } | Command::Restart(_) => {
+            let status: StatusResult = decode(result, "the command")?;
+            for service in &status.services {
+                out.push_str(&ipc::service_line(service));
+                out.push('\n');
+            }
+        }
+        Command::Reload { .. } => {
+            let plan: ReloadResult = decode(result, "reload")?;
+            out = ipc::reload_plan(&plan);
+        }
+        Command::Shutdown { .. } => {
+            out = format!("runpm (pid {}) shut down\n", client.hello().daemon_pid);
+        }
+    }
+    std::io::stdout()
+        .lock()
+        .write_all(out.as_bytes())
+        .context("cannot write to stdout")?;
+    Ok(())
+}
+
+/// The request for a command, after the checks clap cannot express.
+fn request(command: &Command) -> Result<Request, Failure> {
+    Ok(match command {
+        Command::Status { names, .. } => Request::Status {
+            services: names.clone(),
+        },
+        Command::Start(t) => Request::Start {
+            services: t.names.clone(),
+            all: t.all,
+        },
+        Command::Stop { targets, yes } => {
+            if targets.all && !yes {
+                return Err(usage(
+                    "stop",
+                    "`stop --all` stops every service; add --yes to confirm",
+                ));
+            }
+            Request::Stop {
+                services: targets.names.clone(),
+                all: targets.all,
+            }
+        }
+        Command::Restart(t) => Request::Restart {
+            services: t.names.clone(),
+            all: t.all,
+        },
+        Command::Reload { dry_run, .. } => Request::Reload { dry_run: *dry_run },
+        Command::Shutdown { yes } => {
+            if !yes {
+                return Err(usage(
+                    "shutdown",
+                    "`shutdown` stops every service and the daemon; add --yes to confirm",
+                ));
+            }
+            Request::Shutdown
+        }
+    })
+}
+
+/// A usage error in clap's format, with the usage line of `subcommand`.
+fn usage(subcommand: &str, message: &str) -> Failure {
+    let mut cli = Cli::command();
+    cli.build();
+    let kind = clap::error::ErrorKind::MissingRequiredArgument;
+    Failure::Usage(match cli.find_subcommand_mut(subcommand) {
+        Some(sub) => sub.error(kind, message),
+        None => cli.error(kind, message),
+    })
+}
+
+/// Connects to `--socket`, or to the socket of the project found from the config.
+fn connect(cli: &Cli) -> Result<Client, Failure> {
+    let nonempty = |p: &Option<Utf8PathBuf>| p.clone().filter(|p| !p.as_str().is_empty());
+    if let Some(socket) = nonempty(&cli.socket) {
+        return Ok(Client::connect(&socket)?);
+    }
+    let cwd = std::env::current_dir().context("cannot find the current directory")?;
+    let cwd = Utf8PathBuf::try_from(cwd).context("the current directory is not UTF-8")?;
+    let state_dir = nonempty(&cli.state_dir);
+    // Without a config there is no project, so no daemon can run for it.
+    let state = ipc::locate(cli.file.as_deref(), &cwd, state_dir.as_deref())
+        .map_err(|e| Failure::NoDaemon(e.into()))?;
+    Ok(Client::connect_state_dir(&state)?)
+}
+
+fn decode<T: DeserializeOwned>(result: serde_json::Value, what: &str) -> Result<T, Failure> {
+    serde_json::from_value(result)
+        .map_err(|e| anyhow!(e).context(format!("the daemon's reply to {what} cannot be read")))
+        .map_err(Failure::Other)
 }

@@ -95,6 +95,8 @@ pub enum ErrorKind {
     Failed,
     /// The daemon is shutting down and takes no more work.
     ShuttingDown,
+    /// The peer's uid may not control this daemon (only the daemon's own uid and root may).
+    Forbidden,
 }
 
 /// One reply line.
@@ -126,6 +128,27 @@ impl Reply {
             error: Some(error),
         }
     }
+
+    /// The result of a successful reply (null when it carried none), or its error. A reply
+    /// that says `ok: false` without an error is reported as a `failed` error.
+    pub fn into_result(self) -> Result<serde_json::Value, ProtocolError> {
+        match (self.ok, self.error) {
+            (true, _) => Ok(self.result.unwrap_or(serde_json::Value::Null)),
+            (false, Some(error)) => Err(error),
+            (false, None) => Err(ProtocolError::new(
+                ErrorKind::Failed,
+                "the daemon reported a failure without saying why",
+            )),
+        }
+    }
+}
+
+/// `hello` result: the protocol version the daemon speaks, its pid, and the config it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HelloResult {
+    pub version: u32,
+    pub daemon_pid: u32,
+    pub config: String,
 }
 
 /// `status` result: `{"services": [ServiceInfo…]}`, and the result of start/stop/restart

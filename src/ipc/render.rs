@@ -1,0 +1,294 @@
+//! Replies as text for people: the status table, per-service result lines, reload plans.
+//!
+//! Pure functions of the protocol's result types, so the output is tested here and the
+//! binary only prints. Machine-readable output is the JSON result itself (`--json`).
+
+use std::time::Duration;
+
+use super::protocol::{Change, ExitInfo, ReloadResult, ServiceInfo};
+
+/// A short uptime: `45s`, `3m12s`, `2h05m`, `3d04h`: two units at most, because an uptime
+/// is read at a glance, not to the second.
+pub fn format_uptime(uptime: Duration) -> String {
+    let secs = uptime.as_secs();
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    if d > 0 {
+        format!("{d}d{h:02}h")
+    } else if h > 0 {
+        format!("{h}h{m:02}m")
+    } else if m > 0 {
+        format!("{m}m{s:02}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// How the most recent run ended: `code 1`, `SIGKILL`, `spawn failed`, or `-` for none.
+pub fn last_exit(exits: &[ExitInfo]) -> String {
+    match exits.last() {
+        None => "-".to_owned(),
+        Some(exit) if exit.reason == "spawn-failed" => "spawn failed".to_owned(),
+        Some(ExitInfo {
+            code: Some(code), ..
+        }) => format!("code {code}"),
+        Some(ExitInfo {
+            signal: Some(signal),
+            ..
+        }) => signal.clone(),
+        Some(_) => "-".to_owned(),
+    }
+}
+
+/// The `runpmctl status` table, header included, every line newline-terminated.
+pub fn status_table(services: &[ServiceInfo]) -> String {
+    let header = ["NAME", "STATUS", "PID", "UPTIME", "RESTARTS", "LAST-EXIT"].map(String::from);
+    let rows: Vec<[String; 6]> = std::iter::once(header)
+        .chain(services.iter().map(|s| {
+            [
+                s.name.clone(),
+                s.status.clone(),
+                s.pid.map_or_else(|| "-".to_owned(), |p| p.to_string()),
+                s.uptime_ms.map_or_else(
+                    || "-".to_owned(),
+                    |ms| format_uptime(Duration::from_millis(ms)),
+                ),
+                s.restarts.to_string(),
+                last_exit(&s.exits),
+            ]
+        }))
+        .collect();
+    let mut widths = [0; 6];
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in &rows {
+        let mut line = String::new();
+        for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<width$}  "));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// One line per service after start/stop/restart: `worker: running (pid 4313)`.
+pub fn service_line(service: &ServiceInfo) -> String {
+    let detail = if let Some(pid) = service.pid {
+        Some(format!("pid {pid}"))
+    } else if let Some(reason) = &service.reason {
+        Some(reason.clone())
+    } else if matches!(service.status.as_str(), "exited" | "failed" | "backoff")
+        && !service.exits.is_empty()
+    {
+        Some(format!("last exit: {}", last_exit(&service.exits)))
+    } else {
+        None
+    };
+    match detail {
+        Some(detail) => format!("{}: {} ({detail})", service.name, service.status),
+        None => format!("{}: {}", service.name, service.status),
+    }
+}
+
+/// The reload plan, one line per change, then the count of unchanged services:
+///
+/// ```text
+/// dry run: nothing was changed
+/// + web started
+/// ~ worker restarted (cmd changed)
+/// - old stopped
+/// = 7 unchanged
+/// ```
+pub fn reload_plan(result: &ReloadResult) -> String {
+    let mut out = String::new();
+    if result.dry_run {
+        out.push_str("dry run: nothing was changed\n");
+    }
+    for change in &result.changes {
+        out.push_str(&change_line(change));
+        out.push('\n');
+    }
+    out.push_str(&format!("= {} unchanged\n", result.unchanged));
+    out
+}
+
+fn change_line(change: &Change) -> String {
+    let sign = match change.action.as_str() {
+        "started" => '+',
+        "stopped" => '-',
+        _ => '~',
+    };
+    // `new` and `removed` only restate the sign.
+    let reasons: Vec<&str> = change
+        .changed
+        .iter()
+        .map(String::as_str)
+        .filter(|r| !matches!(*r, "new" | "removed"))
+        .collect();
+    // Bare field names (`cmd`, `env_file`) read as "cmd, env changed"; anything else is
+    // already a phrase (`dependency db restarted`) and is kept as it is.
+    let (fields, phrases): (Vec<&str>, Vec<&str>) = reasons
+        .into_iter()
+        .partition(|r| r.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+    let mut parts = Vec::new();
+    if !fields.is_empty() {
+        parts.push(format!("{} changed", fields.join(", ")));
+    }
+    parts.extend(phrases.into_iter().map(str::to_owned));
+    let mut line = format!("{sign} {} {}", change.name, change.action);
+    if !parts.is_empty() {
+        line.push_str(&format!(" ({})", parts.join("; ")));
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(name: &str, status: &str, pid: Option<i32>) -> ServiceInfo {
+        ServiceInfo {
+            name: name.into(),
+            status: status.into(),
+            pid,
+            restarts: 0,
+            since: "2024-01-01T00:00:00Z".into(),
+            uptime_ms: pid.map(|_| 192_000),
+            stopped_by_operator: false,
+            reason: None,
+            next_start: None,
+            exits: vec![],
+        }
+    }
+
+    fn exit(code: Option<i32>, signal: Option<&str>, reason: &str) -> ExitInfo {
+        ExitInfo {
+            code,
+            signal: signal.map(Into::into),
+            at: "2024-01-01T00:00:00Z".into(),
+            uptime_ms: 5,
+            reason: reason.into(),
+            last_lines: vec![],
+        }
+    }
+
+    #[test]
+    fn uptimes() {
+        let s = Duration::from_secs;
+        assert_eq!(format_uptime(Duration::from_millis(999)), "0s");
+        assert_eq!(format_uptime(s(45)), "45s");
+        assert_eq!(format_uptime(s(192)), "3m12s");
+        assert_eq!(format_uptime(s(185)), "3m05s");
+        assert_eq!(format_uptime(s(2 * 3600 + 5 * 60 + 9)), "2h05m");
+        assert_eq!(format_uptime(s(3 * 86_400 + 4 * 3600 + 1)), "3d04h");
+    }
+
+    #[test]
+    fn last_exits() {
+        assert_eq!(last_exit(&[]), "-");
+        assert_eq!(last_exit(&[exit(Some(1), None, "exited")]), "code 1");
+        assert_eq!(
+            last_exit(&[
+                exit(Some(1), None, "exited"),
+                exit(None, Some("SIGKILL"), "stopped")
+            ]),
+            "SIGKILL"
+        );
+        assert_eq!(
+            last_exit(&[exit(None, None, "spawn-failed")]),
+            "spawn failed"
+        );
+    }
+
+    #[test]
+    fn the_table_is_aligned() {
+        let mut worker = service("worker", "backoff", None);
+        worker.restarts = 12;
+        worker.exits = vec![exit(Some(1), None, "exited")];
+        let table = status_table(&[service("web", "running", Some(4242)), worker]);
+        assert_eq!(
+            table,
+            "\
+NAME    STATUS   PID   UPTIME  RESTARTS  LAST-EXIT
+web     running  4242  3m12s   0         -
+worker  backoff  -     -       12        code 1
+"
+        );
+        assert_eq!(
+            status_table(&[]),
+            "NAME  STATUS  PID  UPTIME  RESTARTS  LAST-EXIT\n"
+        );
+    }
+
+    #[test]
+    fn service_lines() {
+        assert_eq!(
+            service_line(&service("worker", "running", Some(4313))),
+            "worker: running (pid 4313)"
+        );
+        assert_eq!(service_line(&service("db", "stopped", None)), "db: stopped");
+        let mut failed = service("web", "failed", None);
+        failed.reason = Some("crash loop: 10 failed runs within 1m".into());
+        assert_eq!(
+            service_line(&failed),
+            "web: failed (crash loop: 10 failed runs within 1m)"
+        );
+        let mut exited = service("job", "exited", None);
+        exited.exits = vec![exit(Some(3), None, "exited")];
+        assert_eq!(service_line(&exited), "job: exited (last exit: code 3)");
+    }
+
+    #[test]
+    fn plans() {
+        let change = |name: &str, action: &str, changed: &[&str]| Change {
+            name: name.into(),
+            action: action.into(),
+            changed: changed.iter().map(|s| s.to_string()).collect(),
+        };
+        let result = ReloadResult {
+            dry_run: false,
+            config: "/srv/services.toml".into(),
+            changes: vec![
+                change("web", "started", &["new"]),
+                change("worker", "restarted", &["cmd"]),
+                change(
+                    "api",
+                    "restarted",
+                    &["cmd", "env", "dependency db restarted"],
+                ),
+                change("old", "stopped", &["removed"]),
+                change("x", "updated", &["env"]),
+            ],
+            unchanged: 7,
+        };
+        assert_eq!(
+            reload_plan(&result),
+            "\
++ web started
+~ worker restarted (cmd changed)
+~ api restarted (cmd, env changed; dependency db restarted)
+- old stopped
+~ x updated (env changed)
+= 7 unchanged
+"
+        );
+        let dry = ReloadResult {
+            dry_run: true,
+            changes: vec![],
+            unchanged: 2,
+            ..result
+        };
+        assert_eq!(
+            reload_plan(&dry),
+            "dry run: nothing was changed\n= 2 unchanged\n"
+        );
+    }
+}
