@@ -8,6 +8,7 @@
 //! and asks for a reload.
 
 pub mod config;
+pub mod detach;
 pub mod ipc;
 pub mod logs;
 pub mod process;

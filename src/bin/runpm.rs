@@ -8,10 +8,14 @@ use std::sync::Arc;
 use camino::Utf8PathBuf;
 use clap::{Parser, Subcommand};
 
-use runpm::config::{self, Config};
+use std::ffi::OsString;
+
+use runpm::config::{self, Config, ExitWhen};
+use runpm::detach;
+use runpm::ipc;
 use runpm::logs::{Console, EventFormat};
 use runpm::process;
-use runpm::supervisor::{self, RunOptions};
+use runpm::supervisor::{self, Control, RunOptions};
 
 /// Exit codes shared by both binaries (see runpm(1)).
 mod exit {
@@ -45,6 +49,17 @@ enum Command {
     Up {
         #[command(flatten)]
         file: FileArg,
+        /// Run in the background; return once the control socket answers and the services
+        /// have started. The daemon's output goes to STATE_DIR/runpm.log
+        #[arg(short = 'd', long)]
+        detach: bool,
+        /// Where the socket, state and logs live [default: $RUNPM_STATE_DIR, else the
+        /// config's `state_dir`, else .runpm beside the config]
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<Utf8PathBuf>,
+        /// Do not reload when the config changes on disk
+        #[arg(long)]
+        no_watch: bool,
         /// Reap orphaned descendants as PID 1 does (PR_SET_CHILD_SUBREAPER). Always on: runpm
         /// must see the last process of a service's group end to know that its stop is
         /// complete; the flag is accepted for scripts that pass it
@@ -81,10 +96,20 @@ fn main() -> ExitCode {
         Command::Validate { file } => validate(file),
         Command::Up {
             file,
+            detach,
+            state_dir,
+            no_watch,
             no_color,
             services,
             ..
-        } => up(file, no_color, services),
+        } => up(UpArgs {
+            file,
+            detach,
+            state_dir,
+            no_watch,
+            no_color,
+            services,
+        }),
     })
 }
 
@@ -135,12 +160,25 @@ fn validate(file: FileArg) -> u8 {
     }
 }
 
-fn up(file: FileArg, no_color: bool, only: Vec<String>) -> u8 {
-    let cfg = match load(&file) {
+struct UpArgs {
+    file: FileArg,
+    detach: bool,
+    state_dir: Option<Utf8PathBuf>,
+    no_watch: bool,
+    no_color: bool,
+    services: Vec<String>,
+}
+
+fn up(args: UpArgs) -> u8 {
+    let cfg = match load(&args.file) {
         Ok(cfg) => cfg,
         Err(code) => return code,
     };
-    if let Some(unknown) = only.iter().find(|n| !cfg.services.contains_key(n.as_str())) {
+    if let Some(unknown) = args
+        .services
+        .iter()
+        .find(|n| !cfg.services.contains_key(n.as_str()))
+    {
         let known: Vec<&str> = cfg.services.keys().map(String::as_str).collect();
         eprintln!(
             "runpm: no service named `{unknown}` in {} (services: {})",
@@ -149,6 +187,28 @@ fn up(file: FileArg, no_color: bool, only: Vec<String>) -> u8 {
         );
         return exit::FAILED;
     }
+    let state = ipc::resolve_state_dir(
+        &cfg.base_dir,
+        cfg.settings.state_dir.as_deref(),
+        args.state_dir.as_deref(),
+    );
+    if let Err(e) = state.create() {
+        eprintln!("runpm: {}", error_chain(&e));
+        return exit::FAILED;
+    }
+    let lock = match state.lock() {
+        Ok(lock) => lock,
+        Err(e) => {
+            eprintln!("runpm: {}", error_chain(&e));
+            return exit::FAILED;
+        }
+    };
+    if args.detach {
+        // The daemon takes the lock itself; holding it here was only to refuse early.
+        drop(lock);
+        return detach(&cfg, &state, &args);
+    }
+    let ready_pipe = detach::take_ready_pipe();
     // Orphans of a service must come to runpm: when a service's main process dies before
     // its children, only their reaping tells runpm that the group is empty.
     if !process::is_pid1()
@@ -158,7 +218,7 @@ fn up(file: FileArg, no_color: bool, only: Vec<String>) -> u8 {
         return exit::FAILED;
     }
     let colour =
-        !no_color && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        !args.no_color && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let console = Console::new(cfg.start_order(), colour);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -170,15 +230,63 @@ fn up(file: FileArg, no_color: bool, only: Vec<String>) -> u8 {
             return exit::FAILED;
         }
     };
+    let detached = ready_pipe.is_some();
     let options = RunOptions {
-        only,
+        only: (!args.services.is_empty()).then_some(args.services),
         sink: Arc::new(console),
+        // In the foreground runpm ends when nothing is left to run; a daemon keeps serving.
+        exit_when_default: (!detached).then_some(ExitWhen::AllExited),
+        control: Some(Control { state, lock }),
+        watch: !args.no_watch,
+        on_ready: ready_pipe
+            .map(|pipe| Box::new(move || detach::signal_ready(pipe)) as Box<dyn FnOnce()>),
     };
     match runtime.block_on(supervisor::run(&cfg, options)) {
         Ok(code) => code,
+        Err(e) => {
+            eprintln!("runpm: {}", error_chain(&e));
+            exit::FAILED
+        }
+    }
+}
+
+/// Starts the daemon in the background with the same settings, resolved to absolute paths.
+fn detach(cfg: &Config, state: &ipc::StateDir, args: &UpArgs) -> u8 {
+    let mut argv: Vec<OsString> = vec!["up".into(), "-f".into(), cfg.source.as_str().into()];
+    argv.extend(["--state-dir".into(), state.dir.as_str().into()]);
+    if args.no_watch {
+        argv.push("--no-watch".into());
+    }
+    argv.push("--no-color".into());
+    if !args.services.is_empty() {
+        argv.push("--".into());
+        argv.extend(args.services.iter().map(OsString::from));
+    }
+    match detach::spawn_detached(&argv, &state.daemon_log) {
+        Ok(pid) => {
+            println!("runpm is running in the background (pid {pid})");
+            println!(
+                "  control: runpmctl -f {}   (socket {})",
+                cfg.source, state.socket
+            );
+            println!("  log:     {}", state.daemon_log);
+            exit::OK
+        }
         Err(e) => {
             eprintln!("runpm: {e}");
             exit::FAILED
         }
     }
+}
+
+/// An error with its sources, on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }

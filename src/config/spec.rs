@@ -248,7 +248,8 @@ impl Config {
 /// `specs` in an order where every service comes after those of its dependencies that are
 /// among them (depth-first, so it is stable for a given set). Assumes no cycle.
 pub fn dependency_order<'a>(specs: impl IntoIterator<Item = &'a ServiceSpec>) -> Vec<&'a str> {
-    let by_name: BTreeMap<&str, &ServiceSpec> = specs.into_iter().map(|s| (s.name.as_str(), s)).collect();
+    let by_name: BTreeMap<&str, &ServiceSpec> =
+        specs.into_iter().map(|s| (s.name.as_str(), s)).collect();
     let mut order = Vec::with_capacity(by_name.len());
     let mut seen = std::collections::BTreeSet::new();
     fn visit<'a>(
@@ -257,7 +258,9 @@ pub fn dependency_order<'a>(specs: impl IntoIterator<Item = &'a ServiceSpec>) ->
         seen: &mut std::collections::BTreeSet<&'a str>,
         order: &mut Vec<&'a str>,
     ) {
-        let Some(spec) = by_name.get(name) else { return };
+        let Some(spec) = by_name.get(name) else {
+            return;
+        };
         if !seen.insert(name) {
             return;
         }

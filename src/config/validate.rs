@@ -437,7 +437,9 @@ fn settings(
                     diags.at(&unit.source, Some(name.span()), None, message);
                 }
             }
-            Some(ExitWhen::Services(list.iter().map(|n| n.get_ref().clone()).collect()))
+            Some(ExitWhen::Services(
+                list.iter().map(|n| n.get_ref().clone()).collect(),
+            ))
         }
     };
     Settings {

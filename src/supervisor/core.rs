@@ -22,8 +22,8 @@ use std::collections::BTreeSet;
 
 use crate::config::{Config, ExitWhen, KillMode, Settings, Signal, dependency_order};
 use crate::ipc::{ErrorKind, ProtocolError};
-use crate::reconcile::Desired;
 use crate::process::{ExitStatus, Target};
+use crate::reconcile::Desired;
 
 use super::event::{Effect, Event, Now};
 use super::exit::{exit_when_fired, failure_code};
@@ -83,8 +83,12 @@ impl Supervisor {
         let up: BTreeSet<&str> = match only {
             Some(names) => config.closure(names),
             None => {
-                let autostart: Vec<String> =
-                    config.services.values().filter(|s| s.autostart).map(|s| s.name.clone()).collect();
+                let autostart: Vec<String> = config
+                    .services
+                    .values()
+                    .filter(|s| s.autostart)
+                    .map(|s| s.name.clone())
+                    .collect();
                 config.closure(&autostart)
             }
         };
@@ -92,7 +96,10 @@ impl Supervisor {
             .services
             .iter()
             .map(|(name, spec)| {
-                let d = Desired { spec: Arc::new(spec.clone()), up: up.contains(name.as_str()) };
+                let d = Desired {
+                    spec: Arc::new(spec.clone()),
+                    up: up.contains(name.as_str()),
+                };
                 (name.clone(), d)
             })
             .collect();
@@ -108,6 +115,14 @@ impl Supervisor {
 
     pub fn service(&self, name: &str) -> Option<&Service> {
         self.services.get(name)
+    }
+
+    /// Whether a service that should run has not got going yet (waiting for its
+    /// dependencies, or being spawned).
+    pub fn is_starting(&self) -> bool {
+        self.services
+            .values()
+            .any(|s| s.want == Want::Up && matches!(s.phase, Phase::Waiting | Phase::Spawning))
     }
 
     pub fn is_shutting_down(&self) -> bool {
@@ -139,7 +154,9 @@ impl Supervisor {
                 error,
                 code,
             } => {
-                if let Some(svc) = self.services.get_mut(&service) {
+                if let Some(svc) = self.services.get_mut(&service)
+                    && svc.phase == Phase::Spawning
+                {
                     tracing::error!("{service}: failed to start: {error}");
                     let status = ExitStatus::Code(code);
                     svc.record_exit(status, now.wall, Duration::ZERO, EndReason::SpawnFailed);
@@ -173,10 +190,27 @@ impl Supervisor {
                 Some(_) => {}
             },
             Event::Hangup => {
-                tracing::info!(
-                    "received SIGHUP: re-reading the configuration is not available yet; ignored"
-                );
+                tracing::info!("received SIGHUP: reloading the configuration");
+                fx.push(Effect::LoadConfig {
+                    token: None,
+                    dry_run: false,
+                });
             }
+            Event::ConfigChanged => {
+                if self.settings.watch && self.shutdown.is_none() {
+                    tracing::info!("the configuration changed on disk: reloading");
+                    fx.push(Effect::LoadConfig {
+                        token: None,
+                        dry_run: false,
+                    });
+                }
+            }
+            Event::ConfigLoaded {
+                token,
+                dry_run,
+                result,
+            } => self.on_config(token, dry_run, result, now, &mut fx),
+            Event::Request { token, request } => self.on_request(token, request, now, &mut fx),
         }
         self.drive(now, &mut fx);
         fx
@@ -331,7 +365,10 @@ impl Supervisor {
     fn begin_shutdown(&mut self, now: Now, fx: &mut Vec<Effect>) {
         for w in std::mem::take(&mut self.waiters) {
             let error = ProtocolError::new(ErrorKind::ShuttingDown, "runpm is shutting down");
-            fx.push(Effect::Reply { token: w.token, reply: Err(error) });
+            fx.push(Effect::Reply {
+                token: w.token,
+                reply: Err(error),
+            });
         }
         self.shutdown = Some(Shutdown {
             deadline: now.at + self.settings.shutdown_timeout,
@@ -467,7 +504,9 @@ impl Supervisor {
     fn has_active_dependent_going_down(&self, name: &str) -> bool {
         self.services.values().any(|s| {
             s.is_active()
-                && (s.want == Want::Down || s.restart_pending || matches!(s.phase, Phase::Stopping(_)))
+                && (s.want == Want::Down
+                    || s.restart_pending
+                    || matches!(s.phase, Phase::Stopping(_)))
                 && s.spec.depends_on.iter().any(|d| d == name)
         })
     }
@@ -498,27 +537,37 @@ impl Supervisor {
         for name in self.order.clone().into_iter().rev() {
             let svc = &self.services[&name];
             let waits = self.has_active_dependent_going_down(&name);
-            let svc_mut = |sup: &mut Supervisor| sup.services.get_mut(&name).expect("name comes from the table");
+            fn svc_mut<'a>(sup: &'a mut Supervisor, name: &str) -> &'a mut Service {
+                sup.services
+                    .get_mut(name)
+                    .expect("name comes from the table")
+            }
             match (svc.want, &svc.phase) {
                 (Want::Down, Phase::Waiting | Phase::Backoff { .. }) => {
-                    svc_mut(self).set_phase(Phase::Stopped, now.wall);
+                    svc_mut(self, &name).set_phase(Phase::Stopped, now.wall);
                 }
-                (Want::Down, Phase::Running(_)) if !waits => self.begin_stop(&name, AfterStop::Stay, now, fx),
+                (Want::Down, Phase::Running(_)) if !waits => {
+                    self.begin_stop(&name, AfterStop::Stay, now, fx)
+                }
                 (Want::Up, _) if svc.restart_pending => match &svc.phase {
                     Phase::Running(_) if !waits => {
-                        svc_mut(self).restart_pending = false;
+                        svc_mut(self, &name).restart_pending = false;
                         self.begin_stop(&name, AfterStop::Start, now, fx);
                     }
                     Phase::Running(_) | Phase::Spawning => {}
                     Phase::Stopping(_) => {
-                        let svc = svc_mut(self);
+                        let svc = svc_mut(self, &name);
                         svc.restart_pending = false;
                         if let Phase::Stopping(st) = &mut svc.phase {
                             st.then = AfterStop::Start;
                         }
                     }
-                    Phase::Waiting | Phase::Backoff { .. } | Phase::Stopped | Phase::Exited { .. } | Phase::Failed { .. } => {
-                        let svc = svc_mut(self);
+                    Phase::Waiting
+                    | Phase::Backoff { .. }
+                    | Phase::Stopped
+                    | Phase::Exited { .. }
+                    | Phase::Failed { .. } => {
+                        let svc = svc_mut(self, &name);
                         svc.restart_pending = false;
                         svc.history = Default::default();
                         svc.set_phase(Phase::Waiting, now.wall);
@@ -528,8 +577,12 @@ impl Supervisor {
             }
         }
         // Services removed from the config leave the table once nothing of them runs.
-        let gone: Vec<String> =
-            self.services.iter().filter(|(_, s)| s.removing && !s.is_active()).map(|(n, _)| n.clone()).collect();
+        let gone: Vec<String> = self
+            .services
+            .iter()
+            .filter(|(_, s)| s.removing && !s.is_active())
+            .map(|(n, _)| n.clone())
+            .collect();
         if !gone.is_empty() {
             for name in &gone {
                 self.services.remove(name);

@@ -48,7 +48,11 @@ pub enum Event {
     /// The watcher saw the config change on disk.
     ConfigChanged,
     /// Answer to [`Effect::LoadConfig`]: the new config, or every diagnostic in one message.
-    ConfigLoaded { token: Option<u64>, dry_run: bool, result: Result<Config, String> },
+    ConfigLoaded {
+        token: Option<u64>,
+        dry_run: bool,
+        result: Result<Config, String>,
+    },
     /// A control request; answered by one [`Effect::Reply`] with the same token.
     Request { token: u64, request: Request },
 }
@@ -73,7 +77,10 @@ pub enum Effect {
     /// Read and validate the config file again; answer with `ConfigLoaded`.
     LoadConfig { token: Option<u64>, dry_run: bool },
     /// Answer the control request `token`.
-    Reply { token: u64, reply: Result<serde_json::Value, ProtocolError> },
+    Reply {
+        token: u64,
+        reply: Result<serde_json::Value, ProtocolError>,
+    },
     /// runpm is done: exit with this code.
     Exit { code: u8 },
 }

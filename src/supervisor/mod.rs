@@ -14,6 +14,6 @@ pub(crate) mod testing;
 pub use self::core::Supervisor;
 pub use event::{Effect, Event, Now};
 pub use policy::{Decision, History, Jitter};
-pub use runtime::{RunOptions, run};
+pub use runtime::{Control, RunError, RunOptions, run};
 pub use service::{Phase, Service, Want};
 pub use status::{EndReason, ExitRecord, Status};

@@ -13,50 +13,106 @@ use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::task::JoinSet;
 
-use crate::config::Config;
+use std::collections::HashMap;
+
+use camino::Utf8PathBuf;
+use tokio::sync::mpsc;
+
+use crate::config::{self, Config, ExitWhen};
+use crate::ipc::{self, Call, HelloInfo, InstanceLock, Reply, StateDir};
 use crate::logs::{LineSink, Stream, capture};
 use crate::process;
+use crate::watch::{DEFAULT_DEBOUNCE, Watcher};
 
 use super::core::Supervisor;
 use super::event::{Effect, Event, Now};
 use super::policy::Jitter;
 
 pub struct RunOptions {
-    /// Services to start (with their dependencies); empty means every `autostart` service.
-    pub only: Vec<String>,
+    /// Services to start (with their dependencies); `None`: every `autostart` service.
+    pub only: Option<Vec<String>>,
     /// Where the services' output lines go.
     pub sink: Arc<dyn LineSink>,
+    /// When to end if the config sets no `exit_when`: a foreground `up` ends once every
+    /// service ended; a detached daemon keeps serving (`None`).
+    pub exit_when_default: Option<ExitWhen>,
+    /// The control socket to serve, under the instance lock.
+    pub control: Option<Control>,
+    /// Watch the config for changes (also subject to `[runpm] watch`).
+    pub watch: bool,
+    /// Called once, when every service asked to start has started or settled: a detached
+    /// `runpm up -d` returns to the terminal then.
+    pub on_ready: Option<Box<dyn FnOnce()>>,
+}
+
+pub struct Control {
+    pub state: StateDir,
+    pub lock: InstanceLock,
 }
 
 /// Supervises `config` until it is stopped or `exit_when` is met; returns runpm's exit code.
 /// Signal handlers are installed here, before the first spawn: as PID 1 a signal without a
 /// handler would be ignored.
-pub async fn run(config: &Config, options: RunOptions) -> std::io::Result<u8> {
+pub async fn run(config: &Config, mut options: RunOptions) -> Result<u8, RunError> {
     let mut sigchld = signal(SignalKind::child())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sighup = signal(SignalKind::hangup())?;
 
-    let mut sup = Supervisor::new(config, Jitter::from_time(), Now::real());
-    let names: Vec<String> = if options.only.is_empty() {
-        config
-            .services
-            .values()
-            .filter(|s| s.autostart)
-            .map(|s| s.name.clone())
-            .collect()
+    let (call_tx, mut calls) = mpsc::unbounded_channel::<Call>();
+    // Dropping the guard at the end of this function removes the socket (if still ours).
+    let _socket = match &options.control {
+        Some(control) => {
+            let (listener, guard) = ipc::bind(&control.state.socket, &control.lock)?;
+            let info = HelloInfo {
+                daemon_pid: std::process::id(),
+                config: config.source.to_string(),
+            };
+            tokio::spawn(ipc::serve(listener, info, call_tx));
+            Some(guard)
+        }
+        None => {
+            drop(call_tx);
+            None
+        }
+    };
+    let (_watcher, mut changes) = if options.watch {
+        match Watcher::new(&config.source, DEFAULT_DEBOUNCE) {
+            Ok((watcher, changes)) => (Some(watcher), Some(changes)),
+            Err(e) => {
+                tracing::warn!(
+                    "cannot watch {} for changes: {e}; reload with runpmctl reload or SIGHUP",
+                    config.source
+                );
+                (None, None)
+            }
+        }
     } else {
-        options.only.clone()
+        (None, None)
     };
+
+    let mut sup = Supervisor::new(
+        config,
+        options.exit_when_default.clone(),
+        Jitter::from_time(),
+    );
     let mut executor = Executor {
-        sink: options.sink,
+        sink: options.sink.clone(),
         captures: JoinSet::new(),
+        source: config.source.clone(),
+        pending: HashMap::new(),
+        next_token: 0,
     };
-    let mut effects = sup.start(&names, Now::real());
+    let mut effects = sup.boot(config, options.only.as_deref(), Now::real());
     loop {
         if let Some(code) = executor.carry_out(&mut sup, effects) {
             executor.drain().await;
             return Ok(code);
+        }
+        if !sup.is_starting()
+            && let Some(ready) = options.on_ready.take()
+        {
+            ready();
         }
         let deadline = sup.next_deadline();
         let sleep = async {
@@ -65,8 +121,14 @@ pub async fn run(config: &Config, options: RunOptions) -> std::io::Result<u8> {
                 None => std::future::pending().await,
             }
         };
+        let change = async {
+            match &mut changes {
+                Some(rx) => rx.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         let events: Vec<Event> = tokio::select! {
-            // Exits first: a burst of signals must not starve the reaper.
+            // Exits first: a burst of signals or requests must not starve the reaper.
             biased;
             _ = sigchld.recv() => process::reap_all()
                 .into_iter()
@@ -76,12 +138,22 @@ pub async fn run(config: &Config, options: RunOptions) -> std::io::Result<u8> {
             _ = sigint.recv() => vec![Event::Terminate { signal: "SIGINT" }],
             _ = sighup.recv() => vec![Event::Hangup],
             () = sleep => vec![Event::Tick],
+            Some(call) = calls.recv() => vec![executor.accept(call)],
+            Some(()) = change => vec![Event::ConfigChanged],
         };
         effects = Vec::new();
         for event in events {
             effects.extend(sup.handle(event, Now::real()));
         }
     }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot set up signal handling")]
+    Signals(#[from] std::io::Error),
+    #[error(transparent)]
+    Socket(#[from] ipc::BindError),
 }
 
 /// How long runpm waits, on its way out, for the services' last output lines. Pipes reach
@@ -93,9 +165,24 @@ struct Executor {
     sink: Arc<dyn LineSink>,
     /// The readers of the services' pipes.
     captures: JoinSet<()>,
+    /// The config file or directory, re-read on reload.
+    source: Utf8PathBuf,
+    /// Control requests waiting for their reply, by token.
+    pending: HashMap<u64, mpsc::UnboundedSender<Reply>>,
+    next_token: u64,
 }
 
 impl Executor {
+    /// Turns a control call into an event, keeping where its reply goes.
+    fn accept(&mut self, call: Call) -> Event {
+        self.next_token += 1;
+        self.pending.insert(self.next_token, call.replies);
+        Event::Request {
+            token: self.next_token,
+            request: call.request,
+        }
+    }
+
     fn capture(&mut self, fd: OwnedFd, service: &Arc<str>, stream: Stream) {
         match capture(fd, service.clone(), stream, self.sink.clone()) {
             Ok(reader) => {
@@ -152,6 +239,25 @@ impl Executor {
                 }
                 Effect::CheckGroup { service, pgid } => {
                     process::group_is_empty(pgid).then_some(Event::GroupEmpty { service, pgid })
+                }
+                Effect::LoadConfig { token, dry_run } => {
+                    let result = config::load(&self.source).map_err(|e| e.to_string());
+                    Some(Event::ConfigLoaded {
+                        token,
+                        dry_run,
+                        result,
+                    })
+                }
+                Effect::Reply { token, reply } => {
+                    if let Some(to) = self.pending.remove(&token) {
+                        let reply = match reply {
+                            Ok(value) => Reply::ok(None, value),
+                            Err(error) => Reply::err(None, error),
+                        };
+                        // The client may have gone away; its connection task then ended.
+                        let _ = to.send(reply);
+                    }
+                    None
                 }
                 Effect::Exit { code } => return Some(code),
             };

@@ -25,27 +25,50 @@ impl Supervisor {
                 let run = match svc.phase {
                     Phase::Stopped => RunState::Stopped,
                     Phase::Exited { .. } | Phase::Failed { .. } => RunState::Settled,
-                    _ if svc.removing || svc.want == Want::Down && !svc.is_active() => RunState::Stopped,
+                    _ if svc.removing || svc.want == Want::Down && !svc.is_active() => {
+                        RunState::Stopped
+                    }
                     _ => RunState::Active,
                 };
-                (name.clone(), Observed { spec: Arc::clone(&svc.spec), run })
+                (
+                    name.clone(),
+                    Observed {
+                        spec: Arc::clone(&svc.spec),
+                        run,
+                    },
+                )
             })
             .collect()
     }
 
     /// Plans from the current table to `desired` and applies it.
-    pub(super) fn apply_plan(&mut self, desired: &BTreeMap<String, Desired>, restart: &BTreeSet<String>, now: Now) {
+    pub(super) fn apply_plan(
+        &mut self,
+        desired: &BTreeMap<String, Desired>,
+        restart: &BTreeSet<String>,
+        now: Now,
+    ) {
         let plan = reconcile::plan(desired, &self.observed(), restart);
         self.apply(plan, desired, now);
     }
 
-    pub(super) fn apply(&mut self, plan: Vec<Action>, desired: &BTreeMap<String, Desired>, now: Now) {
+    pub(super) fn apply(
+        &mut self,
+        plan: Vec<Action>,
+        desired: &BTreeMap<String, Desired>,
+        now: Now,
+    ) {
         for action in plan {
             match action {
                 Action::Start { name } => {
-                    let Some(svc) = self.adopt(&name, desired, now) else { continue };
+                    let Some(svc) = self.adopt(&name, desired, now) else {
+                        continue;
+                    };
                     svc.want = Want::Up;
-                    if matches!(svc.phase, Phase::Stopped | Phase::Exited { .. } | Phase::Failed { .. }) {
+                    if matches!(
+                        svc.phase,
+                        Phase::Stopped | Phase::Exited { .. } | Phase::Failed { .. }
+                    ) {
                         svc.history = Default::default();
                         svc.set_phase(Phase::Waiting, now.wall);
                     }
@@ -57,13 +80,17 @@ impl Supervisor {
                     }
                 }
                 Action::Restart { name, .. } => {
-                    let Some(svc) = self.adopt(&name, desired, now) else { continue };
+                    let Some(svc) = self.adopt(&name, desired, now) else {
+                        continue;
+                    };
                     svc.want = Want::Up;
                     svc.restart_pending = true;
                 }
                 Action::Update { name, .. } => {
                     let up = desired.get(&name).is_some_and(|d| d.up);
-                    let Some(svc) = self.adopt(&name, desired, now) else { continue };
+                    let Some(svc) = self.adopt(&name, desired, now) else {
+                        continue;
+                    };
                     if svc.phase == Phase::Stopped {
                         svc.want = if up { Want::Up } else { Want::Down };
                     }
@@ -83,11 +110,19 @@ impl Supervisor {
     /// The table entry for `name` carrying its desired spec, created if new. `None` only
     /// if the plan named a service that is neither desired nor known, which the planner
     /// never does.
-    fn adopt(&mut self, name: &str, desired: &BTreeMap<String, Desired>, now: Now) -> Option<&mut Service> {
+    fn adopt(
+        &mut self,
+        name: &str,
+        desired: &BTreeMap<String, Desired>,
+        now: Now,
+    ) -> Option<&mut Service> {
         let spec = desired.get(name).map(|d| Arc::clone(&d.spec));
         let svc = match (self.services.contains_key(name), spec.clone()) {
             (true, _) => self.services.get_mut(name)?,
-            (false, Some(spec)) => self.services.entry(name.to_string()).or_insert(Service::new(spec, now.wall)),
+            (false, Some(spec)) => self
+                .services
+                .entry(name.to_string())
+                .or_insert(Service::new(spec, now.wall)),
             (false, None) => return None,
         };
         if let Some(spec) = spec {
@@ -112,14 +147,25 @@ impl Supervisor {
             }
         };
         if self.shutdown.is_some() {
-            reply(fx, Err(ProtocolError::new(ErrorKind::ShuttingDown, "runpm is shutting down")));
+            reply(
+                fx,
+                Err(ProtocolError::new(
+                    ErrorKind::ShuttingDown,
+                    "runpm is shutting down",
+                )),
+            );
             return;
         }
         let config = match result {
             Ok(config) => config,
             Err(message) => {
-                tracing::error!("reload: the configuration is invalid; nothing was changed:\n{message}");
-                reply(fx, Err(ProtocolError::new(ErrorKind::InvalidConfig, message)));
+                tracing::error!(
+                    "reload: the configuration is invalid; nothing was changed:\n{message}"
+                );
+                reply(
+                    fx,
+                    Err(ProtocolError::new(ErrorKind::InvalidConfig, message)),
+                );
                 return;
             }
         };
@@ -129,14 +175,27 @@ impl Supervisor {
             .map(|(name, spec)| {
                 // Operator intent survives a reload: a service stopped by hand stays
                 // stopped, one started by hand stays up; new services follow autostart.
-                let up = self.services.get(name).map_or(spec.autostart, |s| s.want == Want::Up && !s.removing);
-                (name.clone(), Desired { spec: Arc::new(spec.clone()), up })
+                let up = self
+                    .services
+                    .get(name)
+                    .map_or(spec.autostart, |s| s.want == Want::Up && !s.removing);
+                (
+                    name.clone(),
+                    Desired {
+                        spec: Arc::new(spec.clone()),
+                        up,
+                    },
+                )
             })
             .collect();
         let plan = reconcile::plan(&desired, &self.observed(), &BTreeSet::new());
         let unchanged = reconcile::unchanged(&desired, &plan);
         let result = reconcile::describe(&plan, unchanged, dry_run, config.source.as_str());
-        let verb = if dry_run { "reload (dry run)" } else { "reload" };
+        let verb = if dry_run {
+            "reload (dry run)"
+        } else {
+            "reload"
+        };
         if plan.is_empty() {
             tracing::info!("{verb}: nothing changed ({unchanged} unchanged)");
         }
@@ -153,7 +212,10 @@ impl Supervisor {
         }
         match serde_json::to_value(result) {
             Ok(value) => reply(fx, Ok(value)),
-            Err(e) => reply(fx, Err(ProtocolError::new(ErrorKind::Failed, e.to_string()))),
+            Err(e) => reply(
+                fx,
+                Err(ProtocolError::new(ErrorKind::Failed, e.to_string())),
+            ),
         }
     }
 }

@@ -39,7 +39,8 @@ fn rfc3339(t: SystemTime) -> String {
 }
 
 fn signal_name(sig: i32) -> String {
-    nix::sys::signal::Signal::try_from(sig).map_or_else(|_| format!("signal {sig}"), |s| s.as_str().to_string())
+    nix::sys::signal::Signal::try_from(sig)
+        .map_or_else(|_| format!("signal {sig}"), |s| s.as_str().to_string())
 }
 
 pub(crate) fn service_info(svc: &Service, now: Now) -> ServiceInfo {
@@ -50,7 +51,9 @@ pub(crate) fn service_info(svc: &Service, now: Now) -> ServiceInfo {
     }
     .map(|run| now.at.saturating_duration_since(run.started).as_millis() as u64);
     let next_start = match svc.phase {
-        Phase::Backoff { until } => Some(rfc3339(now.wall + until.saturating_duration_since(now.at))),
+        Phase::Backoff { until } => {
+            Some(rfc3339(now.wall + until.saturating_duration_since(now.at)))
+        }
         _ => None,
     };
     let reason = match &svc.phase {
@@ -89,10 +92,18 @@ pub(crate) fn service_info(svc: &Service, now: Now) -> ServiceInfo {
 }
 
 impl Supervisor {
-    pub(super) fn on_request(&mut self, token: u64, request: Request, now: Now, fx: &mut Vec<Effect>) {
+    pub(super) fn on_request(
+        &mut self,
+        token: u64,
+        request: Request,
+        now: Now,
+        fx: &mut Vec<Effect>,
+    ) {
         let reply = |fx: &mut Vec<Effect>, reply| fx.push(Effect::Reply { token, reply });
         match request {
-            Request::Hello { .. } => reply(fx, Ok(json!({ "version": crate::ipc::PROTOCOL_VERSION }))),
+            Request::Hello { .. } => {
+                reply(fx, Ok(json!({ "version": crate::ipc::PROTOCOL_VERSION })))
+            }
             Request::Status { services } => match self.resolve(&services, services.is_empty()) {
                 Ok(names) => reply(fx, Ok(self.status_json(&names, now))),
                 Err(e) => reply(fx, Err(e)),
@@ -108,29 +119,56 @@ impl Supervisor {
                 if self.shutdown.is_some() {
                     reply(fx, Err(shutting_down()));
                 } else {
-                    fx.push(Effect::LoadConfig { token: Some(token), dry_run });
+                    fx.push(Effect::LoadConfig {
+                        token: Some(token),
+                        dry_run,
+                    });
                 }
             }
-            Request::Start { services, all } => self.operate(token, Op::Start, &services, all, now, fx),
-            Request::Stop { services, all } => self.operate(token, Op::Stop, &services, all, now, fx),
-            Request::Restart { services, all } => self.operate(token, Op::Restart, &services, all, now, fx),
+            Request::Start { services, all } => {
+                self.operate(token, Op::Start, &services, all, now, fx)
+            }
+            Request::Stop { services, all } => {
+                self.operate(token, Op::Stop, &services, all, now, fx)
+            }
+            Request::Restart { services, all } => {
+                self.operate(token, Op::Restart, &services, all, now, fx)
+            }
         }
     }
 
-    fn operate(&mut self, token: u64, op: Op, services: &[String], all: bool, now: Now, fx: &mut Vec<Effect>) {
+    fn operate(
+        &mut self,
+        token: u64,
+        op: Op,
+        services: &[String],
+        all: bool,
+        now: Now,
+        fx: &mut Vec<Effect>,
+    ) {
         if self.shutdown.is_some() {
-            fx.push(Effect::Reply { token, reply: Err(shutting_down()) });
+            fx.push(Effect::Reply {
+                token,
+                reply: Err(shutting_down()),
+            });
             return;
         }
         let names = match self.resolve(services, all) {
             Ok(names) if names.is_empty() => {
-                let error = ProtocolError::new(ErrorKind::BadRequest, "name at least one service, or all");
-                fx.push(Effect::Reply { token, reply: Err(error) });
+                let error =
+                    ProtocolError::new(ErrorKind::BadRequest, "name at least one service, or all");
+                fx.push(Effect::Reply {
+                    token,
+                    reply: Err(error),
+                });
                 return;
             }
             Ok(names) => names,
             Err(e) => {
-                fx.push(Effect::Reply { token, reply: Err(e) });
+                fx.push(Effect::Reply {
+                    token,
+                    reply: Err(e),
+                });
                 return;
             }
         };
@@ -139,8 +177,10 @@ impl Supervisor {
         match op {
             Op::Start | Op::Restart => {
                 // What a started service depends on comes up with it.
-                let specs: BTreeMap<String, _> =
-                    desired.iter().map(|(n, d)| (n.clone(), d.spec.as_ref().clone())).collect();
+                let specs: BTreeMap<String, _> = desired
+                    .iter()
+                    .map(|(n, d)| (n.clone(), d.spec.as_ref().clone()))
+                    .collect();
                 let as_config = Config {
                     source: self.source.clone().into(),
                     base_dir: "/".into(),
@@ -153,7 +193,10 @@ impl Supervisor {
                     }
                 }
                 for name in &names {
-                    let settled = matches!(self.services[name].phase, Phase::Exited { .. } | Phase::Failed { .. });
+                    let settled = matches!(
+                        self.services[name].phase,
+                        Phase::Exited { .. } | Phase::Failed { .. }
+                    );
                     if op == Op::Restart || settled {
                         restart.insert(name.clone());
                     }
@@ -188,7 +231,12 @@ impl Supervisor {
                 }
             }
         }
-        self.waiters.push(Waiter { token, op, names, since: now.wall });
+        self.waiters.push(Waiter {
+            token,
+            op,
+            names,
+            since: now.wall,
+        });
     }
 
     /// Named services (all of them with `all`), or an error naming those that do not exist.
@@ -196,12 +244,18 @@ impl Supervisor {
         if all {
             return Ok(self.order.clone());
         }
-        let unknown: Vec<&str> =
-            names.iter().filter(|n| !self.services.contains_key(n.as_str())).map(String::as_str).collect();
+        let unknown: Vec<&str> = names
+            .iter()
+            .filter(|n| !self.services.contains_key(n.as_str()))
+            .map(String::as_str)
+            .collect();
         if !unknown.is_empty() {
             let known: Vec<&str> = self.services.keys().map(String::as_str).collect();
-            let message =
-                format!("no service named `{}` (services: {})", unknown.join("`, `"), known.join(", "));
+            let message = format!(
+                "no service named `{}` (services: {})",
+                unknown.join("`, `"),
+                known.join(", ")
+            );
             return Err(ProtocolError::new(ErrorKind::UnknownService, message));
         }
         let mut out: Vec<String> = Vec::new();
@@ -214,8 +268,13 @@ impl Supervisor {
     }
 
     pub(super) fn status_json(&self, names: &[String], now: Now) -> serde_json::Value {
-        let services = names.iter().filter_map(|n| self.services.get(n)).map(|s| service_info(s, now)).collect();
-        serde_json::to_value(StatusResult { services }).unwrap_or_else(|_| json!({ "services": [] }))
+        let services = names
+            .iter()
+            .filter_map(|n| self.services.get(n))
+            .map(|s| service_info(s, now))
+            .collect();
+        serde_json::to_value(StatusResult { services })
+            .unwrap_or_else(|_| json!({ "services": [] }))
     }
 
     /// Replies to every waiter whose services got where they were sent.
@@ -224,10 +283,16 @@ impl Supervisor {
         for w in std::mem::take(&mut self.waiters) {
             match self.waiter_outcome(&w) {
                 None => still.push(w),
-                Some(Ok(())) => fx.push(Effect::Reply { token: w.token, reply: Ok(self.status_json(&w.names, now)) }),
+                Some(Ok(())) => fx.push(Effect::Reply {
+                    token: w.token,
+                    reply: Ok(self.status_json(&w.names, now)),
+                }),
                 Some(Err(message)) => {
                     let error = ProtocolError::new(ErrorKind::Failed, message);
-                    fx.push(Effect::Reply { token: w.token, reply: Err(error) });
+                    fx.push(Effect::Reply {
+                        token: w.token,
+                        reply: Err(error),
+                    });
                 }
             }
         }
@@ -238,14 +303,18 @@ impl Supervisor {
     fn waiter_outcome(&self, w: &Waiter) -> Option<Result<(), String>> {
         let mut failures = Vec::new();
         for name in &w.names {
-            let Some(svc) = self.services.get(name) else { continue };
+            let Some(svc) = self.services.get(name) else {
+                continue;
+            };
             let fresh = svc.since >= w.since;
             match (w.op, svc.status()) {
                 (Op::Stop, _) if svc.is_active() => return None,
                 (Op::Stop, _) => {}
                 (Op::Start, Status::Running) => {}
                 (Op::Restart, Status::Running) if fresh && !svc.restart_pending => {}
-                (_, Status::Failed | Status::Exited | Status::Backoff | Status::Stopped) if fresh => {
+                (_, Status::Failed | Status::Exited | Status::Backoff | Status::Stopped)
+                    if fresh =>
+                {
                     let last = svc.exits.back().map(|e| e.status.to_string());
                     let detail = match &svc.phase {
                         Phase::Failed { reason, .. } => reason.clone(),
@@ -256,7 +325,11 @@ impl Supervisor {
                 _ => return None,
             }
         }
-        Some(if failures.is_empty() { Ok(()) } else { Err(failures.join("; ")) })
+        Some(if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(failures.join("; "))
+        })
     }
 
     /// What is wanted now, per service: its current spec, up or down as it stands.
@@ -264,7 +337,15 @@ impl Supervisor {
         self.services
             .iter()
             .filter(|(_, s)| !s.removing)
-            .map(|(n, s)| (n.clone(), Desired { spec: Arc::clone(&s.spec), up: s.want == Want::Up }))
+            .map(|(n, s)| {
+                (
+                    n.clone(),
+                    Desired {
+                        spec: Arc::clone(&s.spec),
+                        up: s.want == Want::Up,
+                    },
+                )
+            })
             .collect()
     }
 }
@@ -279,9 +360,13 @@ pub(super) fn describe_action(action: &reconcile::Action) -> String {
         Action::Start { name } => format!("+ {name} started"),
         Action::Stop { name } => format!("- {name} stopped"),
         Action::Remove { name } => format!("- {name} removed"),
-        Action::Update { name, changed } => format!("~ {name} updated ({} changed)", changed.join(", ")),
+        Action::Update { name, changed } => {
+            format!("~ {name} updated ({} changed)", changed.join(", "))
+        }
         Action::Restart { name, reason } => match reason {
-            Reason::Changed(fields) => format!("~ {name} restarted ({} changed)", fields.join(", ")),
+            Reason::Changed(fields) => {
+                format!("~ {name} restarted ({} changed)", fields.join(", "))
+            }
             Reason::Dependency(dep) => format!("~ {name} restarted (dependency {dep} restarted)"),
             Reason::Requested => format!("~ {name} restarted (restart requested)"),
         },

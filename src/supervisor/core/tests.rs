@@ -44,16 +44,10 @@ impl Harness {
     fn with_settings(specs: Vec<ServiceSpec>, settings: Settings) -> Harness {
         let t0 = Instant::now();
         let cfg = config(specs, settings);
-        let sup = Supervisor::new(
-            &cfg,
-            Jitter::new(1),
-            Now {
-                at: t0,
-                wall: SystemTime::UNIX_EPOCH,
-            },
-        );
+        let sup = Supervisor::new(&cfg, Some(ExitWhen::AllExited), Jitter::new(1));
         Harness {
             sup,
+            cfg,
             t0,
             elapsed: Duration::ZERO,
             next_pid: 100,
@@ -671,5 +665,8 @@ fn boot_defines_every_service_and_starts_only_the_selection() {
     assert_eq!(spawned(&fx), ["a"]);
     assert_eq!(h.status("c"), Status::Stopped);
     assert_eq!(h.status("off"), Status::Stopped);
-    assert!(matches!(h.sup.service("off").unwrap().phase, Phase::Stopped));
+    assert!(matches!(
+        h.sup.service("off").unwrap().phase,
+        Phase::Stopped
+    ));
 }
