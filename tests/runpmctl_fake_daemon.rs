@@ -118,7 +118,9 @@ fn tempdir() -> (tempfile::TempDir, Utf8PathBuf) {
 }
 
 fn runpmctl(cwd: &Utf8Path, args: &[&str]) -> Output {
+    // A short --timeout bounds the test should the fake daemon ever hang.
     Command::new(env!("CARGO_BIN_EXE_runpmctl"))
+        .args(["--timeout", "10s"])
         .args(args)
         .current_dir(cwd)
         .env_remove("RUNPM_SOCKET")

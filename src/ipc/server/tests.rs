@@ -108,6 +108,13 @@ impl Peer {
     }
 }
 
+/// The limit for tests on a paused clock, in virtual time.
+async fn paused_within<T>(f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(IDLE_TIMEOUT * 10, f)
+        .await
+        .expect("test timed out")
+}
+
 async fn within<T>(f: impl Future<Output = T>) -> T {
     tokio::time::timeout(LIMIT, f)
         .await
@@ -239,37 +246,43 @@ async fn an_oversized_request_is_refused_and_the_connection_closed() {
 
 #[tokio::test(start_paused = true)]
 async fn an_idle_connection_is_closed() {
-    let daemon = start();
-    answer(daemon.calls);
-    let mut peer = Peer::connect(&daemon.state).await;
-    peer.hello().await;
-    let started = tokio::time::Instant::now();
-    assert_eq!(peer.recv().await, None);
-    assert!(started.elapsed() >= IDLE_TIMEOUT);
+    paused_within(async {
+        let daemon = start();
+        answer(daemon.calls);
+        let mut peer = Peer::connect(&daemon.state).await;
+        peer.hello().await;
+        let started = tokio::time::Instant::now();
+        assert_eq!(peer.recv().await, None);
+        assert!(started.elapsed() >= IDLE_TIMEOUT);
+    })
+    .await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_call_in_flight_is_not_idle() {
-    let mut daemon = start();
-    let mut peer = Peer::connect(&daemon.state).await;
-    peer.hello().await;
-    peer.send(r#"{"id":2,"cmd":"restart","all":true}"#).await;
-    let call = daemon.calls.recv().await.unwrap();
-    assert_eq!(
-        call.request,
-        Request::Restart {
-            services: vec![],
-            all: true
-        }
-    );
-    // A slow operation, well past the idle timeout.
-    tokio::time::sleep(IDLE_TIMEOUT * 3).await;
-    call.replies.send(Reply::ok(None, json!("done"))).unwrap();
-    drop(call);
-    assert_eq!(
-        peer.recv().await.unwrap(),
-        json!({"id": 2, "ok": true, "result": "done"})
-    );
+    paused_within(async {
+        let mut daemon = start();
+        let mut peer = Peer::connect(&daemon.state).await;
+        peer.hello().await;
+        peer.send(r#"{"id":2,"cmd":"restart","all":true}"#).await;
+        let call = daemon.calls.recv().await.unwrap();
+        assert_eq!(
+            call.request,
+            Request::Restart {
+                services: vec![],
+                all: true
+            }
+        );
+        // A slow operation, well past the idle timeout.
+        tokio::time::sleep(IDLE_TIMEOUT * 3).await;
+        call.replies.send(Reply::ok(None, json!("done"))).unwrap();
+        drop(call);
+        assert_eq!(
+            peer.recv().await.unwrap(),
+            json!({"id": 2, "ok": true, "result": "done"})
+        );
+    })
+    .await;
 }
 
 #[tokio::test]
