@@ -14,7 +14,7 @@ use crate::supervisor::event::{Effect, Now};
 use crate::supervisor::service::{Phase, Service, Want};
 
 use super::Supervisor;
-use super::operator::describe_action;
+use super::operator::{Op, Waiter, describe_action};
 
 impl Supervisor {
     /// The running table as the planner sees it.
@@ -202,20 +202,38 @@ impl Supervisor {
         for action in &plan {
             tracing::info!("{verb}: {}", describe_action(action));
         }
-        if !dry_run {
-            self.settings = config.settings.clone();
-            if let Some(when) = config.settings.exit_when.clone() {
-                self.exit_when = Some(when);
+        let value = match serde_json::to_value(result) {
+            Ok(value) => value,
+            Err(e) => {
+                return reply(
+                    fx,
+                    Err(ProtocolError::new(ErrorKind::Failed, e.to_string())),
+                );
             }
-            self.source = config.source.to_string();
-            self.apply(plan, &desired, now);
+        };
+        if dry_run {
+            return reply(fx, Ok(value));
         }
-        match serde_json::to_value(result) {
-            Ok(value) => reply(fx, Ok(value)),
-            Err(e) => reply(
-                fx,
-                Err(ProtocolError::new(ErrorKind::Failed, e.to_string())),
-            ),
+        self.settings = config.settings.clone();
+        if let Some(when) = config.settings.exit_when.clone() {
+            self.exit_when = Some(when);
+        }
+        self.source = config.source.to_string();
+        // The reply waits until the plan is carried out, so `runpmctl reload && curl …`
+        // talks to the new version.
+        let targets: Vec<(String, Op)> = plan
+            .iter()
+            .filter_map(|a| match a {
+                Action::Start { name } => Some((name.clone(), Op::Start)),
+                Action::Restart { name, .. } => Some((name.clone(), Op::Restart)),
+                Action::Stop { name } | Action::Remove { name } => Some((name.clone(), Op::Stop)),
+                Action::Update { .. } => None,
+            })
+            .collect();
+        self.apply(plan, &desired, now);
+        if let Some(token) = token {
+            self.waiters
+                .push(Waiter::new(token, targets, now.wall, Some(value)));
         }
     }
 }

@@ -26,12 +26,30 @@ pub(super) enum Op {
     Restart,
 }
 
+/// A request whose reply waits until each service got where the request sent it.
 #[derive(Debug, Clone)]
 pub(super) struct Waiter {
     pub token: u64,
-    op: Op,
-    names: Vec<String>,
+    targets: Vec<(String, Op)>,
     since: SystemTime,
+    /// What to reply on success; `None`: the status of the targets.
+    payload: Option<serde_json::Value>,
+}
+
+impl Waiter {
+    pub(super) fn new(
+        token: u64,
+        targets: Vec<(String, Op)>,
+        since: SystemTime,
+        payload: Option<serde_json::Value>,
+    ) -> Waiter {
+        Waiter {
+            token,
+            targets,
+            since,
+            payload,
+        }
+    }
 }
 
 fn rfc3339(t: SystemTime) -> String {
@@ -231,12 +249,9 @@ impl Supervisor {
                 }
             }
         }
-        self.waiters.push(Waiter {
-            token,
-            op,
-            names,
-            since: now.wall,
-        });
+        let targets = names.into_iter().map(|n| (n, op)).collect();
+        self.waiters
+            .push(Waiter::new(token, targets, now.wall, None));
     }
 
     /// Named services (all of them with `all`), or an error naming those that do not exist.
@@ -283,10 +298,16 @@ impl Supervisor {
         for w in std::mem::take(&mut self.waiters) {
             match self.waiter_outcome(&w) {
                 None => still.push(w),
-                Some(Ok(())) => fx.push(Effect::Reply {
-                    token: w.token,
-                    reply: Ok(self.status_json(&w.names, now)),
-                }),
+                Some(Ok(())) => {
+                    let value = w.payload.clone().unwrap_or_else(|| {
+                        let names: Vec<String> = w.targets.iter().map(|(n, _)| n.clone()).collect();
+                        self.status_json(&names, now)
+                    });
+                    fx.push(Effect::Reply {
+                        token: w.token,
+                        reply: Ok(value),
+                    });
+                }
                 Some(Err(message)) => {
                     let error = ProtocolError::new(ErrorKind::Failed, message);
                     fx.push(Effect::Reply {
@@ -302,15 +323,16 @@ impl Supervisor {
     /// `None` while any service is still on its way.
     fn waiter_outcome(&self, w: &Waiter) -> Option<Result<(), String>> {
         let mut failures = Vec::new();
-        for name in &w.names {
+        for (name, op) in &w.targets {
+            // A service that left the table (removed by a reload) has stopped for good.
             let Some(svc) = self.services.get(name) else {
                 continue;
             };
             let fresh = svc.since >= w.since;
-            match (w.op, svc.status()) {
+            match (op, svc.status()) {
                 (Op::Stop, _) if svc.is_active() => return None,
                 (Op::Stop, _) => {}
-                (Op::Start, Status::Running) => {}
+                (Op::Start, Status::Running) if !svc.restart_pending => {}
                 (Op::Restart, Status::Running) if fresh && !svc.restart_pending => {}
                 (_, Status::Failed | Status::Exited | Status::Backoff | Status::Stopped)
                     if fresh =>

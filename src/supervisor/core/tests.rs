@@ -7,6 +7,7 @@ use nix::sys::signal::Signal as Nix;
 
 use super::*;
 use crate::config::{ExitWhen, RestartPolicy, ServiceSpec};
+use crate::ipc::ProtocolError;
 use crate::supervisor::testing::spec;
 use crate::supervisor::{Phase, Status};
 
@@ -669,4 +670,314 @@ fn boot_defines_every_service_and_starts_only_the_selection() {
         h.sup.service("off").unwrap().phase,
         Phase::Stopped
     ));
+}
+
+// ---- operator requests and reload ----------------------------------------------------
+
+use crate::ipc::{ErrorKind, Request};
+
+fn reply(fx: &[Effect], token: u64) -> Option<&Result<serde_json::Value, ProtocolError>> {
+    fx.iter().find_map(|e| match e {
+        Effect::Reply { token: t, reply } if *t == token => Some(reply),
+        _ => None,
+    })
+}
+
+fn pids_in(value: &serde_json::Value) -> Vec<i64> {
+    value["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["pid"].as_i64())
+        .collect()
+}
+
+impl Harness {
+    fn request(&mut self, token: u64, request: Request) -> Vec<Effect> {
+        self.sup
+            .handle(Event::Request { token, request }, self.now())
+    }
+
+    fn reload(&mut self, token: u64, specs: Vec<ServiceSpec>, dry_run: bool) -> Vec<Effect> {
+        let cfg = config(specs, Settings::default());
+        self.sup.handle(
+            Event::ConfigLoaded {
+                token: Some(token),
+                dry_run,
+                result: Ok(cfg),
+            },
+            self.now(),
+        )
+    }
+
+    /// Answers stop signals as a well-behaved process would: it exits, its group empties.
+    fn obey(&mut self, fx: Vec<Effect>) -> Vec<Effect> {
+        let mut out = Vec::new();
+        let mut queue = self.settle(fx);
+        while !queue.is_empty() {
+            let mut next = Vec::new();
+            for e in queue {
+                match e {
+                    Effect::Signal {
+                        target: Target::Group(pid),
+                        signal,
+                        ..
+                    } if signal.0 != Nix::SIGKILL => {
+                        let fx = self
+                            .sup
+                            .handle(Event::ChildExited { pid, status: TERM }, self.now());
+                        next.extend(self.settle(fx));
+                    }
+                    Effect::CheckGroup { service, pgid } => {
+                        let fx = self
+                            .sup
+                            .handle(Event::GroupEmpty { service, pgid }, self.now());
+                        next.extend(self.settle(fx));
+                    }
+                    other => out.push(other),
+                }
+            }
+            queue = next;
+        }
+        out
+    }
+}
+
+#[test]
+fn status_of_an_unknown_service_is_an_error_reply_with_the_token() {
+    let mut h = Harness::new(vec![spec("web")]);
+    let fx = h.start_all();
+    h.settle(fx);
+    let fx = h.request(
+        7,
+        Request::Status {
+            services: vec!["wbe".into()],
+        },
+    );
+    let err = reply(&fx, 7).unwrap().as_ref().unwrap_err();
+    assert_eq!(err.kind, ErrorKind::UnknownService);
+    assert!(
+        err.message.contains("wbe") && err.message.contains("web"),
+        "{}",
+        err.message
+    );
+    let fx = h.request(8, Request::Status { services: vec![] });
+    let ok = reply(&fx, 8).unwrap().as_ref().unwrap();
+    assert_eq!(ok["services"][0]["name"], "web");
+    assert_eq!(ok["services"][0]["status"], "running");
+}
+
+#[test]
+fn restart_replies_once_the_new_process_runs() {
+    let mut h = Harness::new(vec![spec("worker")]);
+    let fx = h.start_all();
+    h.settle(fx);
+    let old = h.pid("worker");
+    h.advance(Duration::from_secs(1));
+    let fx = h.request(
+        1,
+        Request::Restart {
+            services: vec!["worker".into()],
+            all: false,
+        },
+    );
+    assert!(
+        reply(&fx, 1).is_none(),
+        "no reply before the restart is done"
+    );
+    assert_eq!(signals(&fx), [("worker", Target::Group(old), Nix::SIGTERM)]);
+    let fx = h.obey(fx);
+    let ok = reply(&fx, 1).expect("replied").as_ref().unwrap();
+    let new = h.pid("worker");
+    assert_ne!(new, old);
+    assert_eq!(pids_in(ok), [i64::from(new)]);
+}
+
+#[test]
+fn stop_is_remembered_across_a_reload() {
+    let mut h = Harness::new(vec![spec("web"), spec("worker")]);
+    let fx = h.start_all();
+    h.settle(fx);
+    let fx = h.request(
+        1,
+        Request::Stop {
+            services: vec!["web".into()],
+            all: false,
+        },
+    );
+    let fx = h.obey(fx);
+    assert!(reply(&fx, 1).unwrap().is_ok());
+    assert_eq!(h.status("web"), Status::Stopped);
+    let mut worker = spec("worker");
+    worker.env.insert("X".into(), "1".into());
+    let fx = h.reload(2, vec![spec("web"), worker], false);
+    let fx = h.obey(fx);
+    let plan = reply(&fx, 2).unwrap().as_ref().unwrap();
+    assert_eq!(plan["changes"].as_array().unwrap().len(), 1, "{plan}");
+    assert_eq!(plan["changes"][0]["name"], "worker");
+    assert_eq!(
+        h.status("web"),
+        Status::Stopped,
+        "the operator's stop stands"
+    );
+    assert!(h.sup.service("web").unwrap().stopped_by_operator);
+    let fx = h.request(
+        3,
+        Request::Start {
+            services: vec!["web".into()],
+            all: false,
+        },
+    );
+    let fx = h.obey(fx);
+    assert!(reply(&fx, 3).unwrap().is_ok());
+    assert_eq!(h.status("web"), Status::Running);
+}
+
+#[test]
+fn reload_restarts_only_what_changed() {
+    let mut h = Harness::new(vec![spec("a"), spec("b"), spec("c")]);
+    let fx = h.start_all();
+    h.settle(fx);
+    let (a, c) = (h.pid("a"), h.pid("c"));
+    let mut b = spec("b");
+    b.command = crate::config::Command::Shell("exec sleep 1".into());
+    let fx = h.reload(1, vec![spec("a"), b, spec("c")], false);
+    let fx = h.obey(fx);
+    let plan = reply(&fx, 1).unwrap().as_ref().unwrap();
+    assert_eq!(plan["unchanged"], 2);
+    assert_eq!(plan["changes"][0]["action"], "restarted");
+    assert_eq!(
+        (h.pid("a"), h.pid("c")),
+        (a, c),
+        "unchanged services keep their pid"
+    );
+    assert_eq!(h.status("b"), Status::Running);
+}
+
+#[test]
+fn a_dry_run_changes_nothing() {
+    let mut h = Harness::new(vec![spec("a")]);
+    let fx = h.start_all();
+    h.settle(fx);
+    let a = h.pid("a");
+    let mut changed = spec("a");
+    changed.env.insert("X".into(), "1".into());
+    let fx = h.reload(1, vec![changed, spec("new")], true);
+    assert!(signals(&fx).is_empty() && spawned(&fx).is_empty());
+    let plan = reply(&fx, 1).unwrap().as_ref().unwrap();
+    assert_eq!(plan["dry_run"], true);
+    assert_eq!(plan["changes"].as_array().unwrap().len(), 2);
+    assert_eq!(h.pid("a"), a);
+    assert!(h.sup.service("new").is_none());
+}
+
+#[test]
+fn an_invalid_config_changes_nothing_and_says_why() {
+    let mut h = Harness::new(vec![spec("a")]);
+    let fx = h.start_all();
+    h.settle(fx);
+    let ev = Event::ConfigLoaded {
+        token: Some(4),
+        dry_run: false,
+        result: Err("services.toml:3:1: bad".into()),
+    };
+    let fx = h.sup.handle(ev, h.now());
+    let err = reply(&fx, 4).unwrap().as_ref().unwrap_err();
+    assert_eq!(err.kind, ErrorKind::InvalidConfig);
+    assert!(err.message.contains("services.toml:3:1"));
+    assert!(signals(&fx).is_empty());
+    assert_eq!(h.status("a"), Status::Running);
+}
+
+#[test]
+fn restarting_a_dependency_restarts_its_dependents_in_order() {
+    let mut h = Harness::new(vec![spec("db"), dep("web", &["db"]), spec("other")]);
+    let fx = h.start_all();
+    h.settle(fx);
+    let (db, web, other) = (h.pid("db"), h.pid("web"), h.pid("other"));
+    let mut db2 = spec("db");
+    db2.env.insert("V".into(), "2".into());
+    let fx = h.reload(1, vec![db2, dep("web", &["db"]), spec("other")], false);
+    assert_eq!(
+        signals(&fx),
+        [("web", Target::Group(web), Nix::SIGTERM)],
+        "the dependent stops first"
+    );
+    // web has stopped: now db stops, and web waits for the new db.
+    let fx = h.sup.handle(
+        Event::ChildExited {
+            pid: web,
+            status: TERM,
+        },
+        h.now(),
+    );
+    let fx2 = h.sup.handle(
+        Event::GroupEmpty {
+            service: "web".into(),
+            pgid: web,
+        },
+        h.now(),
+    );
+    assert!(fx.iter().all(|e| matches!(e, Effect::CheckGroup { .. })));
+    assert_eq!(signals(&fx2), [("db", Target::Group(db), Nix::SIGTERM)]);
+    assert!(
+        spawned(&fx2).is_empty(),
+        "web does not start against the old db"
+    );
+    h.sup.handle(
+        Event::ChildExited {
+            pid: db,
+            status: TERM,
+        },
+        h.now(),
+    );
+    let fx = h.sup.handle(
+        Event::GroupEmpty {
+            service: "db".into(),
+            pgid: db,
+        },
+        h.now(),
+    );
+    assert_eq!(spawned(&fx), ["db"]);
+    let fx = h.settle(fx);
+    let plan = reply(&fx, 1).unwrap().as_ref().unwrap();
+    assert_eq!(plan["changes"].as_array().unwrap().len(), 2);
+    assert_ne!(h.pid("db"), db);
+    assert_ne!(h.pid("web"), web);
+    assert_eq!(h.pid("other"), other);
+}
+
+#[test]
+fn a_removed_service_is_stopped_then_forgotten() {
+    let mut h = Harness::new(vec![spec("a"), spec("gone")]);
+    let fx = h.start_all();
+    h.settle(fx);
+    let gone = h.pid("gone");
+    let fx = h.reload(1, vec![spec("a")], false);
+    assert_eq!(signals(&fx), [("gone", Target::Group(gone), Nix::SIGTERM)]);
+    h.obey(fx);
+    assert!(h.sup.service("gone").is_none());
+    assert_eq!(h.status("a"), Status::Running);
+}
+
+#[test]
+fn a_shutdown_request_replies_and_ends_runpm() {
+    let mut h = Harness::new(vec![spec("a")]);
+    let fx = h.start_all();
+    h.settle(fx);
+    let fx = h.request(9, Request::Shutdown);
+    assert!(reply(&fx, 9).unwrap().is_ok());
+    let fx = h.obey(fx);
+    assert_eq!(exit_code(&fx), Some(0));
+    let fx = h.request(
+        10,
+        Request::Start {
+            services: vec!["a".into()],
+            all: false,
+        },
+    );
+    assert_eq!(
+        reply(&fx, 10).unwrap().as_ref().unwrap_err().kind,
+        ErrorKind::ShuttingDown
+    );
 }
