@@ -26,7 +26,7 @@ use crate::process::{ExitStatus, Target};
 use crate::reconcile::Desired;
 
 use super::event::{Effect, Event, Now};
-use super::exit::{exit_when_fired, failure_code};
+use super::exit::{exit_when_fired, failure_code, settled};
 use super::policy::{self, Decision, Jitter};
 use super::service::{AfterStop, Phase, Run, Service, Stopping, Want};
 use super::status::EndReason;
@@ -120,9 +120,16 @@ impl Supervisor {
     /// Whether a service that should run has not got going yet (waiting for its
     /// dependencies, or being spawned).
     pub fn is_starting(&self) -> bool {
-        self.services
-            .values()
-            .any(|s| s.want == Want::Up && matches!(s.phase, Phase::Waiting | Phase::Spawning))
+        // A service waiting for a dependency that ended badly is not starting: it is stuck
+        // until someone intervenes, and `up -d` must not wait for it.
+        self.services.iter().any(|(name, s)| {
+            s.want == Want::Up
+                && match s.phase {
+                    Phase::Spawning => true,
+                    Phase::Waiting => !settled(name, &self.services),
+                    _ => false,
+                }
+        })
     }
 
     pub fn is_shutting_down(&self) -> bool {
@@ -481,7 +488,11 @@ impl Supervisor {
             tracing::info!("{name}: stopped");
         } else {
             tracing::warn!("{name}: stopped uncleanly: {status}");
-            self.exit_code.get_or_insert(status.as_exit_code());
+            // Only the stops of runpm's own shutdown speak for its exit code; a restart
+            // that needed SIGKILL an hour ago does not.
+            if self.shutdown.is_some() {
+                self.exit_code.get_or_insert(status.as_exit_code());
+            }
         }
         let next = match stop.then {
             AfterStop::Stay => Phase::Stopped,

@@ -24,7 +24,7 @@ pub fn failure_code(service: &Service) -> Option<u8> {
 
 /// A service that will not run again by itself: it ended, or it waits for a dependency
 /// that has ended without success.
-fn settled(name: &str, services: &BTreeMap<String, Service>) -> bool {
+pub(super) fn settled(name: &str, services: &BTreeMap<String, Service>) -> bool {
     let Some(s) = services.get(name) else {
         return true;
     };

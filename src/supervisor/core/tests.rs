@@ -981,3 +981,33 @@ fn a_shutdown_request_replies_and_ends_runpm() {
         ErrorKind::ShuttingDown
     );
 }
+
+#[test]
+fn an_unclean_restart_does_not_spoil_a_clean_shutdown() {
+    let mut s = spec("a");
+    s.kill_timeout = Duration::from_millis(100);
+    let mut h = Harness::new(vec![s]);
+    let fx = h.start_all();
+    h.settle(fx);
+    let old = h.pid("a");
+    h.request(
+        1,
+        Request::Restart {
+            services: vec!["a".into()],
+            all: false,
+        },
+    );
+    let fx = h.tick();
+    assert_eq!(signals(&fx), [("a", Target::Group(old), Nix::SIGKILL)]);
+    let fx = h.sup.handle(
+        Event::ChildExited {
+            pid: old,
+            status: ExitStatus::Signal(9),
+        },
+        h.now(),
+    );
+    h.settle(fx);
+    let fx = h.request(2, Request::Shutdown);
+    let fx = h.obey(fx);
+    assert_eq!(exit_code(&fx), Some(0));
+}
