@@ -11,6 +11,7 @@ pub mod config;
 pub mod detach;
 pub mod ipc;
 pub mod logs;
+pub mod notify;
 pub mod process;
 pub mod reconcile;
 pub mod supervisor;

@@ -61,6 +61,17 @@ pub struct SocketGuard {
 }
 
 impl SocketGuard {
+    /// Guards the socket just bound at `path`, remembering its identity. Shared with the
+    /// notify socket, which needs the same care on exit.
+    pub fn of(path: &Utf8Path) -> io::Result<SocketGuard> {
+        let meta = std::fs::symlink_metadata(path)?;
+        Ok(SocketGuard {
+            path: path.to_owned(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    }
+
     pub fn path(&self) -> &Utf8Path {
         &self.path
     }
@@ -71,15 +82,15 @@ impl Drop for SocketGuard {
         match std::fs::symlink_metadata(&self.path) {
             Ok(meta) if meta.dev() == self.dev && meta.ino() == self.ino => {
                 if let Err(e) = std::fs::remove_file(&self.path) {
-                    tracing::warn!(path = %self.path, error = %e, "cannot remove the control socket");
+                    tracing::warn!(path = %self.path, error = %e, "cannot remove the socket");
                 }
             }
             Ok(_) => {
-                tracing::debug!(path = %self.path, "the control socket was replaced; leaving it");
+                tracing::debug!(path = %self.path, "the socket was replaced; leaving it");
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => {
-                tracing::warn!(path = %self.path, error = %e, "cannot inspect the control socket");
+                tracing::warn!(path = %self.path, error = %e, "cannot inspect the socket");
             }
         }
     }
@@ -105,15 +116,10 @@ pub fn bind(
             source,
         }
     })?;
-    let meta = std::fs::symlink_metadata(socket).map_err(|source| BindError::Inspect {
+    let guard = SocketGuard::of(socket).map_err(|source| BindError::Inspect {
         path: socket.to_owned(),
         source,
     })?;
-    let guard = SocketGuard {
-        path: socket.to_owned(),
-        dev: meta.dev(),
-        ino: meta.ino(),
-    };
     std_listener.set_nonblocking(true).map_err(bind_err)?;
     let listener = UnixListener::from_std(std_listener).map_err(bind_err)?;
     Ok((listener, guard))

@@ -23,7 +23,7 @@ pub use lock::{InstanceLock, LockError};
 pub use protocol::*;
 pub use render::*;
 pub use server::{Call, HelloInfo, IDLE_TIMEOUT, serve};
-pub use sockpath::{MAX_SOCKET_PATH, SOCKET_NAME};
+pub use sockpath::{Fallbacks, MAX_SOCKET_PATH, SOCKET_NAME, choose_named as choose_socket_path};
 pub use statedir::{
     STATE_DIR_ENV, StateDir, StateDirError, choose as choose_state_dir,
     resolve as resolve_state_dir,

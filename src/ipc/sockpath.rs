@@ -37,22 +37,35 @@ impl Fallbacks {
     }
 }
 
-/// The socket path for the state directory `dir`, and the private directory that has to be
-/// created for it when it is the `/tmp` fallback.
+/// The control socket's path for the state directory `dir`, and the private directory that
+/// has to be created for it when it is the `/tmp` fallback.
 pub fn choose(dir: &Utf8Path, fallbacks: &Fallbacks) -> (Utf8PathBuf, Option<Utf8PathBuf>) {
-    let inside = dir.join(SOCKET_NAME);
+    choose_named(dir, SOCKET_NAME, "", fallbacks)
+}
+
+/// The path of a socket named `name` inside the state directory `dir`, or, when that is too
+/// long, `runpm-HASH{tag}.sock` in the runtime directory or `HASH{tag}.sock` in the private
+/// `/tmp` directory (returned second: it has to be created). `tag` keeps the fallbacks of
+/// different sockets of one state directory apart; the control socket's is empty.
+pub fn choose_named(
+    dir: &Utf8Path,
+    name: &str,
+    tag: &str,
+    fallbacks: &Fallbacks,
+) -> (Utf8PathBuf, Option<Utf8PathBuf>) {
+    let inside = dir.join(name);
     if fits(&inside) {
         return (inside, None);
     }
     let hash = format!("{:016x}", fnv1a64(dir.as_str().as_bytes()));
     if let Some(runtime) = &fallbacks.runtime_dir {
-        let path = runtime.join(format!("runpm-{hash}.sock"));
+        let path = runtime.join(format!("runpm-{hash}{tag}.sock"));
         if fits(&path) {
             return (path, None);
         }
     }
     let private = Utf8PathBuf::from(format!("/tmp/runpm-{}", fallbacks.uid));
-    (private.join(format!("{hash}.sock")), Some(private))
+    (private.join(format!("{hash}{tag}.sock")), Some(private))
 }
 
 fn fits(path: &Utf8Path) -> bool {
