@@ -24,6 +24,7 @@ fn service(name: &str, status: &str, pid: Option<i32>) -> ServiceInfo {
         stopped_by_operator: false,
         reason: None,
         next_start: None,
+        status_text: None,
         exits: vec![],
     }
 }

@@ -174,9 +174,13 @@ pub struct ServiceInfo {
     /// For `failed`: why.
     #[serde(default)]
     pub reason: Option<String>,
-    /// For `backoff`: when the next start is due (RFC 3339, UTC).
+    /// For `backoff`, and for `failed` with a `failed_cooldown`: when the next start is
+    /// due (RFC 3339, UTC).
     #[serde(default)]
     pub next_start: Option<String>,
+    /// The last `STATUS=` the service sent over sd_notify.
+    #[serde(default)]
+    pub status_text: Option<String>,
     /// Most recent last.
     pub exits: Vec<ExitInfo>,
 }

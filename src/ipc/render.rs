@@ -165,6 +165,7 @@ mod tests {
             stopped_by_operator: false,
             reason: None,
             next_start: None,
+            status_text: None,
             exits: vec![],
         }
     }

@@ -8,6 +8,6 @@ mod sys;
 mod target;
 
 pub use reaper::{ExitStatus, reap_all};
-pub use spawn::{SpawnError, Spawned, spawn};
+pub use spawn::{SpawnError, Spawned, spawn, spawn_quiet};
 pub use sys::{become_subreaper, group_is_empty, is_pid1};
 pub use target::Target;

@@ -120,7 +120,10 @@ fn environment(spec: &ServiceSpec, extra: &[(String, String)]) -> BTreeMap<Strin
         std::env::vars().collect()
     };
     // Variables that describe runpm itself must not leak into services.
-    env.remove("NOTIFY_SOCKET");
+    // runpm's own sd_notify variables (when systemd runs runpm) are not the services'.
+    for var in crate::notify::NOTIFY_VARS {
+        env.remove(var);
+    }
     env.remove("LISTEN_FDS");
     env.remove("LISTEN_PID");
     env.remove(crate::detach::READY_FD_ENV);
@@ -129,9 +132,9 @@ fn environment(spec: &ServiceSpec, extra: &[(String, String)]) -> BTreeMap<Strin
     env
 }
 
-/// Starts `spec` in a new session (so it leads its own process group), stdin from
-/// /dev/null, stdout and stderr on pipes.
-pub fn spawn(spec: &ServiceSpec, extra_env: &[(String, String)]) -> Result<Spawned, SpawnError> {
+/// The command for `spec`: its own session, its cwd, environment and credentials, stdin
+/// from /dev/null. The caller chooses where output goes.
+fn command(spec: &ServiceSpec, extra_env: &[(String, String)]) -> Result<Command, SpawnError> {
     let argv = spec.command.argv();
     let program = argv[0].clone();
     if !spec.cwd.is_dir() {
@@ -159,9 +162,7 @@ pub fn spawn(spec: &ServiceSpec, extra_env: &[(String, String)]) -> Result<Spawn
         .current_dir(&spec.cwd)
         .env_clear()
         .envs(&env)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stdin(Stdio::null());
     // SAFETY: the closure only makes async-signal-safe system calls (setsid, sigprocmask,
     // setgroups, setgid, setuid) and allocates nothing.
     unsafe {
@@ -180,19 +181,18 @@ pub fn spawn(spec: &ServiceSpec, extra_env: &[(String, String)]) -> Result<Spawn
             Ok(())
         });
     }
-    let mut child = cmd.spawn().map_err(|source| match source.kind() {
-        io::ErrorKind::NotFound => SpawnError::NotFound {
-            program: program.clone(),
-            cwd: spec.cwd.to_string(),
-        },
-        io::ErrorKind::PermissionDenied => SpawnError::PermissionDenied {
-            program: program.clone(),
-        },
-        _ => SpawnError::Other {
-            program: program.clone(),
-            source,
-        },
-    })?;
+    Ok(cmd)
+}
+
+/// Starts `spec` in a new session (so it leads its own process group), stdin from
+/// /dev/null, stdout and stderr on pipes.
+pub fn spawn(spec: &ServiceSpec, extra_env: &[(String, String)]) -> Result<Spawned, SpawnError> {
+    let mut cmd = command(spec, extra_env)?;
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let program = spec.command.argv()[0].clone();
+    let mut child = cmd
+        .spawn()
+        .map_err(|source| spawn_error(source, &program, spec))?;
     let pid = child.id() as i32;
     let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
         let source = io::Error::other("output pipes missing after spawn");
@@ -204,4 +204,28 @@ pub fn spawn(spec: &ServiceSpec, extra_env: &[(String, String)]) -> Result<Spawn
         stdout: stdout.into(),
         stderr: stderr.into(),
     })
+}
+
+/// Starts `spec` (a probe) with its output discarded; returns the pid. The reaper collects
+/// it like any child.
+pub fn spawn_quiet(spec: &ServiceSpec) -> Result<i32, SpawnError> {
+    let mut cmd = command(spec, &[])?;
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    let program = spec.command.argv()[0].clone();
+    let child = cmd
+        .spawn()
+        .map_err(|source| spawn_error(source, &program, spec))?;
+    Ok(child.id() as i32)
+}
+
+fn spawn_error(source: io::Error, program: &str, spec: &ServiceSpec) -> SpawnError {
+    let program = program.to_string();
+    match source.kind() {
+        io::ErrorKind::NotFound => SpawnError::NotFound {
+            program,
+            cwd: spec.cwd.to_string(),
+        },
+        io::ErrorKind::PermissionDenied => SpawnError::PermissionDenied { program },
+        _ => SpawnError::Other { program, source },
+    }
 }

@@ -26,9 +26,9 @@ use crate::process::{ExitStatus, Target};
 use crate::reconcile::Desired;
 
 use super::event::{Effect, Event, Now};
-use super::exit::{exit_when_fired, failure_code, settled};
+use super::exit::{exit_when_fired, failure_code, stuck};
 use super::policy::{self, Decision, Jitter};
-use super::service::{AfterStop, Phase, Run, Service, Stopping, Want};
+use super::service::{AfterStop, Phase, Service, Stopping, Want};
 use super::status::EndReason;
 
 #[derive(Debug, Clone, Copy)]
@@ -126,10 +126,24 @@ impl Supervisor {
             s.want == Want::Up
                 && match s.phase {
                     Phase::Spawning => true,
-                    Phase::Waiting => !settled(name, &self.services),
+                    Phase::Running(run) => !run.ready,
+                    Phase::Waiting => !stuck(name, &self.services),
                     _ => false,
                 }
         })
+    }
+
+    /// The processes an sd_notify message may come from: per service, its main pid and its
+    /// process group (which is the pid it was started with).
+    pub fn notify_targets(&self) -> Vec<(String, i32, i32)> {
+        self.services
+            .iter()
+            .filter_map(|(name, s)| match &s.phase {
+                Phase::Running(run) => Some((name.clone(), run.pid, run.pgid)),
+                Phase::Stopping(st) => Some((name.clone(), st.run.pid, st.run.pgid)),
+                _ => None,
+            })
+            .collect()
     }
 
     pub fn is_shutting_down(&self) -> bool {
@@ -144,16 +158,15 @@ impl Supervisor {
                 if let Some(svc) = self.services.get_mut(&service)
                     && svc.phase == Phase::Spawning
                 {
-                    tracing::info!("{service}: started (pid {pid})");
+                    let run = readiness::first_run(&svc.spec, pid, now);
+                    if run.ready {
+                        tracing::info!("{service}: started (pid {pid})");
+                    } else {
+                        tracing::info!("{service}: started (pid {pid}), waiting until it is ready");
+                    }
+                    svc.status_text = None;
                     self.by_pid.insert(pid, service);
-                    svc.set_phase(
-                        Phase::Running(Run {
-                            pid,
-                            started: now.at,
-                            started_wall: now.wall,
-                        }),
-                        now.wall,
-                    );
+                    svc.set_phase(Phase::Running(run), now.wall);
                 }
             }
             Event::SpawnFailed {
@@ -166,19 +179,13 @@ impl Supervisor {
                 {
                     tracing::error!("{service}: failed to start: {error}");
                     let status = ExitStatus::Code(code);
-                    svc.record_exit(status, now.wall, Duration::ZERO, EndReason::SpawnFailed);
-                    svc.set_phase(
-                        Phase::Failed {
-                            reason: error,
-                            code: code as u8,
-                        },
-                        now.wall,
-                    );
+                    svc.record_exit(0, status, now.wall, Duration::ZERO, EndReason::SpawnFailed);
+                    self.fail(&service, error, code as u8, now);
                 }
             }
             Event::GroupEmpty { service, pgid } => {
                 let done = self.services.get(&service).is_some_and(|svc| {
-                    matches!(&svc.phase, Phase::Stopping(s) if s.run.pid == pgid && s.main_exit.is_some())
+                    matches!(&svc.phase, Phase::Stopping(s) if s.run.pgid == pgid && s.main_exit.is_some())
                 });
                 if done {
                     self.finish_stop(&service, now);
@@ -218,6 +225,39 @@ impl Supervisor {
                 result,
             } => self.on_config(token, dry_run, result, now, &mut fx),
             Event::Request { token, request } => self.on_request(token, request, now, &mut fx),
+            Event::ProbeDone {
+                service,
+                pid,
+                purpose,
+                ok,
+                detail,
+            } => self.on_probe(
+                &service,
+                pid,
+                purpose,
+                if ok { Ok(detail) } else { Err(detail) },
+                now,
+                &mut fx,
+            ),
+            Event::Notified {
+                service,
+                sender,
+                notifications,
+            } => self.on_notified(&service, sender, notifications, now, &mut fx),
+            Event::LogReady { service, pid } => self.on_log_ready(&service, pid, now),
+            Event::OutputClosed {
+                service,
+                pid,
+                last_lines,
+            } => {
+                if let Some(svc) = self.services.get_mut(&service) {
+                    match svc.exits.iter_mut().rev().find(|e| e.pid == pid) {
+                        Some(record) => record.last_lines = last_lines,
+                        // The pipes closed before the exit was reaped: keep the lines for it.
+                        None => svc.early_output = Some((pid, last_lines)),
+                    }
+                }
+            }
         }
         self.drive(now, &mut fx);
         fx
@@ -228,6 +268,11 @@ impl Supervisor {
         let per_service = self.services.values().filter_map(|s| match &s.phase {
             Phase::Backoff { until } => Some(*until),
             Phase::Stopping(st) if !st.forced => Some(st.deadline),
+            Phase::Failed { rearm_at, .. } => *rearm_at,
+            Phase::Running(run) => [run.ready_deadline, run.probe_due, run.watchdog_deadline]
+                .into_iter()
+                .flatten()
+                .min(),
             _ => None,
         });
         let shutdown = self.shutdown.filter(|s| !s.escalated).map(|s| s.deadline);
@@ -245,7 +290,7 @@ impl Supervisor {
                 {
                     fx.push(Effect::CheckGroup {
                         service: name.clone(),
-                        pgid: s.run.pid,
+                        pgid: s.run.pgid,
                     });
                 }
             }
@@ -262,14 +307,14 @@ impl Supervisor {
                     "{name}: {status} after {}",
                     humantime::format_duration(round_ms(uptime))
                 );
-                svc.record_exit(status, now.wall, uptime, EndReason::Exited);
+                svc.record_exit(run.pid, status, now.wall, uptime, EndReason::Exited);
                 if svc.spec.kill_mode == KillMode::Group {
                     // Whatever the main process left behind in its group goes with it, so a
                     // restart never runs beside leftovers of the previous run. The group id
                     // cannot have been reused yet: its members, if any, still hold it.
                     fx.push(Effect::Signal {
                         service: name.clone(),
-                        target: Target::Group(run.pid),
+                        target: Target::Group(run.pgid),
                         signal: SIGKILL,
                     });
                 }
@@ -277,53 +322,15 @@ impl Supervisor {
                     svc.set_phase(Phase::Exited { status }, now.wall);
                     return;
                 }
-                let decision = policy::decide(
-                    &svc.spec,
-                    &mut svc.history,
-                    status,
-                    uptime,
-                    now.at,
-                    self.jitter.sample(),
-                );
-                match decision {
-                    Decision::Restart { delay } => {
-                        tracing::info!(
-                            "{name}: restarting in {} (restart {})",
-                            humantime::format_duration(round_ms(delay)),
-                            svc.restarts + 1
-                        );
-                        svc.set_phase(
-                            Phase::Backoff {
-                                until: now.at + delay,
-                            },
-                            now.wall,
-                        );
-                    }
-                    Decision::Stay => {
-                        svc.set_phase(Phase::Exited { status }, now.wall);
-                    }
-                    Decision::CrashLoop { failures, window } => {
-                        let reason = format!(
-                            "crash loop: {failures} failed runs within {}",
-                            humantime::format_duration(window)
-                        );
-                        tracing::error!("{name}: failed: {reason}; last run {status}");
-                        svc.set_phase(
-                            Phase::Failed {
-                                reason,
-                                code: status.as_exit_code(),
-                            },
-                            now.wall,
-                        );
-                    }
-                }
+                let success = policy::is_success(&svc.spec, status);
+                self.after_run(&name, status, uptime, success, None, now);
             }
             Phase::Stopping(stop) => {
                 stop.main_exit = Some(status);
                 if svc.spec.kill_mode == KillMode::Group && !stop.forced {
                     fx.push(Effect::CheckGroup {
                         service: name.clone(),
-                        pgid: stop.run.pid,
+                        pgid: stop.run.pgid,
                     });
                 } else {
                     self.finish_stop(&name, now);
@@ -333,19 +340,111 @@ impl Supervisor {
         }
     }
 
+    /// What follows a run that ended (or that runpm ended because it failed while running:
+    /// then `why` says how, and the run counts as failed): the restart policy decides.
+    fn after_run(
+        &mut self,
+        name: &str,
+        status: ExitStatus,
+        uptime: Duration,
+        success: bool,
+        why: Option<String>,
+        now: Now,
+    ) {
+        let Some(svc) = self.services.get_mut(name) else {
+            return;
+        };
+        let decision = policy::decide_run(
+            &svc.spec,
+            &mut svc.history,
+            success,
+            uptime,
+            now.at,
+            self.jitter.sample(),
+        );
+        match decision {
+            Decision::Restart { delay } => {
+                tracing::info!(
+                    "{name}: restarting in {} (restart {})",
+                    humantime::format_duration(round_ms(delay)),
+                    svc.restarts + 1
+                );
+                svc.set_phase(
+                    Phase::Backoff {
+                        until: now.at + delay,
+                    },
+                    now.wall,
+                );
+            }
+            Decision::Stay => match why {
+                // A run that never worked is a failure, even under `never`.
+                Some(reason) => self.fail(name, reason, status.as_exit_code(), now),
+                None => svc.set_phase(Phase::Exited { status }, now.wall),
+            },
+            Decision::CrashLoop { failures, window } => {
+                let mut reason = format!(
+                    "crash loop: {failures} failed runs within {}",
+                    humantime::format_duration(window)
+                );
+                if let Some(why) = why {
+                    reason = format!("{reason}; last: {why}");
+                }
+                tracing::error!("{name}: failed: {reason}; last run {status}");
+                self.fail(name, reason, status.as_exit_code(), now);
+            }
+        }
+    }
+
+    /// The `failed` status, re-armed after `failed_cooldown` unless that is zero.
+    fn fail(&mut self, name: &str, reason: String, code: u8, now: Now) {
+        let Some(svc) = self.services.get_mut(name) else {
+            return;
+        };
+        let cooldown = svc.spec.failed_cooldown;
+        let rearm_at = (!cooldown.is_zero()).then(|| now.at + cooldown);
+        svc.set_phase(
+            Phase::Failed {
+                reason,
+                code,
+                rearm_at,
+            },
+            now.wall,
+        );
+    }
+
     fn on_tick(&mut self, now: Now, fx: &mut Vec<Effect>) {
         let mut overdue = Vec::new();
+        let mut running = Vec::new();
         for (name, svc) in self.services.iter_mut() {
             match &svc.phase {
                 Phase::Backoff { until } if *until <= now.at => {
                     svc.restarts += 1;
                     svc.set_phase(Phase::Waiting, now.wall);
                 }
+                Phase::Failed {
+                    rearm_at: Some(at), ..
+                } if *at <= now.at => {
+                    tracing::info!(
+                        "{name}: failed_cooldown ({}) is over: starting it again",
+                        humantime::format_duration(svc.spec.failed_cooldown)
+                    );
+                    svc.history = Default::default();
+                    let next = if svc.want == Want::Up {
+                        Phase::Waiting
+                    } else {
+                        Phase::Stopped
+                    };
+                    svc.set_phase(next, now.wall);
+                }
+                Phase::Running(_) => running.push(name.clone()),
                 Phase::Stopping(st) if !st.forced && st.deadline <= now.at => {
                     overdue.push(name.clone())
                 }
                 _ => {}
             }
+        }
+        for name in running {
+            self.tick_run(&name, now, fx);
         }
         for name in overdue {
             if let Some(svc) = self.services.get(&name) {
@@ -402,16 +501,13 @@ impl Supervisor {
         let Some(svc) = self.services.get_mut(name) else {
             return;
         };
-        let target = |pid| match svc.spec.kill_mode {
-            KillMode::Group => Target::Group(pid),
-            KillMode::Process => Target::Process(pid),
-        };
+        let mode = svc.spec.kill_mode;
         match &mut svc.phase {
             Phase::Running(run) => {
                 let run = *run;
                 fx.push(Effect::Signal {
                     service: name.into(),
-                    target: target(run.pid),
+                    target: run.target(mode),
                     signal: SIGKILL,
                 });
                 svc.set_phase(
@@ -429,7 +525,7 @@ impl Supervisor {
                 st.forced = true;
                 fx.push(Effect::Signal {
                     service: name.into(),
-                    target: target(st.run.pid),
+                    target: st.run.target(mode),
                     signal: SIGKILL,
                 });
                 if st.main_exit.is_some() {
@@ -448,10 +544,7 @@ impl Supervisor {
             return;
         };
         let signal = svc.spec.stop_signal;
-        let target = match svc.spec.kill_mode {
-            KillMode::Group => Target::Group(run.pid),
-            KillMode::Process => Target::Process(run.pid),
-        };
+        let target = run.target(svc.spec.kill_mode);
         tracing::info!("{name}: stopping ({})", signal.name());
         fx.push(Effect::Signal {
             service: name.into(),
@@ -480,7 +573,7 @@ impl Supervisor {
             .main_exit
             .unwrap_or(ExitStatus::Signal(NixSignal::SIGKILL as i32));
         let uptime = now.at.saturating_duration_since(stop.run.started);
-        svc.record_exit(status, now.wall, uptime, EndReason::Stopped);
+        svc.record_exit(stop.run.pid, status, now.wall, uptime, EndReason::Stopped);
         let clean = !stop.forced
             && (policy::is_success(&svc.spec, status)
                 || status == ExitStatus::Signal(svc.spec.stop_signal.number()));
@@ -494,17 +587,23 @@ impl Supervisor {
                 self.exit_code.get_or_insert(status.as_exit_code());
             }
         }
-        let next = match stop.then {
-            AfterStop::Stay => Phase::Stopped,
-            AfterStop::Start => Phase::Waiting,
-        };
-        svc.set_phase(next, now.wall);
+        match stop.then {
+            AfterStop::Stay => svc.set_phase(Phase::Stopped, now.wall),
+            AfterStop::Start => svc.set_phase(Phase::Waiting, now.wall),
+            AfterStop::Policy { reason } => {
+                if self.shutdown.is_some() || svc.want == Want::Down {
+                    svc.set_phase(Phase::Stopped, now.wall);
+                } else {
+                    self.after_run(name, status, uptime, false, Some(reason), now);
+                }
+            }
+        }
     }
 
     /// A dependency is satisfied when it runs, or when it was a task that completed.
     fn satisfied(&self, dep: &str) -> bool {
         self.services.get(dep).is_some_and(|d| match d.phase {
-            Phase::Running(_) => !d.restart_pending,
+            Phase::Running(run) => run.ready && !d.restart_pending,
             Phase::Exited { .. } => failure_code(d).is_none(),
             _ => false,
         })
@@ -654,6 +753,7 @@ fn round_ms(d: Duration) -> Duration {
 
 mod apply;
 mod operator;
+mod readiness;
 #[cfg(test)]
 mod tests;
 

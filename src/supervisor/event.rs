@@ -3,8 +3,11 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use crate::config::{Config, ServiceSpec, Signal};
+use std::time::Duration;
+
+use crate::config::{Config, Probe, ServiceSpec, Signal};
 use crate::ipc::{ProtocolError, Request};
+use crate::notify::Notification;
 use crate::process::{ExitStatus, Target};
 
 /// The moment an event is handled, on both clocks: the monotonic one for every deadline and
@@ -55,6 +58,35 @@ pub enum Event {
     },
     /// A control request; answered by one [`Effect::Reply`] with the same token.
     Request { token: u64, request: Request },
+    /// Answer to [`Effect::Probe`].
+    ProbeDone {
+        service: String,
+        pid: i32,
+        purpose: Purpose,
+        ok: bool,
+        detail: String,
+    },
+    /// sd_notify messages from `sender`, a process of `service`.
+    Notified {
+        service: String,
+        sender: i32,
+        notifications: Vec<Notification>,
+    },
+    /// A line that process `pid` of `service` printed matched its `ready.log` pattern.
+    LogReady { service: String, pid: i32 },
+    /// Both output pipes of process `pid` of `service` closed: these were its last lines.
+    OutputClosed {
+        service: String,
+        pid: i32,
+        last_lines: Vec<String>,
+    },
+}
+
+/// What a probe is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Ready,
+    Health,
 }
 
 /// Side effects the runtime must carry out, in order.
@@ -74,6 +106,14 @@ pub enum Effect {
     /// Find out whether the process group is empty; answer with `GroupEmpty` if so, and with
     /// nothing otherwise (a later orphan exit or the kill deadline asks again).
     CheckGroup { service: String, pgid: i32 },
+    /// Run `probe` for process `pid` of `service` within `timeout`; answer with `ProbeDone`.
+    Probe {
+        service: String,
+        pid: i32,
+        purpose: Purpose,
+        probe: Probe,
+        timeout: Duration,
+    },
     /// Read and validate the config file again; answer with `ConfigLoaded`.
     LoadConfig { token: Option<u64>, dry_run: bool },
     /// Answer the control request `token`.

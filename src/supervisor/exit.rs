@@ -23,18 +23,30 @@ pub fn failure_code(service: &Service) -> Option<u8> {
 }
 
 /// A service that will not run again by itself: it ended, or it waits for a dependency
-/// that has ended without success.
+/// that has ended without success. A failed service that `failed_cooldown` will re-arm has
+/// not ended for good.
 pub(super) fn settled(name: &str, services: &BTreeMap<String, Service>) -> bool {
+    ended(name, services, false)
+}
+
+/// A service that is not getting anywhere now: as [`settled`], but a failed service counts
+/// even if its cool-down will re-arm it later.
+pub(super) fn stuck(name: &str, services: &BTreeMap<String, Service>) -> bool {
+    ended(name, services, true)
+}
+
+fn ended(name: &str, services: &BTreeMap<String, Service>, rearmable_too: bool) -> bool {
     let Some(s) = services.get(name) else {
         return true;
     };
     match &s.phase {
-        Phase::Exited { .. } | Phase::Failed { .. } => true,
+        Phase::Exited { .. } => true,
+        Phase::Failed { rearm_at, .. } => rearmable_too || rearm_at.is_none(),
         Phase::Waiting => s.spec.depends_on.iter().any(|d| {
             let ended_well = services.get(d).is_some_and(|dep| {
                 matches!(dep.phase, Phase::Exited { .. }) && failure_code(dep).is_none()
             });
-            settled(d, services) && !ended_well
+            ended(d, services, rearmable_too) && !ended_well
         }),
         _ => false,
     }

@@ -4,7 +4,9 @@
 mod core;
 mod event;
 mod exit;
+mod output;
 mod policy;
+mod probes;
 mod runtime;
 mod service;
 mod status;
@@ -12,7 +14,7 @@ mod status;
 pub(crate) mod testing;
 
 pub use self::core::Supervisor;
-pub use event::{Effect, Event, Now};
+pub use event::{Effect, Event, Now, Purpose};
 pub use policy::{Decision, History, Jitter};
 pub use runtime::{Control, RunError, RunOptions, run};
 pub use service::{Phase, Service, Want};

@@ -46,17 +46,18 @@ pub fn is_success(spec: &ServiceSpec, status: ExitStatus) -> bool {
     matches!(status, ExitStatus::Code(c) if spec.success_exit_codes.contains(&c))
 }
 
-/// Decides what follows a run that ended after `uptime`, and updates `history`.
+/// Decides what follows a run that ended after `uptime`, and updates `history`. `success`
+/// is the exit's verdict (see [`is_success`]); a run that runpm had to stop because it
+/// never became ready or failed its health checks is not a success, whatever its exit.
 /// `jitter` is a number in [0, 1).
-pub fn decide(
+pub fn decide_run(
     spec: &ServiceSpec,
     history: &mut History,
-    status: ExitStatus,
+    success: bool,
     uptime: Duration,
     now: Instant,
     jitter: f64,
 ) -> Decision {
-    let success = is_success(spec, status);
     let failed_run = !success || uptime < spec.min_uptime;
     if uptime >= spec.min_uptime {
         history.consecutive = 0;
@@ -135,6 +136,17 @@ impl Jitter {
 mod tests {
     use super::*;
     use crate::supervisor::testing::spec;
+
+    fn decide(
+        spec: &ServiceSpec,
+        history: &mut History,
+        status: ExitStatus,
+        uptime: Duration,
+        now: Instant,
+        jitter: f64,
+    ) -> Decision {
+        decide_run(spec, history, is_success(spec, status), uptime, now, jitter)
+    }
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)

@@ -18,15 +18,20 @@ use std::collections::HashMap;
 use camino::Utf8PathBuf;
 use tokio::sync::mpsc;
 
-use crate::config::{self, Config, ExitWhen};
+use regex::Regex;
+
+use crate::config::{self, Config, ExitWhen, Ready, ServiceSpec};
 use crate::ipc::{self, Call, HelloInfo, InstanceLock, Reply, StateDir};
 use crate::logs::{LineSink, Stream, capture};
+use crate::notify::{self, Datagram, NotifySocket};
 use crate::process;
 use crate::watch::{DEFAULT_DEBOUNCE, Watcher};
 
 use super::core::Supervisor;
 use super::event::{Effect, Event, Now};
+use super::output::RunOutput;
 use super::policy::Jitter;
+use super::probes::{Internal, Probes};
 
 pub struct RunOptions {
     /// Services to start (with their dependencies); `None`: every `autostart` service.
@@ -91,6 +96,25 @@ pub async fn run(config: &Config, mut options: RunOptions) -> Result<u8, RunErro
         (None, None)
     };
 
+    // sd_notify: one datagram socket for the daemon; services that asked for it get its
+    // path in NOTIFY_SOCKET.
+    let notify = match &options.control {
+        Some(control) => {
+            let path = notify::socket_path(&control.state.dir);
+            match NotifySocket::bind(&path) {
+                Ok(socket) => Some(socket),
+                Err(e) => {
+                    tracing::warn!(
+                        "cannot create the sd_notify socket {path}: {e}; ready.notify cannot work"
+                    );
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    let (internal_tx, mut internal) = mpsc::unbounded_channel::<Internal>();
+
     let mut sup = Supervisor::new(
         config,
         options.exit_when_default.clone(),
@@ -102,6 +126,9 @@ pub async fn run(config: &Config, mut options: RunOptions) -> Result<u8, RunErro
         source: config.source.clone(),
         pending: HashMap::new(),
         next_token: 0,
+        probes: Probes::new(internal_tx.clone()),
+        internal: internal_tx,
+        notify_path: notify.as_ref().map(|n| n.path().to_owned()),
     };
     let mut effects = sup.boot(config, options.only.as_deref(), Now::real());
     loop {
@@ -132,13 +159,29 @@ pub async fn run(config: &Config, mut options: RunOptions) -> Result<u8, RunErro
             biased;
             _ = sigchld.recv() => process::reap_all()
                 .into_iter()
-                .map(|(pid, status)| Event::ChildExited { pid, status })
+                .map(|(pid, status)| {
+                    executor.probes.reaped(pid, status).unwrap_or(Event::ChildExited { pid, status })
+                })
                 .collect(),
             _ = sigterm.recv() => vec![Event::Terminate { signal: "SIGTERM" }],
             _ = sigint.recv() => vec![Event::Terminate { signal: "SIGINT" }],
             _ = sighup.recv() => vec![Event::Hangup],
             () = sleep => vec![Event::Tick],
             Some(call) = calls.recv() => vec![executor.accept(call)],
+            Some(message) = internal.recv() => match message {
+                Internal::Event(event) => vec![event],
+                Internal::ProbeTimeout(pid) => {
+                    executor.probes.timed_out(pid);
+                    Vec::new()
+                }
+            },
+            datagram = notified(notify.as_ref()) => match datagram {
+                Ok(d) => attribute_notification(&sup, d).into_iter().collect(),
+                Err(e) => {
+                    tracing::debug!("sd_notify socket: {e}");
+                    Vec::new()
+                }
+            },
             Some(()) = change => vec![Event::ConfigChanged],
         };
         effects = Vec::new();
@@ -170,6 +213,10 @@ struct Executor {
     /// Control requests waiting for their reply, by token.
     pending: HashMap<u64, mpsc::UnboundedSender<Reply>>,
     next_token: u64,
+    probes: Probes,
+    internal: mpsc::UnboundedSender<Internal>,
+    /// The sd_notify socket, for the services that want it.
+    notify_path: Option<Utf8PathBuf>,
 }
 
 impl Executor {
@@ -183,15 +230,64 @@ impl Executor {
         }
     }
 
-    fn capture(&mut self, fd: OwnedFd, service: &Arc<str>, stream: Stream) {
-        match capture(fd, service.clone(), stream, self.sink.clone()) {
+    fn capture(
+        &mut self,
+        fd: OwnedFd,
+        service: &Arc<str>,
+        stream: Stream,
+        output: &Arc<RunOutput>,
+    ) {
+        let sink: Arc<dyn LineSink> = output.clone();
+        match capture(fd, service.clone(), stream, sink) {
             Ok(reader) => {
-                self.captures.spawn(reader);
+                let (output, service) = (output.clone(), service.clone());
+                self.captures.spawn(async move {
+                    reader.await;
+                    output.closed(&service);
+                });
             }
-            Err(e) => tracing::warn!("{service}: cannot read its {stream:?}: {e}"),
+            Err(e) => {
+                tracing::warn!("{service}: cannot read its {stream:?}: {e}");
+                output.closed(service);
+            }
         }
         // Forget readers that are done, so the set does not grow with every restart.
         while self.captures.try_join_next().is_some() {}
+    }
+
+    fn spawn(&mut self, service: String, spec: &Arc<ServiceSpec>) -> Event {
+        let mut env = Vec::new();
+        if let Some(path) = &self.notify_path
+            && (matches!(spec.ready, Some(Ready::Notify)) || spec.watchdog.is_some())
+        {
+            env = notify::service_env(path, spec.watchdog);
+        }
+        match process::spawn(spec, &env) {
+            Ok(spawned) => {
+                let name: Arc<str> = Arc::from(service.as_str());
+                let ready = match &spec.ready {
+                    Some(Ready::Log(pattern)) => Regex::new(pattern).ok(),
+                    _ => None,
+                };
+                let output = Arc::new(RunOutput::new(
+                    spawned.pid,
+                    self.sink.clone(),
+                    ready,
+                    self.internal.clone(),
+                ));
+                self.capture(spawned.stdout, &name, Stream::Stdout, &output);
+                self.capture(spawned.stderr, &name, Stream::Stderr, &output);
+                Event::Spawned {
+                    service,
+                    pid: spawned.pid,
+                }
+            }
+            Err(e) => Event::SpawnFailed {
+                code: e.exit_code(),
+                error: e.to_string(),
+                service,
+            },
+        }
     }
 
     /// Waits until every reader has printed its last line, within [`DRAIN`].
@@ -208,22 +304,20 @@ impl Executor {
         let mut queue: std::collections::VecDeque<Effect> = effects.into();
         while let Some(effect) = queue.pop_front() {
             let answer = match effect {
-                Effect::Spawn { service, spec } => Some(match process::spawn(&spec, &[]) {
-                    Ok(spawned) => {
-                        let name: Arc<str> = Arc::from(service.as_str());
-                        self.capture(spawned.stdout, &name, Stream::Stdout);
-                        self.capture(spawned.stderr, &name, Stream::Stderr);
-                        Event::Spawned {
-                            service,
-                            pid: spawned.pid,
-                        }
+                Effect::Spawn { service, spec } => Some(self.spawn(service, &spec)),
+                Effect::Probe {
+                    service,
+                    pid,
+                    purpose,
+                    probe,
+                    timeout,
+                } => {
+                    if let Some(spec) = sup.service(&service).map(|s| s.spec.clone()) {
+                        self.probes
+                            .start(&spec, service, pid, purpose, probe, timeout);
                     }
-                    Err(e) => Event::SpawnFailed {
-                        code: e.exit_code(),
-                        error: e.to_string(),
-                        service,
-                    },
-                }),
+                    None
+                }
                 Effect::Signal {
                     service,
                     target,
@@ -266,5 +360,34 @@ impl Executor {
             }
         }
         None
+    }
+}
+
+/// The next datagram on the sd_notify socket, or never when there is none.
+async fn notified(socket: Option<&NotifySocket>) -> std::io::Result<Datagram> {
+    match socket {
+        Some(socket) => socket.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Finds the service a notification came from (its main process, or a process in its
+/// group, such as `systemd-notify` run by its shell); messages from anyone else are dropped.
+fn attribute_notification(sup: &Supervisor, datagram: Datagram) -> Option<Event> {
+    let targets = sup.notify_targets();
+    match notify::attribute(datagram.pid, &targets, notify::pgid_of) {
+        Some(service) => Some(Event::Notified {
+            service,
+            sender: datagram.pid,
+            notifications: datagram.notifications,
+        }),
+        None => {
+            tracing::warn!(
+                "dropped an sd_notify message from pid {} (uid {}): not a process of any service",
+                datagram.pid,
+                datagram.uid
+            );
+            None
+        }
     }
 }

@@ -7,11 +7,13 @@
 //! |------|------------|--------------------------------------------------------------------|
 //! | up   | `Waiting`  | start requested; spawns once every dependency is running           |
 //! | up   | `Spawning` | spawn effect issued; `Spawned`/`SpawnFailed` answers it            |
-//! | up   | `Running`  | steady state; an exit goes through the restart policy              |
+//! | up   | `Running`  | `starting` until ready, then `running`; an exit (or a missed       |
+//! |      |            | readiness, health or watchdog deadline) goes to the restart policy |
 //! | up   | `Stopping` | a restart: stop first, then `Waiting` again                        |
 //! | up   | `Backoff`  | restart delay running; `Waiting` when it expires                   |
 //! | up   | `Exited`   | the policy said stay down; only a start re-arms it                 |
-//! | up   | `Failed`   | crash loop or spawn error; only a start re-arms it                 |
+//! | up   | `Failed`   | crash loop, spawn error, missed readiness under `never`; a start,  |
+//! |      |            | a config change or `failed_cooldown` re-arms it                    |
 //! | up   | `Stopped`  | not reached: a start request moves `Stopped` to `Waiting`          |
 //! | down | `Waiting`, `Backoff` | dropped at once to `Stopped`                             |
 //! | down | `Spawning` | stopped as soon as the spawn is answered                           |
@@ -23,8 +25,8 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::config::ServiceSpec;
-use crate::process::ExitStatus;
+use crate::config::{KillMode, ServiceSpec};
+use crate::process::{ExitStatus, Target};
 
 use super::policy::History;
 use super::status::{EXIT_HISTORY, EndReason, ExitRecord, Status};
@@ -38,15 +40,60 @@ pub enum Want {
 /// A process of this service that is (or was just) alive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Run {
+    /// The main process (`MAINPID=` may move it).
     pub pid: i32,
+    /// The process group the service leads: the pid it was started with.
+    pub pgid: i32,
     pub started: Instant,
     pub started_wall: SystemTime,
+    /// Readiness reported (or none asked for): dependents may start, status is `running`.
+    pub ready: bool,
+    /// Readiness must come before this, or the run has failed.
+    pub ready_deadline: Option<Instant>,
+    /// The next readiness or health probe, while none is in flight.
+    pub probe_due: Option<Instant>,
+    /// Readiness probes tried so far (the retry interval grows with it).
+    pub probe_attempts: u32,
+    /// Consecutive failed health checks.
+    pub health_failures: u32,
+    /// `WATCHDOG=1` must come before this.
+    pub watchdog_deadline: Option<Instant>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+impl Run {
+    /// Who the kill policy signals: the whole group, or only the main process.
+    pub fn target(&self, mode: KillMode) -> Target {
+        match mode {
+            KillMode::Group => Target::Group(self.pgid),
+            KillMode::Process => Target::Process(self.pid),
+        }
+    }
+
+    pub fn new(pid: i32, now_at: Instant, now_wall: SystemTime) -> Run {
+        Run {
+            pid,
+            pgid: pid,
+            started: now_at,
+            started_wall: now_wall,
+            ready: true,
+            ready_deadline: None,
+            probe_due: None,
+            probe_attempts: 0,
+            health_failures: 0,
+            watchdog_deadline: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AfterStop {
     Stay,
     Start,
+    /// runpm stopped a run that failed while running (readiness timeout, health checks,
+    /// watchdog): the restart policy decides what follows, as after a crash.
+    Policy {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,9 +115,18 @@ pub enum Phase {
     Spawning,
     Running(Run),
     Stopping(Stopping),
-    Backoff { until: Instant },
-    Exited { status: ExitStatus },
-    Failed { reason: String, code: u8 },
+    Backoff {
+        until: Instant,
+    },
+    Exited {
+        status: ExitStatus,
+    },
+    /// `rearm_at`: when `failed_cooldown` starts it again by itself (`None`: stays failed).
+    Failed {
+        reason: String,
+        code: u8,
+        rearm_at: Option<Instant>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -85,6 +141,10 @@ pub struct Service {
     pub history: History,
     pub exits: VecDeque<ExitRecord>,
     pub stopped_by_operator: bool,
+    /// Last lines of a run whose pipes closed before its exit was reaped.
+    pub early_output: Option<(i32, Vec<String>)>,
+    /// The last `STATUS=` the service sent over sd_notify.
+    pub status_text: Option<String>,
     /// A restart was asked for (operator, changed spec, restarted dependency) and waits for
     /// its turn: dependents stop first.
     pub restart_pending: bool,
@@ -103,6 +163,8 @@ impl Service {
             history: History::default(),
             exits: VecDeque::new(),
             stopped_by_operator: false,
+            early_output: None,
+            status_text: None,
             restart_pending: false,
             removing: false,
         }
@@ -112,6 +174,7 @@ impl Service {
         match self.phase {
             Phase::Stopped => Status::Stopped,
             Phase::Waiting | Phase::Spawning => Status::Starting,
+            Phase::Running(run) if !run.ready => Status::Starting,
             Phase::Running(_) => Status::Running,
             Phase::Stopping(_) => Status::Stopping,
             Phase::Backoff { .. } => Status::Backoff,
@@ -143,6 +206,7 @@ impl Service {
 
     pub fn record_exit(
         &mut self,
+        pid: i32,
         status: ExitStatus,
         at: SystemTime,
         uptime: Duration,
@@ -151,11 +215,17 @@ impl Service {
         if self.exits.len() == EXIT_HISTORY {
             self.exits.pop_front();
         }
+        let last_lines = match self.early_output.take() {
+            Some((early, lines)) if early == pid => lines,
+            _ => Vec::new(),
+        };
         self.exits.push_back(ExitRecord {
+            pid,
             status,
             at,
             uptime,
             reason,
+            last_lines,
         });
     }
 }

@@ -58,10 +58,13 @@ pub enum EndReason {
 /// One ended run of a service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExitRecord {
+    pub pid: i32,
     pub status: ExitStatus,
     pub at: SystemTime,
     pub uptime: Duration,
     pub reason: EndReason,
+    /// What the run printed last; filled in when its pipes close.
+    pub last_lines: Vec<String>,
 }
 
 /// How many ended runs a service remembers.

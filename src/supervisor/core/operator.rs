@@ -69,9 +69,11 @@ pub(crate) fn service_info(svc: &Service, now: Now) -> ServiceInfo {
     }
     .map(|run| now.at.saturating_duration_since(run.started).as_millis() as u64);
     let next_start = match svc.phase {
-        Phase::Backoff { until } => {
-            Some(rfc3339(now.wall + until.saturating_duration_since(now.at)))
-        }
+        Phase::Backoff { until }
+        | Phase::Failed {
+            rearm_at: Some(until),
+            ..
+        } => Some(rfc3339(now.wall + until.saturating_duration_since(now.at))),
         _ => None,
     };
     let reason = match &svc.phase {
@@ -92,7 +94,7 @@ pub(crate) fn service_info(svc: &Service, now: Now) -> ServiceInfo {
                 EndReason::SpawnFailed => "spawn-failed",
             }
             .into(),
-            last_lines: Vec::new(),
+            last_lines: e.last_lines.clone(),
         })
         .collect();
     ServiceInfo {
@@ -105,6 +107,7 @@ pub(crate) fn service_info(svc: &Service, now: Now) -> ServiceInfo {
         stopped_by_operator: svc.stopped_by_operator,
         reason,
         next_start,
+        status_text: svc.status_text.clone(),
         exits,
     }
 }

@@ -569,7 +569,9 @@ fn shutdown_drops_backoff_at_once_and_stops_a_spawn_in_flight() {
 
 #[test]
 fn all_exited_counts_a_service_blocked_by_a_failed_dependency() {
-    let mut h = Harness::new(vec![spec("a"), dep("b", &["a"])]);
+    let mut a = spec("a");
+    a.failed_cooldown = Duration::ZERO;
+    let mut h = Harness::new(vec![a, dep("b", &["a"])]);
     let fx = h.start_all();
     let ev = Event::SpawnFailed {
         service: "a".into(),
@@ -1010,4 +1012,31 @@ fn an_unclean_restart_does_not_spoil_a_clean_shutdown() {
     let fx = h.request(2, Request::Shutdown);
     let fx = h.obey(fx);
     assert_eq!(exit_code(&fx), Some(0));
+}
+
+#[test]
+fn a_failed_service_rearms_after_its_cooldown() {
+    let mut a = spec("a");
+    a.failed_cooldown = Duration::from_secs(300);
+    let mut h = Harness::new(vec![a, dep("b", &["a"])]);
+    let fx = h.start_all();
+    assert_eq!(spawned(&fx), ["a"]);
+    let ev = Event::SpawnFailed {
+        service: "a".into(),
+        error: "x".into(),
+        code: 126,
+    };
+    let fx = h.sup.handle(ev, h.now());
+    assert_eq!(exit_code(&fx), None, "a will be tried again: not the end");
+    assert!(!h.sup.is_starting(), "but nothing is on its way now");
+    let due = h.sup.next_deadline().unwrap();
+    assert_eq!(due, h.t0 + Duration::from_secs(300));
+    let fx = h.tick();
+    assert_eq!(spawned(&fx), ["a"]);
+    let fx = h.settle(fx);
+    assert!(fx.is_empty());
+    assert_eq!(
+        (h.status("a"), h.status("b")),
+        (Status::Running, Status::Running)
+    );
 }

@@ -1,0 +1,271 @@
+//! Readiness, health checks and the watchdog: whether a running process works.
+//!
+//! A spawned service is `starting` until it is ready: at once when no `ready` is
+//! configured; on `READY=1` over sd_notify; when a line of its output matches `ready.log`;
+//! or when a `ready.tcp`/`ready.exec` probe succeeds. Probes are timers in the run's state
+//! (`probe_due`), retried with a growing interval until `ready_timeout`; a missed deadline,
+//! `retries` failed health checks in a row, or a missed `WATCHDOG=1` make runpm stop the
+//! process and hand the run to the restart policy as a failed one. Dependents wait for
+//! readiness, not for the spawn.
+
+use std::time::Duration;
+
+use crate::config::{Probe, Ready, ServiceSpec};
+use crate::notify::Notification;
+use crate::supervisor::event::{Effect, Now, Purpose};
+use crate::supervisor::service::{AfterStop, Phase, Run};
+
+use super::Supervisor;
+
+/// The longest a single readiness probe may take, however long `ready_timeout` is.
+const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The state of a run just spawned.
+pub(super) fn first_run(spec: &ServiceSpec, pid: i32, now: Now) -> Run {
+    let mut run = Run::new(pid, now.at, now.wall);
+    match &spec.ready {
+        None => run.probe_due = spec.health.as_ref().map(|h| now.at + h.interval),
+        Some(ready) => {
+            run.ready = false;
+            run.ready_deadline = Some(now.at + spec.ready_timeout);
+            if matches!(ready, Ready::Tcp(_) | Ready::Exec(_)) {
+                run.probe_due = Some(now.at);
+            }
+        }
+    }
+    run.watchdog_deadline = spec.watchdog.map(|w| now.at + w);
+    run
+}
+
+/// The wait before readiness probe number `attempt + 1`: quick at first, for services that
+/// come up in milliseconds, then at most a second apart.
+fn retry_interval(attempt: u32) -> Duration {
+    Duration::from_millis(50u64.saturating_mul(1 << attempt.min(5))).min(Duration::from_secs(1))
+}
+
+fn ready_probe(ready: &Ready) -> Option<Probe> {
+    match ready {
+        Ready::Tcp(addr) => Some(Probe::Tcp(addr.clone())),
+        Ready::Exec(argv) => Some(Probe::Exec(argv.clone())),
+        Ready::Notify | Ready::Log(_) => None,
+    }
+}
+
+impl Supervisor {
+    /// The running process of `name`, if `pid` is it.
+    fn run_mut(&mut self, name: &str, pid: i32) -> Option<&mut Run> {
+        match &mut self.services.get_mut(name)?.phase {
+            Phase::Running(run) if run.pid == pid => Some(run),
+            _ => None,
+        }
+    }
+
+    /// Deadlines of a running service that have come.
+    pub(super) fn tick_run(&mut self, name: &str, now: Now, fx: &mut Vec<Effect>) {
+        let Some(svc) = self.services.get(name) else {
+            return;
+        };
+        let Phase::Running(run) = svc.phase else {
+            return;
+        };
+        let spec = svc.spec.clone();
+        if !run.ready && run.ready_deadline.is_some_and(|d| d <= now.at) {
+            let why = format!(
+                "not ready within {}",
+                humantime::format_duration(spec.ready_timeout)
+            );
+            return self.fail_run(name, why, now, fx);
+        }
+        if run.watchdog_deadline.is_some_and(|d| d <= now.at) {
+            let every = spec.watchdog.map(humantime::format_duration);
+            let why = format!(
+                "watchdog: no WATCHDOG=1 within {}",
+                every.map(|e| e.to_string()).unwrap_or_default()
+            );
+            return self.fail_run(name, why, now, fx);
+        }
+        if run.probe_due.is_some_and(|d| d <= now.at) {
+            let (purpose, probe, timeout) = if run.ready {
+                let Some(health) = &spec.health else { return };
+                (Purpose::Health, health.probe.clone(), health.timeout)
+            } else {
+                let Some(probe) = spec.ready.as_ref().and_then(ready_probe) else {
+                    return;
+                };
+                let left = run
+                    .ready_deadline
+                    .map_or(READY_PROBE_TIMEOUT, |d| d.saturating_duration_since(now.at));
+                (
+                    Purpose::Ready,
+                    probe,
+                    left.clamp(Duration::from_millis(100), READY_PROBE_TIMEOUT),
+                )
+            };
+            if let Some(run) = self.run_mut(name, run.pid) {
+                // In flight: the next one is scheduled when this one answers.
+                run.probe_due = None;
+            }
+            fx.push(Effect::Probe {
+                service: name.to_string(),
+                pid: run.pid,
+                purpose,
+                probe,
+                timeout,
+            });
+        }
+    }
+
+    pub(super) fn on_probe(
+        &mut self,
+        name: &str,
+        pid: i32,
+        purpose: Purpose,
+        result: Result<String, String>,
+        now: Now,
+        fx: &mut Vec<Effect>,
+    ) {
+        let ok = result.is_ok();
+        let detail = result.unwrap_or_else(|failure| failure);
+        let Some(spec) = self.services.get(name).map(|s| s.spec.clone()) else {
+            return;
+        };
+        // A probe of a process that has since ended, or been replaced, is stale.
+        let Some(run) = self.run_mut(name, pid) else {
+            return;
+        };
+        match (purpose, ok) {
+            (Purpose::Ready, true) => {
+                if !run.ready {
+                    self.mark_ready(name, pid, now);
+                }
+            }
+            (Purpose::Ready, false) => {
+                run.probe_due = Some(now.at + retry_interval(run.probe_attempts));
+                run.probe_attempts = run.probe_attempts.saturating_add(1);
+                tracing::debug!("{name}: not ready yet: {detail}");
+            }
+            (Purpose::Health, true) => {
+                run.health_failures = 0;
+                run.probe_due = spec.health.as_ref().map(|h| now.at + h.interval);
+            }
+            (Purpose::Health, false) => {
+                run.health_failures = run.health_failures.saturating_add(1);
+                let failures = run.health_failures;
+                let Some(health) = &spec.health else { return };
+                tracing::warn!(
+                    "{name}: health check failed ({failures} of {}): {detail}",
+                    health.retries
+                );
+                if failures >= health.retries {
+                    let why = format!("health check failed {failures} times in a row: {detail}");
+                    return self.fail_run(name, why, now, fx);
+                }
+                run.probe_due = Some(now.at + health.interval);
+            }
+        }
+    }
+
+    /// A line of `name`'s output (from process `pid`) matched `ready.log`.
+    pub(super) fn on_log_ready(&mut self, name: &str, pid: i32, now: Now) {
+        if self.run_mut(name, pid).is_some_and(|run| !run.ready) {
+            self.mark_ready(name, pid, now);
+        }
+    }
+
+    fn mark_ready(&mut self, name: &str, pid: i32, now: Now) {
+        let Some(svc) = self.services.get_mut(name) else {
+            return;
+        };
+        let health = svc.spec.health.as_ref().map(|h| h.interval);
+        let Phase::Running(run) = &mut svc.phase else {
+            return;
+        };
+        if run.pid != pid {
+            return;
+        }
+        run.ready = true;
+        run.ready_deadline = None;
+        run.probe_due = health.map(|interval| now.at + interval);
+        let took = now.at.saturating_duration_since(run.started);
+        svc.since = now.wall;
+        tracing::info!(
+            "{name}: ready after {}",
+            humantime::format_duration(Duration::from_millis(took.as_millis() as u64))
+        );
+    }
+
+    /// sd_notify messages from a process of `name` (`sender`).
+    pub(super) fn on_notified(
+        &mut self,
+        name: &str,
+        sender: i32,
+        notifications: Vec<Notification>,
+        now: Now,
+        fx: &mut Vec<Effect>,
+    ) {
+        let Some(svc) = self.services.get(name) else {
+            return;
+        };
+        let Phase::Running(run) = svc.phase else {
+            tracing::debug!("{name}: sd_notify message from {sender} while not running; ignored");
+            return;
+        };
+        let wants_notify = matches!(svc.spec.ready, Some(Ready::Notify));
+        let watchdog = svc.spec.watchdog;
+        for note in notifications {
+            match note {
+                Notification::Ready if wants_notify => {
+                    if let Some(svc) = self.services.get_mut(name) {
+                        svc.status_text = svc.status_text.take().filter(|t| t != "reloading");
+                    }
+                    if self.run_mut(name, run.pid).is_some_and(|r| !r.ready) {
+                        self.mark_ready(name, run.pid, now);
+                    }
+                }
+                Notification::Ready => {
+                    tracing::debug!("{name}: READY=1 without ready.notify; ignored")
+                }
+                Notification::Status(text) => {
+                    if let Some(svc) = self.services.get_mut(name) {
+                        svc.status_text = Some(text);
+                    }
+                }
+                Notification::Reloading => tracing::info!("{name}: reloading (sd_notify)"),
+                Notification::Stopping => tracing::info!("{name}: stopping on its own (sd_notify)"),
+                Notification::Watchdog => {
+                    if let (Some(every), Some(run)) = (watchdog, self.run_mut(name, run.pid)) {
+                        run.watchdog_deadline = Some(now.at + every);
+                    }
+                }
+                Notification::WatchdogTrigger => {
+                    return self.fail_run(
+                        name,
+                        "watchdog triggered by the service".into(),
+                        now,
+                        fx,
+                    );
+                }
+                Notification::MainPid(pid) if pid > 1 && pid != run.pid => {
+                    // The service says its main process is now another one (a daemon that
+                    // forked). Track that one; the old pid's exit no longer ends the run.
+                    tracing::info!("{name}: main process is now {pid} (MAINPID)");
+                    self.by_pid.remove(&run.pid);
+                    self.by_pid.insert(pid, name.to_string());
+                    if let Some(r) = self.run_mut(name, run.pid) {
+                        r.pid = pid;
+                    }
+                }
+                Notification::Errno(errno) => {
+                    tracing::warn!("{name}: reports errno {errno} (sd_notify)")
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Stops a run that failed while running; the restart policy takes it from there.
+    pub(super) fn fail_run(&mut self, name: &str, why: String, now: Now, fx: &mut Vec<Effect>) {
+        tracing::warn!("{name}: {why}: stopping it");
+        self.begin_stop(name, AfterStop::Policy { reason: why }, now, fx);
+    }
+}

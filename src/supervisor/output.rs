@@ -1,0 +1,91 @@
+//! The output of one run of a service, on its way to the log sinks.
+//!
+//! Each spawn gets its own [`RunOutput`] in front of the shared sink: it knows which
+//! process the lines come from, so it can tell the supervisor that this run printed its
+//! `ready.log` line, and it keeps the run's last lines for the crash report. When both
+//! pipes have closed, every line the run printed has been seen, and the last lines go to
+//! the supervisor to complete the exit record (an exit is often reaped before the last
+//! lines are read).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use regex::Regex;
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::logs::{LineSink, Stream};
+
+use super::event::Event;
+use super::probes::Internal;
+
+/// Lines kept for the crash report.
+pub const LAST_LINES: usize = 10;
+
+pub(super) struct RunOutput {
+    pid: i32,
+    inner: Arc<dyn LineSink>,
+    ready: Option<Regex>,
+    matched: AtomicBool,
+    last: Mutex<VecDeque<String>>,
+    open_pipes: AtomicUsize,
+    internal: UnboundedSender<Internal>,
+}
+
+impl RunOutput {
+    pub fn new(
+        pid: i32,
+        inner: Arc<dyn LineSink>,
+        ready: Option<Regex>,
+        internal: UnboundedSender<Internal>,
+    ) -> RunOutput {
+        RunOutput {
+            pid,
+            inner,
+            ready,
+            matched: AtomicBool::new(false),
+            last: Mutex::new(VecDeque::with_capacity(LAST_LINES)),
+            open_pipes: AtomicUsize::new(2),
+            internal,
+        }
+    }
+
+    /// One of the run's two pipes reached end-of-file.
+    pub fn closed(&self, service: &str) {
+        if self.open_pipes.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let last_lines = self
+                .last
+                .lock()
+                .map(|l| l.iter().cloned().collect())
+                .unwrap_or_default();
+            let event = Event::OutputClosed {
+                service: service.to_string(),
+                pid: self.pid,
+                last_lines,
+            };
+            let _ = self.internal.send(Internal::Event(event));
+        }
+    }
+}
+
+impl LineSink for RunOutput {
+    fn line(&self, service: &str, stream: Stream, line: &str) {
+        self.inner.line(service, stream, line);
+        if let Ok(mut last) = self.last.lock() {
+            if last.len() == LAST_LINES {
+                last.pop_front();
+            }
+            last.push_back(line.to_string());
+        }
+        if let Some(pattern) = &self.ready
+            && !self.matched.load(Ordering::Relaxed)
+            && pattern.is_match(line)
+        {
+            self.matched.store(true, Ordering::Relaxed);
+            let _ = self.internal.send(Internal::Event(Event::LogReady {
+                service: service.to_string(),
+                pid: self.pid,
+            }));
+        }
+    }
+}

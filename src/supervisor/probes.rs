@@ -1,0 +1,152 @@
+//! Carrying out readiness and health probes for the runtime.
+//!
+//! A TCP probe is a connect attempt in a task of its own. An exec probe is a child process
+//! like any other: the one reaper collects it, and the runtime asks [`Probes::reaped`]
+//! before handing an exit to the supervisor. Its timeout is a timer that kills the probe's
+//! process group; the kill shows up as a reaped probe that failed. Results come back as
+//! [`Event::ProbeDone`] through the runtime's channel of internal events.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::signal::Signal as NixSignal;
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::config::{Command, Probe, ServiceSpec};
+use crate::process::{self, ExitStatus, Target};
+
+use super::event::{Event, Purpose};
+
+/// An exec probe in flight.
+struct Running {
+    service: String,
+    /// The service process it probes.
+    target: i32,
+    purpose: Purpose,
+    timeout: Duration,
+    timed_out: bool,
+}
+
+pub(super) struct Probes {
+    exec: HashMap<i32, Running>,
+    internal: UnboundedSender<Internal>,
+}
+
+/// What the runtime's internal channel carries besides supervisor events.
+pub(super) enum Internal {
+    Event(Event),
+    /// An exec probe ran out of time.
+    ProbeTimeout(i32),
+}
+
+impl Probes {
+    pub fn new(internal: UnboundedSender<Internal>) -> Probes {
+        Probes {
+            exec: HashMap::new(),
+            internal,
+        }
+    }
+
+    /// Starts a probe. `spec` is the service's, so an exec probe runs with the same cwd,
+    /// environment and user as the service.
+    pub fn start(
+        &mut self,
+        spec: &Arc<ServiceSpec>,
+        service: String,
+        pid: i32,
+        purpose: Purpose,
+        probe: Probe,
+        timeout: Duration,
+    ) {
+        match probe {
+            Probe::Tcp(addr) => {
+                let internal = self.internal.clone();
+                tokio::spawn(async move {
+                    let attempt =
+                        tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&addr)).await;
+                    let (ok, detail) = match attempt {
+                        Ok(Ok(_)) => (true, format!("connected to {addr}")),
+                        Ok(Err(e)) => (false, format!("cannot connect to {addr}: {e}")),
+                        Err(_) => (
+                            false,
+                            format!("connecting to {addr} timed out after {}", fmt(timeout)),
+                        ),
+                    };
+                    let _ = internal.send(Internal::Event(Event::ProbeDone {
+                        service,
+                        pid,
+                        purpose,
+                        ok,
+                        detail,
+                    }));
+                });
+            }
+            Probe::Exec(argv) => {
+                let mut probe_spec = spec.as_ref().clone();
+                probe_spec.command = Command::Argv(argv);
+                match process::spawn_quiet(&probe_spec) {
+                    Ok(probe_pid) => {
+                        self.exec.insert(
+                            probe_pid,
+                            Running {
+                                service,
+                                target: pid,
+                                purpose,
+                                timeout,
+                                timed_out: false,
+                            },
+                        );
+                        let internal = self.internal.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(timeout).await;
+                            let _ = internal.send(Internal::ProbeTimeout(probe_pid));
+                        });
+                    }
+                    Err(e) => {
+                        let detail = format!("probe could not start: {e}");
+                        let done = Event::ProbeDone {
+                            service,
+                            pid,
+                            purpose,
+                            ok: false,
+                            detail,
+                        };
+                        let _ = self.internal.send(Internal::Event(done));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Kills an exec probe that ran out of time (its group: a probe script's children too).
+    pub fn timed_out(&mut self, probe_pid: i32) {
+        if let Some(p) = self.exec.get_mut(&probe_pid) {
+            p.timed_out = true;
+            let _ = Target::Group(probe_pid).signal(NixSignal::SIGKILL);
+        }
+    }
+
+    /// The result of an exec probe, if `pid` was one.
+    pub fn reaped(&mut self, pid: i32, status: ExitStatus) -> Option<Event> {
+        let p = self.exec.remove(&pid)?;
+        // Whatever the probe left in its group goes with it.
+        let _ = Target::Group(pid).signal(NixSignal::SIGKILL);
+        let (ok, detail) = match status {
+            _ if p.timed_out => (false, format!("probe timed out after {}", fmt(p.timeout))),
+            ExitStatus::Code(0) => (true, "probe exited 0".to_string()),
+            other => (false, format!("probe {other}")),
+        };
+        Some(Event::ProbeDone {
+            service: p.service,
+            pid: p.target,
+            purpose: p.purpose,
+            ok,
+            detail,
+        })
+    }
+}
+
+fn fmt(d: Duration) -> humantime::FormattedDuration {
+    humantime::format_duration(Duration::from_millis(d.as_millis() as u64))
+}
