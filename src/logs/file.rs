@@ -299,3 +299,228 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    /// 2026-11-22T03:45:12.345Z
+    fn at() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_319_112_345)
+    }
+
+    fn temp() -> (tempfile::TempDir, Utf8PathBuf) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = Utf8PathBuf::from_path_buf(tmp.path().join("logs")).unwrap();
+        (tmp, dir)
+    }
+
+    fn read(path: &Utf8Path) -> String {
+        std::fs::read_to_string(path).unwrap()
+    }
+
+    /// The line texts of a log file, without timestamp and marker.
+    fn texts(path: &Utf8Path) -> Vec<String> {
+        read(path)
+            .lines()
+            .map(|l| l.splitn(3, ' ').nth(2).unwrap().to_owned())
+            .collect()
+    }
+
+    /// Everything `tracing` prints while `f` runs.
+    fn warnings(f: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl Write for Buf {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let out = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || out.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        String::from_utf8(buf.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn lines_land_with_timestamp_and_marker_in_private_files() {
+        let (_tmp, dir) = temp();
+        let mut log = LogFile::new(&dir, "web", 1_000_000, 5).unwrap();
+        log.write_line(at(), Stream::Stdout, "listening on :8000");
+        log.write_line(at(), Stream::Stderr, "");
+        assert_eq!(
+            read(&dir.join("web.log")),
+            "2026-11-22T03:45:12.345Z out listening on :8000\n\
+             2026-11-22T03:45:12.345Z err \n"
+        );
+        let mode = |p: &Utf8Path| std::fs::metadata(p).unwrap().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(log.path()), 0o600);
+        assert_eq!(log.lost_lines(), 0);
+    }
+
+    #[test]
+    fn an_existing_file_is_appended_to_and_made_private() {
+        let (_tmp, dir) = temp();
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("web.log"), "old\n").unwrap();
+        std::fs::set_permissions(dir.join("web.log"), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+        let mut log = LogFile::new(&dir, "web", 1_000_000, 5).unwrap();
+        log.write_line(at(), Stream::Stdout, "new");
+        assert_eq!(read(log.path()), "old\n2026-11-22T03:45:12.345Z out new\n");
+        let mode = std::fs::metadata(log.path()).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    /// Records here are 24 (timestamp) + 5 (marker and spaces) + 4 (text) + 1 = 34 bytes.
+    fn line(i: usize) -> String {
+        format!("{i:04}")
+    }
+
+    #[test]
+    fn rotation_keeps_exactly_keep_files_with_the_newest_in_dot_1() {
+        let (_tmp, dir) = temp();
+        // Three records per file.
+        let mut log = LogFile::new(&dir, "web", 110, 3).unwrap();
+        for i in 0..40 {
+            log.write_line(at(), Stream::Stdout, &line(i));
+        }
+        let mut names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["web.log", "web.log.1", "web.log.2", "web.log.3"]);
+        // 40 = 13 full files and one line: the current file holds the last line, `.1` the
+        // three before it, and so on back.
+        assert_eq!(texts(log.path()), [line(39)]);
+        assert_eq!(texts(&log.rotated_path(1)), [line(36), line(37), line(38)]);
+        assert_eq!(texts(&log.rotated_path(2)), [line(33), line(34), line(35)]);
+        assert_eq!(texts(&log.rotated_path(3)), [line(30), line(31), line(32)]);
+        for n in 1..=3 {
+            assert!(std::fs::metadata(log.rotated_path(n)).unwrap().len() <= 110);
+        }
+    }
+
+    #[test]
+    fn a_smaller_keep_drops_the_extra_files_at_the_next_rotation() {
+        let (_tmp, dir) = temp();
+        let mut log = LogFile::new(&dir, "web", 110, 5).unwrap();
+        for i in 0..30 {
+            log.write_line(at(), Stream::Stdout, &line(i));
+        }
+        assert!(log.rotated_path(5).exists());
+        log.set_limits(110, 2);
+        for i in 30..33 {
+            log.write_line(at(), Stream::Stdout, &line(i));
+        }
+        assert!(log.rotated_path(2).exists());
+        for n in 3..=6 {
+            assert!(!log.rotated_path(n).exists(), "web.log.{n} is left");
+        }
+        assert_eq!(texts(&log.rotated_path(1)), [line(27), line(28), line(29)]);
+    }
+
+    #[test]
+    fn keep_zero_truncates_in_place() {
+        let (_tmp, dir) = temp();
+        let mut log = LogFile::new(&dir, "web", 110, 0).unwrap();
+        for i in 0..10 {
+            log.write_line(at(), Stream::Stdout, &line(i));
+        }
+        let names: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(names.len(), 1);
+        assert_eq!(texts(log.path()), [line(9)]);
+        assert!(std::fs::metadata(log.path()).unwrap().len() <= 110);
+    }
+
+    #[test]
+    fn huge_lines_and_decoded_binary_are_written_whole() {
+        let (_tmp, dir) = temp();
+        let mut log = LogFile::new(&dir, "web", 1000, 2).unwrap();
+        let huge = "h".repeat(super::super::MAX_LINE);
+        let binary = "\u{fffd}\u{fffd}bin\x00\x1b[31m\ttab\rcr";
+        log.write_line(at(), Stream::Stdout, "before");
+        log.write_line(at(), Stream::Stdout, &huge);
+        log.write_line(at(), Stream::Stderr, binary);
+        // The huge record is alone in its file, bigger than the limit rather than cut.
+        assert_eq!(texts(&log.rotated_path(2)), ["before"]);
+        assert_eq!(texts(&log.rotated_path(1)), [huge]);
+        assert_eq!(
+            read(log.path()),
+            format!("2026-11-22T03:45:12.345Z err {binary}\n")
+        );
+    }
+
+    #[test]
+    fn names_that_could_leave_the_directory_are_refused() {
+        let (_tmp, dir) = temp();
+        for name in ["../x", "..", ".", "", "a/b", "/etc/passwd", "a\0b"] {
+            assert!(
+                matches!(
+                    LogFile::new(&dir, name, 100, 1),
+                    Err(LogFileError::InvalidName { .. })
+                ),
+                "{name:?} accepted"
+            );
+        }
+        for name in ["web", "a..b", ".hidden", "web.1"] {
+            assert!(LogFile::new(&dir, name, 100, 1).is_ok(), "{name:?} refused");
+        }
+    }
+
+    #[test]
+    fn an_unwritable_directory_is_reported_once_and_recovered_from() {
+        let (_tmp, dir) = temp();
+        // A file where the directory should be: mkdir and open fail, even for root.
+        std::fs::write(&dir, "not a directory").unwrap();
+        let mut log = LogFile::new(&dir, "web", 1000, 2).unwrap();
+        let printed = warnings(|| {
+            for i in 0..5 {
+                log.write_line(at(), Stream::Stdout, &line(i));
+            }
+        });
+        assert_eq!(printed.matches("WARN").count(), 1, "{printed}");
+        assert!(printed.contains("web: failed to write its log: cannot create the log directory"));
+        assert_eq!(log.lost_lines(), 5);
+
+        std::fs::remove_file(&dir).unwrap();
+        let printed = warnings(|| log.write_line(at(), Stream::Stdout, &line(5)));
+        assert!(printed.contains("web: log file writable again; 5 lines were lost"));
+        assert_eq!(texts(log.path()), [line(5)]);
+        assert_eq!(log.lost_lines(), 5);
+    }
+
+    #[test]
+    fn a_full_disk_is_reported_once_and_recovered_from() {
+        let (_tmp, dir) = temp();
+        std::fs::create_dir(&dir).unwrap();
+        // Every write to /dev/full fails with ENOSPC.
+        std::os::unix::fs::symlink("/dev/full", dir.join("web.log")).unwrap();
+        let mut log = LogFile::new(&dir, "web", 1000, 2).unwrap();
+        let printed = warnings(|| {
+            for i in 0..3 {
+                log.write_line(at(), Stream::Stdout, &line(i));
+            }
+        });
+        assert_eq!(printed.matches("WARN").count(), 1, "{printed}");
+        assert!(printed.contains("No space left on device"), "{printed}");
+        assert_eq!(log.lost_lines(), 3);
+
+        std::fs::remove_file(dir.join("web.log")).unwrap();
+        log.write_line(at(), Stream::Stdout, &line(3));
+        assert_eq!(texts(log.path()), [line(3)]);
+    }
+}
