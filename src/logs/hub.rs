@@ -50,7 +50,9 @@ pub enum Followed {
     Line(Arc<LogLine>),
     /// The follower fell behind and at most `missed` lines were skipped here (counted over
     /// all services, followed or not).
-    Gap { missed: u64 },
+    Gap {
+        missed: u64,
+    },
 }
 
 /// A live subscription to some services' lines (all of them when the list was empty).
@@ -76,7 +78,7 @@ impl Follower {
     }
 
     fn wants(&self, line: &LogLine) -> bool {
-        self.services.is_empty() || self.services.iter().any(|s| *s == line.service)
+        self.services.is_empty() || self.services.contains(&line.service)
     }
 }
 
@@ -252,7 +254,9 @@ impl LogHub {
     fn write_services(
         &self,
     ) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Mutex<ServiceLog>>>> {
-        self.services.write().unwrap_or_else(PoisonError::into_inner)
+        self.services
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -306,24 +310,26 @@ fn snapshot(name: &str, log: &ServiceLog, n: usize) -> Vec<LogLine> {
         .collect()
 }
 
-/// The last `n` lines of a merge of per-service runs, built from the back: repeatedly take
-/// the latest of the runs' last lines (ties go to the later run), so each run keeps its
-/// own order whatever the timestamps say.
-fn merge_last(mut runs: Vec<Vec<LogLine>>, n: usize) -> Vec<LogLine> {
-    let mut merged = Vec::with_capacity(n.min(runs.iter().map(Vec::len).sum()));
-    while merged.len() < n {
-        let latest = runs
-            .iter()
+/// The last `n` lines of a merge of per-service runs: repeatedly take the earliest of the
+/// runs' first lines (ties go to the earlier run), so each run keeps its own order whatever
+/// the timestamps say. Runs hold at most `n` lines each, so merging them all is cheap.
+fn merge_last(runs: Vec<Vec<LogLine>>, n: usize) -> Vec<LogLine> {
+    let total = runs.iter().map(Vec::len).sum();
+    let mut runs: Vec<_> = runs
+        .into_iter()
+        .map(|run| run.into_iter().peekable())
+        .collect();
+    let mut merged = Vec::with_capacity(total);
+    loop {
+        let earliest = runs
+            .iter_mut()
             .enumerate()
-            .filter_map(|(i, run)| run.last().map(|l| (l.at, i)))
-            .max();
-        let Some((_, i)) = latest else { break };
-        if let Some(line) = runs[i].pop() {
-            merged.push(line);
-        }
+            .filter_map(|(i, run)| run.peek().map(|l| (l.at, i)))
+            .min();
+        let Some((_, i)) = earliest else { break };
+        merged.extend(runs[i].next());
     }
-    merged.reverse();
-    merged
+    merged.split_off(total.saturating_sub(n))
 }
 
 /// `Stream` as the file's marker, `"out"` or `"err"`.
@@ -347,3 +353,6 @@ mod stream_serde {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
