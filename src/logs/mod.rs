@@ -1,10 +1,17 @@
-//! The services' output: captured line by line from their pipes and handed to a sink
-//! (the prefixed console of `runpm up` for now).
+//! The services' output: captured line by line from their pipes and handed to a sink. The
+//! daemon's sink is the [`LogHub`], which writes each service's rotated log file, keeps its
+//! in-memory tail, feeds the live followers and, under `runpm up`, the prefixed console.
 
 mod capture;
 mod console;
 mod events;
+mod file;
+mod hub;
+mod tail;
 
 pub use capture::{LineSink, MAX_LINE, Stream, capture};
 pub use console::Console;
 pub use events::EventFormat;
+pub use file::{LogFile, LogFileError, check_name, stream_marker};
+pub use hub::{FOLLOW_BUFFER, Followed, Follower, LogHub, LogLine};
+pub use tail::{TAIL_BYTES, TAIL_LINES, Tail, TailLine};

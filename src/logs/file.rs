@@ -1,0 +1,526 @@
+//! One service's log file, `<logs dir>/<name>.log`, with size-based rotation.
+//!
+//! Each line becomes one record, `2026-11-22T03:45:12.345Z out <line>\n`, written with a
+//! single `write` on an `O_APPEND` descriptor, so a reader (`tail -f`, `runpmctl logs`) never
+//! sees half a record from us. Before a record would push the file past `max_size`, the
+//! file is rotated: `name.log.{k-1}` → `name.log.{k}` … `name.log` → `name.log.1`, with
+//! `k = keep`, and a fresh `name.log` is opened. The rename over `.{keep}` drops the oldest
+//! file. With `keep = 0` there is nothing to keep and the file is truncated instead. A record
+//! larger than `max_size` is still written whole, alone in a fresh file: cutting it would
+//! corrupt the line, and capture already bounds lines to 16 KiB.
+//!
+//! A log file must never take the supervisor down with it: a failing write (disk full, the
+//! directory removed or replaced) is reported once through `tracing`, the lost lines are
+//! counted, and the next line tries again from a fresh `open`. The first success after a
+//! failure says how many lines were lost.
+
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::time::SystemTime;
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+use super::capture::Stream;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogFileError {
+    #[error("cannot use `{name}` as a log file name: {reason}")]
+    InvalidName { name: String, reason: &'static str },
+    #[error("cannot create the log directory `{path}`")]
+    CreateDir {
+        path: Utf8PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot open the log file `{path}`")]
+    Open {
+        path: Utf8PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot rotate the log file `{path}`")]
+    Rotate {
+        path: Utf8PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot write to the log file `{path}`")]
+    Write {
+        path: Utf8PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The marker written after the timestamp, and used on the socket.
+pub fn stream_marker(stream: Stream) -> &'static str {
+    match stream {
+        Stream::Stdout => "out",
+        Stream::Stderr => "err",
+    }
+}
+
+/// Refuses a service name that would not stay a single file inside the logs directory.
+/// Config validation already restricts names; this is the last line of defence, because a
+/// name reaches a path here.
+pub fn check_name(name: &str) -> Result<(), LogFileError> {
+    let reason = if name.is_empty() {
+        "it is empty"
+    } else if name == "." || name == ".." {
+        "it names a directory"
+    } else if name.contains('/') {
+        "it contains `/`"
+    } else if name.contains('\0') {
+        "it contains a NUL byte"
+    } else {
+        return Ok(());
+    };
+    Err(LogFileError::InvalidName {
+        name: name.to_owned(),
+        reason,
+    })
+}
+
+pub struct LogFile {
+    name: String,
+    dir: Utf8PathBuf,
+    path: Utf8PathBuf,
+    max_size: u64,
+    keep: u32,
+    /// Open lazily, and dropped after any error so that the next line starts from a fresh
+    /// `open` (the directory may have been recreated, space freed).
+    file: Option<File>,
+    /// Bytes in the open file: read from its metadata when opened, then counted.
+    size: u64,
+    /// Whether the last attempt failed: the warning is given once per run of failures.
+    failing: bool,
+    /// Lines lost in the current run of failures.
+    lost: u64,
+    /// Lines lost over the file's lifetime.
+    lost_total: u64,
+    record: Vec<u8>,
+}
+
+impl LogFile {
+    /// Nothing is touched on disk until the first line.
+    pub fn new(
+        dir: &Utf8Path,
+        name: &str,
+        max_size: u64,
+        keep: u32,
+    ) -> Result<LogFile, LogFileError> {
+        check_name(name)?;
+        Ok(LogFile {
+            name: name.to_owned(),
+            dir: dir.to_owned(),
+            path: dir.join(format!("{name}.log")),
+            max_size,
+            keep,
+            file: None,
+            size: 0,
+            failing: false,
+            lost: 0,
+            lost_total: 0,
+            record: Vec::with_capacity(256),
+        })
+    }
+
+    pub fn path(&self) -> &Utf8Path {
+        &self.path
+    }
+
+    /// The path of the `n`th old file (`name.log.n`).
+    pub fn rotated_path(&self, n: u32) -> Utf8PathBuf {
+        self.dir.join(format!("{}.log.{n}", self.name))
+    }
+
+    /// New limits take effect from the next line; the file is reopened then, which also
+    /// picks up a file that someone moved away.
+    pub fn set_limits(&mut self, max_size: u64, keep: u32) {
+        self.max_size = max_size;
+        self.keep = keep;
+        self.file = None;
+    }
+
+    /// Lines that could not be written since this file was created.
+    pub fn lost_lines(&self) -> u64 {
+        self.lost_total
+    }
+
+    /// Appends one record. Never fails: errors are reported and counted (module doc).
+    pub fn write_line(&mut self, at: SystemTime, stream: Stream, line: &str) {
+        match self.append(at, stream, line) {
+            Ok(()) => {
+                if self.failing {
+                    tracing::warn!(
+                        "{}: log file writable again; {} lines were lost",
+                        self.name,
+                        self.lost
+                    );
+                    self.failing = false;
+                    self.lost = 0;
+                }
+            }
+            Err(e) => {
+                self.file = None;
+                self.lost += 1;
+                self.lost_total += 1;
+                if !self.failing {
+                    self.failing = true;
+                    tracing::warn!(
+                        "{}: failed to write its log: {}; dropping lines until it works again",
+                        self.name,
+                        error_chain(&e)
+                    );
+                }
+            }
+        }
+    }
+
+    fn append(&mut self, at: SystemTime, stream: Stream, line: &str) -> Result<(), LogFileError> {
+        self.record.clear();
+        // Writing into a Vec cannot fail.
+        let _ = write!(
+            self.record,
+            "{} {} ",
+            humantime::format_rfc3339_millis(at),
+            stream_marker(stream)
+        );
+        self.record.extend_from_slice(line.as_bytes());
+        self.record.push(b'\n');
+        let len = self.record.len() as u64;
+
+        if self.file.is_none() {
+            self.open()?;
+        }
+        if self.size > 0 && self.size.saturating_add(len) > self.max_size {
+            self.rotate()?;
+        }
+        let Some(file) = self.file.as_mut() else {
+            // `open` and `rotate` leave a file behind on success.
+            return Err(self.write_error(io::ErrorKind::NotFound.into()));
+        };
+        match file.write_all(&self.record) {
+            Ok(()) => {
+                self.size += len;
+                Ok(())
+            }
+            Err(source) => Err(self.write_error(source)),
+        }
+    }
+
+    fn write_error(&self, source: io::Error) -> LogFileError {
+        LogFileError::Write {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn open(&mut self) -> Result<(), LogFileError> {
+        // Recreated on every open, so a logs directory removed under a running daemon comes
+        // back; `recursive` leaves an existing one (and its mode) alone.
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)
+            .map_err(|source| LogFileError::CreateDir {
+                path: self.dir.clone(),
+                source,
+            })?;
+        let open_error = |source| LogFileError::Open {
+            path: self.path.clone(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(&self.path)
+            .map_err(open_error)?;
+        let meta = file.metadata().map_err(open_error)?;
+        // The mode only applies to a file we create; one left by an older run, or made by
+        // someone else, is made private too. A file we cannot chmod (a device such as
+        // /dev/null put there on purpose) is still written to.
+        if meta.is_file() && meta.permissions().mode() & 0o777 != 0o600 {
+            let _ = file.set_permissions(std::fs::Permissions::from_mode(0o600));
+        }
+        self.size = meta.len();
+        self.file = Some(file);
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> Result<(), LogFileError> {
+        let rotate_error = |path: &Utf8Path, source| LogFileError::Rotate {
+            path: path.to_owned(),
+            source,
+        };
+        if self.keep == 0 {
+            if let Some(file) = &self.file {
+                // O_APPEND writes follow the new end, so the next record lands at offset 0.
+                file.set_len(0)
+                    .map_err(|source| rotate_error(&self.path, source))?;
+            }
+            self.size = 0;
+            return Ok(());
+        }
+        self.file = None;
+        // Files numbered beyond `keep` are left over from a larger `keep` before a reload.
+        let mut n = self.keep + 1;
+        loop {
+            match std::fs::remove_file(self.rotated_path(n)) {
+                Ok(()) => n += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                Err(source) => return Err(rotate_error(&self.rotated_path(n), source)),
+            }
+        }
+        for n in (1..self.keep).rev() {
+            let from = self.rotated_path(n);
+            match std::fs::rename(&from, self.rotated_path(n + 1)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(source) => return Err(rotate_error(&from, source)),
+            }
+        }
+        std::fs::rename(&self.path, self.rotated_path(1))
+            .map_err(|source| rotate_error(&self.path, source))?;
+        self.open()
+    }
+}
+
+/// `cannot … : cause: cause`, since `tracing` prints only the top error's message.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    /// 2026-11-22T03:45:12.345Z
+    fn at() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_319_112_345)
+    }
+
+    fn temp() -> (tempfile::TempDir, Utf8PathBuf) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = Utf8PathBuf::from_path_buf(tmp.path().join("logs")).unwrap();
+        (tmp, dir)
+    }
+
+    fn read(path: &Utf8Path) -> String {
+        std::fs::read_to_string(path).unwrap()
+    }
+
+    /// The line texts of a log file, without timestamp and marker.
+    fn texts(path: &Utf8Path) -> Vec<String> {
+        read(path)
+            .lines()
+            .map(|l| l.splitn(3, ' ').nth(2).unwrap().to_owned())
+            .collect()
+    }
+
+    /// Everything `tracing` prints while `f` runs.
+    fn warnings(f: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl Write for Buf {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let out = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || out.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        String::from_utf8(buf.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn lines_land_with_timestamp_and_marker_in_private_files() {
+        let (_tmp, dir) = temp();
+        let mut log = LogFile::new(&dir, "web", 1_000_000, 5).unwrap();
+        log.write_line(at(), Stream::Stdout, "listening on :8000");
+        log.write_line(at(), Stream::Stderr, "");
+        assert_eq!(
+            read(&dir.join("web.log")),
+            "2026-11-22T03:45:12.345Z out listening on :8000\n\
+             2026-11-22T03:45:12.345Z err \n"
+        );
+        let mode = |p: &Utf8Path| std::fs::metadata(p).unwrap().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(log.path()), 0o600);
+        assert_eq!(log.lost_lines(), 0);
+    }
+
+    #[test]
+    fn an_existing_file_is_appended_to_and_made_private() {
+        let (_tmp, dir) = temp();
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("web.log"), "old\n").unwrap();
+        std::fs::set_permissions(dir.join("web.log"), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+        let mut log = LogFile::new(&dir, "web", 1_000_000, 5).unwrap();
+        log.write_line(at(), Stream::Stdout, "new");
+        assert_eq!(read(log.path()), "old\n2026-11-22T03:45:12.345Z out new\n");
+        let mode = std::fs::metadata(log.path()).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    /// Records here are 24 (timestamp) + 5 (marker and spaces) + 4 (text) + 1 = 34 bytes.
+    fn line(i: usize) -> String {
+        format!("{i:04}")
+    }
+
+    #[test]
+    fn rotation_keeps_exactly_keep_files_with_the_newest_in_dot_1() {
+        let (_tmp, dir) = temp();
+        // Three records per file.
+        let mut log = LogFile::new(&dir, "web", 110, 3).unwrap();
+        for i in 0..40 {
+            log.write_line(at(), Stream::Stdout, &line(i));
+        }
+        let mut names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["web.log", "web.log.1", "web.log.2", "web.log.3"]);
+        // 40 = 13 full files and one line: the current file holds the last line, `.1` the
+        // three before it, and so on back.
+        assert_eq!(texts(log.path()), [line(39)]);
+        assert_eq!(texts(&log.rotated_path(1)), [line(36), line(37), line(38)]);
+        assert_eq!(texts(&log.rotated_path(2)), [line(33), line(34), line(35)]);
+        assert_eq!(texts(&log.rotated_path(3)), [line(30), line(31), line(32)]);
+        for n in 1..=3 {
+            assert!(std::fs::metadata(log.rotated_path(n)).unwrap().len() <= 110);
+        }
+    }
+
+    #[test]
+    fn a_smaller_keep_drops_the_extra_files_at_the_next_rotation() {
+        let (_tmp, dir) = temp();
+        let mut log = LogFile::new(&dir, "web", 110, 5).unwrap();
+        for i in 0..30 {
+            log.write_line(at(), Stream::Stdout, &line(i));
+        }
+        assert!(log.rotated_path(5).exists());
+        log.set_limits(110, 2);
+        for i in 30..33 {
+            log.write_line(at(), Stream::Stdout, &line(i));
+        }
+        assert!(log.rotated_path(2).exists());
+        for n in 3..=6 {
+            assert!(!log.rotated_path(n).exists(), "web.log.{n} is left");
+        }
+        assert_eq!(texts(&log.rotated_path(1)), [line(27), line(28), line(29)]);
+    }
+
+    #[test]
+    fn keep_zero_truncates_in_place() {
+        let (_tmp, dir) = temp();
+        let mut log = LogFile::new(&dir, "web", 110, 0).unwrap();
+        for i in 0..10 {
+            log.write_line(at(), Stream::Stdout, &line(i));
+        }
+        let names: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(names.len(), 1);
+        assert_eq!(texts(log.path()), [line(9)]);
+        assert!(std::fs::metadata(log.path()).unwrap().len() <= 110);
+    }
+
+    #[test]
+    fn huge_lines_and_decoded_binary_are_written_whole() {
+        let (_tmp, dir) = temp();
+        let mut log = LogFile::new(&dir, "web", 1000, 2).unwrap();
+        let huge = "h".repeat(super::super::MAX_LINE);
+        let binary = "\u{fffd}\u{fffd}bin\x00\x1b[31m\ttab\rcr";
+        log.write_line(at(), Stream::Stdout, "before");
+        log.write_line(at(), Stream::Stdout, &huge);
+        log.write_line(at(), Stream::Stderr, binary);
+        // The huge record is alone in its file, bigger than the limit rather than cut.
+        assert_eq!(texts(&log.rotated_path(2)), ["before"]);
+        assert_eq!(texts(&log.rotated_path(1)), [huge]);
+        assert_eq!(
+            read(log.path()),
+            format!("2026-11-22T03:45:12.345Z err {binary}\n")
+        );
+    }
+
+    #[test]
+    fn names_that_could_leave_the_directory_are_refused() {
+        let (_tmp, dir) = temp();
+        for name in ["../x", "..", ".", "", "a/b", "/etc/passwd", "a\0b"] {
+            assert!(
+                matches!(
+                    LogFile::new(&dir, name, 100, 1),
+                    Err(LogFileError::InvalidName { .. })
+                ),
+                "{name:?} accepted"
+            );
+        }
+        for name in ["web", "a..b", ".hidden", "web.1"] {
+            assert!(LogFile::new(&dir, name, 100, 1).is_ok(), "{name:?} refused");
+        }
+    }
+
+    #[test]
+    fn an_unwritable_directory_is_reported_once_and_recovered_from() {
+        let (_tmp, dir) = temp();
+        // A file where the directory should be: mkdir and open fail, even for root.
+        std::fs::write(&dir, "not a directory").unwrap();
+        let mut log = LogFile::new(&dir, "web", 1000, 2).unwrap();
+        let printed = warnings(|| {
+            for i in 0..5 {
+                log.write_line(at(), Stream::Stdout, &line(i));
+            }
+        });
+        assert_eq!(printed.matches("WARN").count(), 1, "{printed}");
+        assert!(printed.contains("web: failed to write its log: cannot create the log directory"));
+        assert_eq!(log.lost_lines(), 5);
+
+        std::fs::remove_file(&dir).unwrap();
+        let printed = warnings(|| log.write_line(at(), Stream::Stdout, &line(5)));
+        assert!(printed.contains("web: log file writable again; 5 lines were lost"));
+        assert_eq!(texts(log.path()), [line(5)]);
+        assert_eq!(log.lost_lines(), 5);
+    }
+
+    #[test]
+    fn a_full_disk_is_reported_once_and_recovered_from() {
+        let (_tmp, dir) = temp();
+        std::fs::create_dir(&dir).unwrap();
+        // Every write to /dev/full fails with ENOSPC.
+        std::os::unix::fs::symlink("/dev/full", dir.join("web.log")).unwrap();
+        let mut log = LogFile::new(&dir, "web", 1000, 2).unwrap();
+        let printed = warnings(|| {
+            for i in 0..3 {
+                log.write_line(at(), Stream::Stdout, &line(i));
+            }
+        });
+        assert_eq!(printed.matches("WARN").count(), 1, "{printed}");
+        assert!(printed.contains("No space left on device"), "{printed}");
+        assert_eq!(log.lost_lines(), 3);
+
+        std::fs::remove_file(dir.join("web.log")).unwrap();
+        log.write_line(at(), Stream::Stdout, &line(3));
+        assert_eq!(texts(log.path()), [line(3)]);
+    }
+}
