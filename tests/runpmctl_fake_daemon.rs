@@ -75,6 +75,7 @@ fn respond(request: Request) -> Reply {
             }],
             unchanged: 2,
         }),
+        Request::Logs { .. } => err(ErrorKind::BadRequest, "this fake daemon keeps no logs"),
         Request::Reload { dry_run: false } => err(
             ErrorKind::InvalidConfig,
             "services.toml:3:1: unknown field `cmdd` in service `web` (did you mean `cmd`?)",

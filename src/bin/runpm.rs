@@ -13,7 +13,7 @@ use std::ffi::OsString;
 use runpm::config::{self, Config, ExitWhen};
 use runpm::detach;
 use runpm::ipc;
-use runpm::logs::{Console, EventFormat};
+use runpm::logs::{Console, EventFormat, LineSink, LogHub};
 use runpm::process;
 use runpm::supervisor::{self, Control, RunOptions};
 
@@ -219,7 +219,12 @@ fn up(args: UpArgs) -> u8 {
     }
     let colour =
         !args.no_color && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let console = Console::new(cfg.start_order(), colour);
+    let logs = Arc::new(LogHub::new(&state.logs_dir));
+    // A detached daemon's own output is its log file; the services' lines are in theirs.
+    if ready_pipe.is_none() {
+        let console: Arc<dyn LineSink> = Arc::new(Console::new(cfg.start_order(), colour));
+        logs.set_console(Some(console));
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -233,7 +238,7 @@ fn up(args: UpArgs) -> u8 {
     let detached = ready_pipe.is_some();
     let options = RunOptions {
         only: (!args.services.is_empty()).then_some(args.services),
-        sink: Arc::new(console),
+        logs,
         // In the foreground runpm ends when nothing is left to run; a daemon keeps serving.
         exit_when_default: (!detached).then_some(ExitWhen::AllExited),
         control: Some(Control { state, lock }),

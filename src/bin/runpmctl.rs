@@ -13,7 +13,8 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 use serde::de::DeserializeOwned;
 
 use runpm::ipc::{
-    self, Client, ClientError, ErrorKind, ProtocolError, ReloadResult, Request, StatusResult,
+    self, Client, ClientError, ErrorKind, LogsResult, ProtocolError, ReloadResult, Request,
+    StatusResult,
 };
 
 /// The exit codes, the one table of them (see runpmctl(1)).
@@ -47,8 +48,9 @@ struct Cli {
     #[arg(long, global = true, env = "RUNPM_SOCKET", value_name = "PATH")]
     socket: Option<Utf8PathBuf>,
     /// The project's services.toml or unit directory, to find its daemon [default:
-    /// $RUNPM_FILE, else services.toml in the current or nearest parent directory]
-    #[arg(short = 'f', long = "file", global = true, value_name = "PATH")]
+    /// $RUNPM_FILE, else services.toml in the current or nearest parent directory]. Give it
+    /// before the command, as with `docker compose -f`: after it, `logs -f` means follow
+    #[arg(short = 'f', long = "file", value_name = "PATH")]
     file: Option<Utf8PathBuf>,
     /// The project's state directory (holds runpm.sock) [default: the config's
     /// `[runpm] state_dir`, else .runpm beside the config]
@@ -92,6 +94,21 @@ enum Command {
         /// Print the daemon's result as JSON (the plan with changed fields; stable)
         #[arg(long)]
         json: bool,
+    },
+    /// Show the services' recent output, and follow it with -f
+    Logs {
+        /// Only these services [default: all]
+        #[arg(value_name = "NAME")]
+        names: Vec<String>,
+        /// Keep printing new lines as they come (Ctrl-C to stop)
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// How many recent lines to show first
+        #[arg(short = 'n', long = "lines", value_name = "N", default_value_t = 10)]
+        lines: usize,
+        /// Prefix each line with the time it was printed
+        #[arg(short = 't', long)]
+        timestamps: bool,
     },
     /// Stop every service, then the daemon
     Shutdown {
@@ -195,6 +212,9 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<(), Failure> {
     let request = request(&cli.command)?;
     let mut client = connect(&cli)?;
+    if let Command::Logs { timestamps, .. } = &cli.command {
+        return logs(&mut client, &request, cli.timeout, *timestamps);
+    }
     let reply = client.call(&request, cli.timeout)?;
     let result = reply.into_result().map_err(Failure::Daemon)?;
     let mut out = String::new();
@@ -218,6 +238,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let plan: ReloadResult = decode(result, "reload")?;
             out = ipc::reload_plan(&plan);
         }
+        // Answered by `logs` above.
+        Command::Logs { .. } => {}
         Command::Shutdown { .. } => {
             out = format!("runpm (pid {}) shut down\n", client.hello().daemon_pid);
         }
@@ -256,6 +278,16 @@ fn request(command: &Command) -> Result<Request, Failure> {
             all: t.all,
         },
         Command::Reload { dry_run, .. } => Request::Reload { dry_run: *dry_run },
+        Command::Logs {
+            names,
+            follow,
+            lines,
+            ..
+        } => Request::Logs {
+            services: names.clone(),
+            lines: *lines,
+            follow: *follow,
+        },
         Command::Shutdown { yes } => {
             if !yes {
                 return Err(usage(
@@ -266,6 +298,41 @@ fn request(command: &Command) -> Result<Request, Failure> {
             Request::Shutdown
         }
     })
+}
+
+/// Prints log lines as `NAME | line` as they arrive, until the daemon ends the stream
+/// (without -f, after the first reply).
+fn logs(
+    client: &mut Client,
+    request: &Request,
+    timeout: Duration,
+    timestamps: bool,
+) -> Result<(), Failure> {
+    let mut failure = None;
+    let mut stdout = std::io::stdout().lock();
+    client.stream(request, timeout, |reply| {
+        let result = match reply.into_result() {
+            Ok(result) => result,
+            Err(e) => {
+                failure = Some(Failure::Daemon(e));
+                return false;
+            }
+        };
+        let batch: LogsResult = match decode(result, "logs") {
+            Ok(batch) => batch,
+            Err(e) => {
+                failure = Some(e);
+                return false;
+            }
+        };
+        let text = ipc::log_lines(&batch, timestamps);
+        // A closed stdout (`| head`) ends the stream quietly.
+        stdout
+            .write_all(text.as_bytes())
+            .and_then(|()| stdout.flush())
+            .is_ok()
+    })?;
+    failure.map_or(Ok(()), Err)
 }
 
 /// A usage error in clap's format, with the usage line of `subcommand`.

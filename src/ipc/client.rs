@@ -91,6 +91,9 @@ pub struct Client {
     hello: HelloResult,
 }
 
+/// "No timeout" for a follower: a year is as long as anyone follows a log.
+const FOREVER: Duration = Duration::from_secs(365 * 24 * 3600);
+
 impl Client {
     /// Connects to the daemon of a state directory, after checking that a fallback socket
     /// directory (`/tmp/runpm-UID`) is private and ours.
@@ -185,6 +188,29 @@ impl Client {
                 Ok(()) => Err(ClientError::Disconnected),
             },
             other => other,
+        }
+    }
+
+    /// Sends `request` and hands every reply to `each` until it returns false or the daemon
+    /// ends the stream (a streaming call such as `logs -f`). The first reply must come
+    /// within `timeout`; later ones may take as long as they take.
+    pub fn stream(
+        &mut self,
+        request: &Request,
+        timeout: Duration,
+        mut each: impl FnMut(Reply) -> bool,
+    ) -> Result<(), ClientError> {
+        let mut reply = self.call(request, timeout)?;
+        let id = self.next_id - 1;
+        loop {
+            if !reply.ok || !each(reply) {
+                return Ok(());
+            }
+            reply = match self.read_reply(id, Instant::now() + FOREVER, FOREVER) {
+                Ok(reply) => reply,
+                Err(ClientError::Disconnected) => return Ok(()),
+                Err(e) => return Err(e),
+            };
         }
     }
 

@@ -56,6 +56,31 @@ pub enum Request {
         dry_run: bool,
     },
     Shutdown,
+    /// The last `lines` lines of these services (all when empty), merged by time; with
+    /// `follow`, further replies carry new lines as they are printed, until the client
+    /// goes away.
+    Logs {
+        #[serde(default)]
+        services: Vec<String>,
+        #[serde(default = "default_log_lines")]
+        lines: usize,
+        #[serde(default)]
+        follow: bool,
+    },
+}
+
+fn default_log_lines() -> usize {
+    10
+}
+
+/// A `logs` reply: lines, or (while following) how many lines this client missed because
+/// it read too slowly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogsResult {
+    #[serde(default)]
+    pub lines: Vec<crate::logs::LogLine>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missed: Option<u64>,
 }
 
 /// A request as it arrives: the id, and the request or why it could not be read.

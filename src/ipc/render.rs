@@ -150,6 +150,30 @@ fn change_line(change: &Change) -> String {
     line
 }
 
+/// Log lines as `NAME | line`, the names padded to the widest in the batch; with
+/// `timestamps`, the time each line was printed first. A gap in a follow stream is said.
+pub fn log_lines(batch: &crate::ipc::LogsResult, timestamps: bool) -> String {
+    let width = batch
+        .lines
+        .iter()
+        .map(|l| l.service.chars().count())
+        .max()
+        .unwrap_or(0);
+    let mut out = String::new();
+    if let Some(missed) = batch.missed {
+        out.push_str(&format!(
+            "runpmctl: {missed} lines were missed (reading too slowly)\n"
+        ));
+    }
+    for l in &batch.lines {
+        if timestamps {
+            out.push_str(&format!("{} ", humantime::format_rfc3339_millis(l.at)));
+        }
+        out.push_str(&format!("{:width$} | {}\n", l.service, l.line));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

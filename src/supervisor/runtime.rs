@@ -22,7 +22,8 @@ use regex::Regex;
 
 use crate::config::{self, Config, ExitWhen, Ready, ServiceSpec};
 use crate::ipc::{self, Call, HelloInfo, InstanceLock, Reply, StateDir};
-use crate::logs::{LineSink, Stream, capture};
+use crate::ipc::{ErrorKind, LogsResult, ProtocolError, Request};
+use crate::logs::{Followed, LineSink, LogHub, Stream, capture};
 use crate::notify::{self, Datagram, NotifySocket};
 use crate::process;
 use crate::watch::{DEFAULT_DEBOUNCE, Watcher};
@@ -36,8 +37,9 @@ use super::probes::{Internal, Probes};
 pub struct RunOptions {
     /// Services to start (with their dependencies); `None`: every `autostart` service.
     pub only: Option<Vec<String>>,
-    /// Where the services' output lines go.
-    pub sink: Arc<dyn LineSink>,
+    /// Where the services' output lines go: log files, tails, followers, and the console
+    /// of a foreground `up`.
+    pub logs: Arc<LogHub>,
     /// When to end if the config sets no `exit_when`: a foreground `up` ends once every
     /// service ended; a detached daemon keeps serving (`None`).
     pub exit_when_default: Option<ExitWhen>,
@@ -121,7 +123,7 @@ pub async fn run(config: &Config, mut options: RunOptions) -> Result<u8, RunErro
         Jitter::from_time(),
     );
     let mut executor = Executor {
-        sink: options.sink.clone(),
+        logs: options.logs.clone(),
         captures: JoinSet::new(),
         source: config.source.clone(),
         pending: HashMap::new(),
@@ -167,7 +169,7 @@ pub async fn run(config: &Config, mut options: RunOptions) -> Result<u8, RunErro
             _ = sigint.recv() => vec![Event::Terminate { signal: "SIGINT" }],
             _ = sighup.recv() => vec![Event::Hangup],
             () = sleep => vec![Event::Tick],
-            Some(call) = calls.recv() => vec![executor.accept(call)],
+            Some(call) = calls.recv() => executor.accept(call, &sup).into_iter().collect(),
             Some(message) = internal.recv() => match message {
                 Internal::Event(event) => vec![event],
                 Internal::ProbeTimeout(pid) => {
@@ -205,7 +207,7 @@ pub enum RunError {
 const DRAIN: Duration = Duration::from_secs(1);
 
 struct Executor {
-    sink: Arc<dyn LineSink>,
+    logs: Arc<LogHub>,
     /// The readers of the services' pipes.
     captures: JoinSet<()>,
     /// The config file or directory, re-read on reload.
@@ -220,16 +222,93 @@ struct Executor {
 }
 
 impl Executor {
-    /// Turns a control call into an event, keeping where its reply goes.
-    fn accept(&mut self, call: Call) -> Event {
+    /// Turns a control call into an event, keeping where its reply goes. Log requests are
+    /// answered here, from the log hub, without the supervisor.
+    fn accept(&mut self, call: Call, sup: &Supervisor) -> Option<Event> {
+        if let Request::Logs {
+            services,
+            lines,
+            follow,
+        } = call.request
+        {
+            self.logs(services, lines, follow, call.replies, sup);
+            return None;
+        }
         self.next_token += 1;
         self.pending.insert(self.next_token, call.replies);
-        Event::Request {
+        Some(Event::Request {
             token: self.next_token,
             request: call.request,
-        }
+        })
     }
 
+    fn logs(
+        &self,
+        services: Vec<String>,
+        lines: usize,
+        follow: bool,
+        replies: mpsc::UnboundedSender<Reply>,
+        sup: &Supervisor,
+    ) {
+        let unknown: Vec<&str> = services
+            .iter()
+            .filter(|n| sup.service(n).is_none())
+            .map(String::as_str)
+            .collect();
+        if !unknown.is_empty() {
+            let message = format!("no service named `{}`", unknown.join("`, `"));
+            let _ = replies.send(Reply::err(
+                None,
+                ProtocolError::new(ErrorKind::UnknownService, message),
+            ));
+            return;
+        }
+        let send = |replies: &mpsc::UnboundedSender<Reply>, result: LogsResult| {
+            match serde_json::to_value(result) {
+                Ok(value) => replies.send(Reply::ok(None, value)).is_ok(),
+                Err(_) => false,
+            }
+        };
+        if !follow {
+            send(
+                &replies,
+                LogsResult {
+                    lines: self.logs.tail(&services, lines),
+                    missed: None,
+                },
+            );
+            return;
+        }
+        let (history, mut follower) = self.logs.follow(&services, lines);
+        if !send(
+            &replies,
+            LogsResult {
+                lines: history,
+                missed: None,
+            },
+        ) {
+            return;
+        }
+        // Pushed as lines come; ends when the client is gone (a send fails) or the daemon
+        // exits (the hub goes away).
+        tokio::spawn(async move {
+            while let Some(next) = follower.recv().await {
+                let result = match next {
+                    Followed::Line(line) => LogsResult {
+                        lines: vec![line.as_ref().clone()],
+                        missed: None,
+                    },
+                    Followed::Gap { missed } => LogsResult {
+                        lines: Vec::new(),
+                        missed: Some(missed),
+                    },
+                };
+                if !send(&replies, result) {
+                    break;
+                }
+            }
+        });
+    }
     fn capture(
         &mut self,
         fd: OwnedFd,
@@ -256,6 +335,12 @@ impl Executor {
     }
 
     fn spawn(&mut self, service: String, spec: &Arc<ServiceSpec>) -> Event {
+        if let Err(e) = self
+            .logs
+            .configure(&service, spec.log_max_size, spec.log_keep)
+        {
+            tracing::warn!("{service}: its log file cannot be used: {e}");
+        }
         let mut env = Vec::new();
         if let Some(path) = &self.notify_path
             && (matches!(spec.ready, Some(Ready::Notify)) || spec.watchdog.is_some())
@@ -269,9 +354,10 @@ impl Executor {
                     Some(Ready::Log(pattern)) => Regex::new(pattern).ok(),
                     _ => None,
                 };
+                let sink: Arc<dyn LineSink> = self.logs.clone();
                 let output = Arc::new(RunOutput::new(
                     spawned.pid,
-                    self.sink.clone(),
+                    sink,
                     ready,
                     self.internal.clone(),
                 ));

@@ -146,6 +146,11 @@ impl Supervisor {
                     });
                 }
             }
+            // Log requests are answered by the runtime from the log hub, never here.
+            Request::Logs { .. } => {
+                let error = ProtocolError::new(ErrorKind::BadRequest, "logs cannot be served here");
+                reply(fx, Err(error));
+            }
             Request::Start { services, all } => {
                 self.operate(token, Op::Start, &services, all, now, fx)
             }
