@@ -5,7 +5,7 @@
 //! against what runs; `supervisor` holds the per-service state machines and decides, as pure
 //! functions returning effects; `process` is the narrow seam to the kernel (spawn, signal,
 //! reap); `logs` captures and prints the services' output; `watch` notices edits to the config
-//! and asks for a reload.
+//! and asks for a reload; `state` persists the snapshot that survives a crash or a reboot.
 
 pub mod config;
 pub mod detach;
@@ -14,5 +14,6 @@ pub mod logs;
 pub mod notify;
 pub mod process;
 pub mod reconcile;
+pub mod state;
 pub mod supervisor;
 pub mod watch;

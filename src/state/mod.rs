@@ -1,0 +1,35 @@
+//! Persisted state: the snapshot that lets runpm survive its own crash and the machine's
+//! reboot without duplicating, losing or mistaking a process.
+//!
+//! The daemon writes `state.json` (see [`StateFile`]) on every change of what runs, through a
+//! [`Coalescer`] that turns bursts into single writes and retries failed ones, with
+//! [`write_atomic`] (temp file, fsync, rename, fsync of the directory). At start-up it
+//! [`load`]s the file (a bad one is moved aside and reported, never read as empty),
+//! [`decide`]s whether the file is from this boot and pid namespace, and [`plan_recovery`]
+//! says per service whether to adopt a surviving process, start it, or leave it stopped. A
+//! recorded pid is trusted only on the same boot and only when [`verify`] finds a live
+//! process with the recorded start time, checked through a pidfd taken first.
+//!
+//! `file`, `boot` and `coalesce` are pure; `store` is the filesystem edge and `proc` the
+//! kernel one (`/proc`, pidfds).
+
+mod boot;
+mod coalesce;
+mod error;
+mod file;
+mod identity;
+mod proc;
+mod store;
+#[cfg(test)]
+mod testing;
+
+pub use boot::{
+    BootDecision, PidCheck, RecoveredService, Recovery, RecoveryAction, UP_STATUSES, decide,
+    plan_recovery, record_cleanup, wanted_up,
+};
+pub use coalesce::{Coalescer, MAX_DELAY, RETRY_FIRST, RETRY_MAX, WRITE_DELAY, WriteTicket};
+pub use error::{StateError, WriteStep};
+pub use file::{STATE_VERSION, ServiceRecord, StateFile, parse, render, timestamp};
+pub use identity::{Identity, Verified, parse_ns_link, parse_start_time, parse_start_time_bytes};
+pub use proc::{boot_id, pid_ns, start_time, verify};
+pub use store::{LoadOutcome, MAX_STATE_BYTES, load, move_aside, sweep_temp_files, write_atomic};
