@@ -377,6 +377,43 @@ fn restart_stop_and_start() {
 }
 
 #[test]
+fn start_brings_up_dependencies_and_leaves_running_services_alone() {
+    let p = Project::new(secs(30));
+    p.config(BASE);
+    let (_daemon, pids) = start(&p, &[]);
+    // Starting what runs is a no-op.
+    let out = p.ctl_ok(&["start", "web"]);
+    assert_eq!(pid_in_line(&out, "web"), pids["web"], "{out}");
+    assert_pids_unchanged(&p, &pids, "after starting a running service");
+
+    p.ctl_ok(&["stop", "web"]);
+    p.ctl_ok(&["stop", "db"]);
+    assert!(wait_dead(pids["db"], secs(5)) && wait_dead(pids["web"], secs(5)));
+    // web needs db: starting web starts db first.
+    p.ctl_ok(&["start", "web"]);
+    let db = p.running_pid("db", secs(5));
+    let web = p.running_pid("web", secs(5));
+    assert_ne!(db, pids["db"]);
+    assert!(is_alive(db) && is_alive(web));
+    assert_eq!(running_pids(&p)["worker"], pids["worker"]);
+
+    // restart of a stopped service starts it.
+    p.ctl_ok(&["stop", "worker"]);
+    let out = p.ctl_ok(&["restart", "worker"]);
+    let worker = pid_in_line(&out, "worker");
+    assert!(is_alive(worker) && worker != pids["worker"]);
+
+    // restart --all: every service gets a new process.
+    let before = running_pids(&p);
+    let out = p.ctl_ok(&["restart", "--all"]);
+    for (name, old) in &before {
+        let new = pid_in_line(&out, name);
+        assert_ne!(new, *old, "{name}: {out}");
+        assert!(is_alive(new), "{name}: {out}");
+    }
+}
+
+#[test]
 fn stop_all_and_start_all() {
     let p = Project::new(secs(30));
     p.config(BASE);
@@ -435,6 +472,13 @@ fn operator_stop_is_remembered_across_reloads() {
     let pid = pid_in_line(&out, "web");
     assert!(is_alive(pid));
     assert_eq!(p.wait_new_pid("web.pid", pids["web"], secs(5)), pid);
+    // It runs the definition of the last reload.
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    assert!(
+        String::from_utf8_lossy(&cmdline).contains("1000002"),
+        "web should run its edited command: {:?}",
+        String::from_utf8_lossy(&cmdline)
+    );
 }
 
 fn mentions_service(text: &str, name: &str) -> bool {
@@ -650,6 +694,9 @@ fn an_invalid_edit_changes_nothing_and_names_the_line() {
     // A dry run reports the same error.
     let out = p.ctl(&["reload", "--dry-run"]);
     assert_eq!(out.code(), Some(1), "{}", out.describe());
+    // With the config broken on disk, runpmctl still finds the daemon.
+    let table = p.ctl_ok(&["status"]);
+    assert!(table.contains("worker"), "{table}");
 
     // Fixed: the pending change applies.
     p.config(&worker_changed(BASE));
@@ -803,6 +850,57 @@ fn the_watcher_applies_an_atomic_save() {
     let log = daemon.wait_for_log("services.toml:", secs(10));
     assert!(log.contains("invalid"), "{log}");
     assert_eq!(running_pids(&p)["worker"], again);
+}
+
+#[test]
+fn the_watcher_sees_unit_files_added_and_removed() {
+    let p = Project::new(secs(30));
+    let unit = |name: &str| format!("shell = 'echo $$ > ../{name}.pid; exec sleep 1000000'\n");
+    p.write("units/alpha.toml", &unit("alpha"));
+    p.write("units/beta.toml", &unit("beta"));
+    let units = p.file("units");
+    let up = p.command(["up", "-d", "-f", units.to_str().unwrap()]);
+    let daemon = p.up_detached_with(up, &units.join(".runpm"));
+    let status = || {
+        // Discovery only looks for services.toml: a unit directory is named with -f.
+        let out = p.ctl(&["-f", units.to_str().unwrap(), "status", "--json"]);
+        assert_eq!(out.code(), Some(0), "{}", out.describe());
+        services_by_name(&serde_json::from_str(&out.stdout).unwrap())
+    };
+    let alpha = p.read_pid("alpha.pid", secs(5));
+    let beta = p.read_pid("beta.pid", secs(5));
+
+    // A new unit file starts a service.
+    p.write("units/gamma.toml", &unit("gamma"));
+    let gamma = p.read_pid("gamma.pid", secs(10));
+    assert!(is_alive(gamma));
+    assert!(
+        wait_for(secs(5), || status()
+            .get("gamma")
+            .is_some_and(|s| s["status"] == "running")),
+        "{:?}",
+        status()
+    );
+    // A removed one stops it.
+    std::fs::remove_file(p.file("units/beta.toml")).unwrap();
+    assert!(
+        wait_dead(beta, secs(10)),
+        "beta should stop when its unit file is removed\n{}",
+        daemon.describe()
+    );
+    assert!(
+        wait_for(secs(5), || !status().contains_key("beta")),
+        "{:?}",
+        status()
+    );
+    // An atomic save of one unit restarts only that service.
+    let tmp = p.write(
+        "units/alpha.toml.tmp~",
+        &unit("alpha").replace("1000000", "1000001"),
+    );
+    std::fs::rename(tmp, p.file("units/alpha.toml")).unwrap();
+    p.wait_new_pid("alpha.pid", alpha, secs(10));
+    assert_eq!(status()["gamma"]["pid"].as_i64(), Some(i64::from(gamma)));
 }
 
 #[test]
@@ -1153,6 +1251,33 @@ fn shutdown_stops_everything_and_removes_the_socket() {
     assert_eq!(out.code(), Some(3), "{}", out.describe());
     // The lock is free again: a new daemon can start.
     let (_again, _) = start(&p, &[]);
+}
+
+#[test]
+fn sigterm_stops_a_daemon_like_shutdown() {
+    let p = Project::new(secs(30));
+    p.config(&format!(
+        "{BASE}\n[services.chatty]\nshell = 'echo hello from chatty; exec sleep 1000000'\n"
+    ));
+    let (daemon, pids) = start(&p, &[]);
+    // The services' output goes to the daemon's log, prefixed as in the foreground.
+    daemon.wait_for_log("chatty | hello from chatty", secs(5));
+    daemon.send_signal(Signal::SIGTERM);
+    for (name, pid) in &pids {
+        assert!(
+            wait_dead(*pid, secs(5)),
+            "{name} (pid {pid}) should be stopped"
+        );
+    }
+    assert!(
+        daemon.wait_exit(secs(10)),
+        "the daemon exits\n{}",
+        daemon.describe()
+    );
+    assert!(std::fs::symlink_metadata(p.file(".runpm/runpm.sock")).is_err());
+    let log = daemon.log();
+    assert!(log.contains("received SIGTERM"), "{log}");
+    assert_eq!(p.ctl(&["status"]).code(), Some(3));
 }
 
 #[test]
