@@ -56,6 +56,16 @@ fn start(p: &Project, extra: &[&str]) -> (Daemon, BTreeMap<String, i32>) {
     (daemon, pids)
 }
 
+/// Like [`start`], waiting only for `names` to run (others may exit on their own).
+fn start_some(p: &Project, names: &[&str]) -> (Daemon, BTreeMap<String, i32>) {
+    let daemon = p.up_detached(&[]);
+    let pids = names
+        .iter()
+        .map(|name| (name.to_string(), p.running_pid(name, secs(10))))
+        .collect();
+    (daemon, pids)
+}
+
 /// The running services' pids, as `status --json` gives them.
 fn running_pids(p: &Project) -> BTreeMap<String, i32> {
     p.pids()
@@ -1251,6 +1261,46 @@ fn shutdown_stops_everything_and_removes_the_socket() {
     assert_eq!(out.code(), Some(3), "{}", out.describe());
     // The lock is free again: a new daemon can start.
     let (_again, _) = start(&p, &[]);
+}
+
+/// Found while writing these tests: when no service is running (all stopped by the
+/// operator, or all exited), the daemon exits before its reply to `shutdown` is written, and
+/// runpmctl reports "the daemon closed the connection before replying" with exit 1.
+#[test]
+fn shutdown_with_nothing_running_still_replies() {
+    let p = Project::new(secs(30));
+    p.config(&format!(
+        "{BASE}\n[services.oneshot]\nshell = 'exit 0'\nrestart = 'never'\n"
+    ));
+    let (daemon, pids) = start_some(&p, &["db", "web", "worker"]);
+    // One service ended on its own, the operator stopped the others.
+    assert!(
+        wait_for(secs(5), || p.statuses()["oneshot"] == "exited"),
+        "{:?}",
+        p.statuses()
+    );
+    p.ctl_ok(&["stop", "--all", "--yes"]);
+    for pid in pids.values() {
+        assert!(wait_dead(*pid, secs(5)));
+    }
+    assert!(
+        p.pids().values().all(Option::is_none),
+        "nothing runs: {:?}",
+        p.statuses()
+    );
+    let out = p.ctl(&["shutdown", "--yes"]);
+    assert!(
+        daemon.wait_exit(secs(10)),
+        "the daemon exits\n{}",
+        daemon.describe()
+    );
+    assert_eq!(
+        out.code(),
+        Some(0),
+        "`runpmctl shutdown --yes` with nothing running should succeed\n{}",
+        out.describe()
+    );
+    assert!(out.stdout.contains("shut down"), "{}", out.describe());
 }
 
 #[test]
