@@ -32,6 +32,10 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
+mod daemon;
+#[allow(unused_imports)] // Only the control tests use the daemon harness.
+pub use daemon::*;
+
 /// The binary under test.
 pub const RUNPM: &str = env!("CARGO_BIN_EXE_runpm");
 
