@@ -1310,8 +1310,23 @@ fn sigterm_stops_a_daemon_like_shutdown() {
         "{BASE}\n[services.chatty]\nshell = 'echo hello from chatty; exec sleep 1000000'\n"
     ));
     let (daemon, pids) = start(&p, &[]);
-    // The services' output goes to the daemon's log, prefixed as in the foreground.
-    daemon.wait_for_log("chatty | hello from chatty", secs(5));
+    // A detached daemon's services write to their own log files, not to the daemon's.
+    let line = wait_for_some(secs(5), || {
+        let log = std::fs::read_to_string(p.file(".runpm/logs/chatty.log")).ok()?;
+        log.lines()
+            .find(|l| l.ends_with(" out hello from chatty"))
+            .map(String::from)
+    });
+    assert!(
+        line.is_some(),
+        "chatty's log file has its line\n{}",
+        daemon.describe()
+    );
+    assert!(
+        !daemon.log().contains("hello from chatty"),
+        "{}",
+        daemon.log()
+    );
     daemon.send_signal(Signal::SIGTERM);
     for (name, pid) in &pids {
         assert!(

@@ -129,6 +129,8 @@ fn init_tracing() {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_max_level(level)
+        // The field formatter colours by itself unless told: a daemon log must be plain.
+        .with_ansi(format.ansi)
         .event_format(format)
         .init();
 }

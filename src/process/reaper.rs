@@ -16,6 +16,9 @@ use serde::{Deserialize, Serialize};
 pub enum ExitStatus {
     Code(i32),
     Signal(i32),
+    /// It ended, but it was not runpm's child (a survivor of an earlier daemon, watched
+    /// through a pidfd), so its status cannot be known.
+    Unknown,
 }
 
 impl ExitStatus {
@@ -30,20 +33,21 @@ impl ExitStatus {
         match self {
             ExitStatus::Code(c) => (c & 0xff) as u8,
             ExitStatus::Signal(s) => (128 + s).clamp(0, 255) as u8,
+            ExitStatus::Unknown => 0,
         }
     }
 
     pub fn code(self) -> Option<i32> {
         match self {
             ExitStatus::Code(c) => Some(c),
-            ExitStatus::Signal(_) => None,
+            ExitStatus::Signal(_) | ExitStatus::Unknown => None,
         }
     }
 
     pub fn signal(self) -> Option<i32> {
         match self {
             ExitStatus::Signal(s) => Some(s),
-            ExitStatus::Code(_) => None,
+            ExitStatus::Code(_) | ExitStatus::Unknown => None,
         }
     }
 }
@@ -56,6 +60,7 @@ impl std::fmt::Display for ExitStatus {
                 Ok(sig) => write!(f, "killed by {}", sig.as_str()),
                 Err(_) => write!(f, "killed by signal {s}"),
             },
+            ExitStatus::Unknown => write!(f, "ended (status unknown: not runpm's child)"),
         }
     }
 }

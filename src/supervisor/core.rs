@@ -154,11 +154,16 @@ impl Supervisor {
         let mut fx = Vec::new();
         match event {
             Event::ChildExited { pid, status } => self.on_exit(pid, status, now, &mut fx),
-            Event::Spawned { service, pid } => {
+            Event::Spawned {
+                service,
+                pid,
+                start_time,
+            } => {
                 if let Some(svc) = self.services.get_mut(&service)
                     && svc.phase == Phase::Spawning
                 {
-                    let run = readiness::first_run(&svc.spec, pid, now);
+                    let mut run = readiness::first_run(&svc.spec, pid, now);
+                    run.start_time = start_time;
                     if run.ready {
                         tracing::info!("{service}: started (pid {pid})");
                     } else {

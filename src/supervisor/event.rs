@@ -32,7 +32,11 @@ pub enum Event {
     /// The reaper collected a child (a service's main process or an orphan).
     ChildExited { pid: i32, status: ExitStatus },
     /// Answer to [`Effect::Spawn`]: the process runs.
-    Spawned { service: String, pid: i32 },
+    Spawned {
+        service: String,
+        pid: i32,
+        start_time: Option<u64>,
+    },
     /// Answer to [`Effect::Spawn`]: it could not be started. `code` is what a shell would
     /// report (127 not found, 126 otherwise).
     SpawnFailed {

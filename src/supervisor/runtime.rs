@@ -26,6 +26,7 @@ use crate::ipc::{ErrorKind, LogsResult, ProtocolError, Request};
 use crate::logs::{Followed, LineSink, LogHub, Stream, capture};
 use crate::notify::{self, Datagram, NotifySocket};
 use crate::process;
+use crate::state;
 use crate::watch::{DEFAULT_DEBOUNCE, Watcher};
 
 use super::core::Supervisor;
@@ -135,6 +136,12 @@ pub async fn run(config: &Config, mut options: RunOptions) -> Result<u8, RunErro
     let mut effects = sup.boot(config, options.only.as_deref(), Now::real());
     loop {
         if let Some(code) = executor.carry_out(&mut sup, effects) {
+            // Replies handed to connection tasks in this same turn (a `shutdown` with
+            // nothing left to stop) must reach their sockets before the runtime goes:
+            // those tasks are runnable now, and yielding lets them write.
+            for _ in 0..FLUSH_YIELDS {
+                tokio::task::yield_now().await;
+            }
             executor.drain().await;
             return Ok(code);
         }
@@ -200,6 +207,10 @@ pub enum RunError {
     #[error(transparent)]
     Socket(#[from] ipc::BindError),
 }
+
+/// Turns given, on the way out, to connection tasks with a reply to write: each needs one
+/// to receive it and write it to its socket (a non-blocking write of a short line).
+const FLUSH_YIELDS: usize = 8;
 
 /// How long runpm waits, on its way out, for the services' last output lines. Pipes reach
 /// end-of-file as soon as the last process holding them is gone, which is normally at once;
@@ -366,6 +377,8 @@ impl Executor {
                 Event::Spawned {
                     service,
                     pid: spawned.pid,
+                    // Our child cannot be reaped (and its pid reused) before we do it.
+                    start_time: state::start_time(spawned.pid).ok(),
                 }
             }
             Err(e) => Event::SpawnFailed {

@@ -44,6 +44,9 @@ pub struct Run {
     pub pid: i32,
     /// The process group the service leads: the pid it was started with.
     pub pgid: i32,
+    /// Field 22 of /proc/PID/stat: with the boot id, what proves later that a pid is
+    /// still this process.
+    pub start_time: Option<u64>,
     pub started: Instant,
     pub started_wall: SystemTime,
     /// Readiness reported (or none asked for): dependents may start, status is `running`.
@@ -73,6 +76,7 @@ impl Run {
         Run {
             pid,
             pgid: pid,
+            start_time: None,
             started: now_at,
             started_wall: now_wall,
             ready: true,

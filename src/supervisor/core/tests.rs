@@ -90,6 +90,7 @@ impl Harness {
                         let ev = Event::Spawned {
                             service,
                             pid: self.next_pid,
+                            start_time: None,
                         };
                         next.extend(self.sup.handle(ev, self.now()));
                     }
@@ -161,6 +162,7 @@ fn starts_in_dependency_order_one_layer_per_answer() {
         Event::Spawned {
             service: "a".into(),
             pid: 10,
+            start_time: None,
         },
         h.now(),
     );
@@ -169,6 +171,7 @@ fn starts_in_dependency_order_one_layer_per_answer() {
         Event::Spawned {
             service: "b".into(),
             pid: 11,
+            start_time: None,
         },
         h.now(),
     );
@@ -485,6 +488,7 @@ fn a_spawn_failure_fails_that_service_only() {
         Event::Spawned {
             service: "fine".into(),
             pid: 50,
+            start_time: None,
         },
         h.now(),
     );
@@ -515,6 +519,7 @@ fn shutdown_drops_backoff_at_once_and_stops_a_spawn_in_flight() {
         Event::Spawned {
             service: "a".into(),
             pid: 7,
+            start_time: None,
         },
         h.now(),
     );
@@ -538,6 +543,7 @@ fn shutdown_drops_backoff_at_once_and_stops_a_spawn_in_flight() {
         Event::Spawned {
             service: "b".into(),
             pid: 8,
+            start_time: None,
         },
         h.now(),
     );
