@@ -51,6 +51,7 @@ fn respond(request: Request) -> Reply {
             });
             ok(StatusResult {
                 services: vec![service("web", "running", Some(4242)), worker],
+                running_from_snapshot: None,
             })
         }
         Request::Start { services, .. } | Request::Restart { services, .. } => ok(StatusResult {
@@ -58,11 +59,13 @@ fn respond(request: Request) -> Reply {
                 .iter()
                 .map(|s| service(s, "running", Some(4313)))
                 .collect(),
+            running_from_snapshot: None,
         }),
         Request::Stop { all, .. } => {
             assert!(all);
             ok(StatusResult {
                 services: vec![service("web", "stopped", None)],
+                running_from_snapshot: None,
             })
         }
         Request::Reload { dry_run: true } => ok(ReloadResult {
@@ -75,6 +78,9 @@ fn respond(request: Request) -> Reply {
             }],
             unchanged: 2,
         }),
+        Request::Save | Request::Resurrect => {
+            err(ErrorKind::BadRequest, "this fake daemon keeps no state")
+        }
         Request::Logs { .. } => err(ErrorKind::BadRequest, "this fake daemon keeps no logs"),
         Request::Reload { dry_run: false } => err(
             ErrorKind::InvalidConfig,

@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use camino::Utf8PathBuf;
+use camino::{Utf8Path, Utf8PathBuf};
 use clap::{Parser, Subcommand};
 
 use std::ffi::OsString;
@@ -15,6 +15,7 @@ use runpm::detach;
 use runpm::ipc;
 use runpm::logs::{Console, EventFormat, LineSink, LogHub};
 use runpm::process;
+use runpm::state;
 use runpm::supervisor::{self, Control, RunOptions};
 
 /// Exit codes shared by both binaries (see runpm(1)).
@@ -172,28 +173,32 @@ struct UpArgs {
 }
 
 fn up(args: UpArgs) -> u8 {
-    let cfg = match load(&args.file) {
-        Ok(cfg) => cfg,
-        Err(code) => return code,
+    let cwd = current_dir();
+    let path = match config::discover(args.file.file.as_deref(), &cwd) {
+        Ok(path) => path,
+        Err(e) => {
+            eprintln!("runpm: {e}");
+            return exit::FAILED;
+        }
     };
-    if let Some(unknown) = args
-        .services
-        .iter()
-        .find(|n| !cfg.services.contains_key(n.as_str()))
-    {
-        let known: Vec<&str> = cfg.services.keys().map(String::as_str).collect();
-        eprintln!(
-            "runpm: no service named `{unknown}` in {} (services: {})",
-            cfg.source,
-            known.join(", ")
-        );
-        return exit::FAILED;
-    }
-    let state = ipc::resolve_state_dir(
-        &cfg.base_dir,
-        cfg.settings.state_dir.as_deref(),
-        args.state_dir.as_deref(),
-    );
+    let loaded = config::load(&path);
+    // The state directory is found even when the config is broken: its snapshot may be
+    // what runs (last-known-good).
+    let state = match &loaded {
+        Ok(cfg) => ipc::resolve_state_dir(
+            &cfg.base_dir,
+            cfg.settings.state_dir.as_deref(),
+            args.state_dir.as_deref(),
+        ),
+        Err(errors) => match ipc::locate(Some(&path), &cwd, args.state_dir.as_deref()) {
+            Ok(state) if state.state_file.exists() => state,
+            _ => {
+                eprintln!("{errors}");
+                eprintln!("runpm: {path} is invalid; nothing was started");
+                return exit::FAILED;
+            }
+        },
+    };
     if let Err(e) = state.create() {
         eprintln!("runpm: {}", error_chain(&e));
         return exit::FAILED;
@@ -205,10 +210,27 @@ fn up(args: UpArgs) -> u8 {
             return exit::FAILED;
         }
     };
+    if let Ok(cfg) = &loaded
+        && let Some(code) = check_names(cfg, &args.services)
+    {
+        return code;
+    }
     if args.detach {
         // The daemon takes the lock itself; holding it here was only to refuse early.
         drop(lock);
-        return detach(&cfg, &state, &args);
+        return detach(&path, &state, &args);
+    }
+    let startup = match state::startup(&state.state_file, loaded.map_err(|e| e.to_string())) {
+        Ok(startup) => startup,
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("runpm: {path} is invalid; nothing was started");
+            return exit::FAILED;
+        }
+    };
+    let cfg = startup.config;
+    if let Some(code) = check_names(&cfg, &args.services) {
+        return code;
     }
     let ready_pipe = detach::take_ready_pipe();
     // Orphans of a service must come to runpm: when a service's main process dies before
@@ -245,6 +267,7 @@ fn up(args: UpArgs) -> u8 {
         exit_when_default: (!detached).then_some(ExitWhen::AllExited),
         control: Some(Control { state, lock }),
         watch: !args.no_watch,
+        startup: Some((startup.resume, startup.last_known_good)),
         on_ready: ready_pipe
             .map(|pipe| Box::new(move || detach::signal_ready(pipe)) as Box<dyn FnOnce()>),
     };
@@ -257,9 +280,30 @@ fn up(args: UpArgs) -> u8 {
     }
 }
 
+/// `SERVICE…` of `runpm up` must name services of the config.
+fn check_names(cfg: &Config, names: &[String]) -> Option<u8> {
+    let unknown = names
+        .iter()
+        .find(|n| !cfg.services.contains_key(n.as_str()))?;
+    let known: Vec<&str> = cfg.services.keys().map(String::as_str).collect();
+    eprintln!(
+        "runpm: no service named `{unknown}` in {} (services: {})",
+        cfg.source,
+        known.join(", ")
+    );
+    Some(exit::FAILED)
+}
+
+fn current_dir() -> Utf8PathBuf {
+    std::env::current_dir()
+        .ok()
+        .and_then(|p| Utf8PathBuf::from_path_buf(p).ok())
+        .unwrap_or_else(|| Utf8PathBuf::from("."))
+}
+
 /// Starts the daemon in the background with the same settings, resolved to absolute paths.
-fn detach(cfg: &Config, state: &ipc::StateDir, args: &UpArgs) -> u8 {
-    let mut argv: Vec<OsString> = vec!["up".into(), "-f".into(), cfg.source.as_str().into()];
+fn detach(config: &Utf8Path, state: &ipc::StateDir, args: &UpArgs) -> u8 {
+    let mut argv: Vec<OsString> = vec!["up".into(), "-f".into(), config.as_str().into()];
     argv.extend(["--state-dir".into(), state.dir.as_str().into()]);
     if args.no_watch {
         argv.push("--no-watch".into());
@@ -273,8 +317,8 @@ fn detach(cfg: &Config, state: &ipc::StateDir, args: &UpArgs) -> u8 {
         Ok(pid) => {
             println!("runpm is running in the background (pid {pid})");
             println!(
-                "  control: runpmctl -f {}   (socket {})",
-                cfg.source, state.socket
+                "  control: runpmctl -f {config}   (socket {})",
+                state.socket
             );
             println!("  log:     {}", state.daemon_log);
             exit::OK

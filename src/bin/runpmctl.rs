@@ -95,6 +95,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write the state file (the resurrect snapshot) now and print its path
+    Save,
+    /// Bring back what the state file says was running
+    Resurrect,
     /// Show the services' recent output, and follow it with -f
     Logs {
         /// Only these services [default: all]
@@ -225,6 +229,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Status { .. } => {
             let status: StatusResult = decode(result, "status")?;
+            if let Some(errors) = &status.running_from_snapshot {
+                eprintln!(
+                    "runpmctl: runpm is running the last-known-good services from its state file, \
+                     because the config is invalid:\n{errors}"
+                );
+            }
             out = ipc::status_table(&status.services);
         }
         Command::Start(_) | Command::Stop { .. } | Command::Restart(_) => {
@@ -240,6 +250,14 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         // Answered by `logs` above.
         Command::Logs { .. } => {}
+        Command::Save => {
+            let path = result.get("path").and_then(|p| p.as_str()).unwrap_or("?");
+            out = format!("{path}\n");
+        }
+        Command::Resurrect => {
+            let plan: ReloadResult = decode(result, "resurrect")?;
+            out = ipc::reload_plan(&plan);
+        }
         Command::Shutdown { .. } => {
             out = format!("runpm (pid {}) shut down\n", client.hello().daemon_pid);
         }
@@ -278,6 +296,8 @@ fn request(command: &Command) -> Result<Request, Failure> {
             all: t.all,
         },
         Command::Reload { dry_run, .. } => Request::Reload { dry_run: *dry_run },
+        Command::Save => Request::Save,
+        Command::Resurrect => Request::Resurrect,
         Command::Logs {
             names,
             follow,

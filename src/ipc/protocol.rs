@@ -56,6 +56,11 @@ pub enum Request {
         dry_run: bool,
     },
     Shutdown,
+    /// Write the state file now; the reply names it.
+    Save,
+    /// Bring back what the state file says was running (through the planner: running it
+    /// twice changes nothing the second time). Replies as `reload` does.
+    Resurrect,
     /// The last `lines` lines of these services (all when empty), merged by time; with
     /// `follow`, further replies carry new lines as they are printed, until the client
     /// goes away.
@@ -181,6 +186,10 @@ pub struct HelloResult {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusResult {
     pub services: Vec<ServiceInfo>,
+    /// Set while the daemon runs the last-known-good specs from its state file because the
+    /// config could not be loaded at start-up: the config's errors. A valid reload clears it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running_from_snapshot: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -19,6 +19,7 @@ mod error;
 mod file;
 mod identity;
 mod proc;
+mod startup;
 mod store;
 #[cfg(test)]
 mod testing;
@@ -32,4 +33,5 @@ pub use error::{StateError, WriteStep};
 pub use file::{STATE_VERSION, ServiceRecord, StateFile, parse, render, timestamp};
 pub use identity::{Identity, Verified, parse_ns_link, parse_start_time, parse_start_time_bytes};
 pub use proc::{boot_id, pid_ns, start_time, verify};
+pub use startup::{Resume, Startup, Survivor, startup};
 pub use store::{LoadOutcome, MAX_STATE_BYTES, load, move_aside, sweep_temp_files, write_atomic};

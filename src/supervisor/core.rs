@@ -24,11 +24,12 @@ use crate::config::{Config, ExitWhen, KillMode, Settings, Signal, dependency_ord
 use crate::ipc::{ErrorKind, ProtocolError};
 use crate::process::{ExitStatus, Target};
 use crate::reconcile::Desired;
+use crate::state::{Resume, ServiceRecord, Survivor};
 
 use super::event::{Effect, Event, Now};
 use super::exit::{exit_when_fired, failure_code, stuck};
 use super::policy::{self, Decision, Jitter};
-use super::service::{AfterStop, Phase, Service, Stopping, Want};
+use super::service::{AfterStop, Phase, Run, Service, Stopping, Want};
 use super::status::EndReason;
 
 #[derive(Debug, Clone, Copy)]
@@ -54,6 +55,10 @@ pub struct Supervisor {
     exit_code: Option<u8>,
     /// Operator requests that reply once their services got where they were sent.
     waiters: Vec<Waiter>,
+    /// The state file's records as they were when shutdown began.
+    frozen: Option<Vec<ServiceRecord>>,
+    /// Set while running the last-known-good specs because the config is invalid: why.
+    last_known_good: Option<String>,
     jitter: Jitter,
 }
 
@@ -73,24 +78,42 @@ impl Supervisor {
             shutdown: None,
             exit_code: None,
             waiters: Vec::new(),
+            frozen: None,
+            last_known_good: None,
             jitter,
         }
     }
 
-    /// Brings `config` in through the planner, starting `only` (with what they depend on),
-    /// or every `autostart` service when `only` is `None`.
-    pub fn boot(&mut self, config: &Config, only: Option<&[String]>, now: Now) -> Vec<Effect> {
+    /// Brings `config` in through the planner. What starts: `only` (with what they depend
+    /// on) when given; else what the snapshot in `resume` says was running, plus services
+    /// new since the snapshot that are `autostart`; else every `autostart` service.
+    /// Processes that survived the previous daemon are stopped first, then replaced.
+    pub fn boot(
+        &mut self,
+        config: &Config,
+        only: Option<&[String]>,
+        resume: Option<&Resume>,
+        now: Now,
+    ) -> Vec<Effect> {
+        let autostart: Vec<String> = config
+            .services
+            .values()
+            .filter(|s| s.autostart && resume.is_none_or(|r| !r.known.contains(&s.name)))
+            .map(|s| s.name.clone())
+            .collect();
+        let mut roots = autostart;
+        if let Some(resume) = resume {
+            roots.extend(
+                resume
+                    .wanted_up
+                    .iter()
+                    .filter(|n| config.services.contains_key(*n))
+                    .cloned(),
+            );
+        }
         let up: BTreeSet<&str> = match only {
             Some(names) => config.closure(names),
-            None => {
-                let autostart: Vec<String> = config
-                    .services
-                    .values()
-                    .filter(|s| s.autostart)
-                    .map(|s| s.name.clone())
-                    .collect();
-                config.closure(&autostart)
-            }
+            None => config.closure(&roots),
         };
         let desired = config
             .services
@@ -105,8 +128,128 @@ impl Supervisor {
             .collect();
         let mut fx = Vec::new();
         self.apply_plan(&desired, &BTreeSet::new(), now);
+        if let Some(resume) = resume {
+            for (name, svc) in self.services.iter_mut() {
+                svc.restarts = resume.restarts.get(name).copied().unwrap_or(0);
+                svc.stopped_by_operator =
+                    only.is_none() && resume.stopped_by_operator.contains(name);
+            }
+            for survivor in &resume.survivors {
+                self.replace_survivor(survivor, now, &mut fx);
+            }
+        }
         self.drive(now, &mut fx);
         fx
+    }
+
+    /// A process the previous daemon started is still running: it is stopped (and then
+    /// started afresh if it should run). Adopting it instead would keep a process whose
+    /// output pipes died with the old daemon: its next write would kill it with SIGPIPE.
+    fn replace_survivor(&mut self, s: &Survivor, now: Now, fx: &mut Vec<Effect>) {
+        let svc = self.services.entry(s.name.clone()).or_insert_with(|| {
+            // No longer in the config: stop it, then forget it.
+            let mut svc = Service::new(Arc::new(s.spec.clone()), now.wall);
+            svc.removing = true;
+            svc
+        });
+        let mut run = Run::new(s.pid, now.at, now.wall);
+        run.start_time = Some(s.start_time);
+        let then = if svc.want == Want::Up && !svc.removing {
+            AfterStop::Start
+        } else {
+            AfterStop::Stay
+        };
+        let signal = svc.spec.stop_signal;
+        tracing::info!(
+            "{}: pid {} of the previous runpm is still running; stopping it ({}) before {}",
+            s.name,
+            s.pid,
+            signal.name(),
+            if then == AfterStop::Start {
+                "starting a fresh one"
+            } else {
+                "leaving it stopped"
+            }
+        );
+        fx.push(Effect::Signal {
+            service: s.name.clone(),
+            target: run.target(svc.spec.kill_mode),
+            signal,
+        });
+        let deadline = now.at + svc.spec.kill_timeout;
+        svc.set_phase(
+            Phase::Stopping(Stopping {
+                run,
+                deadline,
+                forced: false,
+                main_exit: None,
+                then,
+            }),
+            now.wall,
+        );
+        self.by_pid.insert(s.pid, s.name.clone());
+    }
+
+    /// What the state file records: per service, what it is doing and what proves its
+    /// process is ours. Once runpm shuts down, the snapshot taken as it began stands: what
+    /// was running then is what the next start brings back.
+    pub fn records(&self) -> Vec<ServiceRecord> {
+        if let Some(frozen) = &self.frozen {
+            return frozen.clone();
+        }
+        self.services
+            .iter()
+            .filter(|(_, s)| !s.removing)
+            .map(|(name, s)| {
+                let run = match &s.phase {
+                    Phase::Running(run) => Some(run),
+                    Phase::Stopping(st) if st.main_exit.is_none() => Some(&st.run),
+                    _ => None,
+                };
+                ServiceRecord {
+                    name: name.clone(),
+                    status: s.status().as_str().to_string(),
+                    pid: run.map(|r| r.pid),
+                    pid_start_time: run.and_then(|r| r.start_time),
+                    restarts: s.restarts,
+                    stopped_by_operator: s.stopped_by_operator,
+                    spec: s.spec.as_ref().clone(),
+                }
+            })
+            .collect()
+    }
+
+    /// A cheap fingerprint of what [`Supervisor::records`] would say, to know when the state
+    /// file is out of date without building it; and whether a process appeared or went,
+    /// which makes the write urgent (the window in which a crash would lose a pid).
+    pub fn fingerprint(&self) -> (u64, u64) {
+        use std::hash::{Hash, Hasher};
+        let (mut all, mut pids) = (
+            std::collections::hash_map::DefaultHasher::new(),
+            std::collections::hash_map::DefaultHasher::new(),
+        );
+        self.frozen.is_some().hash(&mut all);
+        for (name, s) in &self.services {
+            name.hash(&mut all);
+            s.status().hash(&mut all);
+            s.pid().hash(&mut all);
+            s.pid().hash(&mut pids);
+            s.restarts.hash(&mut all);
+            s.stopped_by_operator.hash(&mut all);
+            s.removing.hash(&mut all);
+            Arc::as_ptr(&s.spec).hash(&mut all);
+        }
+        (all.finish(), pids.finish())
+    }
+
+    /// The config file or directory in force.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Running the snapshot's specs because the config could not be loaded: why.
+    pub fn set_last_known_good(&mut self, reason: Option<String>) {
+        self.last_known_good = reason;
     }
 
     pub fn services(&self) -> impl Iterator<Item = (&String, &Service)> {
@@ -230,6 +373,9 @@ impl Supervisor {
                 result,
             } => self.on_config(token, dry_run, result, now, &mut fx),
             Event::Request { token, request } => self.on_request(token, request, now, &mut fx),
+            Event::SnapshotLoaded { token, wanted_up } => {
+                self.on_snapshot(token, wanted_up, now, &mut fx)
+            }
             Event::ProbeDone {
                 service,
                 pid,
@@ -474,6 +620,7 @@ impl Supervisor {
     }
 
     fn begin_shutdown(&mut self, now: Now, fx: &mut Vec<Effect>) {
+        self.frozen = Some(self.records());
         for w in std::mem::take(&mut self.waiters) {
             let error = ProtocolError::new(ErrorKind::ShuttingDown, "runpm is shutting down");
             fx.push(Effect::Reply {

@@ -60,6 +60,12 @@ pub enum Event {
         dry_run: bool,
         result: Result<Config, String>,
     },
+    /// Answer to [`Effect::LoadSnapshot`]: the services the state file says were meant to
+    /// run, or why it could not be read.
+    SnapshotLoaded {
+        token: u64,
+        wanted_up: Result<Vec<String>, String>,
+    },
     /// A control request; answered by one [`Effect::Reply`] with the same token.
     Request { token: u64, request: Request },
     /// Answer to [`Effect::Probe`].
@@ -118,6 +124,8 @@ pub enum Effect {
         probe: Probe,
         timeout: Duration,
     },
+    /// Read the state file for `resurrect`; answer with `SnapshotLoaded`.
+    LoadSnapshot { token: u64 },
     /// Read and validate the config file again; answer with `ConfigLoaded`.
     LoadConfig { token: Option<u64>, dry_run: bool },
     /// Answer the control request `token`.

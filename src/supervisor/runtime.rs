@@ -26,7 +26,12 @@ use crate::ipc::{ErrorKind, LogsResult, ProtocolError, Request};
 use crate::logs::{Followed, LineSink, LogHub, Stream, capture};
 use crate::notify::{self, Datagram, NotifySocket};
 use crate::process;
-use crate::state;
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+
+use crate::config::Signal;
+use crate::process::{ExitStatus, Target};
+use crate::state::{self, Coalescer, Resume, StateFile};
 use crate::watch::{DEFAULT_DEBOUNCE, Watcher};
 
 use super::core::Supervisor;
@@ -48,6 +53,8 @@ pub struct RunOptions {
     pub control: Option<Control>,
     /// Watch the config for changes (also subject to `[runpm] watch`).
     pub watch: bool,
+    /// What the state file said, and whether the config is the snapshot's (last-known-good).
+    pub startup: Option<(Option<Resume>, Option<String>)>,
     /// Called once, when every service asked to start has started or settled: a detached
     /// `runpm up -d` returns to the terminal then.
     pub on_ready: Option<Box<dyn FnOnce()>>,
@@ -132,10 +139,35 @@ pub async fn run(config: &Config, mut options: RunOptions) -> Result<u8, RunErro
         probes: Probes::new(internal_tx.clone()),
         internal: internal_tx,
         notify_path: notify.as_ref().map(|n| n.path().to_owned()),
+        survivors: HashMap::new(),
+        state_file: options.control.as_ref().map(|c| c.state.state_file.clone()),
     };
-    let mut effects = sup.boot(config, options.only.as_deref(), Now::real());
+    let (resume, last_known_good) = options.startup.take().unwrap_or((None, None));
+    sup.set_last_known_good(last_known_good);
+    let mut effects = sup.boot(
+        config,
+        options.only.as_deref(),
+        resume.as_ref(),
+        Now::real(),
+    );
+    if let Some(resume) = resume {
+        for survivor in resume.survivors {
+            executor.watch_survivor(survivor.pid, survivor.pidfd);
+        }
+    }
+    let mut persist = options
+        .control
+        .as_ref()
+        .map(|c| Persist::new(c.state.state_file.clone()));
     loop {
-        if let Some(code) = executor.carry_out(&mut sup, effects) {
+        let exit = executor.carry_out(&mut sup, effects);
+        if let Some(persist) = &mut persist {
+            persist.changed(&sup, Now::real().at);
+            if exit.is_some() {
+                let _ = persist.write(&sup, Now::real().at);
+            }
+        }
+        if let Some(code) = exit {
             // Replies handed to connection tasks in this same turn (a `shutdown` with
             // nothing left to stop) must reach their sockets before the runtime goes:
             // those tasks are runnable now, and yielding lets them write.
@@ -150,7 +182,10 @@ pub async fn run(config: &Config, mut options: RunOptions) -> Result<u8, RunErro
         {
             ready();
         }
-        let deadline = sup.next_deadline();
+        let deadline = [sup.next_deadline(), persist.as_ref().and_then(Persist::due)]
+            .into_iter()
+            .flatten()
+            .min();
         let sleep = async {
             match deadline {
                 Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -175,8 +210,15 @@ pub async fn run(config: &Config, mut options: RunOptions) -> Result<u8, RunErro
             _ = sigterm.recv() => vec![Event::Terminate { signal: "SIGTERM" }],
             _ = sigint.recv() => vec![Event::Terminate { signal: "SIGINT" }],
             _ = sighup.recv() => vec![Event::Hangup],
-            () = sleep => vec![Event::Tick],
-            Some(call) = calls.recv() => executor.accept(call, &sup).into_iter().collect(),
+            () = sleep => {
+                if let Some(persist) = &mut persist
+                    && persist.due().is_some_and(|at| at <= std::time::Instant::now())
+                {
+                    let _ = persist.write(&sup, Now::real().at);
+                }
+                vec![Event::Tick]
+            }
+            Some(call) = calls.recv() => executor.accept(call, &sup, persist.as_mut()).into_iter().collect(),
             Some(message) = internal.recv() => match message {
                 Internal::Event(event) => vec![event],
                 Internal::ProbeTimeout(pid) => {
@@ -230,26 +272,94 @@ struct Executor {
     internal: mpsc::UnboundedSender<Internal>,
     /// The sd_notify socket, for the services that want it.
     notify_path: Option<Utf8PathBuf>,
+    /// Processes of an earlier daemon being stopped, with their pidfds.
+    survivors: HashMap<i32, Arc<AsyncFd<OwnedFd>>>,
+    state_file: Option<Utf8PathBuf>,
 }
 
 impl Executor {
+    /// Signals a target; a survivor of an earlier daemon through its pidfd, which cannot
+    /// hit a process that took over its pid.
+    fn signal(&self, target: Target, signal: Signal) -> Result<(), String> {
+        if let Target::Process(pid) = target
+            && let Some(pidfd) = self.survivors.get(&pid)
+        {
+            let sig = rustix::process::Signal::from_named_raw(signal.number())
+                .ok_or_else(|| format!("unknown signal {}", signal.number()))?;
+            return match rustix::process::pidfd_send_signal(pidfd.get_ref(), sig) {
+                Ok(()) => Ok(()),
+                Err(e) if e == rustix::io::Errno::SRCH => Ok(()),
+                Err(e) => Err(e.to_string()),
+            };
+        }
+        target.signal(signal.0).map_err(|e| e.to_string())
+    }
+
+    /// Watches a survivor of an earlier daemon through its pidfd: it is not our child, so
+    /// the reaper never sees it; its pidfd turns readable when it ends.
+    fn watch_survivor(&mut self, pid: i32, pidfd: OwnedFd) {
+        // SAFETY: the AsyncFd owns the pidfd, which stays open until the AsyncFd is dropped.
+        let watched = match unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) } {
+            Ok(fd) => Arc::new(fd),
+            Err(e) => {
+                tracing::warn!(
+                    "cannot watch pid {pid} of the previous runpm: {}",
+                    std::io::Error::from(e)
+                );
+                return;
+            }
+        };
+        self.survivors.insert(pid, watched.clone());
+        let internal = self.internal.clone();
+        tokio::spawn(async move {
+            let _ = watched.readable().await;
+            let _ = internal.send(Internal::Event(Event::ChildExited {
+                pid,
+                status: ExitStatus::Unknown,
+            }));
+        });
+    }
+
     /// Turns a control call into an event, keeping where its reply goes. Log requests are
     /// answered here, from the log hub, without the supervisor.
-    fn accept(&mut self, call: Call, sup: &Supervisor) -> Option<Event> {
-        if let Request::Logs {
-            services,
-            lines,
-            follow,
-        } = call.request
-        {
-            self.logs(services, lines, follow, call.replies, sup);
-            return None;
-        }
+    fn accept(
+        &mut self,
+        call: Call,
+        sup: &Supervisor,
+        persist: Option<&mut Persist>,
+    ) -> Option<Event> {
+        let request = match call.request {
+            Request::Logs {
+                services,
+                lines,
+                follow,
+            } => {
+                self.logs(services, lines, follow, call.replies, sup);
+                return None;
+            }
+            Request::Save => {
+                let reply = match persist {
+                    Some(persist) => match persist.write(sup, std::time::Instant::now()) {
+                        Ok(()) => {
+                            Reply::ok(None, serde_json::json!({ "path": persist.path.as_str() }))
+                        }
+                        Err(e) => Reply::err(None, ProtocolError::new(ErrorKind::Failed, e)),
+                    },
+                    None => Reply::err(
+                        None,
+                        ProtocolError::new(ErrorKind::Failed, "this runpm keeps no state file"),
+                    ),
+                };
+                let _ = call.replies.send(reply);
+                return None;
+            }
+            other => other,
+        };
         self.next_token += 1;
         self.pending.insert(self.next_token, call.replies);
         Some(Event::Request {
             token: self.next_token,
-            request: call.request,
+            request,
         })
     }
 
@@ -422,7 +532,7 @@ impl Executor {
                     target,
                     signal,
                 } => {
-                    if let Err(e) = target.signal(signal.0) {
+                    if let Err(e) = self.signal(target, signal) {
                         tracing::warn!(
                             "{service}: could not send {} to {target:?}: {e}",
                             signal.name()
@@ -432,6 +542,31 @@ impl Executor {
                 }
                 Effect::CheckGroup { service, pgid } => {
                     process::group_is_empty(pgid).then_some(Event::GroupEmpty { service, pgid })
+                }
+                Effect::LoadSnapshot { token } => {
+                    let wanted_up = match &self.state_file {
+                        Some(path) => match state::load(path) {
+                            state::LoadOutcome::Loaded(file) => Ok(file
+                                .services
+                                .iter()
+                                .filter(|r| state::wanted_up(r))
+                                .map(|r| r.name.clone())
+                                .collect()),
+                            state::LoadOutcome::Missing => {
+                                Err(format!("there is no state file at {path}"))
+                            }
+                            state::LoadOutcome::Bad {
+                                error, moved_to, ..
+                            } => Err(format!(
+                                "the state file {path} cannot be used ({error}){}",
+                                moved_to
+                                    .map(|to| format!("; it was moved aside to {to}"))
+                                    .unwrap_or_default()
+                            )),
+                        },
+                        None => Err("this runpm keeps no state file".into()),
+                    };
+                    Some(Event::SnapshotLoaded { token, wanted_up })
                 }
                 Effect::LoadConfig { token, dry_run } => {
                     let result = config::load(&self.source).map_err(|e| e.to_string());
@@ -487,6 +622,71 @@ fn attribute_notification(sup: &Supervisor, datagram: Datagram) -> Option<Event>
                 datagram.uid
             );
             None
+        }
+    }
+}
+
+/// Keeps `state.json` equal to what runs: coalesced writes, retried when they fail.
+struct Persist {
+    path: Utf8PathBuf,
+    coalescer: Coalescer,
+    /// The fingerprint of what was last handed to the coalescer.
+    seen: Option<(u64, u64)>,
+    boot_id: String,
+    pid_ns: String,
+}
+
+impl Persist {
+    fn new(path: Utf8PathBuf) -> Persist {
+        Persist {
+            path,
+            coalescer: Coalescer::new(),
+            seen: None,
+            boot_id: state::boot_id().unwrap_or_default(),
+            pid_ns: state::pid_ns().unwrap_or_default(),
+        }
+    }
+
+    /// Notes whether what runs changed since the last look. A process that appeared or
+    /// went makes the write urgent: until it is written, a crash of runpm would lose it.
+    fn changed(&mut self, sup: &Supervisor, now: std::time::Instant) {
+        let print = sup.fingerprint();
+        match self.seen {
+            Some(seen) if seen == print => {}
+            Some(seen) if seen.1 == print.1 => self.coalescer.mark_dirty(now),
+            _ => self.coalescer.mark_urgent(now),
+        }
+        self.seen = Some(print);
+    }
+
+    fn due(&self) -> Option<std::time::Instant> {
+        self.coalescer.due()
+    }
+
+    fn write(&mut self, sup: &Supervisor, now: std::time::Instant) -> Result<(), String> {
+        let doc = StateFile {
+            version: state::STATE_VERSION,
+            boot_id: self.boot_id.clone(),
+            pid_ns: self.pid_ns.clone(),
+            written_at: state::timestamp(std::time::SystemTime::now()),
+            daemon_pid: std::process::id(),
+            config: sup.source().to_string(),
+            cleaned_boot: None,
+            services: sup.records(),
+        };
+        let ticket = self.coalescer.begin(now);
+        match state::write_atomic(&self.path, &doc) {
+            Ok(()) => {
+                self.coalescer.written(ticket, now);
+                Ok(())
+            }
+            Err(e) => {
+                self.coalescer.failed(ticket, now);
+                let message = format!("cannot write the state file {}: {e}", self.path);
+                // Supervision goes on; the write is retried with a growing delay.
+                tracing::warn!("{message}; retrying");
+                Err(message)
+            }
         }
     }
 }

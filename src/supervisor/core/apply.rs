@@ -157,7 +157,14 @@ impl Supervisor {
             return;
         }
         let config = match result {
-            Ok(config) => config,
+            Ok(config) => {
+                if self.last_known_good.take().is_some() {
+                    tracing::info!(
+                        "the config is valid again: leaving the last-known-good snapshot"
+                    );
+                }
+                config
+            }
             Err(message) => {
                 tracing::error!(
                     "reload: the configuration is invalid; nothing was changed:\n{message}"
@@ -234,6 +241,77 @@ impl Supervisor {
         if let Some(token) = token {
             self.waiters
                 .push(Waiter::new(token, targets, now.wall, Some(value)));
+        }
+    }
+}
+
+impl Supervisor {
+    /// `resurrect`: what the snapshot says was meant to run is started, through the planner,
+    /// so a second resurrect changes nothing. The reply waits as a reload's does.
+    pub(super) fn on_snapshot(
+        &mut self,
+        token: u64,
+        wanted_up: Result<Vec<String>, String>,
+        now: Now,
+        fx: &mut Vec<Effect>,
+    ) {
+        let wanted = match wanted_up {
+            Ok(wanted) => wanted,
+            Err(message) => {
+                fx.push(Effect::Reply {
+                    token,
+                    reply: Err(ProtocolError::new(ErrorKind::Failed, message)),
+                });
+                return;
+            }
+        };
+        let mut desired = self.desired_now();
+        let known: Vec<String> = wanted
+            .into_iter()
+            .filter(|n| desired.contains_key(n))
+            .collect();
+        let as_config = Config {
+            source: self.source.clone().into(),
+            base_dir: "/".into(),
+            settings: self.settings.clone(),
+            services: desired
+                .iter()
+                .map(|(n, d)| (n.clone(), d.spec.as_ref().clone()))
+                .collect(),
+        };
+        for name in as_config.closure(&known) {
+            if let Some(d) = desired.get_mut(name) {
+                d.up = true;
+            }
+        }
+        let plan = reconcile::plan(&desired, &self.observed(), &BTreeSet::new());
+        let unchanged = reconcile::unchanged(&desired, &plan);
+        let result = reconcile::describe(&plan, unchanged, false, &self.source);
+        for action in &plan {
+            tracing::info!("resurrect: {}", describe_action(action));
+        }
+        let targets: Vec<(String, Op)> = plan
+            .iter()
+            .filter_map(|a| match a {
+                Action::Start { name } => Some((name.clone(), Op::Start)),
+                Action::Restart { name, .. } => Some((name.clone(), Op::Restart)),
+                _ => None,
+            })
+            .collect();
+        for (name, _) in &targets {
+            if let Some(svc) = self.services.get_mut(name) {
+                svc.stopped_by_operator = false;
+            }
+        }
+        self.apply(plan, &desired, now);
+        match serde_json::to_value(result) {
+            Ok(value) => self
+                .waiters
+                .push(Waiter::new(token, targets, now.wall, Some(value))),
+            Err(e) => fx.push(Effect::Reply {
+                token,
+                reply: Err(ProtocolError::new(ErrorKind::Failed, e.to_string())),
+            }),
         }
     }
 }

@@ -146,8 +146,9 @@ impl Supervisor {
                     });
                 }
             }
-            // Log requests are answered by the runtime from the log hub, never here.
-            Request::Logs { .. } => {
+            Request::Resurrect => fx.push(Effect::LoadSnapshot { token }),
+            // Logs and saves are answered by the runtime, never here.
+            Request::Logs { .. } | Request::Save => {
                 let error = ProtocolError::new(ErrorKind::BadRequest, "logs cannot be served here");
                 reply(fx, Err(error));
             }
@@ -296,8 +297,12 @@ impl Supervisor {
             .filter_map(|n| self.services.get(n))
             .map(|s| service_info(s, now))
             .collect();
-        serde_json::to_value(StatusResult { services })
-            .unwrap_or_else(|_| json!({ "services": [] }))
+        let running_from_snapshot = self.last_known_good.clone();
+        serde_json::to_value(StatusResult {
+            services,
+            running_from_snapshot,
+        })
+        .unwrap_or_else(|_| json!({ "services": [] }))
     }
 
     /// Replies to every waiter whose services got where they were sent.

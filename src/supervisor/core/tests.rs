@@ -75,7 +75,7 @@ impl Harness {
 
     fn start_all(&mut self) -> Vec<Effect> {
         let now = self.now();
-        self.sup.boot(&self.cfg, None, now)
+        self.sup.boot(&self.cfg, None, None, now)
     }
 
     /// Answers every spawn in `fx` with success, repeatedly, like the runtime does.
@@ -670,7 +670,7 @@ fn boot_defines_every_service_and_starts_only_the_selection() {
     let mut h = Harness::new(vec![spec("a"), dep("b", &["a"]), spec("c"), off]);
     let now = h.now();
     let cfg = h.cfg.clone();
-    let fx = h.sup.boot(&cfg, Some(&["b".to_string()]), now);
+    let fx = h.sup.boot(&cfg, Some(&["b".to_string()]), None, now);
     assert_eq!(spawned(&fx), ["a"]);
     assert_eq!(h.status("c"), Status::Stopped);
     assert_eq!(h.status("off"), Status::Stopped);
