@@ -259,6 +259,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
             out = ipc::reload_plan(&plan);
         }
         Command::Shutdown { .. } => {
+            // Done when the daemon is gone: its connection closes as it exits.
+            client.wait_closed(cli.timeout)?;
             out = format!("runpm (pid {}) shut down\n", client.hello().daemon_pid);
         }
     }

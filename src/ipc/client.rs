@@ -214,6 +214,17 @@ impl Client {
         }
     }
 
+    /// Waits until the daemon closes the connection (it exits after `shutdown`), up to
+    /// `timeout`.
+    pub fn wait_closed(&mut self, timeout: Duration) -> Result<(), ClientError> {
+        match self.read_reply(u64::MAX, Instant::now() + timeout, timeout) {
+            Err(ClientError::Disconnected) => Ok(()),
+            Err(e) => Err(e),
+            // Nothing else is in flight; anything that arrives is not for us.
+            Ok(_) => self.wait_closed(timeout),
+        }
+    }
+
     /// Reads replies until the one for `id`. A reply with a null id is the daemon's answer
     /// to something it could not attribute (a refusal, an unreadable request): since the
     /// client has one request in flight, it is the answer to this one. Replies with other

@@ -83,17 +83,17 @@ pub fn startup(state_file: &Utf8Path, config: Result<Config, String>) -> Result<
                 (Some(to), _) => tracing::error!(
                     "the state file {state_file} cannot be used ({}); it was moved aside to {to} and \
                      runpm starts from the config",
-                    chain(&error)
+                    chain(error.reason())
                 ),
                 (None, Some(e)) => tracing::error!(
                     "the state file {state_file} cannot be used ({}), and moving it aside failed ({}); \
                      runpm starts from the config",
-                    chain(&error),
+                    chain(error.reason()),
                     chain(&e)
                 ),
                 (None, None) => tracing::error!(
                     "the state file {state_file} cannot be used ({}); runpm starts from the config",
-                    chain(&error)
+                    chain(error.reason())
                 ),
             }
             None

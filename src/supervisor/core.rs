@@ -184,6 +184,7 @@ impl Supervisor {
                 forced: false,
                 main_exit: None,
                 then,
+                orphaned: true,
             }),
             now.wall,
         );
@@ -478,7 +479,15 @@ impl Supervisor {
             }
             Phase::Stopping(stop) => {
                 stop.main_exit = Some(status);
-                if svc.spec.kill_mode == KillMode::Group && !stop.forced {
+                if svc.spec.kill_mode == KillMode::Group && stop.orphaned {
+                    let pgid = stop.run.pgid;
+                    fx.push(Effect::Signal {
+                        service: name.clone(),
+                        target: Target::Group(pgid),
+                        signal: SIGKILL,
+                    });
+                    self.finish_stop(&name, now);
+                } else if svc.spec.kill_mode == KillMode::Group && !stop.forced {
                     fx.push(Effect::CheckGroup {
                         service: name.clone(),
                         pgid: stop.run.pgid,
@@ -669,6 +678,7 @@ impl Supervisor {
                         forced: true,
                         main_exit: None,
                         then: AfterStop::Stay,
+                        orphaned: false,
                     }),
                     now.wall,
                 );
@@ -709,6 +719,7 @@ impl Supervisor {
             forced: false,
             main_exit: None,
             then,
+            orphaned: false,
         };
         svc.set_phase(Phase::Stopping(stop), now.wall);
     }
@@ -725,10 +736,12 @@ impl Supervisor {
             .main_exit
             .unwrap_or(ExitStatus::Signal(NixSignal::SIGKILL as i32));
         let uptime = now.at.saturating_duration_since(stop.run.started);
-        svc.record_exit(stop.run.pid, status, now.wall, uptime, EndReason::Stopped);
+        svc.record_exit(stop.run.pid, status, now.wall, uptime, EndReason::Stopped); // A survivor of an earlier daemon ends with a status nobody can know: it ended after
+        // the stop signal, which is all a clean stop asks.
         let clean = !stop.forced
             && (policy::is_success(&svc.spec, status)
-                || status == ExitStatus::Signal(svc.spec.stop_signal.number()));
+                || status == ExitStatus::Signal(svc.spec.stop_signal.number())
+                || stop.orphaned && status == ExitStatus::Unknown);
         if clean {
             tracing::info!("{name}: stopped");
         } else {

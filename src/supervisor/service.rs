@@ -110,6 +110,10 @@ pub struct Stopping {
     /// The main process has ended; in group mode the rest of the group may linger.
     pub main_exit: Option<ExitStatus>,
     pub then: AfterStop,
+    /// The process is not runpm's child (a survivor of an earlier daemon): leftovers in its
+    /// group become zombies only init can reap, so their end is never seen. Its stop ends
+    /// with the main process, and whatever is left of the group is killed.
+    pub orphaned: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
