@@ -112,7 +112,16 @@ fn fake_daemon(state: &StateDir) {
             tokio::spawn(runpm::ipc::serve(listener, info, tx));
             ready_tx.send(()).unwrap();
             while let Some(call) = calls.recv().await {
+                let shutdown = matches!(call.request, Request::Shutdown);
                 call.replies.send(respond(call.request)).unwrap();
+                if shutdown {
+                    // Like the real daemon: the reply is written, then the daemon is gone
+                    // and its connections close (runpmctl waits for that).
+                    for _ in 0..8 {
+                        tokio::task::yield_now().await;
+                    }
+                    break;
+                }
             }
         });
     });
