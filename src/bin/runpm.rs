@@ -13,7 +13,7 @@ use std::ffi::OsString;
 use runpm::config::{self, Config, ExitWhen};
 use runpm::detach;
 use runpm::ipc;
-use runpm::logs::{Console, EventFormat, LineSink, LogHub};
+use runpm::logs::{Console, EventFormat, JsonFormat, LineSink, LogHub};
 use runpm::process;
 use runpm::state;
 use runpm::supervisor::{self, Control, RunOptions};
@@ -32,8 +32,21 @@ mod exit {
     about = "Declarative process supervisor: keeps services.toml running"
 )]
 struct Cli {
+    /// How runpm writes its own events: `text` (stderr, or the daemon log), `json` (one
+    /// object per line), `journald` (structured, to the journal), or `auto`: journald when
+    /// runpm runs as a systemd service whose output goes to the journal, else text
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto, env = "RUNPM_LOG_FORMAT")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Auto,
+    Text,
+    Json,
+    Journald,
 }
 
 #[derive(clap::Args)]
@@ -92,7 +105,7 @@ fn main() -> ExitCode {
             });
         }
     };
-    init_tracing();
+    init_tracing(cli.log_format);
     ExitCode::from(match cli.command {
         Command::Validate { file } => validate(file),
         Command::Up {
@@ -110,11 +123,14 @@ fn main() -> ExitCode {
             no_watch,
             no_color,
             services,
+            log_format: cli.log_format,
         }),
     })
 }
 
-fn init_tracing() {
+fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::prelude::*;
+
     let level = match std::env::var("RUNPM_LOG").as_deref() {
         Ok("debug") => tracing::Level::DEBUG,
         Ok("trace") => tracing::Level::TRACE,
@@ -122,18 +138,42 @@ fn init_tracing() {
         Ok("error") => tracing::Level::ERROR,
         _ => tracing::Level::INFO,
     };
+    // journald only where it is known to be there and reading: a journal that stops
+    // reading blocks every log call, which for a supervisor (or PID 1) means no reaping.
+    let under_journal = std::env::var_os("JOURNAL_STREAM").is_some()
+        && std::path::Path::new("/run/systemd/journal/socket").exists();
+    let format = match format {
+        LogFormat::Auto if under_journal => LogFormat::Journald,
+        LogFormat::Auto => LogFormat::Text,
+        other => other,
+    };
+    if format == LogFormat::Journald {
+        match tracing_journald::layer() {
+            Ok(journal) => {
+                let filter = tracing_subscriber::filter::LevelFilter::from_level(level);
+                tracing_subscriber::registry()
+                    .with(journal.with_syslog_identifier("runpm".into()))
+                    .with(filter)
+                    .init();
+                return;
+            }
+            Err(e) => eprintln!("runpm: the journal cannot be used ({e}); logging to stderr"),
+        }
+    }
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level);
+    if format == LogFormat::Json {
+        builder.with_ansi(false).event_format(JsonFormat).init();
+        return;
+    }
     let terminal = std::io::stderr().is_terminal();
-    let format = EventFormat {
+    let text = EventFormat {
         ansi: terminal && std::env::var_os("NO_COLOR").is_none(),
         timestamps: !terminal,
     };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_max_level(level)
-        // The field formatter colours by itself unless told: a daemon log must be plain.
-        .with_ansi(format.ansi)
-        .event_format(format)
-        .init();
+    // The field formatter colours by itself unless told: a daemon log must be plain.
+    builder.with_ansi(text.ansi).event_format(text).init();
 }
 
 /// Finds and loads the config, printing every diagnostic on failure.
@@ -170,6 +210,7 @@ struct UpArgs {
     no_watch: bool,
     no_color: bool,
     services: Vec<String>,
+    log_format: LogFormat,
 }
 
 fn up(args: UpArgs) -> u8 {
@@ -309,6 +350,9 @@ fn detach(config: &Utf8Path, state: &ipc::StateDir, args: &UpArgs) -> u8 {
         argv.push("--no-watch".into());
     }
     argv.push("--no-color".into());
+    if let Some(format) = clap::ValueEnum::to_possible_value(&args.log_format) {
+        argv.extend(["--log-format".into(), format.get_name().into()]);
+    }
     if !args.services.is_empty() {
         argv.push("--".into());
         argv.extend(args.services.iter().map(OsString::from));

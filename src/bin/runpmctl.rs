@@ -235,7 +235,17 @@ fn run(cli: Cli) -> Result<(), Failure> {
                      because the config is invalid:\n{errors}"
                 );
             }
-            out = ipc::status_table(&status.services);
+            // Named services are shown in detail (exit history included); all of them, as a
+            // table.
+            out = match &cli.command {
+                Command::Status { names, .. } if !names.is_empty() => status
+                    .services
+                    .iter()
+                    .map(ipc::service_detail)
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                _ => ipc::status_table(&status.services),
+            };
         }
         Command::Start(_) | Command::Stop { .. } | Command::Restart(_) => {
             let status: StatusResult = decode(result, "the command")?;

@@ -174,6 +174,52 @@ pub fn log_lines(batch: &crate::ipc::LogsResult, timestamps: bool) -> String {
     out
 }
 
+/// One service in detail, for `runpmctl status NAME`: its state, why it failed or when it
+/// starts next, what it last reported over sd_notify, and its recent exits with the lines
+/// each run printed last (most recent first).
+pub fn service_detail(s: &ServiceInfo) -> String {
+    let mut out = format!("{} ({})\n", s.name, s.status);
+    let mut field = |key: &str, value: String| out.push_str(&format!("  {key:<10} {value}\n"));
+    if let Some(pid) = s.pid {
+        let uptime = s
+            .uptime_ms
+            .map(|ms| format!(", up {}", format_uptime(Duration::from_millis(ms))));
+        field("pid", format!("{pid}{}", uptime.unwrap_or_default()));
+    }
+    field("since", s.since.clone());
+    field("restarts", s.restarts.to_string());
+    if let Some(reason) = &s.reason {
+        field("reason", reason.clone());
+    }
+    if let Some(next) = &s.next_start {
+        field("next start", next.clone());
+    }
+    if let Some(text) = &s.status_text {
+        field("notify", text.clone());
+    }
+    if s.stopped_by_operator {
+        field("stopped", "by the operator".into());
+    }
+    if s.exits.is_empty() {
+        return out;
+    }
+    out.push_str("  exits (most recent first):\n");
+    for e in s.exits.iter().rev() {
+        let how = match (e.code, &e.signal) {
+            _ if e.reason == "spawn-failed" => "could not start".to_string(),
+            (Some(code), _) => format!("code {code}"),
+            (None, Some(signal)) => signal.clone(),
+            (None, None) => "status unknown".to_string(),
+        };
+        let ran = format_uptime(Duration::from_millis(e.uptime_ms));
+        out.push_str(&format!("    {}  {how} after {ran} ({})\n", e.at, e.reason));
+        for line in &e.last_lines {
+            out.push_str(&format!("      | {line}\n"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,6 +249,33 @@ mod tests {
             reason: reason.into(),
             last_lines: vec![],
         }
+    }
+
+    #[test]
+    fn detail_shows_exits_with_their_last_lines_most_recent_first() {
+        let mut s = service("worker", "backoff", None);
+        s.restarts = 2;
+        s.next_start = Some("2026-11-22T04:00:01.000Z".into());
+        for (code, line) in [(1, "first crash"), (3, "out of cheese")] {
+            s.exits.push(ExitInfo {
+                code: Some(code),
+                signal: None,
+                at: format!("2026-11-22T04:00:0{code}.000Z"),
+                uptime_ms: 1500,
+                reason: "exited".into(),
+                last_lines: vec![line.into()],
+            });
+        }
+        let text = service_detail(&s);
+        assert!(text.starts_with("worker (backoff)\n"), "{text}");
+        assert!(
+            text.contains("  next start 2026-11-22T04:00:01.000Z\n"),
+            "{text}"
+        );
+        let newest = text.find("code 3 after 1s").unwrap();
+        let oldest = text.find("code 1 after 1s").unwrap();
+        assert!(newest < oldest, "{text}");
+        assert!(text.contains("      | out of cheese\n"), "{text}");
     }
 
     #[test]

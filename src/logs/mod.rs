@@ -11,7 +11,7 @@ mod tail;
 
 pub use capture::{LineSink, MAX_LINE, Stream, capture};
 pub use console::Console;
-pub use events::EventFormat;
+pub use events::{EventFormat, JsonFormat};
 pub use file::{LogFile, LogFileError, check_name, stream_marker};
 pub use hub::{FOLLOW_BUFFER, Followed, Follower, LogHub, LogLine};
 pub use tail::{TAIL_BYTES, TAIL_LINES, Tail, TailLine};
