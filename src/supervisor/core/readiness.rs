@@ -206,7 +206,7 @@ impl Supervisor {
         let Some(svc) = self.services.get(name) else {
             return;
         };
-        let Phase::Running(run) = svc.phase else {
+        let Phase::Running(mut run) = svc.phase else {
             tracing::debug!("{name}: sd_notify message from {sender} while not running; ignored");
             return;
         };
@@ -254,6 +254,8 @@ impl Supervisor {
                     if let Some(r) = self.run_mut(name, run.pid) {
                         r.pid = pid;
                     }
+                    // Later assignments of this datagram speak of the new main process.
+                    run.pid = pid;
                 }
                 Notification::Errno(errno) => {
                     tracing::warn!("{name}: reports errno {errno} (sd_notify)")

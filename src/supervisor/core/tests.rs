@@ -1046,3 +1046,256 @@ fn a_failed_service_rearms_after_its_cooldown() {
         (Status::Running, Status::Running)
     );
 }
+
+// ---- readiness, health, watchdog, sd_notify -------------------------------------------
+
+use crate::config::{Health, Probe, Ready};
+use crate::notify::Notification;
+use crate::supervisor::Purpose;
+
+fn probes(fx: &[Effect]) -> Vec<(&str, Purpose)> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Probe {
+                service, purpose, ..
+            } => Some((service.as_str(), *purpose)),
+            _ => None,
+        })
+        .collect()
+}
+
+impl Harness {
+    fn probe_done(&mut self, name: &str, purpose: Purpose, ok: bool) -> Vec<Effect> {
+        let pid = self.sup.service(name).unwrap().pid().unwrap();
+        let ev = Event::ProbeDone {
+            service: name.into(),
+            pid,
+            purpose,
+            ok,
+            detail: "d".into(),
+        };
+        self.sup.handle(ev, self.now())
+    }
+
+    fn notify(&mut self, name: &str, notes: Vec<Notification>) -> Vec<Effect> {
+        let pid = self.sup.service(name).unwrap().pid().unwrap();
+        let ev = Event::Notified {
+            service: name.into(),
+            sender: pid,
+            notifications: notes,
+        };
+        self.sup.handle(ev, self.now())
+    }
+}
+
+#[test]
+fn a_dependent_waits_for_readiness_not_for_the_spawn() {
+    let mut db = spec("db");
+    db.ready = Some(Ready::Tcp("127.0.0.1:5432".into()));
+    let mut h = Harness::new(vec![db, dep("web", &["db"])]);
+    let fx = h.start_all();
+    h.settle(fx);
+    assert_eq!(
+        h.sup.next_deadline(),
+        Some(h.t0),
+        "the first probe is due at once"
+    );
+    let fx = h.tick();
+    assert_eq!(probes(&fx), [("db", Purpose::Ready)]);
+    assert_eq!(h.status("db"), Status::Starting);
+    assert_eq!(h.status("web"), Status::Starting);
+    assert!(
+        h.sup.service("web").unwrap().pid().is_none(),
+        "web is not spawned yet"
+    );
+    // A failed probe is retried on a timer, not in a loop.
+    let fx = h.probe_done("db", Purpose::Ready, false);
+    assert!(probes(&fx).is_empty());
+    let fx = h.tick();
+    assert_eq!(probes(&fx), [("db", Purpose::Ready)]);
+    let fx = h.probe_done("db", Purpose::Ready, true);
+    assert_eq!(spawned(&fx), ["web"]);
+    assert_eq!(h.status("db"), Status::Running);
+}
+
+#[test]
+fn a_missed_ready_timeout_fails_the_run_and_the_policy_decides() {
+    let mut s = spec("slow");
+    s.ready = Some(Ready::Notify);
+    s.ready_timeout = Duration::from_secs(2);
+    s.restart = RestartPolicy::Never;
+    let mut h = Harness::new(vec![s]);
+    let fx = h.start_all();
+    h.settle(fx);
+    let pid = h.pid("slow");
+    let fx = h.tick();
+    assert_eq!(h.elapsed, Duration::from_secs(2));
+    assert_eq!(signals(&fx), [("slow", Target::Group(pid), Nix::SIGTERM)]);
+    let fx = h.obey(fx);
+    assert_eq!(h.status("slow"), Status::Failed);
+    match &h.sup.service("slow").unwrap().phase {
+        Phase::Failed { reason, .. } => assert!(reason.contains("not ready within 2s"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    let _ = fx;
+}
+
+#[test]
+fn ready_timeout_under_on_failure_restarts() {
+    let mut s = spec("slow");
+    s.ready = Some(Ready::Log("listening".into()));
+    s.ready_timeout = Duration::from_secs(1);
+    let mut h = Harness::new(vec![s]);
+    let fx = h.start_all();
+    h.settle(fx);
+    let fx = h.tick();
+    h.obey(fx);
+    assert_eq!(h.status("slow"), Status::Backoff);
+}
+
+#[test]
+fn notify_ready_status_and_watchdog() {
+    let mut s = spec("redis");
+    s.ready = Some(Ready::Notify);
+    s.watchdog = Some(Duration::from_secs(3));
+    let mut h = Harness::new(vec![s]);
+    let fx = h.start_all();
+    h.settle(fx);
+    h.notify("redis", vec![Notification::Status("loading".into())]);
+    assert_eq!(h.status("redis"), Status::Starting);
+    h.advance(Duration::from_secs(1));
+    h.notify(
+        "redis",
+        vec![Notification::Ready, Notification::Status("ready".into())],
+    );
+    assert_eq!(h.status("redis"), Status::Running);
+    assert_eq!(
+        h.sup.service("redis").unwrap().status_text.as_deref(),
+        Some("ready")
+    );
+    // Pings push the deadline out; a missing ping stops the run.
+    h.advance(Duration::from_secs(2));
+    h.notify("redis", vec![Notification::Watchdog]);
+    assert_eq!(h.sup.next_deadline(), Some(h.t0 + Duration::from_secs(6)));
+    let pid = h.pid("redis");
+    let fx = h.tick();
+    assert_eq!(signals(&fx), [("redis", Target::Group(pid), Nix::SIGTERM)]);
+}
+
+#[test]
+fn health_checks_restart_after_retries_failures() {
+    let mut s = spec("web");
+    s.health = Some(Health {
+        probe: Probe::Tcp("127.0.0.1:80".into()),
+        interval: Duration::from_secs(10),
+        timeout: Duration::from_secs(1),
+        retries: 3,
+    });
+    let mut h = Harness::new(vec![s]);
+    let fx = h.start_all();
+    h.settle(fx);
+    assert_eq!(
+        h.status("web"),
+        Status::Running,
+        "no ready: running at once"
+    );
+    let pid = h.pid("web");
+    for round in 1..=3 {
+        let fx = h.tick();
+        assert_eq!(probes(&fx), [("web", Purpose::Health)], "round {round}");
+        let fx = h.probe_done("web", Purpose::Health, round == 1);
+        if round < 3 {
+            assert!(signals(&fx).is_empty());
+        }
+    }
+    // Round 1 passed (resetting the count), so two failures are not three: one more.
+    let fx = h.tick();
+    assert_eq!(probes(&fx), [("web", Purpose::Health)]);
+    let fx = h.probe_done("web", Purpose::Health, false);
+    assert_eq!(signals(&fx), [("web", Target::Group(pid), Nix::SIGTERM)]);
+}
+
+#[test]
+fn a_stale_probe_answer_is_ignored() {
+    let mut s = spec("a");
+    s.ready = Some(Ready::Exec(vec!["true".into()]));
+    let mut h = Harness::new(vec![s]);
+    let fx = h.start_all();
+    h.settle(fx);
+    let ev = Event::ProbeDone {
+        service: "a".into(),
+        pid: 4242,
+        purpose: Purpose::Ready,
+        ok: true,
+        detail: String::new(),
+    };
+    h.sup.handle(ev, h.now());
+    assert_eq!(h.status("a"), Status::Starting, "4242 is not a's process");
+}
+
+#[test]
+fn mainpid_moves_the_tracked_process() {
+    let mut s = spec("forker");
+    s.ready = Some(Ready::Notify);
+    let mut h = Harness::new(vec![s]);
+    let fx = h.start_all();
+    h.settle(fx);
+    let first = h.pid("forker");
+    h.notify(
+        "forker",
+        vec![Notification::MainPid(9000), Notification::Ready],
+    );
+    assert_eq!(h.pid("forker"), 9000);
+    // The parent that forked exits: not the service's end.
+    let fx = h.sup.handle(
+        Event::ChildExited {
+            pid: first,
+            status: ExitStatus::Code(0),
+        },
+        h.now(),
+    );
+    assert!(signals(&fx).is_empty());
+    assert_eq!(h.status("forker"), Status::Running);
+}
+
+#[test]
+fn the_crash_report_keeps_the_last_lines_whenever_they_arrive() {
+    let mut h = Harness::new(vec![spec("a"), spec("b")]);
+    let fx = h.start_all();
+    h.settle(fx);
+    // a: the lines come after the exit; b: before it.
+    let a = h.pid("a");
+    h.exit("a", ExitStatus::Code(3));
+    let lines = vec!["boom".to_string()];
+    h.sup.handle(
+        Event::OutputClosed {
+            service: "a".into(),
+            pid: a,
+            last_lines: lines.clone(),
+        },
+        h.now(),
+    );
+    let b = h.pid("b");
+    h.sup.handle(
+        Event::OutputClosed {
+            service: "b".into(),
+            pid: b,
+            last_lines: lines.clone(),
+        },
+        h.now(),
+    );
+    h.exit("b", ExitStatus::Code(3));
+    for name in ["a", "b"] {
+        assert_eq!(
+            h.sup
+                .service(name)
+                .unwrap()
+                .exits
+                .back()
+                .unwrap()
+                .last_lines,
+            lines,
+            "{name}"
+        );
+    }
+}
