@@ -142,6 +142,9 @@ pub async fn run(config: &Config, mut options: RunOptions) -> Result<u8, RunErro
         survivors: HashMap::new(),
         state_file: options.control.as_ref().map(|c| c.state.state_file.clone()),
     };
+    // When a service manager started runpm (systemd Type=notify), it hears from runpm too.
+    let parent = notify::Parent::from_env();
+    let (mut told_ready, mut told_stopping) = (false, false);
     let (resume, last_known_good) = options.startup.take().unwrap_or((None, None));
     sup.set_last_known_good(last_known_good);
     let mut effects = sup.boot(
@@ -177,10 +180,21 @@ pub async fn run(config: &Config, mut options: RunOptions) -> Result<u8, RunErro
             executor.drain().await;
             return Ok(code);
         }
-        if !sup.is_starting()
-            && let Some(ready) = options.on_ready.take()
-        {
-            ready();
+        if !sup.is_starting() && !told_ready {
+            told_ready = true;
+            if let Some(ready) = options.on_ready.take() {
+                ready();
+            }
+            if let Some(parent) = &parent {
+                let running = sup.services().filter(|(_, s)| s.pid().is_some()).count();
+                parent.send(&format!("READY=1\nSTATUS={running} services running"));
+            }
+        }
+        if sup.is_shutting_down() && !told_stopping {
+            told_stopping = true;
+            if let Some(parent) = &parent {
+                parent.send("STOPPING=1\nSTATUS=stopping services");
+            }
         }
         let deadline = [sup.next_deadline(), persist.as_ref().and_then(Persist::due)]
             .into_iter()
