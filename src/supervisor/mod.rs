@@ -10,8 +10,6 @@ mod probes;
 mod runtime;
 mod service;
 mod status;
-#[cfg(test)]
-pub(crate) mod testing;
 
 pub use self::core::Supervisor;
 pub use event::{Effect, Event, Now, Purpose};
