@@ -18,7 +18,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -120,7 +120,11 @@ fn bad_files(p: &Project) -> Vec<PathBuf> {
     let mut found: Vec<PathBuf> = std::fs::read_dir(p.file(".runpm"))
         .map(|dir| {
             dir.filter_map(|e| e.ok())
-                .filter(|e| e.file_name().to_string_lossy().starts_with("state.json.bad-"))
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with("state.json.bad-")
+                })
                 .map(|e| e.path())
                 .collect()
         })
@@ -142,11 +146,6 @@ fn this_pid_ns() -> String {
     link.trim_start_matches("pid:[")
         .trim_end_matches(']')
         .to_owned()
-}
-
-/// The part of the daemon's log written after `from` bytes.
-fn log_since(daemon: &Daemon, from: usize) -> String {
-    daemon.log().get(from..).unwrap_or_default().to_owned()
 }
 
 /// Stops the daemon in order (`runpmctl shutdown --yes`) and waits until it is gone.
@@ -233,8 +232,9 @@ impl Stranger {
         );
         p.wait_growth("stranger.ticks", 3, secs(5));
         let state = proc_state(self.pid);
+        // Alive and not stopped (`D` is a short wait for the disk while it writes a tick).
         assert!(
-            matches!(state, Some('S' | 'R')),
+            matches!(state, Some('S' | 'R' | 'D')),
             "{context}: the stranger should be running, not {state:?}"
         );
         assert_eq!(
@@ -584,4 +584,812 @@ fn crash_loop_never_duplicates_or_loses_a_service() {
         daemon.describe()
     );
     drop(daemon);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reboot: the boot gate
+// ---------------------------------------------------------------------------------------------
+
+/// Three quiet services; the tests stop `gamma` as the operator.
+fn three(p: &Project) -> String {
+    format!(
+        "{}{}{}",
+        quiet(p, "alpha", ""),
+        quiet(p, "beta", ""),
+        quiet(p, "gamma", "")
+    )
+}
+
+/// Runs alpha, beta and gamma, stops gamma as the operator, and waits until the state file
+/// says so. Returns the daemon.
+fn run_three_with_gamma_stopped(p: &Project) -> Daemon {
+    p.config(&three(p));
+    let daemon = p.up_detached(&[]);
+    running(p, &["alpha", "beta", "gamma"]);
+    p.ctl_ok(&["stop", "gamma"]);
+    wait_state(p, secs(5), |s| {
+        record(s, "gamma")["stopped_by_operator"] == true
+            && ["alpha", "beta"]
+                .iter()
+                .all(|n| record(s, n)["status"] == "running")
+    });
+    daemon
+}
+
+/// After a reboot (another boot id, or another pid namespace): a recorded pid that now
+/// belongs to a live stranger (with its real start time, so only the boot gate protects
+/// it) is never signalled; what was running runs again; what the operator stopped stays
+/// stopped.
+fn reboot(field: &str) {
+    let p = Project::new(secs(60));
+    let _strays = p.stray_guard();
+    let daemon = run_three_with_gamma_stopped(&p);
+    shutdown(&p, &daemon);
+    drop(daemon);
+    // The frozen snapshot still says what ran when the shutdown began.
+    let mut state = read_state(&p);
+    for name in ["alpha", "beta"] {
+        assert_eq!(record(&state, name)["status"], "running", "{state:#}");
+        assert!(record(&state, name)["pid"].is_i64(), "{state:#}");
+    }
+    for name in ["alpha", "beta", "gamma"] {
+        assert!(copies(&p, name).is_empty(), "{name} should be gone");
+    }
+
+    // "Reboot": another boot id or pid namespace, and alpha's pid now names a stranger,
+    // down to its start time.
+    let stranger = Stranger::start(&p);
+    state[field] = Value::from(match field {
+        "boot_id" => "00000000-0000-4000-8000-000000000000",
+        _ => "4026531000",
+    });
+    let alpha = record_mut(&mut state, "alpha");
+    alpha["pid"] = Value::from(stranger.pid);
+    alpha["pid_start_time"] = Value::from(stranger.start_time);
+    write_state(&p, &state);
+
+    let daemon = p.up_detached(&[]);
+    let pids = running(&p, &["alpha", "beta"]);
+    assert_ne!(pids["alpha"], stranger.pid);
+    stranger.assert_untouched(&p, "after a start on a new boot");
+    assert_one_copy_each(&p, &["alpha", "beta"], "after a reboot");
+    assert!(copies(&p, "gamma").is_empty(), "gamma should stay stopped");
+    let gamma = &p.services()["gamma"];
+    assert_eq!(gamma["status"], "stopped", "{gamma}");
+    assert_eq!(gamma["stopped_by_operator"], true, "{gamma}");
+
+    let log = daemon.wait_for_log("the machine rebooted", secs(5));
+    assert!(
+        log.contains("none will be signalled"),
+        "the log should say that no recorded pid is signalled\n{log}"
+    );
+    assert!(
+        !log.contains("recorded pid"),
+        "no recorded pid is even looked at on a new boot\n{log}"
+    );
+    // The daemon now writes this boot's identity.
+    wait_state(&p, secs(5), |s| {
+        s["boot_id"] == this_boot_id().as_str() && s["pid_ns"] == this_pid_ns().as_str()
+    });
+
+    // A crash and a second start on this boot: no second cleanup, and the same services.
+    daemon.crash();
+    let daemon = p.up_detached(&[]);
+    running(&p, &["alpha", "beta"]);
+    assert_one_copy_each(&p, &["alpha", "beta"], "after a second start");
+    assert!(copies(&p, "gamma").is_empty(), "gamma should stay stopped");
+    stranger.assert_untouched(&p, "after a second start");
+    let log = daemon.log();
+    assert_eq!(
+        log.matches("the machine rebooted").count(),
+        1,
+        "the reboot cleanup is reported once\n{log}"
+    );
+}
+
+#[test]
+fn reboot_with_another_boot_id_signals_no_recorded_pid_and_resurrects() {
+    reboot("boot_id");
+}
+
+#[test]
+fn reboot_into_another_pid_namespace_signals_no_recorded_pid_and_resurrects() {
+    reboot("pid_ns");
+}
+
+/// The reboot cleanup is written to the file at once (`cleaned_boot`), before anything else
+/// happens: a start that goes no further (here: a foreground `runpm up` that refuses an
+/// unknown service name after the state was read) leaves it recorded, and the next start
+/// on the same boot does not report it again but still resurrects.
+#[test]
+fn the_reboot_cleanup_is_recorded_once_per_boot() {
+    let p = Project::new(secs(60));
+    let _strays = p.stray_guard();
+    let daemon = run_three_with_gamma_stopped(&p);
+    shutdown(&p, &daemon);
+    drop(daemon);
+    let mut state = read_state(&p);
+    state["boot_id"] = Value::from("00000000-0000-4000-8000-000000000000");
+    write_state(&p, &state);
+    assert_eq!(state["cleaned_boot"], Value::Null);
+
+    // An invalid config and an unknown name: runpm reads the state (last-known-good),
+    // records the cleanup, and then refuses the name.
+    let good = p.read("services.toml");
+    p.config(&format!("{good}\nthis is not toml\n"));
+    let file = p.file("services.toml");
+    let refused = p.run(
+        &["up", "-f", file.to_str().unwrap(), "no-such-service"],
+        COMMAND_LIMIT,
+    );
+    assert_eq!(refused.code(), Some(1), "{refused:?}");
+    assert!(
+        refused.stderr.contains("the machine rebooted"),
+        "the first start on the new boot reports the cleanup\n{}",
+        refused.describe()
+    );
+    let state = read_state(&p);
+    assert_eq!(state["cleaned_boot"], this_boot_id().as_str(), "{state:#}");
+    assert_eq!(
+        state["boot_id"], "00000000-0000-4000-8000-000000000000",
+        "the snapshot itself is kept for the resurrection"
+    );
+    assert_eq!(record(&state, "alpha")["status"], "running", "{state:#}");
+
+    p.config(&good);
+    let daemon = p.up_detached(&[]);
+    running(&p, &["alpha", "beta"]);
+    assert_one_copy_each(&p, &["alpha", "beta"], "resurrected");
+    assert!(copies(&p, "gamma").is_empty(), "gamma should stay stopped");
+    let log = daemon.log();
+    assert!(
+        !log.contains("the machine rebooted"),
+        "the cleanup was already recorded for this boot\n{log}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Same boot: the daemon crashed
+// ---------------------------------------------------------------------------------------------
+
+/// A recorded pid that is alive but started at another time (the pid was reused) is not
+/// ours: it is never signalled, and the service is started afresh.
+#[test]
+fn a_reused_pid_is_never_signalled_and_the_service_starts_afresh() {
+    let p = Project::new(secs(60));
+    let _strays = p.stray_guard();
+    p.config(&format!(
+        "{}{}",
+        quiet(&p, "alpha", ""),
+        quiet(&p, "beta", "")
+    ));
+    let daemon = p.up_detached(&[]);
+    let pids = running(&p, &["alpha", "beta"]);
+    wait_state(&p, secs(5), |s| {
+        record(s, "alpha")["pid"] == pids["alpha"] && record(s, "beta")["pid"] == pids["beta"]
+    });
+    daemon.crash();
+    // alpha's process ended while no daemon watched, and its pid went to a stranger.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pids["alpha"]),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill alpha");
+    assert!(wait_dead(pids["alpha"], secs(5)));
+    let stranger = Stranger::start(&p);
+    let mut state = read_state(&p);
+    assert_eq!(state["boot_id"], this_boot_id().as_str());
+    let alpha = record_mut(&mut state, "alpha");
+    alpha["pid"] = Value::from(stranger.pid);
+    alpha["pid_start_time"] = Value::from(stranger.start_time + 1);
+    write_state(&p, &state);
+
+    let daemon = p.up_detached(&[]);
+    let now = running(&p, &["alpha", "beta"]);
+    assert_ne!(now["alpha"], stranger.pid);
+    stranger.assert_untouched(&p, "a recorded pid with another start time");
+    assert_one_copy_each(&p, &["alpha", "beta"], "after the restart");
+    let log = daemon.wait_for_log("alpha: recorded pid", secs(5));
+    let line = log
+        .lines()
+        .find(|l| l.contains("alpha: recorded pid"))
+        .unwrap_or_default();
+    assert!(
+        line.contains(&stranger.pid.to_string())
+            && line.contains("another process")
+            && line.contains("not signalled"),
+        "the log should say why the recorded pid was left alone: {line}"
+    );
+}
+
+/// kill -9 of the daemon: its services outlive it. The next daemon replaces each survivor
+/// (stops it through its pidfd, then starts a fresh copy: the old one's output pipes died
+/// with the old daemon), so that at no moment do two copies run, also for a survivor that
+/// ignores SIGTERM and must be killed; what the operator stopped stays stopped.
+#[test]
+fn after_a_daemon_crash_survivors_are_replaced_never_doubled() {
+    let p = Project::new(secs(60));
+    let _strays = p.stray_guard();
+    // beta ignores SIGTERM (the ignored disposition survives the exec of sleep).
+    let beta = format!(
+        "[services.beta]\nshell = 'trap \"\" TERM; exec sleep 1000000'\n\
+         env = {{ {MARKER} = \"{}\" }}\nkill_timeout = \"1s\"\n",
+        marker(&p, "beta")
+    );
+    p.config(&format!(
+        "{}{beta}{}",
+        quiet(&p, "alpha", ""),
+        quiet(&p, "gamma", "")
+    ));
+    let daemon = p.up_detached(&[]);
+    let old = running(&p, &["alpha", "beta", "gamma"]);
+    p.ctl_ok(&["stop", "gamma"]);
+    wait_state(&p, secs(5), |s| {
+        record(s, "gamma")["stopped_by_operator"] == true
+            && record(s, "alpha")["pid"] == old["alpha"]
+            && record(s, "beta")["pid"] == old["beta"]
+    });
+    daemon.crash();
+    for name in ["alpha", "beta"] {
+        assert!(is_alive(old[name]), "{name} outlives the daemon's crash");
+    }
+
+    // Count the copies all along the replacement, from before the new daemon starts until
+    // both services run their fresh copy.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let done = done.clone();
+        let markers: Vec<(String, String)> = ["alpha", "beta"]
+            .iter()
+            .map(|n| (n.to_string(), marker(&p, n)))
+            .collect();
+        std::thread::spawn(move || {
+            let mut most: BTreeMap<String, usize> = BTreeMap::new();
+            while !done.load(std::sync::atomic::Ordering::Acquire) {
+                for (name, m) in &markers {
+                    let n = processes_with_env(MARKER, m).len();
+                    let e = most.entry(name.clone()).or_default();
+                    *e = (*e).max(n);
+                }
+            }
+            most
+        })
+    };
+    let daemon = p.up_detached(&[]);
+    let new = wait_for_some(secs(10), || {
+        let pids = p.pids();
+        let alpha = pids.get("alpha").copied().flatten()?;
+        let beta = pids.get("beta").copied().flatten()?;
+        (alpha != old["alpha"] && beta != old["beta"] && is_alive(alpha) && is_alive(beta))
+            .then_some((alpha, beta))
+    })
+    .unwrap_or_else(|| panic!("alpha and beta were not replaced\n{}", daemon.describe()));
+    done.store(true, std::sync::atomic::Ordering::Release);
+    let most = watcher.join().expect("the counting thread");
+    assert_eq!(
+        most.values().copied().max(),
+        Some(1),
+        "never two copies of a service at once: {most:?}"
+    );
+    assert!(!is_alive(old["alpha"]) && !is_alive(old["beta"]));
+    assert_eq!(copies(&p, "alpha"), vec![new.0]);
+    assert_eq!(copies(&p, "beta"), vec![new.1]);
+    assert!(copies(&p, "gamma").is_empty(), "gamma should stay stopped");
+    let gamma = &p.services()["gamma"];
+    assert_eq!(gamma["stopped_by_operator"], true, "{gamma}");
+    let log = daemon.log();
+    for name in ["alpha", "beta"] {
+        let said = format!(
+            "{name}: pid {} of the previous runpm is still running",
+            old[name]
+        );
+        assert!(log.contains(&said), "the log should say `{said}`\n{log}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bad state files
+// ---------------------------------------------------------------------------------------------
+
+/// Each unusable state file: the daemon starts from the config, the file is kept aside
+/// byte for byte under `state.json.bad-<stamp>`, and the log says why.
+#[test]
+fn a_bad_state_file_is_moved_aside_and_runpm_starts_from_the_config() {
+    let p = Project::new(secs(90));
+    let _strays = p.stray_guard();
+    // gamma does not start by itself: a state file that was acted upon would start it.
+    p.config(&format!(
+        "{}{}",
+        quiet(&p, "alpha", ""),
+        quiet(&p, "gamma", "autostart = false")
+    ));
+    let daemon = p.up_detached(&[]);
+    running(&p, &["alpha"]);
+    p.ctl_ok(&["start", "gamma"]);
+    let snapshot_pids = running(&p, &["alpha", "gamma"]);
+    wait_state(&p, secs(5), |s| {
+        record(s, "gamma")["pid"] == snapshot_pids["gamma"]
+    });
+    shutdown(&p, &daemon);
+    drop(daemon);
+    let valid = std::fs::read(state_path(&p)).expect("a state file");
+    let value: Value = serde_json::from_slice(&valid).expect("JSON");
+    assert_eq!(record(&value, "gamma")["status"], "running");
+
+    let mut version_7 = value.clone();
+    version_7["version"] = Value::from(7);
+    let mut wrong_type = value.clone();
+    record_mut(&mut wrong_type, "alpha")["pid"] = Value::from("4242");
+    let mut wrong_bool = value.clone();
+    record_mut(&mut wrong_bool, "gamma")["stopped_by_operator"] = Value::from("no");
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("truncated", valid[..valid.len() / 2].to_vec(), "truncated"),
+        ("not JSON", b"pid=4242\n".to_vec(), "not JSON at line 1"),
+        (
+            "version 7",
+            serde_json::to_vec(&version_7).unwrap(),
+            "unsupported version 7",
+        ),
+        (
+            "a pid that is a string",
+            serde_json::to_vec(&wrong_type).unwrap(),
+            "services[0].pid: expected an integer or null, found a string",
+        ),
+        (
+            "a flag that is a string",
+            serde_json::to_vec(&wrong_bool).unwrap(),
+            "stopped_by_operator: expected true or false, found a string",
+        ),
+        ("empty", Vec::new(), "the file is empty"),
+    ];
+    for (what, bytes, reason) in cases {
+        std::fs::write(state_path(&p), &bytes).unwrap();
+        let before = bad_files(&p);
+        let daemon = p.up_detached(&[]);
+        check_bad_file_start(&p, &daemon, what, reason, &before);
+        let kept = new_bad_file(&p, &before, what);
+        assert_eq!(
+            std::fs::read(&kept).unwrap(),
+            bytes,
+            "{what}: the bad file is kept byte for byte"
+        );
+        shutdown(&p, &daemon);
+    }
+
+    // A symlink planted at the path, to a state file elsewhere that says gamma runs.
+    let elsewhere = p.file("elsewhere.json");
+    std::fs::write(&elsewhere, &valid).unwrap();
+    std::fs::remove_file(state_path(&p)).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, state_path(&p)).unwrap();
+    let before = bad_files(&p);
+    let daemon = p.up_detached(&[]);
+    check_bad_file_start(&p, &daemon, "a symlink", "is a symlink", &before);
+    let kept = new_bad_file(&p, &before, "a symlink");
+    assert_eq!(
+        std::fs::read_link(&kept).ok().as_deref(),
+        Some(elsewhere.as_path()),
+        "the link itself is moved aside"
+    );
+    assert_eq!(
+        std::fs::read(&elsewhere).unwrap(),
+        valid,
+        "the file the link pointed to is intact"
+    );
+    let meta = std::fs::symlink_metadata(state_path(&p)).unwrap();
+    assert!(meta.file_type().is_file(), "a new, real state file");
+}
+
+/// The daemon started from the config after a bad state file: alpha runs, gamma (which only
+/// the bad file said was running) does not, the log names the reason and where the file
+/// went, and a fresh state file is written.
+fn check_bad_file_start(
+    p: &Project,
+    daemon: &Daemon,
+    what: &str,
+    reason: &str,
+    before: &[PathBuf],
+) {
+    running(p, &["alpha"]);
+    assert_one_copy_each(p, &["alpha"], what);
+    let gamma = &p.services()["gamma"];
+    assert_eq!(gamma["status"], "stopped", "{what}: {gamma}");
+    assert!(
+        copies(p, "gamma").is_empty(),
+        "{what}: gamma must not start"
+    );
+    let kept = new_bad_file(p, before, what);
+    let log = daemon.wait_for_log("cannot be used", secs(5));
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("cannot be used"))
+        .unwrap_or_default();
+    assert!(
+        line.contains(reason),
+        "{what}: the log should say {reason:?}: {line}"
+    );
+    assert!(
+        line.contains(&format!("moved aside to {}", kept.display())),
+        "{what}: the log should say where the file went: {line}"
+    );
+    assert!(
+        line.contains("starts from the config"),
+        "{what}: the log should say what runpm does: {line}"
+    );
+    wait_state(p, secs(5), |s| record(s, "alpha")["status"] == "running");
+}
+
+fn new_bad_file(p: &Project, before: &[PathBuf], what: &str) -> PathBuf {
+    let new: Vec<PathBuf> = bad_files(p)
+        .into_iter()
+        .filter(|f| !before.contains(f))
+        .collect();
+    assert_eq!(
+        new.len(),
+        1,
+        "{what}: one new state.json.bad-* file: {new:?}"
+    );
+    new.into_iter().next().unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Last-known-good
+// ---------------------------------------------------------------------------------------------
+
+/// An invalid config at start-up: runpm runs the snapshot's specs, says so loudly (log,
+/// `status` on stderr, `status --json`), and the next valid reload returns to the config.
+#[test]
+fn an_invalid_config_at_start_runs_the_last_known_good_snapshot() {
+    let p = Project::new(secs(60));
+    let _strays = p.stray_guard();
+    let daemon = run_three_with_gamma_stopped(&p);
+    shutdown(&p, &daemon);
+    drop(daemon);
+    let good = p.read("services.toml");
+    p.config(&format!("{good}\n[services.broken\ncmd = 1\n"));
+    assert_eq!(
+        p.run(
+            &["validate", "-f", p.file("services.toml").to_str().unwrap()],
+            COMMAND_LIMIT
+        )
+        .code(),
+        Some(1),
+        "the config is invalid"
+    );
+
+    let daemon = p.up_detached(&[]);
+    running(&p, &["alpha", "beta"]);
+    assert_one_copy_each(&p, &["alpha", "beta"], "from the snapshot");
+    assert!(copies(&p, "gamma").is_empty(), "gamma stays stopped");
+    let log = daemon.wait_for_log("THE CONFIG IS INVALID", secs(5));
+    assert!(log.contains("last-known-good"), "{log}");
+    assert!(
+        log.contains("services.toml:"),
+        "the log names the error: {log}"
+    );
+
+    let status = p.ctl(&["status"]);
+    assert_eq!(status.code(), Some(0), "{}", status.describe());
+    assert!(
+        status.stderr.contains("last-known-good") && status.stderr.contains("services.toml:"),
+        "`status` warns on stderr\n{}",
+        status.describe()
+    );
+    assert!(
+        !status.stdout.contains("last-known-good"),
+        "the table stays clean"
+    );
+    let json = p.status_json();
+    let why = json["running_from_snapshot"]
+        .as_str()
+        .unwrap_or_else(|| panic!("`status --json` should have running_from_snapshot: {json:#}"));
+    assert!(why.contains("services.toml:"), "{why}");
+
+    // A fixed config, with alpha changed: the reload returns to the config.
+    let old_alpha = p.running_pid("alpha", secs(5));
+    p.config(&good.replacen("1000000", "1000002", 1));
+    let plan = p.ctl_ok(&["reload"]);
+    assert!(plan.contains("~ alpha restarted"), "{plan}");
+    let json = p.status_json();
+    assert!(
+        json.get("running_from_snapshot").is_none(),
+        "back on the config: {json:#}"
+    );
+    let status = p.ctl(&["status"]);
+    assert!(
+        !status.stderr.contains("last-known-good"),
+        "{}",
+        status.describe()
+    );
+    let alpha = p.running_pid("alpha", secs(5));
+    assert_ne!(alpha, old_alpha);
+    let cmdline = std::fs::read(format!("/proc/{alpha}/cmdline")).unwrap();
+    assert_eq!(
+        cmdline, b"sleep\x001000002\x00",
+        "the config's version of alpha runs"
+    );
+    assert_eq!(p.services()["gamma"]["status"], "stopped");
+}
+
+// ---------------------------------------------------------------------------------------------
+// save and resurrect
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn save_writes_now_and_prints_the_path() {
+    let p = Project::new(secs(60));
+    let _strays = p.stray_guard();
+    p.config(&format!(
+        "{}{}",
+        quiet(&p, "alpha", ""),
+        quiet(&p, "beta", "")
+    ));
+    let daemon = p.up_detached(&[]);
+    let pids = running(&p, &["alpha", "beta"]);
+    // Gone while the daemon runs: save writes it again at once.
+    std::fs::remove_file(state_path(&p)).unwrap();
+    let printed = p.ctl_ok(&["save"]);
+    assert_eq!(
+        printed.trim_end(),
+        daemon.state_dir().join("state.json").to_str().unwrap(),
+        "`save` prints the state file's path"
+    );
+    let state = read_state(&p);
+    for (name, pid) in &pids {
+        assert_eq!(record(&state, name)["pid"], *pid, "{state:#}");
+    }
+}
+
+/// `runpmctl resurrect` starts what the file says was running, through the planner: a
+/// second run changes nothing. It follows the file, and the file keeps the operator's stops.
+#[test]
+fn resurrect_starts_what_the_file_says_ran_and_is_idempotent() {
+    let p = Project::new(secs(60));
+    let _strays = p.stray_guard();
+    let daemon = run_three_with_gamma_stopped(&p);
+    let pids = running(&p, &["alpha", "beta"]);
+
+    // Everything the file wants already runs, and gamma was stopped by the operator.
+    let out = p.ctl_ok(&["resurrect"]);
+    assert!(!out.contains('+'), "nothing to start:\n{out}");
+    assert!(out.contains("= 3 unchanged"), "{out}");
+    assert!(
+        copies(&p, "gamma").is_empty(),
+        "the operator's stop is kept"
+    );
+
+    // A snapshot that says gamma was running (and not stopped by the operator), as after a
+    // daemon that ran it: resurrect starts it.
+    let mut state = read_state(&p);
+    let gamma = record_mut(&mut state, "gamma");
+    gamma["status"] = Value::from("running");
+    gamma["stopped_by_operator"] = Value::from(false);
+    write_state(&p, &state);
+    let out = p.ctl_ok(&["resurrect"]);
+    assert!(out.contains("+ gamma started"), "{out}");
+    assert!(out.contains("= 2 unchanged"), "{out}");
+    running(&p, &["gamma"]);
+    let pids_after: BTreeMap<String, i32> = running(&p, &["alpha", "beta", "gamma"]);
+    assert_eq!(pids_after["alpha"], pids["alpha"]);
+    assert_eq!(pids_after["beta"], pids["beta"]);
+
+    // Again: idempotent.
+    let out = p.ctl_ok(&["resurrect"]);
+    assert!(
+        !out.contains('+'),
+        "the second resurrect starts nothing:\n{out}"
+    );
+    assert!(out.contains("= 3 unchanged"), "{out}");
+    assert_eq!(running(&p, &["alpha", "beta", "gamma"]), pids_after);
+    assert_one_copy_each(&p, &["alpha", "beta", "gamma"], "after two resurrects");
+
+    // After `stop --all --yes` the file says every service was stopped by the operator:
+    // resurrect starts nothing.
+    p.ctl_ok(&["stop", "--all", "--yes"]);
+    wait_state(&p, secs(5), |s| {
+        ["alpha", "beta", "gamma"]
+            .iter()
+            .all(|n| record(s, n)["stopped_by_operator"] == true)
+    });
+    let out = p.ctl_ok(&["resurrect"]);
+    assert!(
+        !out.contains('+'),
+        "nothing starts after stop --all:\n{out}"
+    );
+    for name in ["alpha", "beta", "gamma"] {
+        assert!(copies(&p, name).is_empty(), "{name} stays stopped");
+    }
+
+    // Without a state file there is nothing to resurrect from: an error, not a silent no-op.
+    std::fs::remove_file(state_path(&p)).unwrap();
+    let out = p.ctl(&["resurrect"]);
+    assert_eq!(out.code(), Some(1), "{}", out.describe());
+    assert!(out.stderr.contains("no state file"), "{}", out.describe());
+    drop(daemon);
+}
+
+/// `runpmctl shutdown` freezes the snapshot as the shutdown begins: the next `runpm up`
+/// brings back what ran, not the "stopped" of the shutdown itself.
+#[test]
+fn shutdown_then_up_brings_back_what_was_running() {
+    let p = Project::new(secs(60));
+    let _strays = p.stray_guard();
+    let daemon = run_three_with_gamma_stopped(&p);
+    shutdown(&p, &daemon);
+    drop(daemon);
+    let state = read_state(&p);
+    assert_eq!(record(&state, "alpha")["status"], "running", "{state:#}");
+    let daemon = p.up_detached(&[]);
+    running(&p, &["alpha", "beta"]);
+    assert_one_copy_each(&p, &["alpha", "beta"], "after shutdown and up");
+    assert!(copies(&p, "gamma").is_empty(), "gamma stays stopped");
+    assert_eq!(p.services()["gamma"]["stopped_by_operator"], true);
+    drop(daemon);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The file's format
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn the_state_file_holds_the_documented_fields_and_follows_every_change() {
+    let p = Project::new(secs(60));
+    let _strays = p.stray_guard();
+    p.config(&format!(
+        "{}{}",
+        quiet(&p, "alpha", ""),
+        quiet(&p, "beta", "")
+    ));
+    let daemon = p.up_detached(&[]);
+    let pids = running(&p, &["alpha", "beta"]);
+    let state = wait_state(&p, secs(5), |s| {
+        pids.iter().all(|(n, pid)| record(s, n)["pid"] == *pid)
+    });
+
+    let mode = std::fs::metadata(state_path(&p))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o7777;
+    assert_eq!(mode, 0o600, "state.json's mode");
+    assert_eq!(state["version"], 1);
+    assert_eq!(state["boot_id"], this_boot_id().as_str());
+    assert_eq!(state["pid_ns"], this_pid_ns().as_str());
+    assert_eq!(state["daemon_pid"], daemon.pid());
+    assert_eq!(state["config"], p.file("services.toml").to_str().unwrap());
+    let written_at = state["written_at"].as_str().expect("written_at");
+    assert!(
+        humantime::parse_rfc3339(written_at).is_ok(),
+        "written_at is RFC 3339: {written_at}"
+    );
+    for (name, pid) in &pids {
+        let r = record(&state, name);
+        assert_eq!(r["status"], "running", "{r}");
+        assert_eq!(
+            r["pid_start_time"],
+            start_time(*pid).unwrap(),
+            "{name}: field 22"
+        );
+        assert_eq!(r["restarts"], 0, "{r}");
+        assert_eq!(r["stopped_by_operator"], false, "{r}");
+        assert_eq!(r["spec"]["name"], name.as_str(), "{r}");
+        assert_eq!(
+            r["spec"]["command"]["argv"][0], "sleep",
+            "the resolved spec: {r}"
+        );
+        assert_eq!(r["spec"]["env"][MARKER], marker(&p, name), "{r}");
+    }
+
+    // A stop by the operator is written down.
+    p.ctl_ok(&["stop", "beta"]);
+    let state = wait_state(&p, secs(5), |s| record(s, "beta")["status"] == "stopped");
+    let beta = record(&state, "beta");
+    assert_eq!(beta["stopped_by_operator"], true, "{beta}");
+    assert_eq!(beta["pid"], Value::Null, "{beta}");
+
+    // A restart is written down with the new pid and its start time.
+    p.ctl_ok(&["restart", "alpha"]);
+    let alpha = p.running_pid("alpha", secs(5));
+    assert_ne!(alpha, pids["alpha"]);
+    let state = wait_state(&p, secs(5), |s| record(s, "alpha")["pid"] == alpha);
+    assert_eq!(
+        record(&state, "alpha")["pid_start_time"],
+        start_time(alpha).unwrap()
+    );
+    // Whole files only: no temporary file is left beside it.
+    let leftovers: Vec<String> = std::fs::read_dir(p.file(".runpm"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("state.json") && n != "state.json")
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Write failures
+// ---------------------------------------------------------------------------------------------
+
+/// Config for the write-failure tests: a quiet service and one that restarts every 100 ms,
+/// so that there is always something new to write.
+fn with_restarts(p: &Project) -> String {
+    format!(
+        "{}[services.crasher]\ncmd = [\"sh\", \"-c\", \"sleep 0.1; exit 1\"]\n\
+         restart = \"always\"\nrestart_delay = \"0s\"\nmax_restarts = 1000000\n",
+        quiet(p, "alpha", "")
+    )
+}
+
+/// Replaces state.json by a directory: every write fails at its rename.
+fn block_state_writes(p: &Project) {
+    std::fs::remove_file(state_path(p)).unwrap();
+    std::fs::create_dir(state_path(p)).unwrap();
+}
+
+/// Failed writes never stop supervision: services keep running and restarting, commands
+/// work, the log says the write failed and is retried, and once the path is usable again the
+/// file is written again.
+#[test]
+fn a_failing_state_write_never_stops_supervision() {
+    let p = Project::new(secs(60));
+    let _strays = p.stray_guard();
+    p.config(&with_restarts(&p));
+    let daemon = p.up_detached(&[]);
+    let alpha = p.running_pid("alpha", secs(5));
+    wait_state(&p, secs(5), |s| record(s, "alpha")["pid"] == alpha);
+
+    block_state_writes(&p);
+    let log = daemon.wait_for_log("cannot write the state file", secs(10));
+    let line = log
+        .lines()
+        .find(|l| l.contains("cannot write the state file"))
+        .unwrap_or_default();
+    assert!(line.contains("retr"), "the log says it is retried: {line}");
+
+    // Supervision goes on: crasher keeps being restarted, alpha keeps running, and commands
+    // work (a `save` reports the failure instead of pretending).
+    let restarts = |p: &Project| p.services()["crasher"]["restarts"].as_u64().unwrap();
+    let before = restarts(&p);
+    assert!(
+        wait_for(secs(10), || restarts(&p) >= before + 5),
+        "crasher should keep restarting while writes fail\n{}",
+        daemon.describe()
+    );
+    assert!(is_alive(alpha));
+    p.ctl_ok(&["restart", "alpha"]);
+    let alpha = p.running_pid("alpha", secs(5));
+    assert_one_copy_each(&p, &["alpha"], "while writes fail");
+    let save = p.ctl(&["save"]);
+    assert_eq!(save.code(), Some(1), "{}", save.describe());
+    assert!(save.stderr.contains("cannot write"), "{}", save.describe());
+    assert!(daemon.is_alive());
+
+    // The path is usable again: the retry writes the file, with what runs now.
+    std::fs::remove_dir(state_path(&p)).unwrap();
+    let state = wait_state(&p, secs(10), |s| record(s, "alpha")["pid"] == alpha);
+    assert_eq!(state["version"], 1);
+}
+
+/// A failed write's log line says what the system said (disk full, read-only, is a
+/// directory…), not only which step failed: the operator must be able to tell the causes
+/// apart.
+#[test]
+fn a_failing_state_write_logs_the_system_error() {
+    let p = Project::new(secs(30));
+    let _strays = p.stray_guard();
+    p.config(&with_restarts(&p));
+    let daemon = p.up_detached(&[]);
+    let alpha = p.running_pid("alpha", secs(5));
+    wait_state(&p, secs(5), |s| record(s, "alpha")["pid"] == alpha);
+    block_state_writes(&p);
+    let log = daemon.wait_for_log("cannot write the state file", secs(10));
+    let line = log
+        .lines()
+        .find(|l| l.contains("cannot write the state file"))
+        .unwrap_or_default();
+    // rename(2) of a file over a directory: EISDIR.
+    assert!(
+        line.contains("Is a directory"),
+        "the log line should carry the OS error: {line}"
+    );
 }

@@ -286,6 +286,14 @@ impl Daemon {
                 "the daemon {} survived SIGKILL",
                 self.pid
             );
+            // The main thread turns zombie before the other threads have finished exiting
+            // and closed the shared files: only then is the single-instance lock free.
+            let lock = self.state_dir.join("lock");
+            assert!(
+                super::wait_for(COMMAND_LIMIT, || lock_is_free(&lock)),
+                "the lock {lock:?} is still held after the daemon {} died",
+                self.pid
+            );
         }
         self.leave_services = true;
     }
@@ -354,6 +362,14 @@ pub fn kill_processes_in(dir: &Path) {
         }
         super::wait_for(secs(1), || processes_in(dir).is_empty());
     }
+}
+
+/// Whether nobody holds the flock on `path` (taken and released at once to find out).
+fn lock_is_free(path: &Path) -> bool {
+    let Ok(file) = std::fs::File::open(path) else {
+        return true;
+    };
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).is_ok()
 }
 
 fn own_pgid() -> i32 {

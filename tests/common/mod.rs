@@ -793,7 +793,9 @@ pub fn has_env(pid: i32, key: &str, value: &str) -> bool {
         return false;
     };
     let wanted = format!("{key}={value}");
-    environ.split(|&b| b == 0).any(|entry| entry == wanted.as_bytes())
+    environ
+        .split(|&b| b == 0)
+        .any(|entry| entry == wanted.as_bytes())
 }
 
 /// Every live process on the machine whose environment holds `KEY=VALUE`: how the tests
