@@ -11,7 +11,8 @@
 //! test fails before the next daemon's guard takes them over.
 //!
 //! The crash loop prints its figures: `cargo nextest run --no-capture --test state crash_loop`
-//! (`RUNPM_CRASH_SEED` and `RUNPM_CRASH_ITERATIONS` override the defaults).
+//! (`RUNPM_CRASH_SEED`, `RUNPM_CRASH_ITERATIONS` and `RUNPM_CRASH_MOMENTS` override the
+//! defaults).
 
 mod common;
 
@@ -456,6 +457,20 @@ fn crash_loop_never_duplicates_or_loses_a_service() {
     let iterations = env_number("RUNPM_CRASH_ITERATIONS", 40).max(30);
     let p = Project::new(secs(170.max(iterations * 4)));
     let _strays = p.stray_guard();
+    // `RUNPM_CRASH_MOMENTS=0,3` limits the kills to some moments (indexes into MOMENTS).
+    let moments: Vec<usize> = match std::env::var("RUNPM_CRASH_MOMENTS") {
+        Ok(list) => list
+            .split(',')
+            .map(|m| {
+                m.trim()
+                    .parse()
+                    .ok()
+                    .filter(|&m| m < MOMENTS.len())
+                    .unwrap_or_else(|| panic!("RUNPM_CRASH_MOMENTS: bad moment {m:?}"))
+            })
+            .collect(),
+        Err(_) => (0..MOMENTS.len()).collect(),
+    };
     let mut rng = Rng(seed);
     let mut generation = [0u32; 3];
     p.config(&crash_loop_config(&p, &generation));
@@ -465,7 +480,7 @@ fn crash_loop_never_duplicates_or_loses_a_service() {
     let mut daemon = p.up_detached(&["--no-watch"]);
     for round in 0..iterations {
         let ready = Instant::now();
-        let moment = rng.below(4) as usize;
+        let moment = moments[rng.below(moments.len() as u64) as usize];
         // A command still in flight when the daemon dies; killed when dropped.
         let mut in_flight: Option<Runpm> = None;
         match moment {
