@@ -1126,6 +1126,39 @@ fn an_invalid_config_at_start_runs_the_last_known_good_snapshot() {
     assert_eq!(p.services()["gamma"]["status"], "stopped");
 }
 
+/// `reload --dry-run` with a valid config applies nothing, so runpm still runs the snapshot's
+/// specs and `status --json` must still say so.
+#[test]
+fn a_dry_run_reload_does_not_leave_the_last_known_good_snapshot() {
+    let p = Project::new(secs(60));
+    let _strays = p.stray_guard();
+    p.config(&quiet(&p, "alpha", ""));
+    let daemon = p.up_detached(&[]);
+    running(&p, &["alpha"]);
+    shutdown(&p, &daemon);
+    drop(daemon);
+    let good = p.read("services.toml");
+    p.config(&format!("{good}\n[services.broken\n"));
+    let _daemon = p.up_detached(&[]);
+    let alpha = p.running_pid("alpha", secs(10));
+    assert!(p.status_json().get("running_from_snapshot").is_some());
+
+    p.config(&good.replacen("1000000", "1000002", 1));
+    let plan = p.ctl_ok(&["reload", "--dry-run"]);
+    assert!(plan.contains("~ alpha restarted"), "{plan}");
+    assert_eq!(
+        p.running_pid("alpha", secs(5)),
+        alpha,
+        "a dry run changes nothing"
+    );
+    let json = p.status_json();
+    assert!(
+        json.get("running_from_snapshot").is_some(),
+        "after a dry run the snapshot's alpha (pid {alpha}) still runs, so status must still \
+         say running_from_snapshot: {json:#}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // save and resurrect
 // ---------------------------------------------------------------------------------------------
