@@ -36,6 +36,10 @@ mod daemon;
 #[allow(unused_imports)] // Only the control tests use the daemon harness.
 pub use daemon::*;
 
+mod observe;
+#[allow(unused_imports)] // Only the readiness and log tests use these.
+pub use observe::*;
+
 /// The binary under test.
 pub const RUNPM: &str = env!("CARGO_BIN_EXE_runpm");
 
