@@ -5,6 +5,7 @@ mod core;
 mod event;
 mod exit;
 mod output;
+mod persist;
 mod policy;
 mod probes;
 mod runtime;
