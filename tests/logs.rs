@@ -429,11 +429,17 @@ restart = "never"
         "the last 10 lines: {s:#}"
     );
 
-    // The table says how it ended.
-    let table = p.ctl_ok(&["status", "crashy"]);
-    let row = table.lines().nth(1).unwrap_or_default();
+    // The table says how it ended, and the detail view shows the crash report.
+    let table = p.ctl_ok(&["status"]);
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("crashy "))
+        .unwrap_or_default();
     assert!(row.split_whitespace().nth(1) == Some("exited"), "{table}");
     assert!(row.ends_with("code 3"), "{table}");
+    let detail = p.ctl_ok(&["status", "crashy"]);
+    assert!(detail.contains("code 3 after"), "{detail}");
+    assert!(detail.contains("| fatal: disk on fire"), "{detail}");
 }
 
 #[test]

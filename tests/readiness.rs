@@ -544,10 +544,12 @@ restart_delay = "30s"
     ] {
         let s = p.wait_status(name, "backoff", secs(10));
         let exit = &s["exits"][0];
-        let reason = exit["reason"].as_str().unwrap_or_default();
+        // runpm ended the run because it failed: `reason` is the kind, `detail` the why.
+        assert_eq!(exit["reason"], "failed", "{name}: {s:#}");
+        let detail = exit["detail"].as_str().unwrap_or_default();
         assert!(
-            reason.contains(why),
-            "{name}: the exit's reason should say {why:?}, it is {reason:?}: {s:#}"
+            detail.contains(why),
+            "{name}: the exit's detail should say {why:?}, it is {detail:?}: {s:#}"
         );
     }
 }

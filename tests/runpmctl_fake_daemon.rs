@@ -47,6 +47,7 @@ fn respond(request: Request) -> Reply {
                 at: "2024-01-01T00:00:00Z".into(),
                 uptime_ms: 10,
                 reason: "exited".into(),
+                detail: None,
                 last_lines: vec![],
             });
             ok(StatusResult {

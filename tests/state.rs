@@ -1387,10 +1387,10 @@ fn a_failing_state_write_never_stops_supervision() {
     wait_state(&p, secs(5), |s| record(s, "alpha")["pid"] == alpha);
 
     block_state_writes(&p);
-    let log = daemon.wait_for_log("cannot write the state file", secs(10));
+    let log = daemon.wait_for_log("cannot write state file", secs(10));
     let line = log
         .lines()
-        .find(|l| l.contains("cannot write the state file"))
+        .find(|l| l.contains("cannot write state file"))
         .unwrap_or_default();
     assert!(line.contains("retr"), "the log says it is retried: {line}");
 
@@ -1430,10 +1430,10 @@ fn a_failing_state_write_logs_the_system_error() {
     let alpha = p.running_pid("alpha", secs(5));
     wait_state(&p, secs(5), |s| record(s, "alpha")["pid"] == alpha);
     block_state_writes(&p);
-    let log = daemon.wait_for_log("cannot write the state file", secs(10));
+    let log = daemon.wait_for_log("cannot write state file", secs(10));
     let line = log
         .lines()
-        .find(|l| l.contains("cannot write the state file"))
+        .find(|l| l.contains("cannot write state file"))
         .unwrap_or_default();
     // rename(2) of a file over a directory: EISDIR.
     assert!(

@@ -552,11 +552,18 @@ restart = "never"
         !cleared.contains_key("RUNPM_TEST_MARKER"),
         "clear_env must not pass runpm's environment: {cleared:?}"
     );
-    // Only PATH, the service's own `env`, and what /bin/sh itself exports (PWD).
+    // Only PATH, the service's own `env`, what /bin/sh itself exports (PWD), and runpm's
+    // tags (which let a restarted runpm recognise the processes it started).
+    let tags = ["RUNPM_INSTANCE", "RUNPM_SERVICE"];
     let unexpected: Vec<&String> = cleared
         .keys()
-        .filter(|k| !["PATH", "KEPT", "PWD"].contains(&k.as_str()))
+        .filter(|k| !["PATH", "KEPT", "PWD"].contains(&k.as_str()) && !tags.contains(&k.as_str()))
         .collect();
+    assert_eq!(
+        cleared.get("RUNPM_SERVICE").map(String::as_str),
+        Some("cleared"),
+        "{cleared:?}"
+    );
     assert!(unexpected.is_empty(), "clear_env leaked {unexpected:?}");
 
     let overlaid = env_map(&p.read("overlaid.env"));

@@ -12,6 +12,7 @@ use std::ffi::OsString;
 
 use runpm::config::{self, Config, ExitWhen};
 use runpm::detach;
+use runpm::errors::error_chain;
 use runpm::ipc;
 use runpm::logs::{Console, EventFormat, JsonFormat, LineSink, LogHub};
 use runpm::process;
@@ -372,16 +373,4 @@ fn detach(config: &Utf8Path, state: &ipc::StateDir, args: &UpArgs) -> u8 {
             exit::FAILED
         }
     }
-}
-
-/// An error with its sources, on one line.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }

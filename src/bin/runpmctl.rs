@@ -340,6 +340,7 @@ fn logs(
     timeout: Duration,
     timestamps: bool,
 ) -> Result<(), Failure> {
+    let follow = matches!(request, Request::Logs { follow: true, .. });
     let mut failure = None;
     let mut stdout = std::io::stdout().lock();
     client.stream(request, timeout, |reply| {
@@ -358,11 +359,12 @@ fn logs(
             }
         };
         let text = ipc::log_lines(&batch, timestamps);
-        // A closed stdout (`| head`) ends the stream quietly.
+        // A closed stdout (`| head`) ends the stream quietly; without -f, one batch is all.
         stdout
             .write_all(text.as_bytes())
             .and_then(|()| stdout.flush())
             .is_ok()
+            && follow
     })?;
     failure.map_or(Ok(()), Err)
 }

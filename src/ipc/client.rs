@@ -203,7 +203,9 @@ impl Client {
         let mut reply = self.call(request, timeout)?;
         let id = self.next_id - 1;
         loop {
-            if !reply.ok || !each(reply) {
+            // An error ends the stream, after the caller has seen it.
+            let ok = reply.ok;
+            if !each(reply) || !ok {
                 return Ok(());
             }
             reply = match self.read_reply(id, Instant::now() + FOREVER, FOREVER) {

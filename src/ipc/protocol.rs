@@ -227,8 +227,12 @@ pub struct ExitInfo {
     pub signal: Option<String>,
     pub at: String,
     pub uptime_ms: u64,
-    /// `exited` (on its own), `stopped` (by runpm), `spawn-failed`.
+    /// `exited` (on its own), `stopped` (by runpm or the operator), `spawn-failed`, or
+    /// `failed` (runpm ended it: never ready, failed health checks, missed watchdog).
     pub reason: String,
+    /// Why, in words (the spawn error, `not ready within 30s`, …), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
     #[serde(default)]
     pub last_lines: Vec<String>,
 }

@@ -39,12 +39,33 @@ pub fn last_exit(exits: &[ExitInfo]) -> String {
     }
 }
 
-/// The `runpmctl status` table, header included, every line newline-terminated.
+/// What a glance at a service should add to its row: the `STATUS=` it sent, why it failed,
+/// when it starts next.
+fn info(s: &ServiceInfo) -> String {
+    let mut parts = Vec::new();
+    if let Some(text) = &s.status_text {
+        parts.push(format!("\"{text}\""));
+    }
+    if let Some(reason) = &s.reason {
+        parts.push(reason.clone());
+    }
+    if let Some(next) = &s.next_start {
+        parts.push(format!("next start {next}"));
+    }
+    parts.join("; ")
+}
+
+/// The `runpmctl status` table, header included, every line newline-terminated. An INFO
+/// column follows when any service has something to add (see [`info`]).
 pub fn status_table(services: &[ServiceInfo]) -> String {
-    let header = ["NAME", "STATUS", "PID", "UPTIME", "RESTARTS", "LAST-EXIT"].map(String::from);
-    let rows: Vec<[String; 6]> = std::iter::once(header)
+    let with_info = services.iter().any(|s| !info(s).is_empty());
+    let mut header = vec!["NAME", "STATUS", "PID", "UPTIME", "RESTARTS", "LAST-EXIT"];
+    if with_info {
+        header.push("INFO");
+    }
+    let rows: Vec<Vec<String>> = std::iter::once(header.iter().map(|h| h.to_string()).collect())
         .chain(services.iter().map(|s| {
-            [
+            let mut row = vec![
                 s.name.clone(),
                 s.status.clone(),
                 s.pid.map_or_else(|| "-".to_owned(), |p| p.to_string()),
@@ -54,10 +75,14 @@ pub fn status_table(services: &[ServiceInfo]) -> String {
                 ),
                 s.restarts.to_string(),
                 last_exit(&s.exits),
-            ]
+            ];
+            if with_info {
+                row.push(info(s));
+            }
+            row
         }))
         .collect();
-    let mut widths = [0; 6];
+    let mut widths = vec![0; header.len()];
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
@@ -66,7 +91,7 @@ pub fn status_table(services: &[ServiceInfo]) -> String {
     let mut out = String::new();
     for row in &rows {
         let mut line = String::new();
-        for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
+        for (i, (cell, width)) in row.iter().zip(&widths).enumerate() {
             if i + 1 == row.len() {
                 line.push_str(cell);
             } else {
@@ -212,7 +237,15 @@ pub fn service_detail(s: &ServiceInfo) -> String {
             (None, None) => "status unknown".to_string(),
         };
         let ran = format_uptime(Duration::from_millis(e.uptime_ms));
-        out.push_str(&format!("    {}  {how} after {ran} ({})\n", e.at, e.reason));
+        let why = e
+            .detail
+            .as_ref()
+            .map(|d| format!(": {d}"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "    {}  {how} after {ran} ({}{why})\n",
+            e.at, e.reason
+        ));
         for line in &e.last_lines {
             out.push_str(&format!("      | {line}\n"));
         }
@@ -247,6 +280,7 @@ mod tests {
             at: "2024-01-01T00:00:00Z".into(),
             uptime_ms: 5,
             reason: reason.into(),
+            detail: None,
             last_lines: vec![],
         }
     }
@@ -263,6 +297,7 @@ mod tests {
                 at: format!("2026-11-22T04:00:0{code}.000Z"),
                 uptime_ms: 1500,
                 reason: "exited".into(),
+                detail: None,
                 last_lines: vec![line.into()],
             });
         }

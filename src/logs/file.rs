@@ -22,6 +22,7 @@ use std::time::SystemTime;
 use camino::{Utf8Path, Utf8PathBuf};
 
 use super::capture::Stream;
+use crate::errors::error_chain;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogFileError {
@@ -286,18 +287,6 @@ impl LogFile {
             .map_err(|source| rotate_error(&self.path, source))?;
         self.open()
     }
-}
-
-/// `cannot … : cause: cause`, since `tracing` prints only the top error's message.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -69,7 +69,7 @@ pub enum StateError {
         #[source]
         source: serde_json::Error,
     },
-    #[error("cannot write state file `{path}` ({step}); the write is retried")]
+    #[error("cannot write state file `{path}` ({step})")]
     Write {
         path: Utf8PathBuf,
         step: WriteStep,

@@ -32,6 +32,8 @@ pub use coalesce::{Coalescer, MAX_DELAY, RETRY_FIRST, RETRY_MAX, WRITE_DELAY, Wr
 pub use error::{StateError, WriteStep};
 pub use file::{STATE_VERSION, ServiceRecord, StateFile, parse, render, timestamp};
 pub use identity::{Identity, Verified, parse_ns_link, parse_start_time, parse_start_time_bytes};
-pub use proc::{boot_id, pid_ns, start_time, verify};
+pub use proc::{
+    INSTANCE_VAR, SERVICE_VAR, Tagged, boot_id, pid_ns, start_time, tagged_processes, verify,
+};
 pub use startup::{Resume, Startup, Survivor, startup};
 pub use store::{LoadOutcome, MAX_STATE_BYTES, load, move_aside, sweep_temp_files, write_atomic};

@@ -258,3 +258,134 @@ mod tests {
         assert!(matches!(v, Verified::Gone), "{v:?}");
     }
 }
+
+/// The environment variables every process runpm starts carries: which daemon (its state
+/// directory) and which service. They let a new daemon find processes that an earlier one
+/// started but did not live to record (a `kill -9` between a spawn and the state write).
+pub const INSTANCE_VAR: &str = "RUNPM_INSTANCE";
+pub const SERVICE_VAR: &str = "RUNPM_SERVICE";
+
+/// A live process tagged as started by the daemon of `instance`.
+#[derive(Debug)]
+pub struct Tagged {
+    pub pid: i32,
+    /// Its session id: a service's main process leads its own session.
+    pub sid: i32,
+    pub service: String,
+    pub start_time: u64,
+    /// Taken before the tag was read, so the tag is this process's own.
+    pub pidfd: OwnedFd,
+}
+
+/// Every live process (other than this one) whose environment says the daemon of
+/// `instance` started it, or started its ancestor. Processes runpm may not inspect (other
+/// users', when not root) are skipped: runpm would not have started them.
+pub fn tagged_processes(instance: &str) -> Vec<Tagged> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let me = std::process::id() as i32;
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Some(rustix_pid) = Pid::from_raw(pid) else {
+            continue;
+        };
+        let Ok(pidfd) = pidfd_open(rustix_pid, PidfdFlags::empty()) else {
+            continue;
+        };
+        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        let mut ours = false;
+        let mut service = None;
+        for var in environ.split(|&b| b == 0) {
+            let Ok(var) = std::str::from_utf8(var) else {
+                continue;
+            };
+            match var.split_once('=') {
+                Some((INSTANCE_VAR, value)) => ours = value == instance,
+                Some((SERVICE_VAR, value)) => service = Some(value.to_string()),
+                _ => {}
+            }
+        }
+        let (true, Some(service)) = (ours, service) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let (Some(start_time), Some(sid)) = (
+            super::identity::parse_start_time(&stat),
+            parse_session(&stat),
+        ) else {
+            continue;
+        };
+        // Read while the pidfd held the process: if it is still alive, what was read is its.
+        if has_exited(&pidfd).unwrap_or(true) {
+            continue;
+        }
+        found.push(Tagged {
+            pid,
+            sid,
+            service,
+            start_time,
+            pidfd,
+        });
+    }
+    found
+}
+
+/// Field 6 of /proc/PID/stat, the session id (after the last `)`, like the start time).
+fn parse_session(stat: &str) -> Option<i32> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(3)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tagged_tests {
+    use super::*;
+
+    #[test]
+    fn finds_a_tagged_process_and_skips_others() {
+        let instance = format!("/tmp/runpm-test-instance-{}", std::process::id());
+        let mut tagged = std::process::Command::new("sleep")
+            .arg("30")
+            .env(INSTANCE_VAR, &instance)
+            .env(SERVICE_VAR, "web")
+            .spawn()
+            .unwrap();
+        let mut other = std::process::Command::new("sleep")
+            .arg("30")
+            .env(INSTANCE_VAR, "/elsewhere")
+            .env(SERVICE_VAR, "web")
+            .spawn()
+            .unwrap();
+        let found = tagged_processes(&instance);
+        let pids: Vec<i32> = found.iter().map(|t| t.pid).collect();
+        assert_eq!(pids, [tagged.id() as i32]);
+        assert_eq!(found[0].service, "web");
+        assert_eq!(
+            Some(found[0].start_time),
+            start_time(tagged.id() as i32).ok()
+        );
+        tagged.kill().unwrap();
+        other.kill().unwrap();
+        tagged.wait().unwrap();
+        other.wait().unwrap();
+    }
+
+    #[test]
+    fn parses_the_session_after_the_last_parenthesis() {
+        assert_eq!(parse_session("42 (a) b (c) S 1 42 40 0 -1"), Some(40));
+    }
+}

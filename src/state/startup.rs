@@ -13,10 +13,11 @@ use std::os::fd::OwnedFd;
 use camino::{Utf8Path, Utf8PathBuf};
 
 use crate::config::{Config, ServiceSpec, Settings};
+use crate::errors::error_chain;
 
 use super::boot::{BootDecision, RecoveryAction, decide, plan_recovery, record_cleanup};
 use super::file::StateFile;
-use super::proc::{boot_id, pid_ns, verify};
+use super::proc::{boot_id, pid_ns, tagged_processes, verify};
 use super::store::{LoadOutcome, load, sweep_temp_files, write_atomic};
 
 /// What the snapshot says about the services.
@@ -68,7 +69,7 @@ pub fn startup(state_file: &Utf8Path, config: Result<Config, String>) -> Result<
         Ok(_) => {}
         Err(e) => tracing::warn!(
             "cannot clean up temp files beside {state_file}: {}",
-            chain(&e)
+            error_chain(&e)
         ),
     }
     let file = match load(state_file) {
@@ -83,17 +84,17 @@ pub fn startup(state_file: &Utf8Path, config: Result<Config, String>) -> Result<
                 (Some(to), _) => tracing::error!(
                     "the state file {state_file} cannot be used ({}); it was moved aside to {to} and \
                      runpm starts from the config",
-                    chain(error.reason())
+                    error_chain(error.reason())
                 ),
                 (None, Some(e)) => tracing::error!(
                     "the state file {state_file} cannot be used ({}), and moving it aside failed ({}); \
                      runpm starts from the config",
-                    chain(error.reason()),
-                    chain(&e)
+                    error_chain(error.reason()),
+                    error_chain(&e)
                 ),
                 (None, None) => tracing::error!(
                     "the state file {state_file} cannot be used ({}); runpm starts from the config",
-                    chain(error.reason())
+                    error_chain(error.reason())
                 ),
             }
             None
@@ -110,7 +111,11 @@ pub fn startup(state_file: &Utf8Path, config: Result<Config, String>) -> Result<
         }
         (Err(errors), _) => return Err(errors),
     };
-    let resume = file.map(|file| resume(state_file, &file));
+    let mut resume = file.map(|file| resume(state_file, &file));
+    let instance = state_file
+        .parent()
+        .map_or_else(String::new, |dir| dir.to_string());
+    untracked(&instance, &config, &mut resume);
     Ok(Startup {
         config,
         last_known_good,
@@ -153,7 +158,7 @@ fn resume(state_file: &Utf8Path, file: &StateFile) -> Resume {
                 if let Err(e) = write_atomic(state_file, &record_cleanup(file, &boot)) {
                     tracing::warn!(
                         "cannot record the reboot cleanup in {state_file}: {}",
-                        chain(&e)
+                        error_chain(&e)
                     );
                 }
             }
@@ -205,13 +210,64 @@ fn resume(state_file: &Utf8Path, file: &StateFile) -> Resume {
     out
 }
 
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
+/// Processes an earlier daemon of this state directory started but did not record (it died
+/// between a spawn and the state write): found by their tag, proven alive through a pidfd,
+/// and handed over as survivors so that they are stopped before a fresh copy starts. Never
+/// two copies: a second process claiming a service that already has a survivor, and a
+/// leftover whose service leader is gone, are killed at once.
+fn untracked(instance: &str, config: &Config, resume: &mut Option<Resume>) {
+    let tagged = tagged_processes(instance);
+    if tagged.is_empty() {
+        return;
     }
-    out
+    let resume = resume.get_or_insert_with(|| Resume {
+        decision: BootDecision::SameBoot,
+        wanted_up: BTreeSet::new(),
+        stopped_by_operator: BTreeSet::new(),
+        restarts: BTreeMap::new(),
+        known: BTreeSet::new(),
+        survivors: Vec::new(),
+    });
+    let leaders: BTreeSet<i32> = tagged
+        .iter()
+        .filter(|t| t.sid == t.pid)
+        .map(|t| t.pid)
+        .collect();
+    for t in tagged {
+        let known = resume.survivors.iter().any(|s| s.pid == t.pid);
+        let claimed = resume.survivors.iter().any(|s| s.name == t.service);
+        let leader = t.sid == t.pid;
+        let spec = config.services.get(&t.service);
+        if known || (!leader && leaders.contains(&t.sid)) {
+            // Recorded already, or part of a group that goes with its leader.
+            continue;
+        }
+        if leader
+            && !claimed
+            && let Some(spec) = spec
+        {
+            tracing::warn!(
+                "{}: pid {} was started by an earlier runpm that did not record it; it will be \
+                 stopped before a fresh one starts",
+                t.service,
+                t.pid
+            );
+            resume.survivors.push(Survivor {
+                name: t.service,
+                pid: t.pid,
+                start_time: t.start_time,
+                pidfd: t.pidfd,
+                spec: spec.clone(),
+                wanted_up: false,
+            });
+            continue;
+        }
+        tracing::warn!(
+            "{}: pid {} was started by an earlier runpm and is not needed (a duplicate, a leftover, \
+             or no longer in the config): killing it",
+            t.service,
+            t.pid
+        );
+        let _ = rustix::process::pidfd_send_signal(&t.pidfd, rustix::process::Signal::KILL);
+    }
 }

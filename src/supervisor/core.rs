@@ -327,7 +327,14 @@ impl Supervisor {
                 {
                     tracing::error!("{service}: failed to start: {error}");
                     let status = ExitStatus::Code(code);
-                    svc.record_exit(0, status, now.wall, Duration::ZERO, EndReason::SpawnFailed);
+                    svc.record_exit(
+                        0,
+                        status,
+                        now.wall,
+                        Duration::ZERO,
+                        EndReason::SpawnFailed,
+                        Some(error.clone()),
+                    );
                     self.fail(&service, error, code as u8, now);
                 }
             }
@@ -458,7 +465,7 @@ impl Supervisor {
                     "{name}: {status} after {}",
                     humantime::format_duration(round_ms(uptime))
                 );
-                svc.record_exit(run.pid, status, now.wall, uptime, EndReason::Exited);
+                svc.record_exit(run.pid, status, now.wall, uptime, EndReason::Exited, None);
                 if svc.spec.kill_mode == KillMode::Group {
                     // Whatever the main process left behind in its group goes with it, so a
                     // restart never runs beside leftovers of the previous run. The group id

@@ -63,9 +63,9 @@ impl Persist {
             }
             Err(e) => {
                 self.coalescer.failed(ticket, now);
-                let message = format!("cannot write the state file {}: {e}", self.path);
+                let message = crate::errors::error_chain(&e);
                 // Supervision goes on; the write is retried with a growing delay.
-                tracing::warn!("{message}; retrying");
+                tracing::warn!("{message} (retrying)");
                 Err(message)
             }
         }

@@ -142,6 +142,10 @@ pub async fn run(config: &Config, mut options: RunOptions) -> Result<u8, RunErro
         notify_path: notify.as_ref().map(|n| n.path().to_owned()),
         survivors: HashMap::new(),
         state_file: options.control.as_ref().map(|c| c.state.state_file.clone()),
+        instance: options
+            .control
+            .as_ref()
+            .map_or_else(String::new, |c| c.state.dir.to_string()),
     };
     // When a service manager started runpm (systemd Type=notify), it hears from runpm too.
     let parent = notify::Parent::from_env();
@@ -290,6 +294,8 @@ struct Executor {
     /// Processes of an earlier daemon being stopped, with their pidfds.
     survivors: HashMap<i32, Arc<AsyncFd<OwnedFd>>>,
     state_file: Option<Utf8PathBuf>,
+    /// This daemon's state directory, the value of its processes' instance tag.
+    instance: String,
 }
 
 impl Executor {
@@ -477,11 +483,16 @@ impl Executor {
         {
             tracing::warn!("{service}: its log file cannot be used: {e}");
         }
-        let mut env = Vec::new();
+        // The tag that lets a later daemon find this process should this one die before
+        // recording it.
+        let mut env = vec![
+            (state::INSTANCE_VAR.to_string(), self.instance.clone()),
+            (state::SERVICE_VAR.to_string(), service.clone()),
+        ];
         if let Some(path) = &self.notify_path
             && (matches!(spec.ready, Some(Ready::Notify)) || spec.watchdog.is_some())
         {
-            env = notify::service_env(path, spec.watchdog);
+            env.extend(notify::service_env(path, spec.watchdog));
         }
         match process::spawn(spec, &env) {
             Ok(spawned) => {

@@ -219,6 +219,7 @@ impl Service {
         at: SystemTime,
         uptime: Duration,
         reason: EndReason,
+        detail: Option<String>,
     ) {
         if self.exits.len() == EXIT_HISTORY {
             self.exits.pop_front();
@@ -233,6 +234,7 @@ impl Service {
             at,
             uptime,
             reason,
+            detail,
             last_lines,
         });
     }

@@ -53,6 +53,9 @@ pub enum EndReason {
     Stopped,
     /// It could not be started at all.
     SpawnFailed,
+    /// runpm ended it because it failed while running: never ready, failed health checks,
+    /// a missed watchdog (the record's `detail` says which).
+    Failed,
 }
 
 /// One ended run of a service.
@@ -63,6 +66,8 @@ pub struct ExitRecord {
     pub at: SystemTime,
     pub uptime: Duration,
     pub reason: EndReason,
+    /// Why, in words, when runpm knows more than the status says.
+    pub detail: Option<String>,
     /// What the run printed last; filled in when its pipes close.
     pub last_lines: Vec<String>,
 }

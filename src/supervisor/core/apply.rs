@@ -157,14 +157,7 @@ impl Supervisor {
             return;
         }
         let config = match result {
-            Ok(config) => {
-                if self.last_known_good.take().is_some() {
-                    tracing::info!(
-                        "the config is valid again: leaving the last-known-good snapshot"
-                    );
-                }
-                config
-            }
+            Ok(config) => config,
             Err(message) => {
                 tracing::error!(
                     "reload: the configuration is invalid; nothing was changed:\n{message}"
@@ -220,6 +213,9 @@ impl Supervisor {
         };
         if dry_run {
             return reply(fx, Ok(value));
+        }
+        if self.last_known_good.take().is_some() {
+            tracing::info!("the config is valid again: leaving the last-known-good snapshot");
         }
         self.settings = config.settings.clone();
         if let Some(when) = config.settings.exit_when.clone() {

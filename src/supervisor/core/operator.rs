@@ -92,8 +92,10 @@ pub(crate) fn service_info(svc: &Service, now: Now) -> ServiceInfo {
                 EndReason::Exited => "exited",
                 EndReason::Stopped => "stopped",
                 EndReason::SpawnFailed => "spawn-failed",
+                EndReason::Failed => "failed",
             }
             .into(),
+            detail: e.detail.clone(),
             last_lines: e.last_lines.clone(),
         })
         .collect();

@@ -133,7 +133,11 @@ impl Supervisor {
             .main_exit
             .unwrap_or(ExitStatus::Signal(NixSignal::SIGKILL as i32));
         let uptime = now.at.saturating_duration_since(stop.run.started);
-        svc.record_exit(stop.run.pid, status, now.wall, uptime, EndReason::Stopped); // A survivor of an earlier daemon ends with a status nobody can know: it ended after
+        let (reason, detail) = match &stop.then {
+            AfterStop::Policy { reason } => (EndReason::Failed, Some(reason.clone())),
+            _ => (EndReason::Stopped, None),
+        };
+        svc.record_exit(stop.run.pid, status, now.wall, uptime, reason, detail); // A survivor of an earlier daemon ends with a status nobody can know: it ended after
         // the stop signal, which is all a clean stop asks.
         let clean = !stop.forced
             && (policy::is_success(&svc.spec, status)
