@@ -1,7 +1,7 @@
 //! The three pages: runpm(1) and runpmctl(1) from the clap definitions plus what clap
 //! cannot say, and runpm.toml(5) from `config::reference`.
 
-use clap_mangen::roff::{Roff, bold, italic, roman};
+use clap_mangen::roff::{Roff, bold, roman};
 use runpm::config::reference::{self, Default, Field};
 use runpm::supervisor::Status;
 
@@ -272,7 +272,7 @@ fn fields(roff: &mut Roff, prefix: &str, table: &[Field]) {
         roff.text(inline(field.doc));
         roff.control("br", []);
         match field.default {
-            Default::Required => roff.text([italic("Required.")]),
+            Default::Required => roff.text([roman("Default: none (required).")]),
             Default::Unset => roff.text([roman("Default: not set.")]),
             Default::Value(value) => roff.text([roman("Default: "), bold(value)]),
             Default::Described(text) => {
@@ -331,7 +331,7 @@ fn describe(status: Status) -> &'static str {
 
 const TOML_INTRO: &[Block<'static>] = &[
     Block::Section("NAME"),
-    Block::Paragraph("runpm.toml \\- the services of runpm(1): services.toml and unit files"),
+    Block::Paragraph("runpm.toml - the services of runpm(1): services.toml and unit files"),
     Block::Section("SYNOPSIS"),
     Block::Paragraph("services.toml"),
     Block::Paragraph("DIR/NAME.toml, DIR/runpm.toml"),
