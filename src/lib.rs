@@ -7,6 +7,7 @@
 //! reap); `logs` captures and prints the services' output; `watch` notices edits to the config
 //! and asks for a reload; `state` persists the snapshot that survives a crash or a reboot.
 
+pub mod cli;
 pub mod config;
 pub mod detach;
 pub mod errors;

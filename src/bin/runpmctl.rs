@@ -9,9 +9,11 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use camino::Utf8PathBuf;
-use clap::{Args, CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, Parser};
 use serde::de::DeserializeOwned;
 
+use runpm::cli::complete::{self, Shell};
+use runpm::cli::runpmctl::{Cli, Command};
 use runpm::ipc::{
     self, Client, ClientError, ErrorKind, LogsResult, ProtocolError, ReloadResult, Request,
     StatusResult,
@@ -27,114 +29,10 @@ mod exit {
     pub const USAGE: u8 = 2;
     /// No daemon is running for this project.
     pub const NO_DAEMON: u8 = 3;
-
-    pub const HELP: &str = "\
-Exit status:
-  0  success
-  1  the operation failed (the message says why)
-  2  usage error
-  3  no runpm daemon is running for this project";
 }
 
-#[derive(Parser)]
-#[command(
-    name = "runpmctl",
-    version,
-    about = "Inspect and steer a running runpm",
-    after_help = exit::HELP
-)]
-struct Cli {
-    /// The control socket to talk to (skips finding the project's config)
-    #[arg(long, global = true, env = "RUNPM_SOCKET", value_name = "PATH")]
-    socket: Option<Utf8PathBuf>,
-    /// The project's services.toml or unit directory, to find its daemon [default:
-    /// $RUNPM_FILE, else services.toml in the current or nearest parent directory]. Give it
-    /// before the command, as with `docker compose -f`: after it, `logs -f` means follow
-    #[arg(short = 'f', long = "file", value_name = "PATH")]
-    file: Option<Utf8PathBuf>,
-    /// The project's state directory (holds runpm.sock) [default: the config's
-    /// `[runpm] state_dir`, else .runpm beside the config]
-    #[arg(long, global = true, env = "RUNPM_STATE_DIR", value_name = "DIR")]
-    state_dir: Option<Utf8PathBuf>,
-    /// How long to wait for the daemon to finish the command
-    #[arg(long, global = true, value_name = "DURATION", default_value = "120s", value_parser = humantime::parse_duration)]
-    timeout: Duration,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Show the services: a table, or the daemon's JSON
-    Status {
-        /// Only these services
-        #[arg(value_name = "NAME")]
-        names: Vec<String>,
-        /// Print the daemon's result as JSON (`{"services": [...]}`, pretty-printed; stable)
-        #[arg(long)]
-        json: bool,
-    },
-    /// Start services and wait until they run
-    Start(Targets),
-    /// Stop services and wait until they stopped
-    Stop {
-        #[command(flatten)]
-        targets: Targets,
-        /// Confirm `--all`
-        #[arg(long)]
-        yes: bool,
-    },
-    /// Restart services and wait until they run again
-    Restart(Targets),
-    /// Re-read the config and apply the difference
-    Reload {
-        /// Print the plan without applying it
-        #[arg(long)]
-        dry_run: bool,
-        /// Print the daemon's result as JSON (the plan with changed fields; stable)
-        #[arg(long)]
-        json: bool,
-    },
-    /// Write the state file (the resurrect snapshot) now and print its path
-    Save,
-    /// Bring back what the state file says was running
-    Resurrect,
-    /// Show the services' recent output, and follow it with -f
-    Logs {
-        /// Only these services [default: all]
-        #[arg(value_name = "NAME")]
-        names: Vec<String>,
-        /// Keep printing new lines as they come (Ctrl-C to stop)
-        #[arg(short = 'f', long)]
-        follow: bool,
-        /// How many recent lines to show first
-        #[arg(short = 'n', long = "lines", value_name = "N", default_value_t = 10)]
-        lines: usize,
-        /// Prefix each line with the time it was printed
-        #[arg(short = 't', long)]
-        timestamps: bool,
-    },
-    /// Stop every service, then the daemon
-    Shutdown {
-        /// Confirm
-        #[arg(long)]
-        yes: bool,
-    },
-}
-
-#[derive(Args)]
-struct Targets {
-    /// The services
-    #[arg(
-        value_name = "NAME",
-        required_unless_present = "all",
-        conflicts_with = "all"
-    )]
-    names: Vec<String>,
-    /// Every service
-    #[arg(long)]
-    all: bool,
-}
+/// How long a completing shell waits for the daemon's service names.
+const COMPLETION_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why runpmctl did not succeed; decides the exit code.
 enum Failure {
@@ -214,6 +112,12 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
+    // Answered without a daemon, or without failing when there is none.
+    match &cli.command {
+        Command::Completions { shell } => return completions(*shell),
+        Command::CompleteServices => return complete_services(&cli),
+        _ => {}
+    }
     let request = request(&cli.command)?;
     let mut client = connect(&cli)?;
     if let Command::Logs { timestamps, .. } = &cli.command {
@@ -260,6 +164,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         // Answered by `logs` above.
         Command::Logs { .. } => {}
+        // Answered before connecting.
+        Command::Completions { .. } | Command::CompleteServices => {}
         Command::Save => {
             let path = result.get("path").and_then(|p| p.as_str()).unwrap_or("?");
             out = format!("{path}\n");
@@ -329,7 +235,41 @@ fn request(command: &Command) -> Result<Request, Failure> {
             }
             Request::Shutdown
         }
+        Command::Completions { .. } | Command::CompleteServices => {
+            return Err(Failure::Other(anyhow!("this command sends no request")));
+        }
     })
+}
+
+/// `runpmctl completions SHELL`: the script on stdout.
+fn completions(shell: Shell) -> Result<(), Failure> {
+    let script = complete::script(shell, &mut Cli::command());
+    std::io::stdout()
+        .lock()
+        .write_all(script.as_bytes())
+        .context("cannot write to stdout")?;
+    Ok(())
+}
+
+/// `runpmctl __complete-services`: the daemon's service names, one per line. A shell is
+/// completing a word: it must get an answer quickly and never an error, so no daemon (or
+/// any failure) prints nothing and succeeds.
+fn complete_services(cli: &Cli) -> Result<(), Failure> {
+    let names = || -> Result<Vec<String>, Failure> {
+        let mut client = connect(cli)?;
+        let timeout = cli.timeout.min(COMPLETION_TIMEOUT);
+        let reply = client.call(&Request::Status { services: vec![] }, timeout)?;
+        let status: StatusResult = decode(reply.into_result().map_err(Failure::Daemon)?, "status")?;
+        Ok(status.services.into_iter().map(|s| s.name).collect())
+    };
+    let mut out = String::new();
+    for name in names().unwrap_or_default() {
+        out.push_str(&name);
+        out.push('\n');
+    }
+    // A closed pipe is the shell's business.
+    let _ = std::io::stdout().lock().write_all(out.as_bytes());
+    Ok(())
 }
 
 /// Prints log lines as `NAME | line` as they arrive, until the daemon ends the stream

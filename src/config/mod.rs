@@ -12,6 +12,7 @@ mod graph;
 mod load;
 mod raw;
 mod recover;
+pub mod reference;
 mod size;
 mod spec;
 mod suggest;

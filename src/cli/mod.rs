@@ -1,0 +1,9 @@
+//! The command lines of both binaries, as clap definitions.
+//!
+//! They live in the library rather than in `src/bin/` so that the man pages
+//! (`tests/man.rs`) and the shell completions (`runpmctl completions`) are generated from the
+//! very definitions the binaries parse with, and can never describe another command line.
+
+pub mod complete;
+pub mod runpm;
+pub mod runpmctl;

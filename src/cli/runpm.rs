@@ -1,0 +1,77 @@
+//! `runpm`'s command line.
+
+use camino::Utf8PathBuf;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "runpm",
+    version,
+    about = "Declarative process supervisor: keeps services.toml running"
+)]
+pub struct Cli {
+    /// How runpm writes its own events: `text` (stderr, or the daemon log), `json` (one
+    /// object per line), `journald` (structured, to the journal), or `auto`: journald when
+    /// runpm runs as a systemd service whose output goes to the journal, else text
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto, env = "RUNPM_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Auto,
+    Text,
+    Json,
+    Journald,
+}
+
+#[derive(clap::Args)]
+pub struct FileArg {
+    /// A services.toml, or a directory of NAME.toml unit files [default: $RUNPM_FILE, else
+    /// services.toml in the current or nearest parent directory]
+    #[arg(short = 'f', long = "file", value_name = "PATH")]
+    pub file: Option<Utf8PathBuf>,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Start the services and supervise them in the foreground until stopped
+    Up {
+        #[command(flatten)]
+        file: FileArg,
+        /// Run in the background; return once the control socket answers and the services
+        /// have started. The daemon's output goes to STATE_DIR/runpm.log
+        #[arg(short = 'd', long)]
+        detach: bool,
+        /// Where the socket, state and logs live [default: $RUNPM_STATE_DIR, else the
+        /// config's `state_dir`, else .runpm beside the config]
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<Utf8PathBuf>,
+        /// Do not reload when the config changes on disk
+        #[arg(long)]
+        no_watch: bool,
+        /// Reap orphaned descendants as PID 1 does (PR_SET_CHILD_SUBREAPER). Always on: runpm
+        /// must see the last process of a service's group end to know that its stop is
+        /// complete; the flag is accepted for scripts that pass it
+        #[arg(long = "subreaper")]
+        _subreaper: bool,
+        /// Never colour the log prefixes (also: NO_COLOR set)
+        #[arg(long)]
+        no_color: bool,
+        /// Start only these services (and what they depend on)
+        #[arg(value_name = "SERVICE")]
+        services: Vec<String>,
+    },
+    /// Check the configuration without running it
+    Validate {
+        #[command(flatten)]
+        file: FileArg,
+    },
+}
+
+/// The whole command line, for man pages and completions.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}

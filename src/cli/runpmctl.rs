@@ -1,0 +1,135 @@
+//! `runpmctl`'s command line.
+
+use std::time::Duration;
+
+use camino::Utf8PathBuf;
+use clap::{Args, Parser, Subcommand};
+
+use super::complete::Shell;
+
+/// The exit codes as `--help` shows them; the binary's `exit` module holds the values.
+pub const EXIT_STATUS_HELP: &str = "\
+Exit status:
+  0  success
+  1  the operation failed (the message says why)
+  2  usage error
+  3  no runpm daemon is running for this project";
+
+/// The hidden command the completion scripts call for service names.
+pub const COMPLETE_SERVICES: &str = "__complete-services";
+
+#[derive(Parser)]
+#[command(
+    name = "runpmctl",
+    version,
+    about = "Inspect and steer a running runpm",
+    after_help = EXIT_STATUS_HELP
+)]
+pub struct Cli {
+    /// The control socket to talk to (skips finding the project's config)
+    #[arg(long, global = true, env = "RUNPM_SOCKET", value_name = "PATH")]
+    pub socket: Option<Utf8PathBuf>,
+    /// The project's services.toml or unit directory, to find its daemon [default:
+    /// $RUNPM_FILE, else services.toml in the current or nearest parent directory]. Give it
+    /// before the command, as with `docker compose -f`: after it, `logs -f` means follow
+    #[arg(short = 'f', long = "file", value_name = "PATH")]
+    pub file: Option<Utf8PathBuf>,
+    /// The project's state directory (holds runpm.sock) [default: the config's
+    /// `[runpm] state_dir`, else .runpm beside the config]
+    #[arg(long, global = true, env = "RUNPM_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<Utf8PathBuf>,
+    /// How long to wait for the daemon to finish the command
+    #[arg(long, global = true, value_name = "DURATION", default_value = "120s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Show the services: a table, or the daemon's JSON
+    Status {
+        /// Only these services
+        #[arg(value_name = "NAME")]
+        names: Vec<String>,
+        /// Print the daemon's result as JSON (`{"services": [...]}`, pretty-printed; stable)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start services and wait until they run
+    Start(Targets),
+    /// Stop services and wait until they stopped
+    Stop {
+        #[command(flatten)]
+        targets: Targets,
+        /// Confirm `--all`
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Restart services and wait until they run again
+    Restart(Targets),
+    /// Re-read the config and apply the difference
+    Reload {
+        /// Print the plan without applying it
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the daemon's result as JSON (the plan with changed fields; stable)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the state file (the resurrect snapshot) now and print its path
+    Save,
+    /// Bring back what the state file says was running
+    Resurrect,
+    /// Show the services' recent output, and follow it with -f
+    Logs {
+        /// Only these services [default: all]
+        #[arg(value_name = "NAME")]
+        names: Vec<String>,
+        /// Keep printing new lines as they come (Ctrl-C to stop)
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// How many recent lines to show first
+        #[arg(short = 'n', long = "lines", value_name = "N", default_value_t = 10)]
+        lines: usize,
+        /// Prefix each line with the time it was printed
+        #[arg(short = 't', long)]
+        timestamps: bool,
+    },
+    /// Stop every service, then the daemon
+    Shutdown {
+        /// Confirm
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Print a completion script for SHELL on stdout (service names come from the running
+    /// daemon)
+    Completions {
+        /// The shell to complete for
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print the running daemon's service names, one per line (for the completion
+    /// scripts; prints nothing when no daemon runs)
+    #[command(name = COMPLETE_SERVICES, hide = true)]
+    CompleteServices,
+}
+
+#[derive(Args)]
+pub struct Targets {
+    /// The services
+    #[arg(
+        value_name = "NAME",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    pub names: Vec<String>,
+    /// Every service
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// The whole command line, for man pages and completions.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}

@@ -1,0 +1,429 @@
+//! The three pages: runpm(1) and runpmctl(1) from the clap definitions plus what clap
+//! cannot say, and runpm.toml(5) from `config::reference`.
+
+use clap_mangen::roff::{Roff, bold, roman};
+use runpm::config::reference::{self, Default, Field};
+use runpm::supervisor::Status;
+
+use super::roff::{Block, Page, blocks, command_page, inline};
+
+const MANUAL: &str = "runpm manual";
+
+/// File name (`man/…`) and contents of every page.
+pub fn all() -> Vec<(&'static str, String)> {
+    vec![
+        ("runpm.1", runpm()),
+        ("runpmctl.1", runpmctl()),
+        ("runpm.toml.5", runpm_toml()),
+    ]
+}
+
+fn runpm() -> String {
+    let mut page = Page::default();
+    command_page(&mut page, runpm::cli::runpm::command(), MANUAL);
+    let mut roff = Roff::new();
+    blocks(&mut roff, RUNPM_EXTRA);
+    page.roff(&roff);
+    page.finish()
+}
+
+fn runpmctl() -> String {
+    let mut page = Page::default();
+    command_page(&mut page, runpm::cli::runpmctl::command(), MANUAL);
+    let mut roff = Roff::new();
+    blocks(&mut roff, RUNPMCTL_EXTRA);
+    page.roff(&roff);
+    page.finish()
+}
+
+const RUNPM_EXTRA: &[Block<'static>] = &[
+    Block::Section("SIGNALS"),
+    Block::Item(
+        "SIGTERM, SIGINT",
+        "Stop every service in reverse dependency order (`stop_signal` to each, SIGKILL after \
+         `kill_timeout`, the whole stop bounded by `shutdown_timeout`), then exit. A second \
+         one kills what is left at once.",
+    ),
+    Block::Item("SIGHUP", "Reload the config, as `runpmctl reload` does."),
+    Block::Paragraph(
+        "runpm reaps every orphaned process: as PID 1 (in a container), and otherwise as a \
+         subreaper (PR_SET_CHILD_SUBREAPER).",
+    ),
+    Block::Section("EXIT STATUS"),
+    Block::Item(
+        "0",
+        "Success: every service stopped cleanly (it exited with a code in \
+         `success_exit_codes`, or was ended by the stop signal runpm sent); `validate`: the \
+         config is valid; `up -d`: the daemon is running.",
+    ),
+    Block::Item(
+        "1",
+        "The operation failed: an invalid config (every error is printed as \
+         FILE:LINE:COL), an unknown service name, a daemon already running for the state \
+         directory, a daemon that died before it was ready.",
+    ),
+    Block::Item("2", "Usage error: an unknown option or command."),
+    Block::Item(
+        "N",
+        "When runpm exits because its services ended (see `exit_when` in runpm.toml(5)): the \
+         exit code of the service that failed, or 128 + the signal's number when a signal \
+         killed it (137 after SIGKILL).",
+    ),
+    Block::Section("ENVIRONMENT"),
+    Block::Item(
+        "RUNPM_FILE",
+        "The config, when `-f` is not given (a services.toml or a unit directory).",
+    ),
+    Block::Item(
+        "RUNPM_STATE_DIR",
+        "The state directory, when `--state-dir` is not given.",
+    ),
+    Block::Item(
+        "RUNPM_LOG",
+        "How much runpm says about itself: `error`, `warn`, `info` (the default), `debug` or \
+         `trace`.",
+    ),
+    Block::Item("RUNPM_LOG_FORMAT", "The default of `--log-format`."),
+    Block::Item("NO_COLOR", "When set, the log prefixes are never coloured."),
+    Block::Item(
+        "XDG_RUNTIME_DIR",
+        "Where the control socket goes when its usual path is longer than a Unix socket \
+         path may be (108 bytes); else /tmp/runpm-UID/.",
+    ),
+    Block::Paragraph(
+        "runpm removes NOTIFY_SOCKET, WATCHDOG_USEC and WATCHDOG_PID from what its services \
+         inherit, and sets NOTIFY_SOCKET (and WATCHDOG_USEC) for the services that use \
+         `ready = { notify = true }`.",
+    ),
+    Block::Section("FILES"),
+    Block::Item(
+        "services.toml",
+        "The config, found in the current directory or the nearest parent that has one; or \
+         a directory of NAME.toml unit files. See runpm.toml(5).",
+    ),
+    Block::Item(
+        ".runpm/",
+        "The state directory, beside the config (mode 0700). It holds:",
+    ),
+    Block::Item(
+        ".runpm/runpm.sock",
+        "The control socket (mode 0600), used by runpmctl(1).",
+    ),
+    Block::Item(
+        ".runpm/notify.sock",
+        "The sd_notify datagram socket of the services that use `ready = { notify = true }`.",
+    ),
+    Block::Item(
+        ".runpm/state.json",
+        "The persisted state: what runs, with each service's last applied spec. It is the \
+         snapshot that a restarted runpm (after a crash or a reboot) resurrects.",
+    ),
+    Block::Item(
+        ".runpm/lock",
+        "The single-instance lock (flock), holding the daemon's pid.",
+    ),
+    Block::Item(
+        ".runpm/logs/NAME.log",
+        "Each service's output, rotated per `log_max_size` and `log_keep`.",
+    ),
+    Block::Item(
+        ".runpm/runpm.log",
+        "The log of a daemon started with `up -d`: its events and its services' prefixed \
+         output.",
+    ),
+    Block::Section("EXAMPLES"),
+    Block::Paragraph("Run the services of the current project in the foreground:"),
+    Block::Verbatim("runpm up"),
+    Block::Paragraph("Run them in the background, then steer them with runpmctl(1):"),
+    Block::Verbatim("runpm up -d\nrunpmctl status\nrunpmctl shutdown --yes"),
+    Block::Paragraph("Start only `web` and what it depends on:"),
+    Block::Verbatim("runpm up -f deploy/services.toml web"),
+    Block::Paragraph("Check a config in CI:"),
+    Block::Verbatim("runpm validate -f services.toml"),
+    Block::Paragraph("As the entrypoint of a container image:"),
+    Block::Verbatim("ENTRYPOINT [\"runpm\", \"up\", \"-f\", \"/etc/runpm/services.toml\"]"),
+    Block::Section("SEE ALSO"),
+    Block::Paragraph("runpmctl(1), runpm.toml(5), systemd.service(5), sd_notify(3)"),
+];
+
+const RUNPMCTL_EXTRA: &[Block<'static>] = &[
+    Block::Section("EXIT STATUS"),
+    Block::Item("0", "The command did what was asked."),
+    Block::Item(
+        "1",
+        "The operation failed, and the message says why: an unknown service name, an \
+         invalid config on reload (nothing was changed), a start that failed, a refused \
+         connection.",
+    ),
+    Block::Item(
+        "2",
+        "Usage error: an unknown option or command, a missing name, `stop --all` or \
+         `shutdown` without `--yes`.",
+    ),
+    Block::Item("3", "No runpm daemon is running for this project."),
+    Block::Section("ENVIRONMENT"),
+    Block::Item(
+        "RUNPM_SOCKET",
+        "The control socket, when `--socket` is not given.",
+    ),
+    Block::Item(
+        "RUNPM_FILE",
+        "The project's config, when `-f` is not given; the daemon is found through it.",
+    ),
+    Block::Item(
+        "RUNPM_STATE_DIR",
+        "The state directory, when `--state-dir` is not given.",
+    ),
+    Block::Section("FILES"),
+    Block::Item(
+        ".runpm/runpm.sock",
+        "The control socket of the project's daemon, in the state directory beside the \
+         config found as runpm(1) finds it (or under $XDG_RUNTIME_DIR when that path is too \
+         long).",
+    ),
+    Block::Item(
+        ".runpm/state.json",
+        "The snapshot written by `save` and read by `resurrect`.",
+    ),
+    Block::Section("COMPLETION"),
+    Block::Paragraph(
+        "`runpmctl completions SHELL` prints a completion script for bash, zsh or fish. \
+         Service names are completed from the running daemon. Install the script where \
+         the shell looks for completions, for example:",
+    ),
+    Block::Verbatim(
+        "runpmctl completions bash > ~/.local/share/bash-completion/completions/runpmctl\n\
+         runpmctl completions zsh > ~/.zfunc/_runpmctl   # with fpath+=(~/.zfunc)\n\
+         runpmctl completions fish > ~/.config/fish/completions/runpmctl.fish",
+    ),
+    Block::Section("EXAMPLES"),
+    Block::Verbatim(
+        "runpmctl status\n\
+         runpmctl status --json | jq -r '.services[] | select(.status == \"failed\") | .name'\n\
+         runpmctl restart worker\n\
+         runpmctl logs -f web\n\
+         runpmctl reload --dry-run\n\
+         runpmctl -f /srv/app/services.toml stop --all --yes",
+    ),
+    Block::Section("SEE ALSO"),
+    Block::Paragraph("runpm(1), runpm.toml(5)"),
+];
+
+fn runpm_toml() -> String {
+    let mut roff = Roff::new();
+    roff.control(
+        "TH",
+        [
+            "RUNPM.TOML",
+            "5",
+            "",
+            &format!("runpm {}", env!("CARGO_PKG_VERSION")),
+            MANUAL,
+        ],
+    );
+    blocks(&mut roff, TOML_INTRO);
+    roff.control("SH", ["SERVICE KEYS"]);
+    fields(&mut roff, "", reference::SERVICE);
+    roff.control("SS", ["ready"]);
+    roff.control("PP", []).text(inline(
+        "`ready = { ... }` takes exactly one of these keys; the time it may take is \
+         `ready_timeout`.",
+    ));
+    fields(&mut roff, "ready.", reference::READY);
+    roff.control("SS", ["health"]);
+    roff.control("PP", []).text(inline(
+        "`health = { ... }` takes one of `exec` and `tcp`, and optionally the timing.",
+    ));
+    fields(&mut roff, "health.", reference::HEALTH);
+    roff.control("SH", ["SUPERVISOR SETTINGS"]);
+    roff.control("PP", []).text(inline(
+        "The optional `[runpm]` table of a services.toml (or the file `runpm.toml` of a unit \
+         directory, with these keys at its top level):",
+    ));
+    fields(&mut roff, "", reference::SETTINGS);
+    roff.control("SH", ["STATUSES"]);
+    roff.control("PP", []).text(inline(
+        "What `runpmctl status` shows for each service (the `status` field of `--json`):",
+    ));
+    for status in statuses() {
+        roff.control("TP", []);
+        roff.text([bold(status.as_str())]);
+        roff.text(inline(describe(status)));
+    }
+    blocks(&mut roff, TOML_OUTRO);
+    let mut page = Page::default();
+    page.roff(&roff);
+    page.finish()
+}
+
+/// Every key of a table as a tagged paragraph: name and type, what it does, its default
+/// and an example.
+fn fields(roff: &mut Roff, prefix: &str, table: &[Field]) {
+    for field in table {
+        roff.control("TP", []);
+        roff.text(
+            [
+                vec![bold(format!("{prefix}{}", field.name)), roman(" (")],
+                inline(field.ty),
+                vec![roman(")")],
+            ]
+            .concat(),
+        );
+        roff.text(inline(field.doc));
+        roff.control("br", []);
+        match field.default {
+            Default::Required => roff.text([roman("Default: none (required).")]),
+            Default::Unset => roff.text([roman("Default: not set.")]),
+            Default::Value(value) => roff.text([roman("Default: "), bold(value)]),
+            Default::Described(text) => {
+                roff.text([vec![roman("Default: ")], inline(text)].concat())
+            }
+        };
+        roff.control("br", []);
+        roff.text([
+            roman("Example: "),
+            bold(format!("{} = {}", field.name, field.example)),
+        ]);
+    }
+}
+
+/// Every status, in the order of its life. The match is exhaustive, so a new status cannot
+/// be left out of the page: it fails to compile until it has a place here.
+fn statuses() -> Vec<Status> {
+    fn after(status: Option<Status>) -> Option<Status> {
+        match status {
+            None => Some(Status::Starting),
+            Some(Status::Starting) => Some(Status::Running),
+            Some(Status::Running) => Some(Status::Stopping),
+            Some(Status::Stopping) => Some(Status::Stopped),
+            Some(Status::Stopped) => Some(Status::Exited),
+            Some(Status::Exited) => Some(Status::Backoff),
+            Some(Status::Backoff) => Some(Status::Failed),
+            Some(Status::Failed) => None,
+        }
+    }
+    std::iter::successors(after(None), |s| after(Some(*s))).collect()
+}
+
+fn describe(status: Status) -> &'static str {
+    match status {
+        Status::Starting => {
+            "Started (or waiting for its dependencies), not yet ready: see `ready`."
+        }
+        Status::Running => "Running, and ready.",
+        Status::Stopping => "Sent its stop signal; waiting for it to end (at most `kill_timeout`).",
+        Status::Stopped => {
+            "Stopped by the operator (`runpmctl stop`; it stays down across reloads until \
+             started again), or never started (`autostart = false`)."
+        }
+        Status::Exited => "Ended, and its `restart` policy says it stays down.",
+        Status::Backoff => {
+            "Ended, and waiting `restart_delay` (doubled per consecutive failure) before it \
+             is started again."
+        }
+        Status::Failed => {
+            "Given up on: a crash loop (`max_restarts` failed runs within `restart_window`), \
+             a spawn error, or no readiness within `ready_timeout`. Re-armed by `runpmctl \
+             start` or `restart`, a change of its definition, or after `failed_cooldown`."
+        }
+    }
+}
+
+const TOML_INTRO: &[Block<'static>] = &[
+    Block::Section("NAME"),
+    Block::Paragraph("runpm.toml - the services of runpm(1): services.toml and unit files"),
+    Block::Section("SYNOPSIS"),
+    Block::Paragraph("services.toml"),
+    Block::Paragraph("DIR/NAME.toml, DIR/runpm.toml"),
+    Block::Section("DESCRIPTION"),
+    Block::Paragraph(
+        "runpm(1) reads its services from one TOML file, `services.toml`, with an optional \
+         `[runpm]` table of supervisor settings and a `[services.NAME]` table per service; \
+         or from a directory of unit files, where each `NAME.toml` holds one service's keys \
+         at its top level (the name is the file stem) and an optional `runpm.toml` holds \
+         the settings. Both forms accept the same keys.",
+    ),
+    Block::Paragraph(
+        "Service names are made of letters, digits, `_`, `.` and `-`, start with a letter or \
+         digit, and are at most 128 bytes long. Unknown keys are errors, with a \"did you \
+         mean\" hint; every error names its file, line and column, and all of them are \
+         reported at once (`runpm validate`).",
+    ),
+    Block::Paragraph(
+        "Durations are strings such as `\"250ms\"`, `\"30s\"` or `\"1m 30s\"`. Sizes are \
+         strings such as `\"10MB\"` (powers of 1000) or `\"512KiB\"` (powers of 1024), or a \
+         number of bytes. Relative paths are taken from the directory of the config file (or \
+         of the unit directory). Every key except `cmd` or `shell` has a default.",
+    ),
+    Block::Paragraph(
+        "Editing the file changes what runs only through a reload (`runpmctl reload`, \
+         SIGHUP, or the watcher when `watch` is on): services whose resolved definition \
+         changed are restarted, the others keep running. Comments, order and writing out a \
+         default change nothing.",
+    ),
+];
+
+const TOML_OUTRO: &[Block<'static>] = &[
+    Block::Section("EXIT STATUS"),
+    Block::Paragraph(
+        "runpm(1) exits 0 when every service stopped cleanly, 1 when an operation failed \
+         (an invalid config), 2 on a usage error, and otherwise, when it exits because its \
+         services ended (`exit_when`), with the code of the service that failed, or 128 + \
+         the signal's number when a signal killed it. runpmctl(1) exits 3 when no daemon \
+         runs for the project.",
+    ),
+    Block::Section("FILES"),
+    Block::Paragraph(
+        "The state directory is `.runpm/` beside the config, unless `state_dir`, \
+         `--state-dir` or RUNPM_STATE_DIR says otherwise (mode 0700):",
+    ),
+    Block::Item(".runpm/runpm.sock", "The control socket (mode 0600)."),
+    Block::Item(
+        ".runpm/notify.sock",
+        "The socket services with `ready = { notify = true }` send sd_notify messages to \
+         (NOTIFY_SOCKET).",
+    ),
+    Block::Item(
+        ".runpm/state.json",
+        "The persisted state and resurrect snapshot (mode 0600): what runs, with each \
+         service's last applied definition, so a valid configuration keeps running after a \
+         reboot even when the file has since been broken.",
+    ),
+    Block::Item(
+        ".runpm/lock",
+        "The single-instance lock, holding the daemon's pid.",
+    ),
+    Block::Item(
+        ".runpm/logs/NAME.log",
+        "A service's output; rotated to NAME.log.1, NAME.log.2 and so on, per `log_max_size` and `log_keep`.",
+    ),
+    Block::Item(
+        ".runpm/runpm.log",
+        "The log of a daemon started with `runpm up -d`.",
+    ),
+    Block::Section("EXAMPLE"),
+    Block::Verbatim(
+        "[runpm]\n\
+         shutdown_timeout = \"20s\"\n\
+         \n\
+         [services.db]\n\
+         cmd = [\"redis-server\", \"--port\", \"6390\", \"--supervised\", \"systemd\"]\n\
+         ready = { notify = true }\n\
+         \n\
+         [services.web]\n\
+         cmd = [\"python3\", \"-m\", \"http.server\", \"8000\"]\n\
+         cwd = \"site\"\n\
+         env = { PORT = \"8000\" }\n\
+         depends_on = [\"db\"]\n\
+         ready = { tcp = \"127.0.0.1:8000\" }\n\
+         health = { exec = [\"curl\", \"-fs\", \"localhost:8000\"], interval = \"10s\" }\n\
+         \n\
+         [services.worker]\n\
+         shell = \"exec ./worker.sh\"\n\
+         depends_on = [\"db\", \"web\"]\n\
+         restart = \"always\"\n\
+         stop_signal = \"SIGINT\"",
+    ),
+    Block::Section("SEE ALSO"),
+    Block::Paragraph("runpm(1), runpmctl(1), systemd.service(5), sd_notify(3)"),
+];
