@@ -19,7 +19,7 @@ use super::graph::{self, Problem};
 use super::raw::{RawExitWhen, RawHealth, RawReady, RawService, RawSettings};
 use super::recover::Recovered;
 use super::spec::{
-    Command, Config, ExitWhen, Health, KillMode, Probe, Ready, RestartPolicy, ServiceSpec,
+    Command, Config, EnvFile, ExitWhen, Health, KillMode, Probe, Ready, RestartPolicy, ServiceSpec,
     Settings, Signal,
 };
 use super::suggest::hint;
@@ -220,6 +220,7 @@ fn service(unit: &Unit, base_dir: &Utf8Path, diags: &mut Diagnostics) -> Service
     }
 
     let mut env = raw.env.clone().unwrap_or_default();
+    let mut env_file = None;
     if let Some(file) = &raw.env_file {
         let path = absolute(base_dir, file);
         match std::fs::read_to_string(&path) {
@@ -239,6 +240,10 @@ fn service(unit: &Unit, base_dir: &Utf8Path, diags: &mut Diagnostics) -> Service
                         message: bad.message,
                     });
                 }
+                env_file = Some(EnvFile {
+                    path: path.clone(),
+                    keys: vars.iter().map(|(k, _)| k.clone()).collect(),
+                });
                 env.extend(vars);
             }
         }
@@ -269,6 +274,7 @@ fn service(unit: &Unit, base_dir: &Utf8Path, diags: &mut Diagnostics) -> Service
             .as_ref()
             .map_or_else(|| base_dir.to_owned(), |cwd| absolute(base_dir, cwd)),
         env,
+        env_file,
         clear_env: raw.clear_env.unwrap_or(false),
         depends_on,
         restart: raw.restart.map_or(RestartPolicy::default(), |k| k.0),

@@ -12,6 +12,7 @@ pub fn spec(name: &str) -> ServiceSpec {
         command: Command::Argv(vec!["sleep".into(), "300".into()]),
         cwd: "/srv/app".into(),
         env: BTreeMap::from([("PORT".into(), "8080".into())]),
+        env_file: None,
         clear_env: false,
         depends_on: vec![],
         restart: RestartPolicy::OnFailure,
