@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod detach;
+pub mod export;
 pub mod ipc;
 pub mod logs;
 pub mod notify;

@@ -120,6 +120,49 @@ enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Write systemd units or a Kubernetes manifest from the config (no daemon needed);
+    /// what cannot be carried over is reported on stderr as `warning: SERVICE: FIELD: why`
+    Export {
+        #[command(subcommand)]
+        target: ExportTarget,
+    },
+}
+
+#[derive(Subcommand)]
+enum ExportTarget {
+    /// One `PREFIXNAME.service` per service, and `PREFIXall.target` wanting the autostart ones
+    Systemd {
+        /// Write the units into this directory [default: print them to stdout]
+        #[arg(long, value_name = "DIR")]
+        out: Option<Utf8PathBuf>,
+        /// Put before every unit name
+        #[arg(long, default_value = "runpm-")]
+        prefix: String,
+        /// Do not write `PREFIXall.target`
+        #[arg(long)]
+        no_target: bool,
+        /// Overwrite existing files in DIR
+        #[arg(long, requires = "out")]
+        force: bool,
+    },
+    /// One Deployment whose pod runs every service as a container
+    Kubernetes {
+        /// Write the manifest to this file [default: stdout]
+        #[arg(long, value_name = "FILE")]
+        out: Option<Utf8PathBuf>,
+        /// The image the containers run [default: a placeholder, reported]
+        #[arg(long)]
+        image: Option<String>,
+        /// The Deployment's name [default: the config's directory name]
+        #[arg(long)]
+        name: Option<String>,
+        /// Where the config's directory is inside the image
+        #[arg(long, value_name = "DIR", default_value = runpm::export::kubernetes::DEFAULT_WORKDIR)]
+        workdir: Utf8PathBuf,
+        /// Overwrite FILE if it exists
+        #[arg(long, requires = "out")]
+        force: bool,
+    },
 }
 
 #[derive(Args)]
@@ -214,6 +257,9 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
+    if let Command::Export { target } = &cli.command {
+        return export(&cli, target);
+    }
     let request = request(&cli.command)?;
     let mut client = connect(&cli)?;
     if let Command::Logs { timestamps, .. } = &cli.command {
@@ -268,6 +314,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let plan: ReloadResult = decode(result, "resurrect")?;
             out = ipc::reload_plan(&plan);
         }
+        // Answered by `export` above.
+        Command::Export { .. } => {}
         Command::Shutdown { .. } => {
             // Done when the daemon is gone: its connection closes as it exits.
             client.wait_closed(cli.timeout)?;
@@ -329,7 +377,87 @@ fn request(command: &Command) -> Result<Request, Failure> {
             }
             Request::Shutdown
         }
+        Command::Export { .. } => {
+            return Err(Failure::Other(anyhow!(
+                "export does not talk to the daemon"
+            )));
+        }
     })
+}
+
+/// `runpmctl export`: reads the config like `runpm up` would, writes what the library
+/// generates, and prints its warnings on stderr. Warnings do not fail the command.
+fn export(cli: &Cli, target: &ExportTarget) -> Result<(), Failure> {
+    use runpm::export::{files, kubernetes, systemd};
+
+    let cwd = std::env::current_dir().context("cannot find the current directory")?;
+    let cwd = Utf8PathBuf::try_from(cwd).context("the current directory is not UTF-8")?;
+    let path = runpm::config::discover(cli.file.as_deref(), &cwd).map_err(anyhow::Error::from)?;
+    let config = runpm::config::load(&path).map_err(|errors| {
+        anyhow!("{}", errors.to_string().trim_end()).context("the config is invalid")
+    })?;
+    let mut stdout = String::new();
+    let warnings = match target {
+        ExportTarget::Systemd {
+            out,
+            prefix,
+            no_target,
+            force,
+        } => {
+            let which = |program: &str, path: &str| files::which(program, path);
+            let options = systemd::Options {
+                prefix: prefix.clone(),
+                target: !no_target,
+                which: &which,
+                path: std::env::var("PATH").unwrap_or_default(),
+            };
+            let export = systemd::export(&config, &options);
+            match out {
+                Some(dir) => {
+                    let units: Vec<(String, String)> =
+                        export.units.into_iter().map(|u| (u.name, u.text)).collect();
+                    for path in
+                        files::write_all(dir, &units, *force).map_err(anyhow::Error::from)?
+                    {
+                        eprintln!("wrote {path}");
+                    }
+                }
+                None => stdout = systemd::concatenate(&export.units),
+            }
+            export.warnings
+        }
+        ExportTarget::Kubernetes {
+            out,
+            image,
+            name,
+            workdir,
+            force,
+        } => {
+            let options = kubernetes::Options {
+                name: name.clone(),
+                image: image.clone(),
+                workdir: workdir.clone(),
+            };
+            let export = kubernetes::export(&config, &options);
+            let text = kubernetes::render(&config, &export);
+            match out {
+                Some(file) => {
+                    files::write_one(file, &text, *force).map_err(anyhow::Error::from)?;
+                    eprintln!("wrote {file}");
+                }
+                None => stdout = text,
+            }
+            export.warnings
+        }
+    };
+    std::io::stdout()
+        .lock()
+        .write_all(stdout.as_bytes())
+        .context("cannot write to stdout")?;
+    for warning in warnings {
+        eprintln!("warning: {warning}");
+    }
+    Ok(())
 }
 
 /// Prints log lines as `NAME | line` as they arrive, until the daemon ends the stream

@@ -24,19 +24,19 @@ use super::spec::{
 };
 use super::suggest::hint;
 
-const RESTART_DELAY: Duration = Duration::from_millis(100);
-const RESTART_DELAY_MAX: Duration = Duration::from_secs(30);
-const MIN_UPTIME: Duration = Duration::from_secs(1);
-const MAX_RESTARTS: u32 = 10;
-const RESTART_WINDOW: Duration = Duration::from_secs(60);
+pub(crate) const RESTART_DELAY: Duration = Duration::from_millis(100);
+pub(crate) const RESTART_DELAY_MAX: Duration = Duration::from_secs(30);
+pub(crate) const MIN_UPTIME: Duration = Duration::from_secs(1);
+pub(crate) const MAX_RESTARTS: u32 = 10;
+pub(crate) const RESTART_WINDOW: Duration = Duration::from_secs(60);
 const KILL_TIMEOUT: Duration = Duration::from_secs(10);
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const HEALTH_INTERVAL: Duration = Duration::from_secs(10);
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 const HEALTH_RETRIES: u32 = 3;
-const FAILED_COOLDOWN: Duration = Duration::from_secs(5 * 60);
-const LOG_MAX_SIZE: u64 = 10_000_000;
-const LOG_KEEP: u32 = 5;
+pub(crate) const FAILED_COOLDOWN: Duration = Duration::from_secs(5 * 60);
+pub(crate) const LOG_MAX_SIZE: u64 = 10_000_000;
+pub(crate) const LOG_KEEP: u32 = 5;
 /// Service names become `NAME.log`; this leaves room for rotation suffixes under the usual
 /// 255-byte file name limit.
 const MAX_NAME_LEN: usize = 128;

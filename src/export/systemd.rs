@@ -1,0 +1,546 @@
+//! `runpmctl export systemd`: one `.service` unit per service, plus a target that groups them.
+//!
+//! The mapping, field by field (the README has the table a user reads):
+//!
+//! - `cmd`/`shell` → `ExecStart=`. systemd wants an absolute program path, so a bare name is
+//!   looked up on `PATH` when exporting (the service's own `PATH` if its `env` sets one), the
+//!   program runpm would have run from this shell; a relative path is taken from `cwd`. A
+//!   name that is not found stays bare (systemd ≥ 239 searches its own fixed path) and is
+//!   reported. Every word is escaped for systemd's command-line syntax: `%` and `$` doubled
+//!   (specifiers and variable expansion), and words with anything but plain characters
+//!   double-quoted with C escapes, so a multi-line `shell` script becomes one line.
+//! - `env` → `Environment=`; `env_file` → `EnvironmentFile=` pointing at the file, so its
+//!   values (often secrets) are not copied into a world-readable unit. systemd, like runpm,
+//!   lets the file override `Environment=`.
+//! - `restart`, `restart_delay`, `restart_delay_max` → `Restart=`, `RestartSec=`,
+//!   `RestartSteps=` + `RestartMaxDelaySec=` (systemd ≥ 254 grows the delay exponentially
+//!   from one to the other, as runpm doubles it).
+//! - `max_restarts` within `restart_window` → `StartLimitBurst=` (max_restarts + 1: the first
+//!   start plus that many restarts) within `StartLimitIntervalSec=`.
+//! - `ready = { notify = true }` → `Type=notify` with `NotifyAccess=all` (runpm accepts
+//!   messages from the whole process group); `ready.exec` → `Type=exec` and an
+//!   `ExecStartPost=` loop that runs the probe until it succeeds, so dependents ordered
+//!   `After=` wait for readiness as under runpm; `ready_timeout` → `TimeoutStartSec=`.
+//! - `depends_on` → `After=` + `Requires=`; a `restart = "never"` task gets
+//!   `RemainAfterExit=yes`, so a completed task keeps satisfying its dependents as in runpm.
+//! - The stop policy: `stop_signal` → `KillSignal=`, `kill_timeout` → `TimeoutStopSec=`,
+//!   `kill_mode` → `KillMode=control-group|process` (the cgroup holds the process group and
+//!   anything that escaped it).
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use camino::{Utf8Path, Utf8PathBuf};
+
+use super::Warning;
+use crate::config::{
+    Command, Config, KillMode, Probe, Ready, RestartPolicy, ServiceSpec, defaults,
+};
+
+/// The systemd release that introduced `RestartSteps=` and `RestartMaxDelaySec=`.
+const EXPONENTIAL_RESTART_SINCE: u32 = 254;
+
+/// How units are named and how programs are found.
+pub struct Options<'a> {
+    /// Put before every service name: `runpm-` gives `runpm-web.service`.
+    pub prefix: String,
+    /// Also write `<prefix>all.target`, which wants every autostart service.
+    pub target: bool,
+    /// Finds a bare program name on a `PATH` value, as runpm would when starting it. The
+    /// binary passes a real lookup; tests pass a fake.
+    pub which: &'a dyn Fn(&str, &str) -> Option<Utf8PathBuf>,
+    /// The `PATH` runpm would search (the exporting shell's), unless a service sets its own.
+    pub path: String,
+}
+
+/// One generated file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unit {
+    /// The file name: `runpm-web.service`.
+    pub name: String,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Export {
+    /// The services' units in dependency order, then the target.
+    pub units: Vec<Unit>,
+    pub warnings: Vec<Warning>,
+}
+
+/// The units for every service of `config`.
+pub fn export(config: &Config, options: &Options) -> Export {
+    let mut warnings = Vec::new();
+    let mut units = Vec::new();
+    for name in config.start_order() {
+        let spec = &config.services[name];
+        units.push(Unit {
+            name: unit_name(&options.prefix, name),
+            text: service_unit(config, spec, options, &mut warnings),
+        });
+    }
+    if options.target {
+        units.push(target_unit(config, options));
+    }
+    settings_warnings(config, &mut warnings);
+    let backoff: Vec<&str> = units
+        .iter()
+        .filter(|u| u.text.contains("\nRestartSteps="))
+        .map(|u| u.name.as_str())
+        .collect();
+    if !backoff.is_empty() {
+        // About the target's version rather than a service: said once.
+        warnings.push(Warning::new(
+            "[export]",
+            "restart_delay_max",
+            format!(
+                "RestartSteps= and RestartMaxDelaySec= (in {}) need systemd \
+                 {EXPONENTIAL_RESTART_SINCE} or later; older versions ignore them with a \
+                 warning and always wait RestartSec=",
+                backoff.join(", ")
+            ),
+        ));
+    }
+    Export { units, warnings }
+}
+
+/// All units in one text, each after a `# ---- NAME ----` line, for stdout.
+pub fn concatenate(units: &[Unit]) -> String {
+    let mut out = String::new();
+    for (i, unit) in units.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        let _ = writeln!(out, "# ---- {} ----", unit.name);
+        out.push_str(&unit.text);
+    }
+    out
+}
+
+fn unit_name(prefix: &str, service: &str) -> String {
+    format!("{prefix}{service}.service")
+}
+
+fn target_name(prefix: &str) -> String {
+    format!("{prefix}all.target")
+}
+
+fn service_unit(
+    config: &Config,
+    spec: &ServiceSpec,
+    options: &Options,
+    warnings: &mut Vec<Warning>,
+) -> String {
+    let name = spec.name.as_str();
+    let mut warn = |field: &'static str, message: String| {
+        warnings.push(Warning::new(name, field, message));
+    };
+    // [Unit]
+    let mut out = format!(
+        "# Generated by `runpmctl export systemd` from {} (service `{name}`).\n[Unit]\n",
+        config.source
+    );
+    kv(
+        &mut out,
+        "Description",
+        &specifiers(&format!("runpm service {name} ({})", config.source)),
+    );
+    for dep in &spec.depends_on {
+        kv(&mut out, "After", &unit_name(&options.prefix, dep));
+        kv(&mut out, "Requires", &unit_name(&options.prefix, dep));
+    }
+    if options.target {
+        // Stopping or restarting the target stops or restarts everything, like `runpm down`.
+        kv(&mut out, "PartOf", &target_name(&options.prefix));
+    }
+    if spec.restart != RestartPolicy::Never {
+        kv(
+            &mut out,
+            "StartLimitIntervalSec",
+            &duration(spec.restart_window),
+        );
+        kv(
+            &mut out,
+            "StartLimitBurst",
+            &spec.max_restarts.saturating_add(1).to_string(),
+        );
+    }
+
+    // [Service]
+    out.push_str("\n[Service]\n");
+    let mut line = |key: &str, value: &str| kv(&mut out, key, value);
+    match &spec.ready {
+        Some(Ready::Notify) => {
+            line("Type", "notify");
+            // runpm accepts sd_notify messages from any process of the service's group.
+            line("NotifyAccess", "all");
+        }
+        _ => line("Type", "exec"),
+    }
+    let argv = spec.command.argv();
+    let program = program_path(spec, &argv[0], options, &mut warn);
+    line("ExecStart", &exec_line(&program, &argv[1..]));
+    match &spec.ready {
+        None | Some(Ready::Notify) => {}
+        Some(Ready::Exec(probe)) => {
+            line("ExecStartPost", &poll_until(probe));
+        }
+        Some(Ready::Tcp(address)) => warn(
+            "ready",
+            format!(
+                "systemd has no TCP readiness check; the unit counts as started once the \
+                 program runs. To make dependents wait, add e.g. `ExecStartPost=/bin/bash -c \
+                 'until (exec 3<>/dev/tcp/{}) 2>/dev/null; do sleep 0.1; done'`, or use \
+                 `ready = {{ notify = true }}`",
+                address.replace(':', "/")
+            ),
+        ),
+        Some(Ready::Log(_)) => warn(
+            "ready",
+            "systemd cannot watch a service's output for readiness; the unit counts as started \
+             once the program runs (sd_notify with `ready = { notify = true }` maps to \
+             Type=notify)"
+                .into(),
+        ),
+    }
+    if spec.ready.is_some() {
+        line("TimeoutStartSec", &duration(spec.ready_timeout));
+    }
+    line("WorkingDirectory", &specifiers(spec.cwd.as_str()));
+    environment(spec, &mut line, &mut warn);
+    if let Some(user) = &spec.user {
+        line("User", &specifiers(user));
+    }
+    if let Some(group) = &spec.group {
+        line("Group", &specifiers(group));
+    }
+
+    line(
+        "Restart",
+        match spec.restart {
+            RestartPolicy::Always => "always",
+            RestartPolicy::OnFailure => "on-failure",
+            RestartPolicy::Never => "no",
+        },
+    );
+    if spec.restart == RestartPolicy::Never {
+        // A finished task stays "active (exited)": it keeps satisfying Requires= of its
+        // dependents and is not run again when one of them restarts, as under runpm.
+        line("RemainAfterExit", "yes");
+    } else {
+        line("RestartSec", &duration(spec.restart_delay));
+        if spec.restart_delay_max > spec.restart_delay && !spec.restart_delay.is_zero() {
+            line("RestartSteps", &restart_steps(spec).to_string());
+            line("RestartMaxDelaySec", &duration(spec.restart_delay_max));
+        }
+    }
+    let extra_codes: Vec<String> = spec
+        .success_exit_codes
+        .iter()
+        .filter(|&&code| code != 0)
+        .map(i32::to_string)
+        .collect();
+    if !extra_codes.is_empty() {
+        line("SuccessExitStatus", &extra_codes.join(" "));
+    }
+    if !spec.success_exit_codes.contains(&0) {
+        warn(
+            "success_exit_codes",
+            "systemd always counts exit code 0 as success, so `Restart=on-failure` does not \
+             restart after it"
+                .into(),
+        );
+    }
+    if let Some(watchdog) = spec.watchdog {
+        line("WatchdogSec", &duration(watchdog));
+    }
+    line(
+        "KillMode",
+        match spec.kill_mode {
+            KillMode::Group => "control-group",
+            KillMode::Process => "process",
+        },
+    );
+    line("KillSignal", spec.stop_signal.name());
+    // 0 would mean "wait forever" to systemd, where runpm sends SIGKILL at once.
+    line(
+        "TimeoutStopSec",
+        &duration(spec.kill_timeout.max(Duration::from_millis(1))),
+    );
+
+    if spec.autostart {
+        out.push_str("\n[Install]\nWantedBy=multi-user.target\n");
+    }
+
+    unmapped(spec, &mut warn);
+    out
+}
+
+fn kv(out: &mut String, key: &str, value: &str) {
+    let _ = writeln!(out, "{key}={value}");
+}
+
+/// `Environment=` for the variables from the `env` table, `EnvironmentFile=` for the file.
+fn environment(
+    spec: &ServiceSpec,
+    line: &mut impl FnMut(&str, &str),
+    warn: &mut impl FnMut(&'static str, String),
+) {
+    let from_file = |key: &str| spec.env_file.as_ref().is_some_and(|f| f.keys.contains(key));
+    for (key, value) in &spec.env {
+        if !env_name_is_valid(key) {
+            warn(
+                if from_file(key) { "env_file" } else { "env" },
+                format!(
+                    "`{key}` is not a name systemd accepts (letters, digits and `_`, not \
+                     starting with a digit); it is left out"
+                ),
+            );
+            continue;
+        }
+        if from_file(key) {
+            if value.contains('\\') {
+                warn(
+                    "env_file",
+                    format!(
+                        "the value of `{key}` contains a backslash, which systemd's \
+                         EnvironmentFile= reads as an escape where runpm keeps it as is"
+                    ),
+                );
+            }
+            continue;
+        }
+        line(
+            "Environment",
+            &quote(&specifiers(&format!("{key}={value}"))),
+        );
+    }
+    if let Some(file) = &spec.env_file {
+        line("EnvironmentFile", &specifiers(file.path.as_str()));
+    }
+}
+
+/// Warnings for the fields this exporter has no key for at all.
+fn unmapped(spec: &ServiceSpec, warn: &mut impl FnMut(&'static str, String)) {
+    if let Some(health) = &spec.health {
+        let probe = match &health.probe {
+            Probe::Exec(argv) => argv.join(" "),
+            Probe::Tcp(address) => format!("a TCP connect to {address}"),
+        };
+        warn(
+            "health",
+            format!(
+                "systemd has no liveness probe ({probe}); with sd_notify, `watchdog` maps to \
+                 WatchdogSec=, or run the check from a timer unit that restarts this one"
+            ),
+        );
+    }
+    if spec.min_uptime != defaults::MIN_UPTIME && spec.restart != RestartPolicy::Never {
+        warn(
+            "min_uptime",
+            "systemd does not tell short runs from long ones: every start counts toward \
+             StartLimitBurst="
+                .into(),
+        );
+    }
+    if spec.failed_cooldown != defaults::FAILED_COOLDOWN && spec.restart != RestartPolicy::Never {
+        warn(
+            "failed_cooldown",
+            "systemd does not re-arm a unit that hit its start limit; it stays failed until \
+             `systemctl reset-failed` (or a timer doing it)"
+                .into(),
+        );
+    }
+    if spec.log_max_size != defaults::LOG_MAX_SIZE || spec.log_keep != defaults::LOG_KEEP {
+        warn(
+            "log_max_size",
+            "output goes to the journal, whose size limits are set in journald.conf \
+             (SystemMaxUse=), not per service"
+                .into(),
+        );
+    }
+}
+
+/// `<prefix>all.target`: starting it starts every autostart service, as `runpm up` does.
+fn target_unit(config: &Config, options: &Options) -> Unit {
+    let mut text = format!(
+        "# Generated by `runpmctl export systemd` from {}.\n[Unit]\nDescription={}\n",
+        config.source,
+        specifiers(&format!("runpm services of {}", config.source))
+    );
+    for name in config.start_order() {
+        if config.services[name].autostart {
+            let _ = writeln!(text, "Wants={}", unit_name(&options.prefix, name));
+        }
+    }
+    text.push_str("\n[Install]\nWantedBy=multi-user.target\n");
+    Unit {
+        name: target_name(&options.prefix),
+        text,
+    }
+}
+
+fn settings_warnings(config: &Config, warnings: &mut Vec<Warning>) {
+    if config.settings.exit_when.is_some() {
+        warnings.push(Warning::new(
+            "[runpm]",
+            "exit_when",
+            "systemd keeps each unit's own lifecycle; nothing stops the others when one ends \
+             (BindsTo= or OnFailure= can express some of it by hand)",
+        ));
+    }
+}
+
+/// The absolute program for `ExecStart=`.
+fn program_path(
+    spec: &ServiceSpec,
+    program: &str,
+    options: &Options,
+    warn: &mut impl FnMut(&'static str, String),
+) -> String {
+    let field = match spec.command {
+        Command::Argv(_) => "cmd",
+        Command::Shell(_) => "shell",
+    };
+    if program.starts_with('/') {
+        return normalize(Utf8Path::new(program)).into_string();
+    }
+    if program.contains('/') {
+        // runpm runs a relative path from the service's working directory.
+        return normalize(&spec.cwd.join(program)).into_string();
+    }
+    let path = spec.env.get("PATH").unwrap_or(&options.path);
+    match (options.which)(program, path) {
+        Some(found) => found.into_string(),
+        None => {
+            warn(
+                field,
+                format!(
+                    "`{program}` was not found on PATH when exporting; it is left bare, and \
+                     systemd looks for it in its own fixed path (/usr/local/sbin:\
+                     /usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin)"
+                ),
+            );
+            program.to_owned()
+        }
+    }
+}
+
+/// `a/./b/../c` → `a/c`: systemd refuses executable paths that are not normalized.
+fn normalize(path: &Utf8Path) -> Utf8PathBuf {
+    let mut out = Utf8PathBuf::new();
+    for component in path.components() {
+        match component {
+            camino::Utf8Component::CurDir => {}
+            camino::Utf8Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_str()),
+        }
+    }
+    out
+}
+
+/// An `ExecStartPost=` that runs `probe` until it succeeds; the start timeout bounds it.
+fn poll_until(probe: &[String]) -> String {
+    let probe: Vec<String> = probe.iter().map(|w| shell_quote(w)).collect();
+    let script = format!(
+        "until {} >/dev/null 2>&1; do sleep 0.1; done",
+        probe.join(" ")
+    );
+    exec_line("/bin/sh", &["-c".into(), script])
+}
+
+/// The number of steps systemd takes from `RestartSec=` to `RestartMaxDelaySec=`: as many as
+/// runpm's doublings.
+fn restart_steps(spec: &ServiceSpec) -> u32 {
+    let ratio = spec.restart_delay_max.as_secs_f64() / spec.restart_delay.as_secs_f64();
+    // At least one step; ceil(log2) doublings reach the maximum.
+    (ratio.log2().ceil() as u32).max(1)
+}
+
+/// A command line for `ExecStart=` and friends.
+pub fn exec_line(program: &str, args: &[String]) -> String {
+    let mut out = exec_word(program);
+    for arg in args {
+        out.push(' ');
+        out.push_str(&exec_word(arg));
+    }
+    out
+}
+
+/// One word of a systemd command line: `%` and `$` doubled, quoted unless plain.
+pub fn exec_word(word: &str) -> String {
+    let escaped = specifiers(word).replace('$', "$$");
+    let plain = !escaped.is_empty()
+        && escaped
+            .chars()
+            // Not `;` (a lone one separates commands), quotes or blanks. A leading `-`, `@`,
+            // `+`, `!` or `:` is special only on the program, which is absolute.
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@%$".contains(c));
+    if plain { escaped } else { quote(&escaped) }
+}
+
+/// `"…"` with C escapes, as systemd's unquoting reads it.
+pub fn quote(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_ascii_control() => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// `%` doubled, so systemd does not read it as a specifier.
+pub fn specifiers(value: &str) -> String {
+    value.replace('%', "%%")
+}
+
+/// A POSIX shell word (for scripts built here, such as the readiness loop).
+fn shell_quote(word: &str) -> String {
+    if !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@".contains(c))
+    {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// systemd accepts variable names made of letters, digits and `_`, not starting with a digit.
+fn env_name_is_valid(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A duration in systemd's syntax: `100ms`, `30s`, `5min`.
+pub fn duration(d: Duration) -> String {
+    let micros = d.as_micros();
+    if micros == 0 {
+        "0".into()
+    } else if micros % 60_000_000 == 0 {
+        format!("{}min", micros / 60_000_000)
+    } else if micros % 1_000_000 == 0 {
+        format!("{}s", micros / 1_000_000)
+    } else if micros % 1000 == 0 {
+        format!("{}ms", micros / 1000)
+    } else {
+        format!("{micros}us")
+    }
+}
