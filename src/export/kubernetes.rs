@@ -28,9 +28,7 @@ use camino::Utf8PathBuf;
 use serde_json::{Map, Value, json};
 
 use super::{Warning, is_local_host, split_host_port};
-use crate::config::{
-    Command, Config, KillMode, Probe, Ready, RestartPolicy, ServiceSpec, defaults,
-};
+use crate::config::{Command, Config, Probe, Ready, RestartPolicy, ServiceSpec, defaults};
 
 /// The image used when none is given: obviously a placeholder, so the manifest cannot be
 /// applied by accident without choosing one.
@@ -475,14 +473,6 @@ fn unmapped(spec: &ServiceSpec, warn: &mut impl FnMut(&'static str, String)) {
                  STOPSIGNAL or a preStop hook",
                 spec.stop_signal.name()
             ),
-        );
-    }
-    if spec.kill_mode == KillMode::Process {
-        warn(
-            "kill_mode",
-            "Kubernetes signals the container's main process and, after the grace period, \
-             kills everything in the container"
-                .into(),
         );
     }
     if spec.clear_env {

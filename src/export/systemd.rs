@@ -33,9 +33,7 @@ use std::time::Duration;
 use camino::{Utf8Path, Utf8PathBuf};
 
 use super::Warning;
-use crate::config::{
-    Command, Config, KillMode, Probe, Ready, RestartPolicy, ServiceSpec, defaults,
-};
+use crate::config::{Command, Config, KillMode, Ready, RestartPolicy, ServiceSpec, defaults};
 
 /// The systemd release that introduced `RestartSteps=` and `RestartMaxDelaySec=`.
 const EXPONENTIAL_RESTART_SINCE: u32 = 254;
@@ -322,17 +320,12 @@ fn environment(
 
 /// Warnings for the fields this exporter has no key for at all.
 fn unmapped(spec: &ServiceSpec, warn: &mut impl FnMut(&'static str, String)) {
-    if let Some(health) = &spec.health {
-        let probe = match &health.probe {
-            Probe::Exec(argv) => argv.join(" "),
-            Probe::Tcp(address) => format!("a TCP connect to {address}"),
-        };
+    if spec.health.is_some() {
         warn(
             "health",
-            format!(
-                "systemd has no liveness probe ({probe}); with sd_notify, `watchdog` maps to \
-                 WatchdogSec=, or run the check from a timer unit that restarts this one"
-            ),
+            "systemd has no liveness probe; with sd_notify, `watchdog` maps to WatchdogSec=, \
+             or run the check from a timer unit that restarts this one"
+                .into(),
         );
     }
     if spec.min_uptime != defaults::MIN_UPTIME && spec.restart != RestartPolicy::Never {

@@ -28,8 +28,31 @@ pub fn to_yaml(value: &Value) -> String {
     out
 }
 
+/// Keys that read best first, in this order (Kubernetes' customary order); the others follow
+/// alphabetically. `serde_json`'s map is sorted, which would put `args` before `command` and a
+/// container's `name` in the middle.
+const FIRST_KEYS: &[&str] = &[
+    "apiVersion",
+    "kind",
+    "metadata",
+    "name",
+    "image",
+    "command",
+    "args",
+    "workingDir",
+    "env",
+];
+
 fn write_map(out: &mut String, map: &serde_json::Map<String, Value>, indent: usize) {
-    for (i, (key, value)) in map.iter().enumerate() {
+    let rank = |key: &str| {
+        FIRST_KEYS
+            .iter()
+            .position(|k| *k == key)
+            .unwrap_or(usize::MAX)
+    };
+    let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+    entries.sort_by(|(a, _), (b, _)| rank(a).cmp(&rank(b)).then_with(|| a.cmp(b)));
+    for (i, (key, value)) in entries.into_iter().enumerate() {
         // The first key of a list item sits on the `- ` line, already indented.
         if i > 0 || !out.ends_with("- ") {
             pad(out, indent);
@@ -207,7 +230,6 @@ mod tests {
             "\
 apiVersion: apps/v1
 spec:
-  replicas: 1
   containers:
     - name: web
       args:
@@ -219,6 +241,7 @@ spec:
       ports:
         - containerPort: 6379
   labels: {}
+  replicas: 1
 "
         );
     }
