@@ -78,7 +78,6 @@ pub fn export(config: &Config, options: &Options) -> Export {
     let order = config.start_order();
     let roles = roles(config, &order);
 
-    let names = container_names(config, &order, &mut warnings);
     let mut init_containers = Vec::new();
     let mut containers = Vec::new();
     let image = options.image.clone().unwrap_or_else(|| {
@@ -93,6 +92,7 @@ pub fn export(config: &Config, options: &Options) -> Export {
         ));
         PLACEHOLDER_IMAGE.to_owned()
     });
+    let names = container_names(config, &order, &mut warnings);
     let mut grace = Duration::from_secs(1);
     for &name in &order {
         let spec = &config.services[name];
@@ -118,6 +118,14 @@ pub fn export(config: &Config, options: &Options) -> Export {
             Role::Init => init_containers.push(container),
             _ => containers.push(container),
         }
+    }
+    if containers.is_empty() {
+        warnings.push(Warning::new(
+            "[export]",
+            "autostart",
+            "no service starts automatically, so the pod has no containers and Kubernetes will \
+             reject it",
+        ));
     }
     if config.settings.exit_when.is_some() {
         warnings.push(Warning::new(
@@ -192,14 +200,8 @@ fn roles<'a>(config: &'a Config, order: &[&'a str]) -> BTreeMap<&'a str, Role> {
         };
         roles.insert(name, role);
     }
-    // A pod needs at least one regular container: with nothing else, the tasks stay ones.
-    if !roles.values().any(|r| *r == Role::Container) {
-        for role in roles.values_mut() {
-            if *role == Role::Init {
-                *role = Role::Container;
-            }
-        }
-    }
+    // There is always a regular container when anything is exported: a service no autostart
+    // service depends on (the end of every dependency chain) is never an init container.
     roles
 }
 
@@ -594,4 +596,281 @@ fn escape(value: &str) -> String {
 /// Whole seconds, rounded up.
 fn whole_seconds(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{EnvFile, Health, Signal};
+    use crate::export::{test_config, test_spec};
+
+    fn options() -> Options {
+        Options {
+            name: None,
+            image: Some("example/app:1".into()),
+            workdir: "/app".into(),
+        }
+    }
+
+    fn pod(export: &Export) -> &Value {
+        &export.manifest["spec"]["template"]["spec"]
+    }
+
+    fn names(list: &Value) -> Vec<&str> {
+        list.as_array()
+            .map(|l| l.iter().map(|c| c["name"].as_str().unwrap()).collect())
+            .unwrap_or_default()
+    }
+
+    fn fields(export: &Export) -> Vec<(String, &'static str)> {
+        export
+            .warnings
+            .iter()
+            .map(|w| (w.service.clone(), w.field))
+            .collect()
+    }
+
+    fn task(name: &str, deps: &[&str]) -> ServiceSpec {
+        let mut spec = test_spec(name);
+        spec.restart = RestartPolicy::Never;
+        spec.depends_on = deps.iter().map(|d| d.to_string()).collect();
+        spec
+    }
+
+    fn server(name: &str, deps: &[&str]) -> ServiceSpec {
+        let mut spec = test_spec(name);
+        spec.restart = RestartPolicy::Always;
+        spec.depends_on = deps.iter().map(|d| d.to_string()).collect();
+        spec
+    }
+
+    #[test]
+    fn one_deployment_with_a_container_per_service() {
+        let mut web = server("web", &[]);
+        web.command = Command::Argv(vec!["python3".into(), "-m".into(), "http.server".into()]);
+        web.cwd = "/srv/app/site".into();
+        web.env = [("PORT".to_owned(), "8000".to_owned())].into();
+        let mut job = server("job", &[]);
+        job.command = Command::Shell("echo $((1 + 1)) $HOME $$".into());
+        job.kill_timeout = Duration::from_millis(25_500);
+        let export = export(&test_config(vec![web, job]), &options());
+        let m = &export.manifest;
+        assert_eq!(m["apiVersion"], "apps/v1");
+        assert_eq!(m["kind"], "Deployment");
+        assert_eq!(m["metadata"]["name"], "app");
+        assert_eq!(m["spec"]["replicas"], 1);
+        assert_eq!(m["spec"]["strategy"]["type"], "Recreate");
+        assert_eq!(
+            m["spec"]["selector"]["matchLabels"],
+            m["spec"]["template"]["metadata"]["labels"]
+        );
+        let pod = pod(&export);
+        assert_eq!(pod["terminationGracePeriodSeconds"], 26);
+        assert_eq!(names(&pod["containers"]), ["job", "web"]);
+        let job = &pod["containers"][0];
+        assert_eq!(
+            job["command"],
+            json!(["/bin/sh", "-c", "echo $$((1 + 1)) $HOME $$$"])
+        );
+        assert_eq!(job["workingDir"], "/app");
+        let web = &pod["containers"][1];
+        assert_eq!(web["image"], "example/app:1");
+        assert_eq!(web["command"], json!(["python3"]));
+        assert_eq!(web["args"], json!(["-m", "http.server"]));
+        assert_eq!(web["workingDir"], "/app/site");
+        assert_eq!(web["env"], json!([{"name": "PORT", "value": "8000"}]));
+        assert!(export.warnings.is_empty(), "{:#?}", export.warnings);
+    }
+
+    #[test]
+    fn one_shot_tasks_that_others_need_become_init_containers_in_order() {
+        let specs = vec![
+            task("schema", &[]),
+            task("seed", &["schema"]),
+            server("db", &[]),
+            // Needs a running db, so it cannot run before the pod's containers.
+            task("warmup", &["db"]),
+            server("web", &["seed", "warmup"]),
+            // Nothing depends on it: a container, restarted (reported).
+            task("report", &[]),
+        ];
+        let export = export(&test_config(specs), &options());
+        let pod = pod(&export);
+        assert_eq!(names(&pod["initContainers"]), ["schema", "seed"]);
+        assert_eq!(names(&pod["containers"]), ["db", "report", "warmup", "web"]);
+        let fields = fields(&export);
+        for expected in [
+            ("report", "restart"),
+            ("warmup", "restart"),
+            ("warmup", "depends_on"),
+            ("web", "depends_on"),
+        ] {
+            assert!(
+                fields.contains(&(expected.0.to_owned(), expected.1)),
+                "{expected:?} in {fields:?}"
+            );
+        }
+        // The dependencies on init containers are satisfied, so only `warmup` is reported.
+        let web_deps: Vec<&Warning> = export
+            .warnings
+            .iter()
+            .filter(|w| w.service == "web" && w.field == "depends_on")
+            .collect();
+        assert_eq!(web_deps.len(), 1);
+        assert!(web_deps[0].message.contains("`warmup`"));
+    }
+
+    #[test]
+    fn a_config_with_nothing_to_start_is_reported() {
+        let mut a = task("a", &[]);
+        a.autostart = false;
+        let export = export(&test_config(vec![a]), &options());
+        assert_eq!(
+            fields(&export),
+            [
+                ("a".to_owned(), "autostart"),
+                ("[export]".to_owned(), "autostart")
+            ]
+        );
+    }
+
+    #[test]
+    fn ready_and_health_become_probes() {
+        let mut web = server("web", &[]);
+        web.ready = Some(Ready::Tcp("127.0.0.1:8000".into()));
+        web.ready_timeout = Duration::from_millis(4500);
+        web.health = Some(Health {
+            probe: Probe::Exec(vec!["curl".into(), "-fs".into(), "$(x)".into()]),
+            interval: Duration::from_secs(15),
+            timeout: Duration::from_secs(3),
+            retries: 4,
+        });
+        let mut api = server("api", &[]);
+        api.ready = Some(Ready::Exec(vec!["check".into()]));
+        api.health = Some(Health {
+            probe: Probe::Tcp("localhost:9000".into()),
+            interval: Duration::from_millis(500),
+            timeout: Duration::from_secs(1),
+            retries: 0,
+        });
+        let export = export(&test_config(vec![web, api]), &options());
+        let pod = pod(&export);
+        let api = &pod["containers"][0];
+        let web = &pod["containers"][1];
+        assert_eq!(
+            web["startupProbe"],
+            json!({"tcpSocket": {"port": 8000}, "periodSeconds": 1, "failureThreshold": 5})
+        );
+        assert_eq!(web["readinessProbe"], json!({"tcpSocket": {"port": 8000}}));
+        assert_eq!(
+            web["livenessProbe"],
+            // Probes are not expanded by Kubernetes, so `$(x)` stays as it is.
+            json!({"exec": {"command": ["curl", "-fs", "$(x)"]}, "periodSeconds": 15,
+                   "timeoutSeconds": 3, "failureThreshold": 4})
+        );
+        assert_eq!(
+            api["readinessProbe"],
+            json!({"exec": {"command": ["check"]}})
+        );
+        assert_eq!(
+            api["livenessProbe"],
+            json!({"tcpSocket": {"port": 9000}, "periodSeconds": 1, "timeoutSeconds": 1,
+                   "failureThreshold": 1})
+        );
+        assert_eq!(fields(&export), [("api".to_owned(), "health")]);
+    }
+
+    #[test]
+    fn what_kubernetes_cannot_express_is_reported() {
+        let mut redis = server("redis", &[]);
+        redis.ready = Some(Ready::Notify);
+        redis.watchdog = Some(Duration::from_secs(10));
+        let mut remote = server("remote", &[]);
+        remote.ready = Some(Ready::Tcp("db.example:5432".into()));
+        let mut logs = test_spec("logs");
+        logs.ready = Some(Ready::Log("up".into()));
+        logs.stop_signal = Signal::parse("QUIT").unwrap();
+        logs.user = Some("www-data".into());
+        logs.clear_env = true;
+        logs.env = [("K".to_owned(), "v".to_owned())].into();
+        logs.env_file = Some(EnvFile {
+            path: "/srv/app/.env".into(),
+            keys: ["K".to_owned()].into(),
+        });
+        logs.restart_delay = Duration::from_secs(1);
+        logs.max_restarts = 3;
+        logs.success_exit_codes = vec![0, 2];
+        let mut manual = server("Manual_Tool", &[]);
+        manual.autostart = false;
+        let mut odd = server("Odd_Name", &[]);
+        odd.cwd = "/elsewhere".into();
+        let mut config = test_config(vec![redis, remote, logs, manual, odd]);
+        config.settings.exit_when = Some(crate::config::ExitWhen::AnyFailed);
+        let export = export(
+            &config,
+            &Options {
+                image: None,
+                ..options()
+            },
+        );
+        let expected = [
+            ("[export]", "image"),
+            ("Odd_Name", "name"),
+            ("Manual_Tool", "autostart"),
+            ("Odd_Name", "cwd"),
+            ("logs", "env_file"),
+            ("logs", "ready"),
+            ("logs", "restart"),
+            ("logs", "restart_delay"),
+            ("logs", "max_restarts"),
+            ("logs", "success_exit_codes"),
+            ("logs", "stop_signal"),
+            ("logs", "clear_env"),
+            ("logs", "user"),
+            ("redis", "ready"),
+            ("redis", "watchdog"),
+            ("remote", "ready"),
+            ("[runpm]", "exit_when"),
+        ]
+        .map(|(s, f)| (s.to_owned(), f));
+        assert_eq!(fields(&export), expected);
+        let pod = pod(&export);
+        assert_eq!(
+            names(&pod["containers"]),
+            ["odd-name", "logs", "redis", "remote"]
+        );
+        assert_eq!(pod["containers"][0]["image"], PLACEHOLDER_IMAGE);
+        assert!(pod["containers"][3].get("readinessProbe").is_none());
+    }
+
+    #[test]
+    fn names_become_dns_labels() {
+        assert_eq!(dns_label("web"), "web");
+        assert_eq!(dns_label("My_App.v2"), "my-app-v2");
+        assert_eq!(dns_label("-x-"), "x");
+        assert_eq!(dns_label(&"a".repeat(80)).len(), 63);
+        assert_eq!(dns_label("___"), "");
+        let config = test_config(vec![test_spec("a_b"), test_spec("a.b"), test_spec("a-b")]);
+        let mut warnings = Vec::new();
+        let order = config.start_order();
+        let names = container_names(&config, &order, &mut warnings);
+        let mut taken: Vec<&String> = names.values().collect();
+        taken.sort();
+        assert_eq!(taken, ["a-b", "a-b-2", "a-b-3"]);
+        assert_eq!(warnings.len(), 2);
+    }
+
+    #[test]
+    fn dollars_survive_kubernetes_expansion() {
+        // Kubernetes reads `$$` as `$` and `$(NAME)` as a variable; any other `$` is literal.
+        for (raw, escaped) in [
+            ("$HOME", "$HOME"),
+            ("$(date)", "$$(date)"),
+            ("$$", "$$$"),
+            ("cost 5$", "cost 5$"),
+            ("$((1+1))", "$$((1+1))"),
+        ] {
+            assert_eq!(escape(raw), escaped, "for {raw:?}");
+        }
+    }
 }

@@ -66,6 +66,25 @@ fn is_local_host(host: &str) -> bool {
     ) || host.starts_with("127.")
 }
 
+/// A config made of `specs`, as if loaded from `/srv/app/services.toml`.
+#[cfg(test)]
+fn test_config(specs: Vec<crate::config::ServiceSpec>) -> crate::config::Config {
+    crate::config::Config {
+        source: "/srv/app/services.toml".into(),
+        base_dir: "/srv/app".into(),
+        settings: crate::config::Settings::default(),
+        services: specs.into_iter().map(|s| (s.name.clone(), s)).collect(),
+    }
+}
+
+/// A spec with the documented defaults, run from the test config's directory.
+#[cfg(test)]
+fn test_spec(name: &str) -> crate::config::ServiceSpec {
+    let mut spec = crate::supervisor::testing::spec(name);
+    spec.cwd = "/srv/app".into();
+    spec
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

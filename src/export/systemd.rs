@@ -527,13 +527,317 @@ pub fn duration(d: Duration) -> String {
     let micros = d.as_micros();
     if micros == 0 {
         "0".into()
-    } else if micros % 60_000_000 == 0 {
+    } else if micros.is_multiple_of(60_000_000) {
         format!("{}min", micros / 60_000_000)
-    } else if micros % 1_000_000 == 0 {
+    } else if micros.is_multiple_of(1_000_000) {
         format!("{}s", micros / 1_000_000)
-    } else if micros % 1000 == 0 {
+    } else if micros.is_multiple_of(1000) {
         format!("{}ms", micros / 1000)
     } else {
         format!("{micros}us")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{EnvFile, Health, Signal};
+    use crate::export::{test_config, test_spec};
+
+    fn which(program: &str, _path: &str) -> Option<Utf8PathBuf> {
+        match program {
+            "python3" => Some("/usr/bin/python3".into()),
+            "true" => Some("/bin/true".into()),
+            _ => None,
+        }
+    }
+
+    fn options() -> Options<'static> {
+        Options {
+            prefix: "app-".into(),
+            target: true,
+            which: &which,
+            path: "/usr/bin:/bin".into(),
+        }
+    }
+
+    fn unit_of(specs: Vec<ServiceSpec>, name: &str) -> (String, Vec<String>) {
+        let export = export(&test_config(specs), &options());
+        let unit = export
+            .units
+            .iter()
+            .find(|u| u.name == format!("app-{name}.service"))
+            .expect("the unit")
+            .text
+            .clone();
+        let warnings = export.warnings.iter().map(|w| w.to_string()).collect();
+        (unit, warnings)
+    }
+
+    fn lines<'a>(unit: &'a str, key: &str) -> Vec<&'a str> {
+        unit.lines()
+            .filter_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .collect()
+    }
+
+    #[test]
+    fn plain_words_stay_bare_and_the_rest_is_quoted_with_c_escapes() {
+        for (word, expected) in [
+            ("--port", "--port"),
+            ("/usr/bin/python3", "/usr/bin/python3"),
+            ("a=b,c:d@e", "a=b,c:d@e"),
+            ("", r#""""#),
+            ("two words", r#""two words""#),
+            ("$HOME", "$$HOME"),
+            ("${HOME}/x", r#""$${HOME}/x""#),
+            ("100%", "100%%"),
+            ("%h", "%%h"),
+            (r#"say "hi""#, r#""say \"hi\"""#),
+            ("it's", r#""it's""#),
+            (r"back\slash", r#""back\\slash""#),
+            ("ends with \\", r#""ends with \\""#),
+            (";", r#"";""#),
+            ("line\nbreak\ttab", r#""line\nbreak\ttab""#),
+            ("bell\u{7}", r#""bell\x07""#),
+        ] {
+            assert_eq!(exec_word(word), expected, "for {word:?}");
+        }
+    }
+
+    #[test]
+    fn a_shell_script_becomes_one_sh_c_line() {
+        let mut spec = test_spec("job");
+        spec.command = Command::Shell(
+            "echo \"cost: 5$ or 100%\"\nfor f in *.txt; do\n  cat \"$f\"\ndone\n".into(),
+        );
+        let (unit, _) = unit_of(vec![spec], "job");
+        assert_eq!(
+            lines(&unit, "ExecStart"),
+            [
+                r#"/bin/sh -c "echo \"cost: 5$$ or 100%%\"\nfor f in *.txt; do\n  cat \"$$f\"\ndone\n""#
+            ]
+        );
+    }
+
+    #[test]
+    fn programs_are_made_absolute() {
+        let mut found = test_spec("found");
+        found.command = Command::Argv(vec!["python3".into(), "-V".into()]);
+        let mut relative = test_spec("relative");
+        relative.command = Command::Argv(vec!["./bin/../bin/server".into()]);
+        relative.cwd = "/srv/app/web".into();
+        let mut missing = test_spec("missing");
+        missing.command = Command::Argv(vec!["nosuchtool".into()]);
+        let specs = vec![found, relative, missing];
+        let (unit, warnings) = unit_of(specs.clone(), "found");
+        assert_eq!(lines(&unit, "ExecStart"), ["/usr/bin/python3 -V"]);
+        let (unit, _) = unit_of(specs.clone(), "relative");
+        assert_eq!(lines(&unit, "ExecStart"), ["/srv/app/web/bin/server"]);
+        let (unit, _) = unit_of(specs, "missing");
+        assert_eq!(lines(&unit, "ExecStart"), ["nosuchtool"]);
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.starts_with("missing: cmd: `nosuchtool` was not found on PATH")),
+            "{warnings:#?}"
+        );
+    }
+
+    #[test]
+    fn environment_is_quoted_and_the_env_file_is_referenced_not_copied() {
+        let mut spec = test_spec("web");
+        spec.env = [
+            ("GREETING", "100% \"quoted\" $HOME \\ x"),
+            ("SECRET", "from-the-file"),
+            ("bad-name", "x"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .into();
+        spec.env_file = Some(EnvFile {
+            path: "/srv/app/.env".into(),
+            keys: ["SECRET".to_owned()].into(),
+        });
+        let (unit, warnings) = unit_of(vec![spec], "web");
+        assert_eq!(
+            lines(&unit, "Environment"),
+            [r#""GREETING=100%% \"quoted\" $HOME \\ x""#]
+        );
+        assert_eq!(lines(&unit, "EnvironmentFile"), ["/srv/app/.env"]);
+        assert!(!unit.contains("from-the-file"));
+        let warnings: Vec<&String> = warnings.iter().filter(|w| w.contains(": env")).collect();
+        assert_eq!(
+            warnings,
+            [
+                "web: env: `bad-name` is not a name systemd accepts (letters, digits and `_`, not \
+              starting with a digit); it is left out"
+            ]
+        );
+    }
+
+    #[test]
+    fn restart_and_stop_policies() {
+        let mut spec = test_spec("web");
+        spec.restart = RestartPolicy::Always;
+        spec.restart_delay = Duration::from_millis(250);
+        spec.restart_delay_max = Duration::from_secs(10);
+        spec.max_restarts = 4;
+        spec.restart_window = Duration::from_secs(90);
+        spec.success_exit_codes = vec![0, 3, 7];
+        spec.stop_signal = Signal::parse("INT").unwrap();
+        spec.kill_timeout = Duration::from_millis(1500);
+        spec.kill_mode = KillMode::Process;
+        let (unit, _) = unit_of(vec![spec], "web");
+        for (key, value) in [
+            ("Restart", "always"),
+            ("RestartSec", "250ms"),
+            // 250ms doubled 6 times passes 10s.
+            ("RestartSteps", "6"),
+            ("RestartMaxDelaySec", "10s"),
+            ("StartLimitBurst", "5"),
+            ("StartLimitIntervalSec", "90s"),
+            ("SuccessExitStatus", "3 7"),
+            ("KillSignal", "SIGINT"),
+            ("TimeoutStopSec", "1500ms"),
+            ("KillMode", "process"),
+            ("Type", "exec"),
+        ] {
+            assert_eq!(lines(&unit, key), [value], "{key} in\n{unit}");
+        }
+    }
+
+    #[test]
+    fn a_task_remains_after_exit_and_has_no_restart_settings() {
+        let mut spec = test_spec("migrate");
+        spec.restart = RestartPolicy::Never;
+        let (unit, _) = unit_of(vec![spec], "migrate");
+        assert_eq!(lines(&unit, "Restart"), ["no"]);
+        assert_eq!(lines(&unit, "RemainAfterExit"), ["yes"]);
+        for key in ["RestartSec", "RestartSteps", "StartLimitBurst"] {
+            assert!(lines(&unit, key).is_empty(), "{key} in\n{unit}");
+        }
+    }
+
+    #[test]
+    fn readiness_dependencies_and_install() {
+        let mut db = test_spec("db");
+        db.ready = Some(Ready::Notify);
+        db.watchdog = Some(Duration::from_secs(30));
+        let mut web = test_spec("web");
+        web.depends_on = vec!["db".into()];
+        web.ready = Some(Ready::Exec(vec![
+            "curl".into(),
+            "-fs".into(),
+            "it's".into(),
+        ]));
+        web.ready_timeout = Duration::from_secs(5);
+        let mut manual = test_spec("manual");
+        manual.autostart = false;
+        let specs = vec![db, web, manual];
+
+        let (unit, _) = unit_of(specs.clone(), "db");
+        assert_eq!(lines(&unit, "Type"), ["notify"]);
+        assert_eq!(lines(&unit, "NotifyAccess"), ["all"]);
+        assert_eq!(lines(&unit, "WatchdogSec"), ["30s"]);
+        assert_eq!(lines(&unit, "WantedBy"), ["multi-user.target"]);
+
+        let (unit, _) = unit_of(specs.clone(), "web");
+        assert_eq!(lines(&unit, "After"), ["app-db.service"]);
+        assert_eq!(lines(&unit, "Requires"), ["app-db.service"]);
+        assert_eq!(lines(&unit, "PartOf"), ["app-all.target"]);
+        assert_eq!(lines(&unit, "Type"), ["exec"]);
+        assert_eq!(
+            lines(&unit, "ExecStartPost"),
+            [r#"/bin/sh -c "until curl -fs 'it'\\''s' >/dev/null 2>&1; do sleep 0.1; done""#]
+        );
+        assert_eq!(lines(&unit, "TimeoutStartSec"), ["5s"]);
+
+        let (unit, _) = unit_of(specs.clone(), "manual");
+        assert!(!unit.contains("[Install]"));
+
+        let export = export(&test_config(specs), &options());
+        let target = export.units.last().unwrap();
+        assert_eq!(target.name, "app-all.target");
+        assert_eq!(
+            lines(&target.text, "Wants"),
+            ["app-db.service", "app-web.service"]
+        );
+    }
+
+    #[test]
+    fn what_systemd_cannot_express_is_reported() {
+        let mut web = test_spec("web");
+        web.ready = Some(Ready::Tcp("127.0.0.1:8000".into()));
+        web.health = Some(Health {
+            probe: crate::config::Probe::Tcp("127.0.0.1:8000".into()),
+            interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(2),
+            retries: 3,
+        });
+        web.min_uptime = Duration::from_secs(5);
+        web.failed_cooldown = Duration::ZERO;
+        web.log_keep = 2;
+        web.success_exit_codes = vec![1];
+        let mut logs = test_spec("logs");
+        logs.ready = Some(Ready::Log("listening".into()));
+        let mut config = test_config(vec![web, logs]);
+        config.settings.exit_when = Some(crate::config::ExitWhen::AnyFailed);
+        let export = export(&config, &options());
+        let fields: Vec<(String, &str)> = export
+            .warnings
+            .iter()
+            .map(|w| (w.service.clone(), w.field))
+            .collect();
+        let expected = [
+            ("logs", "ready"),
+            ("web", "ready"),
+            ("web", "success_exit_codes"),
+            ("web", "health"),
+            ("web", "min_uptime"),
+            ("web", "failed_cooldown"),
+            ("web", "log_max_size"),
+            ("[runpm]", "exit_when"),
+            ("[export]", "restart_delay_max"),
+        ]
+        .map(|(s, f)| (s.to_owned(), f));
+        assert_eq!(fields, expected);
+    }
+
+    #[test]
+    fn defaults_raise_no_warning_beyond_the_systemd_version_note() {
+        let export = export(&test_config(vec![test_spec("a")]), &options());
+        let fields: Vec<&str> = export.warnings.iter().map(|w| w.field).collect();
+        assert_eq!(fields, ["restart_delay_max"]);
+    }
+
+    #[test]
+    fn durations_in_systemd_syntax() {
+        for (d, expected) in [
+            (Duration::ZERO, "0"),
+            (Duration::from_millis(100), "100ms"),
+            (Duration::from_secs(30), "30s"),
+            (Duration::from_secs(90), "90s"),
+            (Duration::from_secs(300), "5min"),
+            (Duration::from_micros(1500), "1500us"),
+        ] {
+            assert_eq!(duration(d), expected);
+        }
+    }
+
+    #[test]
+    fn stdout_form_separates_units() {
+        let units = [
+            Unit {
+                name: "a.service".into(),
+                text: "A\n".into(),
+            },
+            Unit {
+                name: "b.target".into(),
+                text: "B\n".into(),
+            },
+        ];
+        assert_eq!(
+            concatenate(&units),
+            "# ---- a.service ----\nA\n\n# ---- b.target ----\nB\n"
+        );
     }
 }

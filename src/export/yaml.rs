@@ -276,10 +276,10 @@ spec:
 
     #[test]
     fn multi_line_strings_become_literal_blocks_with_the_right_chomping() {
-        let doc = json!({"a": ["echo 1\necho 2\n"], "b": "x\n\ny", "c": "z\n\n"});
+        let doc = json!({"a": ["echo 1\necho 2\n"], "b": "x\n\ny", "c": "z\ny\n\n"});
         assert_eq!(
             to_yaml(&doc),
-            "a:\n  - |\n    echo 1\n    echo 2\nb: |-\n  x\n\n  y\nc: |+\n  z\n\n"
+            "a:\n  - |\n    echo 1\n    echo 2\nb: |-\n  x\n\n  y\nc: |+\n  z\n  y\n\n"
         );
         // Where a block would be ambiguous, the string is quoted instead.
         let doc = json!({"a": "  indented\nfirst line", "b": "x\n   \ny", "c": "x\r\ny"});
