@@ -136,7 +136,7 @@ enum ExportTarget {
         #[arg(long, value_name = "DIR")]
         out: Option<Utf8PathBuf>,
         /// Put before every unit name
-        #[arg(long, default_value = "runpm-")]
+        #[arg(long, default_value = "runpm-", value_parser = runpm::export::systemd::parse_prefix)]
         prefix: String,
         /// Do not write `PREFIXall.target`
         #[arg(long)]

@@ -115,6 +115,18 @@ pub fn concatenate(units: &[Unit]) -> String {
     out
 }
 
+/// Checks a `--prefix`: unit names allow letters, digits and `:_.-` (`@` would make a template).
+pub fn parse_prefix(prefix: &str) -> Result<String, String> {
+    if prefix
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || ":_.-".contains(c))
+    {
+        Ok(prefix.to_owned())
+    } else {
+        Err("a unit name prefix may hold only letters, digits and `:_.-`".into())
+    }
+}
+
 fn unit_name(prefix: &str, service: &str) -> String {
     format!("{prefix}{service}.service")
 }
@@ -807,6 +819,15 @@ mod tests {
         let export = export(&test_config(vec![test_spec("a")]), &options());
         let fields: Vec<&str> = export.warnings.iter().map(|w| w.field).collect();
         assert_eq!(fields, ["restart_delay_max"]);
+    }
+
+    #[test]
+    fn prefixes_must_make_valid_unit_names() {
+        assert_eq!(parse_prefix("shop-"), Ok("shop-".into()));
+        assert_eq!(parse_prefix(""), Ok(String::new()));
+        assert!(parse_prefix("my app-").is_err());
+        assert!(parse_prefix("a@").is_err());
+        assert!(parse_prefix("../").is_err());
     }
 
     #[test]
