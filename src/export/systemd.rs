@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
-use super::Warning;
+use super::{Warning, split_host_port};
 use crate::config::{Command, Config, KillMode, Ready, RestartPolicy, ServiceSpec, defaults};
 
 /// The systemd release that introduced `RestartSteps=` and `RestartMaxDelaySec=`.
@@ -195,16 +195,19 @@ fn service_unit(
         Some(Ready::Exec(probe)) => {
             line("ExecStartPost", &poll_until(probe));
         }
-        Some(Ready::Tcp(address)) => warn(
-            "ready",
-            format!(
-                "systemd has no TCP readiness check; the unit counts as started once the \
-                 program runs. To make dependents wait, add e.g. `ExecStartPost=/bin/bash -c \
-                 'until (exec 3<>/dev/tcp/{}) 2>/dev/null; do sleep 0.1; done'`, or use \
-                 `ready = {{ notify = true }}`",
-                address.replace(':', "/")
-            ),
-        ),
+        Some(Ready::Tcp(address)) => {
+            let target = split_host_port(address)
+                .map_or_else(|| address.clone(), |(host, port)| format!("{host}/{port}"));
+            warn(
+                "ready",
+                format!(
+                    "systemd has no TCP readiness check; the unit counts as started once the \
+                     program runs. To make dependents wait, add e.g. `ExecStartPost=/bin/bash \
+                     -c 'until (exec 3<>/dev/tcp/{target}) 2>/dev/null; do sleep 0.1; done'`, \
+                     or use `ready = {{ notify = true }}`"
+                ),
+            );
+        }
         Some(Ready::Log(_)) => warn(
             "ready",
             "systemd cannot watch a service's output for readiness; the unit counts as started \
