@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod detach;
 pub mod errors;
+pub mod export;
 pub mod ipc;
 pub mod logs;
 pub mod notify;

@@ -14,6 +14,7 @@ pub fn spec(name: &str) -> ServiceSpec {
         command: Command::Argv(vec!["true".into()]),
         cwd: "/".into(),
         env: BTreeMap::new(),
+        env_file: None,
         clear_env: false,
         depends_on: vec![],
         restart: RestartPolicy::OnFailure,

@@ -13,7 +13,7 @@ use clap::{CommandFactory, Parser};
 use serde::de::DeserializeOwned;
 
 use runpm::cli::complete::{self, Shell};
-use runpm::cli::runpmctl::{Cli, Command};
+use runpm::cli::runpmctl::{Cli, Command, ExportTarget};
 use runpm::ipc::{
     self, Client, ClientError, ErrorKind, LogsResult, ProtocolError, ReloadResult, Request,
     StatusResult,
@@ -115,6 +115,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
     // Answered without a daemon, or without failing when there is none.
     match &cli.command {
         Command::Completions { shell } => return completions(*shell),
+        Command::Export { target } => return export(&cli, target),
         Command::CompleteServices => return complete_services(&cli),
         _ => {}
     }
@@ -165,7 +166,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         // Answered by `logs` above.
         Command::Logs { .. } => {}
         // Answered before connecting.
-        Command::Completions { .. } | Command::CompleteServices => {}
+        Command::Completions { .. } | Command::CompleteServices | Command::Export { .. } => {}
         Command::Save => {
             let path = result.get("path").and_then(|p| p.as_str()).unwrap_or("?");
             out = format!("{path}\n");
@@ -235,7 +236,7 @@ fn request(command: &Command) -> Result<Request, Failure> {
             }
             Request::Shutdown
         }
-        Command::Completions { .. } | Command::CompleteServices => {
+        Command::Completions { .. } | Command::CompleteServices | Command::Export { .. } => {
             return Err(Failure::Other(anyhow!("this command sends no request")));
         }
     })
@@ -269,6 +270,81 @@ fn complete_services(cli: &Cli) -> Result<(), Failure> {
     }
     // A closed pipe is the shell's business.
     let _ = std::io::stdout().lock().write_all(out.as_bytes());
+    Ok(())
+}
+
+/// `runpmctl export`: reads the config like `runpm up` would, writes what the library
+/// generates, and prints its warnings on stderr. Warnings do not fail the command.
+fn export(cli: &Cli, target: &ExportTarget) -> Result<(), Failure> {
+    use runpm::export::{files, kubernetes, systemd};
+
+    let cwd = std::env::current_dir().context("cannot find the current directory")?;
+    let cwd = Utf8PathBuf::try_from(cwd).context("the current directory is not UTF-8")?;
+    let path = runpm::config::discover(cli.file.as_deref(), &cwd).map_err(anyhow::Error::from)?;
+    let config = runpm::config::load(&path).map_err(|errors| {
+        anyhow!("{}", errors.to_string().trim_end()).context("the config is invalid")
+    })?;
+    let mut stdout = String::new();
+    let warnings = match target {
+        ExportTarget::Systemd {
+            out,
+            prefix,
+            no_target,
+            force,
+        } => {
+            let which = |program: &str, path: &str| files::which(program, path);
+            let options = systemd::Options {
+                prefix: prefix.clone(),
+                target: !no_target,
+                which: &which,
+                path: std::env::var("PATH").unwrap_or_default(),
+            };
+            let export = systemd::export(&config, &options);
+            match out {
+                Some(dir) => {
+                    let units: Vec<(String, String)> =
+                        export.units.into_iter().map(|u| (u.name, u.text)).collect();
+                    for path in
+                        files::write_all(dir, &units, *force).map_err(anyhow::Error::from)?
+                    {
+                        eprintln!("wrote {path}");
+                    }
+                }
+                None => stdout = systemd::concatenate(&export.units),
+            }
+            export.warnings
+        }
+        ExportTarget::Kubernetes {
+            out,
+            image,
+            name,
+            workdir,
+            force,
+        } => {
+            let options = kubernetes::Options {
+                name: name.clone(),
+                image: image.clone(),
+                workdir: workdir.clone(),
+            };
+            let export = kubernetes::export(&config, &options);
+            let text = kubernetes::render(&config, &export);
+            match out {
+                Some(file) => {
+                    files::write_one(file, &text, *force).map_err(anyhow::Error::from)?;
+                    eprintln!("wrote {file}");
+                }
+                None => stdout = text,
+            }
+            export.warnings
+        }
+    };
+    std::io::stdout()
+        .lock()
+        .write_all(stdout.as_bytes())
+        .context("cannot write to stdout")?;
+    for warning in warnings {
+        eprintln!("warning: {warning}");
+    }
     Ok(())
 }
 

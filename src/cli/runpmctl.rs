@@ -113,6 +113,49 @@ pub enum Command {
     /// scripts; prints nothing when no daemon runs)
     #[command(name = COMPLETE_SERVICES, hide = true)]
     CompleteServices,
+    /// Write systemd units or a Kubernetes manifest from the config (no daemon needed);
+    /// what cannot be carried over is reported on stderr as `warning: SERVICE: FIELD: why`
+    Export {
+        #[command(subcommand)]
+        target: ExportTarget,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ExportTarget {
+    /// One `PREFIXNAME.service` per service, and `PREFIXall.target` wanting the autostart ones
+    Systemd {
+        /// Write the units into this directory [default: print them to stdout]
+        #[arg(long, value_name = "DIR")]
+        out: Option<Utf8PathBuf>,
+        /// Put before every unit name
+        #[arg(long, default_value = "runpm-", value_parser = crate::export::systemd::parse_prefix)]
+        prefix: String,
+        /// Do not write `PREFIXall.target`
+        #[arg(long)]
+        no_target: bool,
+        /// Overwrite existing files in DIR
+        #[arg(long, requires = "out")]
+        force: bool,
+    },
+    /// One Deployment whose pod runs every service as a container
+    Kubernetes {
+        /// Write the manifest to this file [default: stdout]
+        #[arg(long, value_name = "FILE")]
+        out: Option<Utf8PathBuf>,
+        /// The image the containers run [default: a placeholder, reported]
+        #[arg(long)]
+        image: Option<String>,
+        /// The Deployment's name [default: the config's directory name]
+        #[arg(long)]
+        name: Option<String>,
+        /// Where the config's directory is inside the image
+        #[arg(long, value_name = "DIR", default_value = crate::export::kubernetes::DEFAULT_WORKDIR)]
+        workdir: Utf8PathBuf,
+        /// Overwrite FILE if it exists
+        #[arg(long, requires = "out")]
+        force: bool,
+    },
 }
 
 #[derive(Args)]

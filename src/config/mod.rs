@@ -23,5 +23,14 @@ pub use discover::{DEFAULT_FILE, DiscoverError, discover};
 pub use load::load;
 pub use spec::*;
 
+/// The defaults of optional fields, for code that must tell a value that was set from one
+/// that was not (the exporters warn only about the former).
+pub(crate) mod defaults {
+    pub(crate) use super::validate::{
+        FAILED_COOLDOWN, LOG_KEEP, LOG_MAX_SIZE, MAX_RESTARTS, MIN_UPTIME, RESTART_DELAY,
+        RESTART_DELAY_MAX, RESTART_WINDOW,
+    };
+}
+
 #[cfg(test)]
 mod tests;

@@ -103,6 +103,10 @@ pub struct ServiceSpec {
     pub cwd: Utf8PathBuf,
     /// `env` with the `env_file` overlaid, in key order.
     pub env: BTreeMap<String, String>,
+    /// Where the `env_file` variables in `env` came from, so that an export can point at the
+    /// file instead of copying its values (often secrets) into unit files.
+    #[serde(default)]
+    pub env_file: Option<EnvFile>,
     pub clear_env: bool,
     pub depends_on: Vec<String>,
     pub restart: RestartPolicy,
@@ -134,6 +138,14 @@ pub struct ServiceSpec {
     /// Bytes per log file before rotation.
     pub log_max_size: u64,
     pub log_keep: u32,
+}
+
+/// An `env_file`, resolved: its absolute path and the variables it set (already in the
+/// service's `env`, where they override the `env` table).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct EnvFile {
+    pub path: Utf8PathBuf,
+    pub keys: std::collections::BTreeSet<String>,
 }
 
 /// How runpm learns that a started service is ready (issue: readiness). Exactly one kind.

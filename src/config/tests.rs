@@ -122,6 +122,10 @@ fn check_full(config: &Config, root: &Utf8Path) {
             [("PORT", "8000"), ("MODE", "prod"), ("SECRET", "s3 cr3t")]
                 .map(|(k, v)| (k.to_owned(), v.to_owned())),
         ),
+        env_file: Some(EnvFile {
+            path: root.join(".env"),
+            keys: ["MODE", "SECRET"].map(String::from).into(),
+        }),
         clear_env: true,
         depends_on: vec!["db".into()],
         restart: RestartPolicy::Always,
@@ -189,6 +193,9 @@ fn file_and_directory_forms_give_equal_specs() {
         let mut services = config.services.clone();
         for spec in services.values_mut() {
             spec.cwd = spec.cwd.strip_prefix(root).unwrap().to_owned();
+            if let Some(file) = &mut spec.env_file {
+                file.path = file.path.strip_prefix(root).unwrap().to_owned();
+            }
         }
         services
     };

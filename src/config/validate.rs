@@ -19,24 +19,24 @@ use super::graph::{self, Problem};
 use super::raw::{RawExitWhen, RawHealth, RawReady, RawService, RawSettings};
 use super::recover::Recovered;
 use super::spec::{
-    Command, Config, ExitWhen, Health, KillMode, Probe, Ready, RestartPolicy, ServiceSpec,
+    Command, Config, EnvFile, ExitWhen, Health, KillMode, Probe, Ready, RestartPolicy, ServiceSpec,
     Settings, Signal,
 };
 use super::suggest::hint;
 
-const RESTART_DELAY: Duration = Duration::from_millis(100);
-const RESTART_DELAY_MAX: Duration = Duration::from_secs(30);
-const MIN_UPTIME: Duration = Duration::from_secs(1);
-const MAX_RESTARTS: u32 = 10;
-const RESTART_WINDOW: Duration = Duration::from_secs(60);
+pub(crate) const RESTART_DELAY: Duration = Duration::from_millis(100);
+pub(crate) const RESTART_DELAY_MAX: Duration = Duration::from_secs(30);
+pub(crate) const MIN_UPTIME: Duration = Duration::from_secs(1);
+pub(crate) const MAX_RESTARTS: u32 = 10;
+pub(crate) const RESTART_WINDOW: Duration = Duration::from_secs(60);
 const KILL_TIMEOUT: Duration = Duration::from_secs(10);
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const HEALTH_INTERVAL: Duration = Duration::from_secs(10);
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 const HEALTH_RETRIES: u32 = 3;
-const FAILED_COOLDOWN: Duration = Duration::from_secs(5 * 60);
-const LOG_MAX_SIZE: u64 = 10_000_000;
-const LOG_KEEP: u32 = 5;
+pub(crate) const FAILED_COOLDOWN: Duration = Duration::from_secs(5 * 60);
+pub(crate) const LOG_MAX_SIZE: u64 = 10_000_000;
+pub(crate) const LOG_KEEP: u32 = 5;
 /// Service names become `NAME.log`; this leaves room for rotation suffixes under the usual
 /// 255-byte file name limit.
 const MAX_NAME_LEN: usize = 128;
@@ -220,6 +220,7 @@ fn service(unit: &Unit, base_dir: &Utf8Path, diags: &mut Diagnostics) -> Service
     }
 
     let mut env = raw.env.clone().unwrap_or_default();
+    let mut env_file = None;
     if let Some(file) = &raw.env_file {
         let path = absolute(base_dir, file);
         match std::fs::read_to_string(&path) {
@@ -239,6 +240,10 @@ fn service(unit: &Unit, base_dir: &Utf8Path, diags: &mut Diagnostics) -> Service
                         message: bad.message,
                     });
                 }
+                env_file = Some(EnvFile {
+                    path: path.clone(),
+                    keys: vars.iter().map(|(k, _)| k.clone()).collect(),
+                });
                 env.extend(vars);
             }
         }
@@ -269,6 +274,7 @@ fn service(unit: &Unit, base_dir: &Utf8Path, diags: &mut Diagnostics) -> Service
             .as_ref()
             .map_or_else(|| base_dir.to_owned(), |cwd| absolute(base_dir, cwd)),
         env,
+        env_file,
         clear_env: raw.clear_env.unwrap_or(false),
         depends_on,
         restart: raw.restart.map_or(RestartPolicy::default(), |k| k.0),

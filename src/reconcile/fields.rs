@@ -2,7 +2,8 @@
 //!
 //! Both specs are resolved, so a difference here is a difference in meaning. The names are
 //! the TOML keys, since that is what a user edited and what `reload` reports. `env` covers
-//! `env_file` too: the file is already overlaid into the resolved environment.
+//! the contents of `env_file` too (the file is already overlaid into the resolved
+//! environment); `env_file` itself changes when the path or the set of keys does.
 
 use crate::config::{Command, ServiceSpec};
 
@@ -16,6 +17,7 @@ pub fn changed_fields(old: &ServiceSpec, new: &ServiceSpec) -> Vec<String> {
         command,
         cwd,
         env,
+        env_file,
         clear_env,
         depends_on,
         restart,
@@ -55,6 +57,7 @@ pub fn changed_fields(old: &ServiceSpec, new: &ServiceSpec) -> Vec<String> {
     };
     differs("cwd", *cwd == new.cwd);
     differs("env", *env == new.env);
+    differs("env_file", *env_file == new.env_file);
     differs("clear_env", *clear_env == new.clear_env);
     differs("depends_on", *depends_on == new.depends_on);
     differs("restart", *restart == new.restart);
