@@ -589,3 +589,44 @@ shell = 'echo first line; echo second line; exec sleep 1000'
         logs.describe()
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// The README
+// ---------------------------------------------------------------------------------------------
+
+/// Every relative link of the README (`[text](path)`) names a file or directory of the
+/// repository. The manual pages are written on their own; their links are checked once
+/// `man/` exists.
+#[test]
+fn readme_links_point_at_files_that_exist() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).expect("README.md");
+    let mut checked = 0;
+    for (i, _) in readme.match_indices("](") {
+        let rest = &readme[i + 2..];
+        let Some(end) = rest.find(')') else { continue };
+        let target = &rest[..end];
+        if target.starts_with("http") || target.starts_with('#') || target.contains(' ') {
+            continue;
+        }
+        let path = target.split('#').next().unwrap_or(target);
+        if path.starts_with("man/") && !repo().join("man").exists() {
+            continue;
+        }
+        assert!(
+            repo().join(path).exists(),
+            "README.md links to {target}, which does not exist"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 8, "only {checked} relative links found");
+    for example in [
+        "examples/stack/",
+        "examples/container/",
+        "units/runpm.service",
+    ] {
+        assert!(
+            readme.contains(example),
+            "README.md should mention {example}"
+        );
+    }
+}
