@@ -16,4 +16,6 @@ pub mod process;
 pub mod reconcile;
 pub mod state;
 pub mod supervisor;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod watch;

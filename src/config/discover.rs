@@ -62,12 +62,7 @@ fn discover_with(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn tempdir() -> (tempfile::TempDir, Utf8PathBuf) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = Utf8PathBuf::try_from(dir.path().canonicalize().unwrap()).unwrap();
-        (dir, path)
-    }
+    use crate::testing::tempdir;
 
     #[test]
     fn explicit_path_wins_and_must_exist() {

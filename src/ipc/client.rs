@@ -284,12 +284,7 @@ mod tests {
     use std::os::unix::net::UnixListener;
 
     use super::*;
-
-    fn tempdir() -> (tempfile::TempDir, Utf8PathBuf) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = Utf8PathBuf::try_from(dir.path().canonicalize().unwrap()).unwrap();
-        (dir, path)
-    }
+    use crate::testing::tempdir;
 
     /// A fake daemon on a thread: for each request line, the closure gives the reply lines.
     fn fake(

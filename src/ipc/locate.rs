@@ -89,12 +89,7 @@ fn absolute(base: &Utf8Path, path: &Utf8Path) -> Utf8PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn tempdir() -> (tempfile::TempDir, Utf8PathBuf) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = Utf8PathBuf::try_from(dir.path().canonicalize().unwrap()).unwrap();
-        (dir, path)
-    }
+    use crate::testing::tempdir;
 
     const VALID: &str = "[services.web]\ncmd = [\"true\"]\n";
 

@@ -235,12 +235,7 @@ fn lstat(path: &Utf8Path) -> Result<std::fs::Metadata, StateDirError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn tempdir() -> (tempfile::TempDir, Utf8PathBuf) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = Utf8PathBuf::try_from(dir.path().canonicalize().unwrap()).unwrap();
-        (dir, path)
-    }
+    use crate::testing::tempdir;
 
     #[test]
     fn precedence_cli_env_config_default() {

@@ -274,14 +274,9 @@ mod tests {
     use nix::sys::socket::{ControlMessage, sendmsg};
 
     use super::*;
+    use crate::testing::tempdir;
 
     const LIMIT: Duration = Duration::from_secs(5);
-
-    fn tempdir() -> (tempfile::TempDir, Utf8PathBuf) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = Utf8PathBuf::try_from(dir.path().to_owned()).unwrap();
-        (dir, path)
-    }
 
     async fn recv(socket: &NotifySocket) -> Datagram {
         tokio::time::timeout(LIMIT, socket.recv())

@@ -91,7 +91,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::supervisor::testing::spec;
+    use crate::testing::spec;
 
     #[test]
     fn equal_specs_have_no_changed_fields() {

@@ -12,7 +12,7 @@ use crate::config::{Command, ServiceSpec};
 
 /// A spec whose argv is `[cmd]`, depending on `deps`.
 pub fn svc(name: &str, cmd: &str, deps: &[&str]) -> Arc<ServiceSpec> {
-    let mut spec = crate::supervisor::testing::spec(name);
+    let mut spec = crate::testing::spec(name);
     spec.command = Command::Argv(vec![cmd.into()]);
     spec.depends_on = deps.iter().map(|d| d.to_string()).collect();
     Arc::new(spec)

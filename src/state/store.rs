@@ -343,12 +343,7 @@ mod tests {
 
     use super::*;
     use crate::state::testing::{doc, record};
-
-    fn tempdir() -> (tempfile::TempDir, Utf8PathBuf) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = Utf8PathBuf::try_from(dir.path().to_owned()).unwrap();
-        (dir, path)
-    }
+    use crate::testing::tempdir;
 
     fn entries(dir: &Utf8Path) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(dir)

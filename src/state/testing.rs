@@ -1,40 +1,17 @@
 //! Builders for the tests of this module.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use super::file::{STATE_VERSION, ServiceRecord, StateFile};
-use crate::config::{Command, KillMode, RestartPolicy, ServiceSpec, Signal};
+use crate::config::{Command, ServiceSpec};
 
+/// The crate's test spec, with a cwd and an environment so round trips carry something.
 pub fn spec(name: &str) -> ServiceSpec {
-    ServiceSpec {
-        name: name.into(),
-        command: Command::Argv(vec!["sleep".into(), "300".into()]),
-        cwd: "/srv/app".into(),
-        env: BTreeMap::from([("PORT".into(), "8080".into())]),
-        clear_env: false,
-        depends_on: vec![],
-        restart: RestartPolicy::OnFailure,
-        restart_delay: Duration::from_millis(100),
-        restart_delay_max: Duration::from_secs(30),
-        min_uptime: Duration::from_secs(1),
-        max_restarts: 10,
-        restart_window: Duration::from_secs(60),
-        success_exit_codes: vec![0],
-        stop_signal: Signal(nix::sys::signal::Signal::SIGTERM),
-        kill_timeout: Duration::from_secs(10),
-        kill_mode: KillMode::Group,
-        autostart: true,
-        user: None,
-        group: None,
-        ready: None,
-        ready_timeout: Duration::from_secs(30),
-        health: None,
-        watchdog: None,
-        failed_cooldown: Duration::from_secs(300),
-        log_max_size: 10_000_000,
-        log_keep: 5,
-    }
+    let mut spec = crate::testing::spec(name);
+    spec.command = Command::Argv(vec!["sleep".into(), "300".into()]);
+    spec.cwd = "/srv/app".into();
+    spec.env = BTreeMap::from([("PORT".into(), "8080".into())]);
+    spec
 }
 
 /// A record; `pid` is `(pid, start time)`.

@@ -5,13 +5,12 @@ mod core;
 mod event;
 mod exit;
 mod output;
+mod persist;
 mod policy;
 mod probes;
 mod runtime;
 mod service;
 mod status;
-#[cfg(test)]
-pub(crate) mod testing;
 
 pub use self::core::Supervisor;
 pub use event::{Effect, Event, Now, Purpose};

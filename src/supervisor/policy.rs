@@ -135,7 +135,7 @@ impl Jitter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::supervisor::testing::spec;
+    use crate::testing::spec;
 
     fn decide(
         spec: &ServiceSpec,

@@ -31,12 +31,13 @@ use tokio::io::unix::AsyncFd;
 
 use crate::config::Signal;
 use crate::process::{ExitStatus, Target};
-use crate::state::{self, Coalescer, Resume, StateFile};
+use crate::state::{self, Resume};
 use crate::watch::{DEFAULT_DEBOUNCE, Watcher};
 
 use super::core::Supervisor;
 use super::event::{Effect, Event, Now};
 use super::output::RunOutput;
+use super::persist::Persist;
 use super::policy::Jitter;
 use super::probes::{Internal, Probes};
 
@@ -142,6 +143,9 @@ pub async fn run(config: &Config, mut options: RunOptions) -> Result<u8, RunErro
         survivors: HashMap::new(),
         state_file: options.control.as_ref().map(|c| c.state.state_file.clone()),
     };
+    // When a service manager started runpm (systemd Type=notify), it hears from runpm too.
+    let parent = notify::Parent::from_env();
+    let (mut told_ready, mut told_stopping) = (false, false);
     let (resume, last_known_good) = options.startup.take().unwrap_or((None, None));
     sup.set_last_known_good(last_known_good);
     let mut effects = sup.boot(
@@ -177,10 +181,21 @@ pub async fn run(config: &Config, mut options: RunOptions) -> Result<u8, RunErro
             executor.drain().await;
             return Ok(code);
         }
-        if !sup.is_starting()
-            && let Some(ready) = options.on_ready.take()
-        {
-            ready();
+        if !sup.is_starting() && !told_ready {
+            told_ready = true;
+            if let Some(ready) = options.on_ready.take() {
+                ready();
+            }
+            if let Some(parent) = &parent {
+                let running = sup.services().filter(|(_, s)| s.pid().is_some()).count();
+                parent.send(&format!("READY=1\nSTATUS={running} services running"));
+            }
+        }
+        if sup.is_shutting_down() && !told_stopping {
+            told_stopping = true;
+            if let Some(parent) = &parent {
+                parent.send("STOPPING=1\nSTATUS=stopping services");
+            }
         }
         let deadline = [sup.next_deadline(), persist.as_ref().and_then(Persist::due)]
             .into_iter()
@@ -622,71 +637,6 @@ fn attribute_notification(sup: &Supervisor, datagram: Datagram) -> Option<Event>
                 datagram.uid
             );
             None
-        }
-    }
-}
-
-/// Keeps `state.json` equal to what runs: coalesced writes, retried when they fail.
-struct Persist {
-    path: Utf8PathBuf,
-    coalescer: Coalescer,
-    /// The fingerprint of what was last handed to the coalescer.
-    seen: Option<(u64, u64)>,
-    boot_id: String,
-    pid_ns: String,
-}
-
-impl Persist {
-    fn new(path: Utf8PathBuf) -> Persist {
-        Persist {
-            path,
-            coalescer: Coalescer::new(),
-            seen: None,
-            boot_id: state::boot_id().unwrap_or_default(),
-            pid_ns: state::pid_ns().unwrap_or_default(),
-        }
-    }
-
-    /// Notes whether what runs changed since the last look. A process that appeared or
-    /// went makes the write urgent: until it is written, a crash of runpm would lose it.
-    fn changed(&mut self, sup: &Supervisor, now: std::time::Instant) {
-        let print = sup.fingerprint();
-        match self.seen {
-            Some(seen) if seen == print => {}
-            Some(seen) if seen.1 == print.1 => self.coalescer.mark_dirty(now),
-            _ => self.coalescer.mark_urgent(now),
-        }
-        self.seen = Some(print);
-    }
-
-    fn due(&self) -> Option<std::time::Instant> {
-        self.coalescer.due()
-    }
-
-    fn write(&mut self, sup: &Supervisor, now: std::time::Instant) -> Result<(), String> {
-        let doc = StateFile {
-            version: state::STATE_VERSION,
-            boot_id: self.boot_id.clone(),
-            pid_ns: self.pid_ns.clone(),
-            written_at: state::timestamp(std::time::SystemTime::now()),
-            daemon_pid: std::process::id(),
-            config: sup.source().to_string(),
-            cleaned_boot: None,
-            services: sup.records(),
-        };
-        let ticket = self.coalescer.begin(now);
-        match state::write_atomic(&self.path, &doc) {
-            Ok(()) => {
-                self.coalescer.written(ticket, now);
-                Ok(())
-            }
-            Err(e) => {
-                self.coalescer.failed(ticket, now);
-                let message = format!("cannot write the state file {}: {e}", self.path);
-                // Supervision goes on; the write is retried with a growing delay.
-                tracing::warn!("{message}; retrying");
-                Err(message)
-            }
         }
     }
 }

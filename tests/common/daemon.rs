@@ -65,6 +65,7 @@ impl Project {
             .map_or_else(|| state_dir.join("runpm.sock"), PathBuf::from);
         let daemon = Daemon {
             pid: pid.unwrap_or(0),
+            leave_services: false,
             project: self.path().to_owned(),
             state_dir: state_dir.to_owned(),
             socket,
@@ -217,6 +218,8 @@ impl Finished {
 /// A detached runpm. Dropping it kills the daemon and everything it started.
 pub struct Daemon {
     pid: i32,
+    /// Set by [`Daemon::crash`]: the daemon is gone and its services are left running.
+    leave_services: bool,
     project: PathBuf,
     state_dir: PathBuf,
     socket: PathBuf,
@@ -271,6 +274,30 @@ impl Daemon {
         })
     }
 
+    /// `kill -9` of the daemon alone, as a crash would end it: its services keep running
+    /// (orphaned), and this guard no longer kills them. Returns once the daemon has ended.
+    /// Keep a [`StrayGuard`] (or a later daemon's guard) to end them when the test ends.
+    pub fn crash(mut self) {
+        if self.pid > 0 {
+            // A daemon that already died is a crash too; the caller looks at the result.
+            let _ = kill(Pid::from_raw(self.pid), Signal::SIGKILL);
+            assert!(
+                super::wait_dead(self.pid, COMMAND_LIMIT),
+                "the daemon {} survived SIGKILL",
+                self.pid
+            );
+            // The main thread turns zombie before the other threads have finished exiting
+            // and closed the shared files: only then is the single-instance lock free.
+            let lock = self.state_dir.join("lock");
+            assert!(
+                super::wait_for(COMMAND_LIMIT, || lock_is_free(&lock)),
+                "the lock {lock:?} is still held after the daemon {} died",
+                self.pid
+            );
+        }
+        self.leave_services = true;
+    }
+
     /// The output of `runpm up -d` and the daemon's log, for failure messages.
     pub fn describe(&self) -> String {
         format!(
@@ -284,24 +311,16 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        if self.leave_services {
+            LIVE.lock().unwrap().retain(|&p| p != self.pid as u32);
+            return;
+        }
         if self.pid > 0 && is_alive(self.pid) {
             kill_tree(self.pid);
         }
         // Services whose daemon died (or was killed above before it could stop them) are
         // orphans that kill_tree no longer finds below it; they still run in the project.
-        for _ in 0..3 {
-            let strays = processes_in(&self.project);
-            if strays.is_empty() {
-                break;
-            }
-            for pid in strays {
-                if let Some(group) = pgid(pid).filter(|&g| g > 1 && g != own_pgid()) {
-                    let _ = killpg(Pid::from_raw(group), Signal::SIGKILL);
-                }
-                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            }
-            super::wait_for(secs(1), || processes_in(&self.project).is_empty());
-        }
+        kill_processes_in(&self.project);
         LIVE.lock().unwrap().retain(|&p| p != self.pid as u32);
         // A fallback socket outside the state directory is not removed with the project.
         if !self.socket.starts_with(&self.state_dir) && !self.socket.starts_with(&self.project) {
@@ -310,6 +329,47 @@ impl Drop for Daemon {
         // Tests loosen permissions on purpose; let the temporary directory be removed.
         let _ = std::fs::set_permissions(&self.state_dir, std::fs::Permissions::from_mode(0o700));
     }
+}
+
+/// Kills the processes working in a project when dropped: the services of a daemon that a
+/// test crashed on purpose, should the test fail before another daemon's guard takes over.
+pub struct StrayGuard(PathBuf);
+
+impl Project {
+    pub fn stray_guard(&self) -> StrayGuard {
+        StrayGuard(self.path().to_owned())
+    }
+}
+
+impl Drop for StrayGuard {
+    fn drop(&mut self) {
+        kill_processes_in(&self.0);
+    }
+}
+
+/// SIGKILLs every process (and its process group) working in `dir` or below it.
+pub fn kill_processes_in(dir: &Path) {
+    for _ in 0..3 {
+        let strays = processes_in(dir);
+        if strays.is_empty() {
+            break;
+        }
+        for pid in strays {
+            if let Some(group) = pgid(pid).filter(|&g| g > 1 && g != own_pgid()) {
+                let _ = killpg(Pid::from_raw(group), Signal::SIGKILL);
+            }
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        super::wait_for(secs(1), || processes_in(dir).is_empty());
+    }
+}
+
+/// Whether nobody holds the flock on `path` (taken and released at once to find out).
+fn lock_is_free(path: &Path) -> bool {
+    let Ok(file) = std::fs::File::open(path) else {
+        return true;
+    };
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).is_ok()
 }
 
 fn own_pgid() -> i32 {

@@ -36,6 +36,10 @@ mod daemon;
 #[allow(unused_imports)] // Only the control tests use the daemon harness.
 pub use daemon::*;
 
+mod observe;
+#[allow(unused_imports)] // Only the readiness and log tests use these.
+pub use observe::*;
+
 /// The binary under test.
 pub const RUNPM: &str = env!("CARGO_BIN_EXE_runpm");
 
@@ -89,6 +93,11 @@ pub fn ms(m: u64) -> Duration {
 /// cleaned up yet, so that the watchdog can kill them before failing the test.
 static LIVE: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 
+/// The directories of every [`Project`] of this process: on a timeout the watchdog also kills
+/// the processes working in them, such as the services of a daemon a test killed on purpose
+/// (orphans that no `runpm` in [`LIVE`] has below it any more).
+static PROJECT_DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
 /// Fails the test process when it is still running after its deadline. Dropping it disarms it.
 pub struct Watchdog {
     disarm: Option<mpsc::Sender<()>>,
@@ -105,6 +114,10 @@ impl Watchdog {
                 let pids: Vec<u32> = LIVE.lock().map(|l| l.clone()).unwrap_or_default();
                 for pid in pids {
                     kill_tree(pid as i32);
+                }
+                let dirs: Vec<PathBuf> = PROJECT_DIRS.lock().map(|d| d.clone()).unwrap_or_default();
+                for dir in dirs {
+                    kill_processes_in(&dir);
                 }
                 std::process::exit(101);
             }
@@ -151,6 +164,7 @@ impl Project {
             .prefix("runpm-test-")
             .tempdir()
             .expect("create temporary directory");
+        PROJECT_DIRS.lock().unwrap().push(dir.path().to_owned());
         Project {
             dir,
             _watchdog: watchdog,
@@ -775,6 +789,26 @@ pub fn ns_pids(pid: i32) -> Vec<i32> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Whether `pid`'s environment (as it was when it exec'd) holds `KEY=VALUE` exactly.
+pub fn has_env(pid: i32, key: &str, value: &str) -> bool {
+    let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+        return false;
+    };
+    let wanted = format!("{key}={value}");
+    environ
+        .split(|&b| b == 0)
+        .any(|entry| entry == wanted.as_bytes())
+}
+
+/// Every live process on the machine whose environment holds `KEY=VALUE`: how the tests
+/// count the copies of a service, whoever started them and whatever became of their parent.
+pub fn processes_with_env(key: &str, value: &str) -> Vec<i32> {
+    all_pids()
+        .into_iter()
+        .filter(|&pid| has_env(pid, key, value) && is_alive(pid))
+        .collect()
 }
 
 /// A process identity that survives pid reuse: (pid, start time).

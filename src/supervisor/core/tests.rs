@@ -8,8 +8,8 @@ use nix::sys::signal::Signal as Nix;
 use super::*;
 use crate::config::{ExitWhen, RestartPolicy, ServiceSpec};
 use crate::ipc::ProtocolError;
-use crate::supervisor::testing::spec;
 use crate::supervisor::{Phase, Status};
+use crate::testing::spec;
 
 struct Harness {
     sup: Supervisor,

@@ -1,7 +1,9 @@
-//! Builders for tests of the pure parts.
+//! Builders shared by the crate's unit tests.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
+
+use camino::Utf8PathBuf;
 
 use crate::config::{Command, KillMode, RestartPolicy, ServiceSpec, Signal};
 
@@ -35,4 +37,12 @@ pub fn spec(name: &str) -> ServiceSpec {
         log_max_size: 10_000_000,
         log_keep: 5,
     }
+}
+
+/// A temporary directory and its canonical UTF-8 path (the directory goes when the guard
+/// does).
+pub fn tempdir() -> (tempfile::TempDir, Utf8PathBuf) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = Utf8PathBuf::try_from(dir.path().canonicalize().expect("canonical")).expect("UTF-8");
+    (dir, path)
 }
