@@ -159,9 +159,20 @@ fn container_reaps_orphans_and_stops_cleanly_on_sigterm() {
     // The one-shot ran first and succeeded; the app starts only after it said so.
     unshare.wait_for_event("migrate", "exited with code 0", secs(10));
     unshare.wait_for_event("app", "started", secs(5));
+    // Succeeded: it printed its success line (its `ready` check), or it exited 0 before
+    // runpm read that line.
     let err = unshare.stderr();
+    let succeeded = [
+        event_index(&err, "migrate", "ready after"),
+        event_index(&err, "migrate", "exited with code 0"),
+    ]
+    .into_iter()
+    .flatten()
+    .min()
+    .expect("migrate succeeded");
+    let app = event_index(&err, "app", "started").expect("app started");
     assert!(
-        event_index(&err, "migrate", "exited") < event_index(&err, "app", "started"),
+        succeeded < app,
         "app starts once migrate has succeeded\n{err}"
     );
     unshare.wait_for_event("worker", "started", secs(5));
