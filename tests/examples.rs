@@ -554,6 +554,81 @@ fn runpm_service_passes_systemd_analyze_verify() {
     );
 }
 
+/// What `Type=notify` in units/runpm.service relies on: started with `NOTIFY_SOCKET` (as
+/// systemd starts it), runpm sends `READY=1` once its services are up, and `STOPPING=1` when
+/// SIGTERM (`systemctl stop`) begins its shutdown; then it exits 0.
+#[test]
+fn runpm_tells_its_service_manager_ready_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+
+    let p = Project::new(secs(30));
+    p.config(
+        r#"
+[services.slow]
+shell = 'exec sleep 1000000'
+ready = { exec = ["test", "-f", "go"] }
+
+[services.after]
+shell = 'exec sleep 1000000'
+depends_on = ["slow"]
+"#,
+    );
+    let socket_path = p.file("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).expect("bind the manager's socket");
+    socket
+        .set_read_timeout(Some(ms(200)))
+        .expect("read timeout");
+    let received = std::cell::RefCell::new(Vec::<String>::new());
+    let drain = || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = socket.recv(&mut buf) {
+            received
+                .borrow_mut()
+                .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    };
+    let said = |what: &str| {
+        received
+            .borrow()
+            .iter()
+            .any(|m| m.lines().any(|l| l == what))
+    };
+
+    let file = p.file("services.toml");
+    let mut cmd = p.command(["up".as_ref(), "-f".as_ref(), file.as_os_str()]);
+    cmd.env("NOTIFY_SOCKET", &socket_path);
+    let mut runpm = Runpm::start(cmd);
+
+    // Not ready while a service is still starting.
+    runpm.wait_for_event("slow", "started", secs(10));
+    drain();
+    assert!(
+        !said("READY=1"),
+        "READY=1 before the services are up: {:?}",
+        received.borrow()
+    );
+    p.write("go", "");
+    runpm.wait_for_event("after", "started", secs(10));
+    assert!(
+        wait_for(secs(10), || {
+            drain();
+            said("READY=1")
+        }),
+        "no READY=1 once the services were up: {:?}\n{}",
+        received.borrow(),
+        runpm.describe()
+    );
+
+    runpm.send_signal(Signal::SIGTERM);
+    runpm.assert_exit_code(secs(10), 0);
+    drain();
+    assert!(
+        said("STOPPING=1"),
+        "no STOPPING=1 on SIGTERM: {:?}",
+        received.borrow()
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Bugs found while writing the examples
 // ---------------------------------------------------------------------------------------------
