@@ -1,6 +1,7 @@
 //! runpm as the *sender*: when a service manager started runpm with `NOTIFY_SOCKET` (a
-//! systemd unit with `Type=notify`), runpm tells it `READY=1` once its services are up,
-//! `STOPPING=1` when it begins to shut down and `RELOADING=1` … `READY=1` around a reload.
+//! systemd unit with `Type=notify`), runpm tells it `READY=1` once its services are up and
+//! `STOPPING=1` when it begins to shut down, each with a `STATUS=` line. Reloads are not
+//! announced: `Type=notify` does not need them, and `ExecReload=` sends SIGHUP.
 //!
 //! Sends never block: the datagram socket is non-blocking, and a manager that stopped
 //! reading loses a status line rather than stopping runpm.
