@@ -31,25 +31,6 @@ fn example() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/container")
 }
 
-/// Whether to run a root-only test; panics when it cannot run and skipping was not asked for.
-fn require_root() -> bool {
-    if is_root() {
-        assert!(
-            on_path("unshare"),
-            "`unshare` (util-linux) is needed to run runpm as PID 1; .ci/run installs it"
-        );
-        return true;
-    }
-    if std::env::var("RUNPM_SKIP_ROOT_TESTS").as_deref() == Ok("1") {
-        eprintln!("SKIPPED: not root and RUNPM_SKIP_ROOT_TESTS=1");
-        return false;
-    }
-    panic!(
-        "this test runs runpm as PID 1 in a new pid namespace (`unshare --pid`) and needs \
-         root. Run it as root (CI does), or set RUNPM_SKIP_ROOT_TESTS=1 to skip it on purpose."
-    );
-}
-
 /// The image's entrypoint in a new PID namespace, on the example's config, with the state
 /// directory in the project (the config's `/run/runpm` is the image's).
 fn start_container(p: &Project, env: &[(&str, &str)]) -> Runpm {

@@ -10,25 +10,6 @@ use common::*;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-/// Whether to run a root-only test; panics when it cannot run and skipping was not asked for.
-fn require_root() -> bool {
-    if is_root() {
-        assert!(
-            on_path("unshare"),
-            "`unshare` (util-linux) is needed to run runpm as PID 1; .ci/run installs it"
-        );
-        return true;
-    }
-    if std::env::var("RUNPM_SKIP_ROOT_TESTS").as_deref() == Ok("1") {
-        eprintln!("SKIPPED: not root and RUNPM_SKIP_ROOT_TESTS=1");
-        return false;
-    }
-    panic!(
-        "this test runs runpm as PID 1 in a new pid namespace (`unshare --pid`) and needs \
-         root. Run it as root (CI does), or set RUNPM_SKIP_ROOT_TESTS=1 to skip it on purpose."
-    );
-}
-
 /// A service that leaves one long-lived orphan (`sleep 1000`, pid in `orphan.pid`) and then
 /// keeps creating short-lived orphans, one line in `orphans` per orphan. Orphans are
 /// re-parented to the nearest subreaper or to the namespace's PID 1: runpm in these tests.

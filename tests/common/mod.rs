@@ -837,3 +837,23 @@ pub fn on_path(program: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
 }
+
+/// Whether to run a test that runs runpm as PID 1 (root and `unshare` needed); panics when it
+/// cannot run and skipping was not asked for.
+pub fn require_root() -> bool {
+    if is_root() {
+        assert!(
+            on_path("unshare"),
+            "`unshare` (util-linux) is needed to run runpm as PID 1; .ci/run installs it"
+        );
+        return true;
+    }
+    if std::env::var("RUNPM_SKIP_ROOT_TESTS").as_deref() == Ok("1") {
+        eprintln!("SKIPPED: not root and RUNPM_SKIP_ROOT_TESTS=1");
+        return false;
+    }
+    panic!(
+        "this test runs runpm as PID 1 in a new pid namespace (`unshare --pid`) and needs \
+         root. Run it as root (CI does), or set RUNPM_SKIP_ROOT_TESTS=1 to skip it on purpose."
+    );
+}
