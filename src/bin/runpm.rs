@@ -208,6 +208,9 @@ fn up(args: UpArgs) -> u8 {
         return code;
     }
     let ready_pipe = detach::take_ready_pipe();
+    if let Err(e) = process::raise_open_files_limit() {
+        tracing::warn!("cannot raise the open-files limit: {e}; many services may not start");
+    }
     // Orphans of a service must come to runpm: when a service's main process dies before
     // its children, only their reaping tells runpm that the group is empty.
     if !process::is_pid1()

@@ -36,19 +36,16 @@ pub fn locate(
         return Ok(statedir::resolve(cwd, None, state_dir));
     }
     let path = config::discover(file, cwd)?;
-    let (base_dir, from_config) = match config::load(&path) {
-        Ok(config) => (config.base_dir, config.settings.state_dir),
-        Err(_) => {
-            let base_dir = if path.is_dir() {
-                path.clone()
-            } else {
-                path.parent()
-                    .map_or_else(|| path.clone(), Utf8Path::to_owned)
-            };
-            let from_config = lenient_state_dir(&path).map(|dir| absolute(&base_dir, &dir));
-            (base_dir, from_config)
-        }
+    // Only `state_dir` is needed, so the config is not loaded and validated whole: that
+    // cost more than the rest of a `runpmctl status` of a thousand services, and a config
+    // that is broken mid-edit must still lead to its daemon.
+    let base_dir = if path.is_dir() {
+        path.clone()
+    } else {
+        path.parent()
+            .map_or_else(|| path.clone(), Utf8Path::to_owned)
     };
+    let from_config = lenient_state_dir(&path).map(|dir| absolute(&base_dir, &dir));
     Ok(statedir::resolve(
         &base_dir,
         from_config.as_deref(),

@@ -40,8 +40,10 @@ async fn read_lines(
     stream: Stream,
     sink: Arc<dyn LineSink>,
 ) {
-    let mut pending: Vec<u8> = Vec::with_capacity(1024);
-    let mut buf = vec![0u8; 8192];
+    // Small buffers: there are two readers per service, alive as long as it runs, and a
+    // thousand quiet services must not cost megabytes. A chatty one just reads more often.
+    let mut pending: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; 1024];
     loop {
         let n = match rx.read(&mut buf).await {
             Ok(0) | Err(_) => break,

@@ -9,5 +9,5 @@ mod target;
 
 pub use reaper::{ExitStatus, reap_all};
 pub use spawn::{SpawnError, Spawned, spawn, spawn_quiet};
-pub use sys::{become_subreaper, group_is_empty, is_pid1};
+pub use sys::{become_subreaper, group_is_empty, is_pid1, raise_open_files_limit};
 pub use target::Target;

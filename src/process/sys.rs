@@ -24,3 +24,15 @@ pub fn group_is_empty(pgid: i32) -> bool {
     // EPERM means a member exists that we may not signal: not empty.
     matches!(kill(Pid::from_raw(-pgid), None), Err(Errno::ESRCH))
 }
+
+/// Raises the soft limit of open files to the hard limit. Every service holds two pipes
+/// (and a log file); the common default soft limit of 1024 would stop a few hundred
+/// services from starting. Returns the limit in force.
+pub fn raise_open_files_limit() -> std::io::Result<u64> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard)?;
+    }
+    Ok(hard)
+}

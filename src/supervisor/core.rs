@@ -535,12 +535,19 @@ impl Supervisor {
                     humantime::format_duration(round_ms(delay)),
                     svc.restarts + 1
                 );
-                svc.set_phase(
-                    Phase::Backoff {
-                        until: now.at + delay,
-                    },
-                    now.wall,
-                );
+                // With no delay the restart is due now: it spawns in this same turn, without
+                // a trip through the timer.
+                if delay.is_zero() {
+                    svc.restarts += 1;
+                    svc.set_phase(Phase::Waiting, now.wall);
+                } else {
+                    svc.set_phase(
+                        Phase::Backoff {
+                            until: now.at + delay,
+                        },
+                        now.wall,
+                    );
+                }
             }
             Decision::Stay => match why {
                 // A run that never worked is a failure, even under `never`.
@@ -657,10 +664,13 @@ impl Supervisor {
 
     /// Moves every service one step toward what is wanted of it.
     fn drive(&mut self, now: Now, fx: &mut Vec<Effect>) {
+        // Taken out for the walk (and put back below) instead of cloned: drive runs on every
+        // event, and the table can hold thousands of services.
+        let order = std::mem::take(&mut self.order);
         if self.shutdown.is_none() {
-            for name in self.order.clone() {
+            for name in &order {
                 let ready = {
-                    let svc = &self.services[&name];
+                    let svc = &self.services[name];
                     svc.want == Want::Up
                         && svc.phase == Phase::Waiting
                         && svc.spec.depends_on.iter().all(|d| self.satisfied(d))
@@ -668,7 +678,7 @@ impl Supervisor {
                 if ready {
                     let svc = self
                         .services
-                        .get_mut(&name)
+                        .get_mut(name)
                         .expect("name comes from the table");
                     svc.set_phase(Phase::Spawning, now.wall);
                     fx.push(Effect::Spawn {
@@ -678,9 +688,16 @@ impl Supervisor {
                 }
             }
         }
-        for name in self.order.clone().into_iter().rev() {
+        for name in order.iter().rev() {
+            let name = name.clone();
             let svc = &self.services[&name];
-            let waits = self.has_active_dependent_going_down(&name);
+            // Only a service about to be stopped asks whether a dependent must go first: the
+            // question costs a walk over the table.
+            if svc.want == Want::Up && !svc.restart_pending {
+                continue;
+            }
+            let waits = matches!(svc.phase, Phase::Running(_))
+                && self.has_active_dependent_going_down(&name);
             fn svc_mut<'a>(sup: &'a mut Supervisor, name: &str) -> &'a mut Service {
                 sup.services
                     .get_mut(name)
@@ -720,6 +737,7 @@ impl Supervisor {
                 _ => {}
             }
         }
+        self.order = order;
         // Services removed from the config leave the table once nothing of them runs.
         let gone: Vec<String> = self
             .services

@@ -170,9 +170,12 @@ pub async fn run(config: &Config, mut options: RunOptions) -> Result<u8, RunErro
     loop {
         let exit = executor.carry_out(&mut sup, effects);
         if let Some(persist) = &mut persist {
-            persist.changed(&sup, Now::real().at);
-            if exit.is_some() {
-                let _ = persist.write(&sup, Now::real().at);
+            // After the turn's effects (a restart is spawned before its pid is written), and
+            // once more on the way out.
+            let now = Now::real().at;
+            persist.changed(&sup, now);
+            if exit.is_some() || persist.due().is_some_and(|at| at <= now) {
+                let _ = persist.write(&sup, now);
             }
         }
         if let Some(code) = exit {
@@ -229,14 +232,8 @@ pub async fn run(config: &Config, mut options: RunOptions) -> Result<u8, RunErro
             _ = sigterm.recv() => vec![Event::Terminate { signal: "SIGTERM" }],
             _ = sigint.recv() => vec![Event::Terminate { signal: "SIGINT" }],
             _ = sighup.recv() => vec![Event::Hangup],
-            () = sleep => {
-                if let Some(persist) = &mut persist
-                    && persist.due().is_some_and(|at| at <= std::time::Instant::now())
-                {
-                    let _ = persist.write(&sup, Now::real().at);
-                }
-                vec![Event::Tick]
-            }
+            // A due state write is done at the top of the next turn.
+            () = sleep => vec![Event::Tick],
             Some(call) = calls.recv() => executor.accept(call, &sup, persist.as_mut()).into_iter().collect(),
             Some(message) = internal.recv() => match message {
                 Internal::Event(event) => vec![event],

@@ -279,8 +279,9 @@ fn a_crash_loop_ends_in_failed_and_any_failed_exits_with_its_code() {
     let fx = h.start_all();
     h.settle(fx);
     for _ in 0..2 {
-        h.exit("a", ExitStatus::Code(4));
-        let fx = h.tick();
+        // No delay: the restart is spawned in the same turn as the exit, with no timer.
+        let fx = h.exit("a", ExitStatus::Code(4));
+        assert_eq!(spawned(&fx), ["a"]);
         h.settle(fx);
     }
     let fx = h.exit("a", ExitStatus::Code(4));
