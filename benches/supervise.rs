@@ -668,7 +668,7 @@ impl Row {
 
 fn print_table(rows: &[Row]) {
     println!(
-        "| figure | floor: median (min–max) | runpm: median (min–max) | runpm / floor | budget | |"
+        "| figure | floor: median (min–max) | runpm: median (min–max) | runpm / floor | budget | verdict |"
     );
     println!("|---|---|---|---|---|---|");
     for row in rows {
@@ -711,7 +711,7 @@ struct Results {
 /// The order of the two supervisors in repetition `rep`: alternating, so that neither always
 /// runs on a machine just warmed (or just disturbed) by the other.
 fn turns(rep: usize) -> [Kind; 2] {
-    if rep % 2 == 0 {
+    if rep.is_multiple_of(2) {
         [Kind::Floor, Kind::Runpm]
     } else {
         [Kind::Runpm, Kind::Floor]
@@ -1023,6 +1023,10 @@ fn main() {
         helpers.linking
     );
     println!("runpm:   {RUNPM}");
+    println!(
+        "floor:   posix_spawn loop in C (own session, empty signal mask, output to /dev/null); \
+         restarts on SIGCHLD at once; on SIGTERM signals all and reaps them"
+    );
     println!();
 
     let mut results = Results::default();
@@ -1092,7 +1096,7 @@ fn main() {
         },
         Row {
             label: format!(
-                "idle syscalls in {}s, N = 100 (strace -c -f)",
+                "idle {} s, N = 100: syscalls, strace -c -f",
                 IDLE_WINDOW.as_secs()
             ),
             unit: "calls",
@@ -1102,7 +1106,7 @@ fn main() {
             budget_text: "0",
         },
         Row {
-            label: format!("idle CPU ticks in {}s, N = 100", IDLE_WINDOW.as_secs()),
+            label: format!("idle {} s, N = 100: CPU ticks", IDLE_WINDOW.as_secs()),
             unit: "ticks",
             decimals: 0,
             figure: results.idle_ticks,
@@ -1111,17 +1115,17 @@ fn main() {
         },
         Row {
             label: format!(
-                "idle wake-ups in {}s, N = 100 (voluntary context switches)",
+                "idle {} s, N = 100: wake-ups (voluntary context switches)",
                 IDLE_WINDOW.as_secs()
             ),
-            unit: "count",
+            unit: "switches",
             decimals: 0,
             figure: results.idle_wakeups,
             budget: Budget::Max(0.0),
             budget_text: "0",
         },
         Row {
-            label: "reload, 1 of 100 changed: `runpmctl reload` → new process".into(),
+            label: "reload 1 of 100: `runpmctl reload` → new process".into(),
             unit: "ms",
             decimals: 2,
             figure: results.reload,
