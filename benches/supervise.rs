@@ -835,8 +835,9 @@ fn status_json(s: &Session, results: &mut Results) {
 }
 
 /// Idle with N = 100 quiet services: both supervisors over the same window, counted from
-/// /proc; then runpm (and the floor) under `strace -c -f` over a second window.
-fn part_idle(helpers: &Helpers, root: &Path, results: &mut Results) -> Option<Session> {
+/// /proc; then both under `strace -c -f` over a second window. Returns runpm's session, which
+/// the reload part may go on with.
+fn part_idle(helpers: &Helpers, root: &Path, results: &mut Results) -> Session {
     let floor = Session::start(Kind::Floor, 100, helpers, root.join("floor-idle"));
     let runpm = Session::start(Kind::Runpm, 100, helpers, root.join("runpm-idle"));
     std::thread::sleep(Duration::from_secs(1));
@@ -869,7 +870,7 @@ fn part_idle(helpers: &Helpers, root: &Path, results: &mut Results) -> Option<Se
             .push("idle syscalls: strace is not installed (apt-get install strace)".into()),
     }
     drop(floor);
-    Some(runpm)
+    runpm
 }
 
 /// System calls of each of `pids` (all threads) over one [`IDLE_WINDOW`], counted by
@@ -1050,7 +1051,7 @@ fn main() {
             IDLE_WINDOW.as_secs(),
             IDLE_WINDOW.as_secs()
         );
-        idle_session = part_idle(&helpers, root, &mut results);
+        idle_session = Some(part_idle(&helpers, root, &mut results));
     }
     if want("reload") {
         eprintln!("reload: 1 of 100 changed, {RELOADS} times");
