@@ -112,10 +112,7 @@ fn init_tracing(format: LogFormat) {
 
 /// Finds and loads the config, printing every diagnostic on failure.
 fn load(file: &FileArg) -> Result<Config, u8> {
-    let cwd = std::env::current_dir()
-        .ok()
-        .and_then(|p| Utf8PathBuf::from_path_buf(p).ok())
-        .unwrap_or_else(|| Utf8PathBuf::from("."));
+    let cwd = current_dir();
     let path = config::discover(file.file.as_deref(), &cwd).map_err(|e| {
         eprintln!("runpm: {e}");
         exit::FAILED

@@ -14,7 +14,7 @@ use crate::supervisor::event::{Effect, Now};
 use crate::supervisor::service::{Phase, Service, Want};
 
 use super::Supervisor;
-use super::operator::{Op, Waiter, describe_action};
+use super::operator::{Op, Waiter, describe_action, want_up_with_dependencies};
 
 impl Supervisor {
     /// The running table as the planner sees it.
@@ -266,20 +266,7 @@ impl Supervisor {
             .into_iter()
             .filter(|n| desired.contains_key(n))
             .collect();
-        let as_config = Config {
-            source: self.source.clone().into(),
-            base_dir: "/".into(),
-            settings: self.settings.clone(),
-            services: desired
-                .iter()
-                .map(|(n, d)| (n.clone(), d.spec.as_ref().clone()))
-                .collect(),
-        };
-        for name in as_config.closure(&known) {
-            if let Some(d) = desired.get_mut(name) {
-                d.up = true;
-            }
-        }
+        want_up_with_dependencies(&mut desired, &known);
         let plan = reconcile::plan(&desired, &self.observed(), &BTreeSet::new());
         let unchanged = reconcile::unchanged(&desired, &plan);
         let result = reconcile::describe(&plan, unchanged, false, &self.source);

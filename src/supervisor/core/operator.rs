@@ -10,7 +10,6 @@ use std::time::SystemTime;
 
 use serde_json::json;
 
-use crate::config::Config;
 use crate::ipc::{ErrorKind, ExitInfo, ProtocolError, Request, ServiceInfo, StatusResult};
 use crate::reconcile::{self, Desired};
 use crate::supervisor::event::{Effect, Now};
@@ -206,21 +205,7 @@ impl Supervisor {
         match op {
             Op::Start | Op::Restart => {
                 // What a started service depends on comes up with it.
-                let specs: BTreeMap<String, _> = desired
-                    .iter()
-                    .map(|(n, d)| (n.clone(), d.spec.as_ref().clone()))
-                    .collect();
-                let as_config = Config {
-                    source: self.source.clone().into(),
-                    base_dir: "/".into(),
-                    settings: self.settings.clone(),
-                    services: specs,
-                };
-                for name in as_config.closure(&names) {
-                    if let Some(d) = desired.get_mut(name) {
-                        d.up = true;
-                    }
-                }
+                want_up_with_dependencies(&mut desired, &names);
                 for name in &names {
                     let settled = matches!(
                         self.services[name].phase,
@@ -384,6 +369,22 @@ impl Supervisor {
                 )
             })
             .collect()
+    }
+}
+
+/// Marks `names` up in `desired`, and everything they depend on, transitively: a service
+/// that is started comes up with what it needs.
+pub(super) fn want_up_with_dependencies(desired: &mut BTreeMap<String, Desired>, names: &[String]) {
+    let mut seen = BTreeSet::new();
+    let mut todo: Vec<String> = names.to_vec();
+    while let Some(name) = todo.pop() {
+        if !seen.insert(name.clone()) {
+            continue;
+        }
+        if let Some(d) = desired.get_mut(&name) {
+            d.up = true;
+            todo.extend(d.spec.depends_on.iter().cloned());
+        }
     }
 }
 
