@@ -5,6 +5,7 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::process::Stdio;
 
 use common::*;
@@ -764,4 +765,81 @@ restart = "never"
         "{}",
         runpm.describe()
     );
+}
+
+#[test]
+fn services_start_with_no_signal_blocked_or_ignored() {
+    let p = Project::new(secs(20));
+    // runpm itself ignores SIGPIPE (as every Rust program does) and may have been started
+    // with signals ignored or blocked; none of that may reach a service, whose `yes | head`
+    // would otherwise never end and whose SIGTERM could be lost.
+    p.config(
+        r#"
+[services.masks]
+shell = 'grep -E "^Sig(Blk|Ign)" /proc/self/status > masks.out'
+restart = "never"
+"#,
+    );
+    let mut cmd = p.command([
+        "up".as_ref(),
+        "-f".as_ref(),
+        p.file("services.toml").as_os_str(),
+    ]);
+    // A parent that ignores SIGINT and SIGHUP, as nohup or a backgrounding shell does.
+    unsafe {
+        cmd.pre_exec(|| {
+            use nix::sys::signal::{SigHandler, Signal, signal};
+            signal(Signal::SIGINT, SigHandler::SigIgn)?;
+            signal(Signal::SIGHUP, SigHandler::SigIgn)?;
+            Ok(())
+        });
+    }
+    let mut runpm = Runpm::start(cmd);
+    p.wait_lines("masks.out", 2, secs(5));
+    assert_eq!(
+        p.read("masks.out"),
+        "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n"
+    );
+    runpm.assert_exit_code(secs(10), 0);
+}
+
+/// `user =` takes the fork + exec path (posix_spawn cannot switch users); it must give the
+/// service the same start as every other: its user, that user's HOME, its own session, no
+/// signal blocked or ignored. Needs root, as switching users does (CI runs as root).
+#[test]
+fn user_switches_the_services_user_and_keeps_a_clean_start() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: switching users needs root");
+        return;
+    }
+    let p = Project::new(secs(20));
+    p.config(
+        r#"
+[services.who]
+shell = 'echo "user=$(id -un) home=$HOME sid=$(ps -o sid= -p $$ | tr -d " ") pid=$$"; grep -E "^Sig(Blk|Ign)" /proc/self/status'
+user = "nobody"
+cwd = "/"
+restart = "never"
+"#,
+    );
+    let runpm = p.up(&[]);
+    runpm.wait_for_output("SigIgn", secs(10));
+    let out = runpm.stdout();
+    let line = out
+        .lines()
+        .find(|l| l.contains("user="))
+        .expect("the service's line");
+    assert!(line.contains("user=nobody home=/nonexistent"), "{line}");
+    let (sid, pid) = (field(line, "sid="), field(line, "pid="));
+    assert_eq!(sid, pid, "the service leads its own session: {line}");
+    // (runpm's console turns the tab into spaces.)
+    for mask in ["SigBlk:", "SigIgn:"] {
+        let line = out.lines().find(|l| l.contains(mask)).expect(mask);
+        assert!(line.ends_with("0000000000000000"), "{out}");
+    }
+}
+
+fn field<'a>(line: &'a str, key: &str) -> &'a str {
+    let rest = &line[line.find(key).unwrap() + key.len()..];
+    rest.split_whitespace().next().unwrap()
 }

@@ -4,10 +4,10 @@
 //! newlines cannot make runpm buffer without bound; bytes that are not UTF-8 are replaced
 //! rather than dropped, so binary output never breaks the stream.
 
+use std::cell::RefCell;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
-use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 
 pub const MAX_LINE: usize = 16 * 1024;
@@ -23,54 +23,93 @@ pub trait LineSink: Send + Sync + 'static {
 }
 
 /// Reads `fd` until every writer has closed it (the service and anything it left behind
-/// holding the pipe). The future must be polled inside the runtime.
+/// holding the pipe). `fd` must be the read end of a pipe, already non-blocking. The future
+/// must be polled inside the runtime.
 pub fn capture(
     fd: OwnedFd,
     service: Arc<str>,
     stream: Stream,
     sink: Arc<dyn LineSink>,
 ) -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
-    let receiver = pipe::Receiver::from_owned_fd(fd)?;
+    let receiver = pipe::Receiver::from_owned_fd_unchecked(fd)?;
     Ok(read_lines(receiver, service, stream, sink))
 }
 
+/// Reads per wake-up before other readers get their turn.
+const READS_PER_TURN: usize = 16;
+
+thread_local! {
+    /// The one read buffer of this thread's readers. A reader holds no buffer while it waits,
+    /// which is nearly always: a thousand quiet services cost no buffer memory, and a chatty
+    /// one still reads in large chunks.
+    static READ_BUFFER: RefCell<Vec<u8>> = RefCell::new(vec![0; 16 * 1024]);
+}
+
+enum Read {
+    /// Nothing more to read for now.
+    Drained,
+    /// End of file, or an error that ends the stream.
+    Closed,
+}
+
 async fn read_lines(
-    mut rx: pipe::Receiver,
+    rx: pipe::Receiver,
     service: Arc<str>,
     stream: Stream,
     sink: Arc<dyn LineSink>,
 ) {
-    // Small buffers: there are two readers per service, alive as long as it runs, and a
-    // thousand quiet services must not cost megabytes. A chatty one just reads more often.
+    // Only a line cut off by the end of a read waits here.
     let mut pending: Vec<u8> = Vec::new();
-    let mut buf = vec![0u8; 1024];
     loop {
-        let n = match rx.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        let mut chunk = &buf[..n];
-        loop {
-            let newline = chunk.iter().position(|&b| b == b'\n');
-            let (segment, rest) = match newline {
-                Some(pos) => (&chunk[..pos], &chunk[pos + 1..]),
-                None => (chunk, &chunk[chunk.len()..]),
-            };
-            pending.extend_from_slice(segment);
-            while pending.len() > MAX_LINE || (pending.len() == MAX_LINE && newline.is_none()) {
-                let tail = pending.split_off(MAX_LINE);
-                emit(&*sink, &service, stream, &mut pending);
-                pending = tail;
+        if rx.readable().await.is_err() {
+            break;
+        }
+        let read = READ_BUFFER.with_borrow_mut(|buf| {
+            for _ in 0..READS_PER_TURN {
+                match rx.try_read(buf) {
+                    Ok(0) => return Read::Closed,
+                    Ok(n) => feed(&buf[..n], &mut pending, &*sink, &service, stream),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Read::Drained,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => return Read::Closed,
+                }
             }
-            if newline.is_none() {
-                break;
-            }
-            emit(&*sink, &service, stream, &mut pending);
-            chunk = rest;
+            Read::Drained
+        });
+        if matches!(read, Read::Closed) {
+            break;
         }
     }
     if !pending.is_empty() {
         emit(&*sink, &service, stream, &mut pending);
+    }
+}
+
+/// Cuts `chunk` into lines, continuing the partial line in `pending`.
+fn feed(
+    mut chunk: &[u8],
+    pending: &mut Vec<u8>,
+    sink: &dyn LineSink,
+    service: &str,
+    stream: Stream,
+) {
+    loop {
+        let newline = chunk.iter().position(|&b| b == b'\n');
+        let (segment, rest) = match newline {
+            Some(pos) => (&chunk[..pos], &chunk[pos + 1..]),
+            None => (chunk, &chunk[chunk.len()..]),
+        };
+        pending.extend_from_slice(segment);
+        while pending.len() > MAX_LINE || (pending.len() == MAX_LINE && newline.is_none()) {
+            let tail = pending.split_off(MAX_LINE);
+            emit(sink, service, stream, pending);
+            *pending = tail;
+        }
+        if newline.is_none() {
+            return;
+        }
+        emit(sink, service, stream, pending);
+        chunk = rest;
     }
 }
 

@@ -2,7 +2,9 @@
 //! reaping every child. The supervisor's decisions never call these directly; they return
 //! effects that the runtime carries out here.
 
+mod posix_spawn;
 mod reaper;
+mod resolve;
 mod spawn;
 mod sys;
 mod target;

@@ -1,29 +1,35 @@
 //! Starting a service's process.
 //!
-//! std's `Command` does the fork/exec and reports exec failures (missing binary, no
-//! permission) back to the parent through its close-on-exec pipe, which is exactly the
-//! per-service error we want. We keep only the pid and the output pipes: the `Child` handle
-//! is dropped without waiting, because the reaper owns every exit status.
+//! Services that run as runpm's own user start through `posix_spawn` (see
+//! [`super::posix_spawn`]); only a `user`/`group` switch, which `posix_spawn` cannot do,
+//! takes std's fork + exec with a `pre_exec` hook. Either way the command is looked up in
+//! the service's own `PATH` first, so both report a missing command the same way, and we keep
+//! only the pid and the output pipes: the reaper owns every exit status.
 //!
-//! Note on the exec-failure path: std then `waitpid`s that one child itself. That cannot race
-//! our reaper because the runtime is single-threaded: the reaper never runs during a spawn.
+//! Note on exec failures: glibc's `posix_spawn` and std's `Command` each `waitpid` that one
+//! failed child themselves. That cannot race our reaper because the runtime is
+//! single-threaded: the reaper never runs during a spawn.
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+
 use nix::unistd::{Gid, Uid, setgid, setgroups, setsid, setuid};
 
+use super::posix_spawn;
+use super::resolve::{DEFAULT_PATH, Unresolved, resolve};
 use crate::config::ServiceSpec;
-
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 pub struct Spawned {
     pub pid: i32,
+    /// The read ends of the output pipes, already non-blocking and close-on-exec.
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
 }
@@ -139,9 +145,60 @@ fn environment(spec: &ServiceSpec, extra: &[(String, String)]) -> BTreeMap<Strin
     env
 }
 
-/// The command for `spec`: its own session, its cwd, environment and credentials, stdin
-/// from /dev/null. The caller chooses where output goes.
-fn command(spec: &ServiceSpec, extra_env: &[(String, String)]) -> Result<Command, SpawnError> {
+/// Where the child's stdout and stderr go.
+enum Output {
+    /// The write ends of two pipes.
+    Pipes {
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+    },
+    Null,
+}
+
+/// Starts `spec` in a new session (so it leads its own process group), stdin from
+/// /dev/null, stdout and stderr on pipes.
+pub fn spawn(spec: &ServiceSpec, extra_env: &[(String, String)]) -> Result<Spawned, SpawnError> {
+    let program = &spec.command.argv()[0];
+    let other = |source| SpawnError::Other {
+        program: program.clone(),
+        source,
+    };
+    let (stdout, stdout_w) = output_pipe().map_err(other)?;
+    let (stderr, stderr_w) = output_pipe().map_err(other)?;
+    let output = Output::Pipes {
+        stdout: stdout_w,
+        stderr: stderr_w,
+    };
+    // The write ends are closed here once the child holds its copies, so that the pipes
+    // report end-of-file when the service (and whatever inherited them) is gone.
+    let pid = start(spec, extra_env, output)?;
+    Ok(Spawned {
+        pid,
+        stdout,
+        stderr,
+    })
+}
+
+/// Starts `spec` (a probe) with its output discarded; returns the pid. The reaper collects
+/// it like any child.
+pub fn spawn_quiet(spec: &ServiceSpec) -> Result<i32, SpawnError> {
+    start(spec, &[], Output::Null)
+}
+
+/// A pipe whose read end (ours) is non-blocking, for the runtime to poll, and whose write end
+/// (the child's) stays blocking: a service writing faster than runpm reads must wait, not
+/// fail with EAGAIN.
+fn output_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    fcntl(read.as_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
+    Ok((read, write))
+}
+
+fn start(
+    spec: &ServiceSpec,
+    extra_env: &[(String, String)],
+    output: Output,
+) -> Result<i32, SpawnError> {
     let argv = spec.command.argv();
     let program = argv[0].clone();
     if !spec.cwd.is_dir() {
@@ -163,66 +220,127 @@ fn command(spec: &ServiceSpec, extra_env: &[(String, String)]) -> Result<Command
             }
         }
     }
-
-    let mut cmd = Command::new(&program);
-    cmd.args(&argv[1..])
-        .current_dir(&spec.cwd)
-        .env_clear()
-        .envs(&env)
-        .stdin(Stdio::null());
-    // SAFETY: the closure only makes async-signal-safe system calls (setsid, sigprocmask,
-    // setgroups, setgid, setuid) and allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || {
-            setsid()?;
-            // runpm's signal mask must not leak: a service that starts with SIGTERM blocked
-            // could never be stopped gracefully.
-            sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
-            if let Some(c) = &creds {
-                if c.uid != Uid::current() || !c.groups.is_empty() {
-                    setgroups(&c.groups)?;
-                }
-                setgid(c.gid)?;
-                setuid(c.uid)?;
-            }
-            Ok(())
-        });
-    }
-    Ok(cmd)
+    let path = resolve(
+        &program,
+        env.get("PATH").map(String::as_str),
+        spec.cwd.as_std_path(),
+    )
+    .map_err(|e| match e {
+        Unresolved::NotFound => SpawnError::NotFound {
+            program: program.clone(),
+            cwd: spec.cwd.to_string(),
+        },
+        Unresolved::NotExecutable(_) => SpawnError::PermissionDenied {
+            program: program.clone(),
+        },
+    })?;
+    let result = match creds {
+        None => spawn_fast(&path, &argv, &env, spec.cwd.as_std_path(), &output),
+        Some(creds) => fork_exec(&path, &argv, &env, spec.cwd.as_std_path(), output, creds),
+    };
+    result.map_err(|source| spawn_error(source, &program, spec))
 }
 
-/// Starts `spec` in a new session (so it leads its own process group), stdin from
-/// /dev/null, stdout and stderr on pipes.
-pub fn spawn(spec: &ServiceSpec, extra_env: &[(String, String)]) -> Result<Spawned, SpawnError> {
-    let mut cmd = command(spec, extra_env)?;
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let program = spec.command.argv()[0].clone();
-    let mut child = cmd
-        .spawn()
-        .map_err(|source| spawn_error(source, &program, spec))?;
-    let pid = child.id() as i32;
-    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
-        let source = io::Error::other("output pipes missing after spawn");
-        return Err(SpawnError::Other { program, source });
+/// The `posix_spawn` path: everything but a credentials switch.
+fn spawn_fast(
+    path: &Path,
+    argv: &[String],
+    env: &BTreeMap<String, String>,
+    cwd: &Path,
+    output: &Output,
+) -> io::Result<i32> {
+    let c = |bytes: &[u8]| {
+        CString::new(bytes).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a NUL byte in the command, its environment or its cwd",
+            )
+        })
     };
-    // Dropping `child` neither waits nor kills: the reaper collects the status.
-    Ok(Spawned {
-        pid,
-        stdout: stdout.into(),
-        stderr: stderr.into(),
+    let program = c(path.as_os_str().as_bytes())?;
+    let argv: Vec<CString> = argv
+        .iter()
+        .map(|a| c(a.as_bytes()))
+        .collect::<io::Result<_>>()?;
+    let envp: Vec<CString> = env
+        .iter()
+        .map(|(k, v)| c(format!("{k}={v}").as_bytes()))
+        .collect::<io::Result<_>>()?;
+    let cwd = c(cwd.as_os_str().as_bytes())?;
+    let (stdout, stderr) = match output {
+        Output::Pipes { stdout, stderr } => (
+            posix_spawn::Stdio::Fd(stdout.as_fd()),
+            posix_spawn::Stdio::Fd(stderr.as_fd()),
+        ),
+        Output::Null => (posix_spawn::Stdio::Null, posix_spawn::Stdio::Null),
+    };
+    posix_spawn::spawn(&posix_spawn::Request {
+        program: &program,
+        argv: &argv,
+        envp: &envp,
+        cwd: &cwd,
+        stdout,
+        stderr,
     })
 }
 
-/// Starts `spec` (a probe) with its output discarded; returns the pid. The reaper collects
-/// it like any child.
-pub fn spawn_quiet(spec: &ServiceSpec) -> Result<i32, SpawnError> {
-    let mut cmd = command(spec, &[])?;
-    cmd.stdout(Stdio::null()).stderr(Stdio::null());
-    let program = spec.command.argv()[0].clone();
-    let child = cmd
-        .spawn()
-        .map_err(|source| spawn_error(source, &program, spec))?;
-    Ok(child.id() as i32)
+/// The fork + exec path, for a service that switches user or group.
+fn fork_exec(
+    path: &PathBuf,
+    argv: &[String],
+    env: &BTreeMap<String, String>,
+    cwd: &Path,
+    output: Output,
+    creds: Credentials,
+) -> io::Result<i32> {
+    let mut cmd = Command::new(path);
+    cmd.arg0(&argv[0])
+        .args(&argv[1..])
+        .current_dir(cwd)
+        .env_clear()
+        .envs(env)
+        .stdin(Stdio::null());
+    match output {
+        Output::Pipes { stdout, stderr } => cmd.stdout(stdout).stderr(stderr),
+        Output::Null => cmd.stdout(Stdio::null()).stderr(Stdio::null()),
+    };
+    // SAFETY: the closure only makes async-signal-safe system calls (setsid, signal,
+    // setgroups, setgid, setuid) and allocates nothing. std itself empties the signal mask.
+    unsafe {
+        cmd.pre_exec(move || {
+            setsid()?;
+            reset_signal_dispositions();
+            if creds.uid != Uid::current() || !creds.groups.is_empty() {
+                setgroups(&creds.groups)?;
+            }
+            setgid(creds.gid)?;
+            setuid(creds.uid)?;
+            Ok(())
+        });
+    }
+    // Dropping the child neither waits nor kills: the reaper collects the status.
+    Ok(cmd.spawn()?.id() as i32)
+}
+
+/// Every signal at its default, as on the posix_spawn path: an ignored signal would stay
+/// ignored across the exec. The raw system call, because glibc's `sigaction` refuses its
+/// internal signals 32 and 33, which runpm's parent may have left ignored. An all-zero
+/// kernel `sigaction` is SIG_DFL with no flags and an empty mask; SIGKILL and SIGSTOP refuse,
+/// which is fine. Async-signal-safe.
+fn reset_signal_dispositions() {
+    let default = [0u64; 4];
+    for sig in 1..=64 {
+        // SAFETY: `default` outlives the call and is at least as large as the kernel's struct.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                default.as_ptr(),
+                std::ptr::null_mut::<u8>(),
+                8,
+            )
+        };
+    }
 }
 
 fn spawn_error(source: io::Error, program: &str, spec: &ServiceSpec) -> SpawnError {
