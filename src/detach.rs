@@ -1,26 +1,23 @@
 //! `runpm up -d`: running the supervisor in the background.
 //!
-//! The parent re-executes runpm (forking a process that may already hold threads and a
-//! runtime is not safe) in a new session, with its output appended to the daemon log, and
-//! hands it the write end of a pipe. The daemon writes `ready` on it once the control socket
-//! listens and the services it was asked to start have started (or settled), then closes
-//! it. The parent blocks on the read end: `ready` means return 0; end-of-file without it
-//! means the daemon died, and the parent shows the end of the log. No polling either way.
+//! `runpm up -d` forks once it has loaded the config and taken the instance lock, before
+//! it has started a thread or a runtime (forking a process with threads is not safe, so this
+//! is checked). The child starts a new session, sends its output to the daemon log and
+//! becomes the daemon with the config, state directory and lock already in hand; nothing is
+//! executed or parsed twice. It writes `ready` on a pipe once the control socket listens and
+//! the services it was asked to start have started (or settled), then closes it. The parent
+//! blocks on the read end: `ready` means return 0; end-of-file without it means the daemon
+//! died, and the parent shows the end of the log. No polling either way.
 
-use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use camino::{Utf8Path, Utf8PathBuf};
-use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
-
-/// The environment variable through which the daemon learns its readiness pipe's fd.
-pub const READY_FD_ENV: &str = "RUNPM_READY_FD";
+use nix::fcntl::OFlag;
+use nix::unistd::{ForkResult, Pid};
 
 /// How long the parent waits for the daemon to get ready before it gives up waiting (the
 /// daemon keeps running; the parent says where to look).
@@ -36,6 +33,10 @@ pub enum DetachError {
     },
     #[error("cannot start the daemon")]
     Spawn(#[source] std::io::Error),
+    #[error(
+        "cannot start the daemon: runpm already runs {0} threads, and only a single-threaded process may fork (a bug in runpm; please report it)"
+    )]
+    Threads(usize),
     #[error("the daemon (pid {pid}) exited before it was ready; the end of {log}:\n{tail}")]
     Died {
         pid: u32,
@@ -46,8 +47,26 @@ pub enum DetachError {
     NotReady { pid: u32, log: Utf8PathBuf },
 }
 
-/// Starts `runpm ARGS` in the background and waits until it reports ready. Returns its pid.
-pub fn spawn_detached(args: &[OsString], log: &Utf8Path) -> Result<u32, DetachError> {
+/// Which side of the fork we are on.
+pub enum Forked {
+    /// The command the user ran: wait for the daemon with [`Parent::wait_ready`].
+    Parent(Parent),
+    /// The daemon: its stdio now go to the log; report readiness with [`signal_ready`].
+    Daemon(File),
+}
+
+pub struct Parent {
+    pid: Pid,
+    ready: OwnedFd,
+    log: Utf8PathBuf,
+}
+
+/// Forks the daemon off this process; see the module documentation.
+pub fn fork_daemon(log: &Utf8Path) -> Result<Forked, DetachError> {
+    let threads = thread_count();
+    if threads != 1 {
+        return Err(DetachError::Threads(threads));
+    }
     let log_file = OpenOptions::new()
         .create(true)
         .append(true)
@@ -57,49 +76,68 @@ pub fn spawn_detached(args: &[OsString], log: &Utf8Path) -> Result<u32, DetachEr
             path: log.to_owned(),
             source,
         })?;
-    let (read_end, write_end) =
-        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| DetachError::Spawn(e.into()))?;
-    let exe = std::env::current_exe().map_err(DetachError::Spawn)?;
-    let stderr = log_file.try_clone().map_err(DetachError::Spawn)?;
-    let write_fd = write_end.as_raw_fd();
-    let mut cmd = Command::new(exe);
-    cmd.args(args)
-        .env(READY_FD_ENV, write_fd.to_string())
-        .stdin(Stdio::null())
-        .stdout(log_file)
-        .stderr(stderr);
-    // SAFETY: only async-signal-safe calls (setsid, fcntl) between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            nix::unistd::setsid()?;
-            // The pipe is close-on-exec so that nothing else inherits it; only this one
-            // child keeps it across exec, under the same number.
-            let fd = std::os::fd::BorrowedFd::borrow_raw(write_fd);
-            fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty()))?;
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().map_err(DetachError::Spawn)?;
-    drop(write_end);
-    let pid = child.id();
-    let mut answer = Vec::new();
-    let ready = read_with_timeout(read_end, &mut answer, READY_TIMEOUT);
-    if answer.starts_with(b"ready") {
-        return Ok(pid);
-    }
-    if !ready {
-        return Err(DetachError::NotReady {
-            pid,
+    let spawn = |e: nix::errno::Errno| DetachError::Spawn(e.into());
+    let (read_end, write_end) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(spawn)?;
+    // SAFETY: the process has one thread (checked above), so the child is a complete copy
+    // and may go on as a normal process.
+    match unsafe { nix::unistd::fork() }.map_err(spawn)? {
+        ForkResult::Parent { child } => Ok(Forked::Parent(Parent {
+            pid: child,
+            ready: read_end,
             log: log.to_owned(),
-        });
+        })),
+        ForkResult::Child => {
+            drop(read_end);
+            become_daemon(log_file).map_err(DetachError::Spawn)?;
+            Ok(Forked::Daemon(File::from(write_end)))
+        }
     }
-    // End of file without `ready`: the daemon is gone (or going); collect it.
-    let _ = child.wait();
-    Err(DetachError::Died {
-        pid,
-        log: log.to_owned(),
-        tail: tail(log, 20),
-    })
+}
+
+/// In the child: a session of its own (no controlling terminal, no signals from the
+/// user's shell), stdin from /dev/null, stdout and stderr appended to the daemon log. Until
+/// this is done the child holds the caller's stdout, which `$(runpm up -d)` waits on.
+fn become_daemon(log: File) -> std::io::Result<()> {
+    nix::unistd::setsid()?;
+    nix::unistd::dup2_stdin(File::open("/dev/null")?)?;
+    nix::unistd::dup2_stdout(&log)?;
+    nix::unistd::dup2_stderr(&log)?;
+    Ok(())
+}
+
+/// The number of threads of this process, from /proc/self/status.
+fn thread_count() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+impl Parent {
+    /// Waits until the daemon reports ready; returns its pid.
+    pub fn wait_ready(self) -> Result<u32, DetachError> {
+        let pid = self.pid.as_raw() as u32;
+        let mut answer = Vec::new();
+        let ready = read_with_timeout(self.ready, &mut answer, READY_TIMEOUT);
+        if answer.starts_with(b"ready") {
+            return Ok(pid);
+        }
+        if !ready {
+            return Err(DetachError::NotReady { pid, log: self.log });
+        }
+        // End of file without `ready`: the daemon is gone (or going); collect it.
+        let _ = nix::sys::wait::waitpid(self.pid, None);
+        Err(DetachError::Died {
+            pid,
+            tail: tail(&self.log, 20),
+            log: self.log,
+        })
+    }
 }
 
 /// Reads until end-of-file or `timeout`; false when the time ran out.
@@ -140,32 +178,7 @@ fn tail(path: &Utf8Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-/// In the daemon: the readiness pipe handed over by `runpm up -d`, if this is such a daemon.
-/// The variable is removed from what services inherit (see `process::spawn`), and the fd
-/// is made close-on-exec so no service holds the parent's wait open.
-pub fn take_ready_pipe() -> Option<File> {
-    let fd: RawFd = std::env::var(READY_FD_ENV).ok()?.parse().ok()?;
-    // Only a pipe can be ours: a stale variable must not make us take over another file.
-    let meta = nix::sys::stat::fstat(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }).ok()?;
-    if meta.st_mode & libc_s_ifmt() != libc_s_ififo() {
-        return None;
-    }
-    // SAFETY: the parent placed the pipe at this number for us alone, and nothing else in
-    // this process owns it.
-    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    fcntl(&owned, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).ok()?;
-    Some(File::from(owned))
-}
-
 /// Tells the waiting parent that the daemon is ready, and lets it go.
 pub fn signal_ready(mut pipe: File) {
     let _ = pipe.write_all(b"ready\n");
-}
-
-fn libc_s_ifmt() -> u32 {
-    nix::sys::stat::SFlag::S_IFMT.bits()
-}
-
-fn libc_s_ififo() -> u32 {
-    nix::sys::stat::SFlag::S_IFIFO.bits()
 }

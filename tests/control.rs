@@ -1432,3 +1432,23 @@ fn a_state_dir_from_the_config_is_used_by_both() {
     assert!(!p.file(".runpm").exists());
     assert!(p.ctl_ok(&["status"]).contains("worker"));
 }
+
+#[test]
+fn up_detached_reports_a_daemon_that_dies_before_it_is_ready() {
+    let p = Project::new(secs(30));
+    p.config(BASE);
+    // Something that is not a socket where the socket goes: the daemon refuses to start.
+    std::fs::create_dir_all(p.file(".runpm/runpm.sock")).unwrap();
+    let done = p.run(&["up", "-d", "--no-watch"], secs(20));
+    assert_eq!(done.code(), Some(1), "{done:?}");
+    assert!(
+        done.stderr.contains("exited before it was ready")
+            && done.stderr.contains("is not a socket"),
+        "the error and the end of the daemon log: {done:?}"
+    );
+    assert!(!p.file("db.pid").exists(), "no service started: {done:?}");
+    // The lock died with the daemon: once the path is cleared, the next `up -d` runs.
+    std::fs::remove_dir(p.file(".runpm/runpm.sock")).unwrap();
+    let (_daemon, pids) = start(&p, &[]);
+    assert_eq!(pids.len(), 3);
+}

@@ -8,8 +8,6 @@ use std::sync::Arc;
 use camino::{Utf8Path, Utf8PathBuf};
 use clap::Parser;
 
-use std::ffi::OsString;
-
 use runpm::cli::runpm::{Cli, Command, FileArg, LogFormat};
 use runpm::config::{self, Config, ExitWhen};
 use runpm::detach;
@@ -39,7 +37,9 @@ fn main() -> ExitCode {
             });
         }
     };
-    init_tracing(cli.log_format);
+    // A detached daemon logs to a file, whatever the terminal the command ran in.
+    let daemon = matches!(cli.command, Command::Up { detach: true, .. });
+    init_tracing(cli.log_format, daemon);
     ExitCode::from(match cli.command {
         Command::Validate { file } => validate(file),
         Command::Up {
@@ -57,12 +57,11 @@ fn main() -> ExitCode {
             no_watch,
             no_color,
             services,
-            log_format: cli.log_format,
         }),
     })
 }
 
-fn init_tracing(format: LogFormat) {
+fn init_tracing(format: LogFormat, daemon: bool) {
     use tracing_subscriber::prelude::*;
 
     let level = match std::env::var("RUNPM_LOG").as_deref() {
@@ -101,7 +100,7 @@ fn init_tracing(format: LogFormat) {
         builder.with_ansi(false).event_format(JsonFormat).init();
         return;
     }
-    let terminal = std::io::stderr().is_terminal();
+    let terminal = !daemon && std::io::stderr().is_terminal();
     let text = EventFormat {
         ansi: terminal && std::env::var_os("NO_COLOR").is_none(),
         timestamps: !terminal,
@@ -141,7 +140,6 @@ struct UpArgs {
     no_watch: bool,
     no_color: bool,
     services: Vec<String>,
-    log_format: LogFormat,
 }
 
 fn up(args: UpArgs) -> u8 {
@@ -187,11 +185,30 @@ fn up(args: UpArgs) -> u8 {
     {
         return code;
     }
-    if args.detach {
-        // The daemon takes the lock itself; holding it here was only to refuse early.
-        drop(lock);
-        return detach(&path, &state, &args);
-    }
+    let mut lock = lock;
+    let ready_pipe = if args.detach {
+        match detach::fork_daemon(&state.daemon_log) {
+            Ok(detach::Forked::Parent(parent)) => {
+                // The lock belongs to the open file, which the daemon shares: closing our
+                // copy must not unlock it.
+                lock.leave_to_child();
+                return report_detached(&path, &state, parent);
+            }
+            Ok(detach::Forked::Daemon(pipe)) => {
+                if let Err(e) = lock.write_pid() {
+                    eprintln!("runpm: {}", error_chain(&e));
+                    return exit::FAILED;
+                }
+                Some(pipe)
+            }
+            Err(e) => {
+                eprintln!("runpm: {}", error_chain(&e));
+                return exit::FAILED;
+            }
+        }
+    } else {
+        None
+    };
     let startup = match state::startup(&state.state_file, loaded.map_err(|e| e.to_string())) {
         Ok(startup) => startup,
         Err(errors) => {
@@ -204,7 +221,6 @@ fn up(args: UpArgs) -> u8 {
     if let Some(code) = check_names(&cfg, &args.services) {
         return code;
     }
-    let ready_pipe = detach::take_ready_pipe();
     if let Err(e) = process::raise_open_files_limit() {
         tracing::warn!("cannot raise the open-files limit: {e}; many services may not start");
     }
@@ -276,22 +292,9 @@ fn current_dir() -> Utf8PathBuf {
         .unwrap_or_else(|| Utf8PathBuf::from("."))
 }
 
-/// Starts the daemon in the background with the same settings, resolved to absolute paths.
-fn detach(config: &Utf8Path, state: &ipc::StateDir, args: &UpArgs) -> u8 {
-    let mut argv: Vec<OsString> = vec!["up".into(), "-f".into(), config.as_str().into()];
-    argv.extend(["--state-dir".into(), state.dir.as_str().into()]);
-    if args.no_watch {
-        argv.push("--no-watch".into());
-    }
-    argv.push("--no-color".into());
-    if let Some(format) = clap::ValueEnum::to_possible_value(&args.log_format) {
-        argv.extend(["--log-format".into(), format.get_name().into()]);
-    }
-    if !args.services.is_empty() {
-        argv.push("--".into());
-        argv.extend(args.services.iter().map(OsString::from));
-    }
-    match detach::spawn_detached(&argv, &state.daemon_log) {
+/// `runpm up -d` once the daemon is forked: waits until it is ready and says how to reach it.
+fn report_detached(config: &Utf8Path, state: &ipc::StateDir, daemon: detach::Parent) -> u8 {
+    match daemon.wait_ready() {
         Ok(pid) => {
             println!("runpm is running in the background (pid {pid})");
             println!(

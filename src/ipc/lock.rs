@@ -113,6 +113,12 @@ impl InstanceLock {
         })
     }
 
+    /// In the parent after a fork: lets go of this copy without unlocking, because the lock
+    /// belongs to the open file the child shares and the child goes on holding it.
+    pub fn leave_to_child(self) {
+        std::mem::forget(self);
+    }
+
     pub fn path(&self) -> &Utf8Path {
         &self.path
     }

@@ -139,7 +139,6 @@ fn environment(spec: &ServiceSpec, extra: &[(String, String)]) -> BTreeMap<Strin
     }
     env.remove("LISTEN_FDS");
     env.remove("LISTEN_PID");
-    env.remove(crate::detach::READY_FD_ENV);
     env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
     env.extend(extra.iter().cloned());
     env

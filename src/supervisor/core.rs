@@ -667,7 +667,15 @@ impl Supervisor {
         // Taken out for the walk (and put back below) instead of cloned: drive runs on every
         // event, and the table can hold thousands of services.
         let order = std::mem::take(&mut self.order);
-        if self.shutdown.is_none() {
+        // Both walks below look services up by name in dependency order; a pass over the
+        // table first (no lookups) skips them on the many events that change nothing for
+        // them, such as each of a thousand services answering its spawn.
+        let (mut waiting, mut stopping) = (false, false);
+        for svc in self.services.values() {
+            waiting |= svc.want == Want::Up && svc.phase == Phase::Waiting;
+            stopping |= svc.want == Want::Down || svc.restart_pending;
+        }
+        if self.shutdown.is_none() && waiting {
             for name in &order {
                 let ready = {
                     let svc = &self.services[name];
@@ -688,14 +696,15 @@ impl Supervisor {
                 }
             }
         }
-        for name in order.iter().rev() {
-            let name = name.clone();
-            let svc = &self.services[&name];
+        for name in order.iter().rev().filter(|_| stopping) {
+            let svc = &self.services[name];
             // Only a service about to be stopped asks whether a dependent must go first: the
             // question costs a walk over the table.
             if svc.want == Want::Up && !svc.restart_pending {
                 continue;
             }
+            let name = name.clone();
+            let svc = &self.services[&name];
             let waits = matches!(svc.phase, Phase::Running(_))
                 && self.has_active_dependent_going_down(&name);
             fn svc_mut<'a>(sup: &'a mut Supervisor, name: &str) -> &'a mut Service {
