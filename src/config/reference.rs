@@ -275,7 +275,10 @@ pub const READY: &[Field] = &[
         ty: "regular expression",
         default: Default::Unset,
         example: r#""listening on""#,
-        doc: "Ready when a line of the service's output matches.",
+        doc: "Ready when a line of the service's output (stdout or stderr) matches. The usual \
+              syntax (`.`, `[0-9]+`, `\\d`, `\\s`, `(a|b)`, `^`, `$`); classes such as `\\d` \
+              and `\\w` match ASCII only, and Unicode classes (`\\p{Greek}`) are not supported. \
+              An invalid pattern is a config error.",
     },
 ];
 

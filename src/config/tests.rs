@@ -500,6 +500,19 @@ fn bad_size() {
 }
 
 #[test]
+fn ready_log_must_be_a_regular_expression() {
+    let errs = errors("[services.a]\ncmd = [\"x\"]\nready = { log = \"listening on (port\" }\n");
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with(
+            "services.toml:3:1: service `a`: `ready.log` is not a valid regular expression: "
+        ),
+        "{errs:?}"
+    );
+    ok("[services.a]\ncmd = [\"x\"]\nready = { log = \"listening on (port|socket) \\\\d+\" }\n");
+}
+
+#[test]
 fn ready_needs_exactly_one_kind() {
     assert_eq!(
         errors(

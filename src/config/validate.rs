@@ -326,6 +326,13 @@ fn ready(raw: &RawReady) -> Result<Ready, String> {
         if log.is_empty() {
             return Err("`ready.log` is empty".into());
         }
+        // Checked here so that a typo is a config error, not a service that never gets ready.
+        if let Err(e) = regex_lite::Regex::new(log) {
+            return Err(format!(
+                "`ready.log` is not a valid regular expression: {}",
+                e.to_string().trim_end().replace('\n', "; ")
+            ));
+        }
         kinds.push(Ready::Log(log.clone()));
     }
     match <[Ready; 1]>::try_from(kinds) {

@@ -93,7 +93,9 @@ pub struct LogHub {
     dir: Utf8PathBuf,
     services: RwLock<HashMap<String, Arc<Mutex<ServiceLog>>>>,
     console: RwLock<Option<Arc<dyn LineSink>>>,
-    followers: broadcast::Sender<Arc<LogLine>>,
+    /// Made by the first follower and let go once none is left: its ring of
+    /// [`FOLLOW_BUFFER`] slots is most of a quiet daemon's heap otherwise.
+    followers: RwLock<Option<broadcast::Sender<Arc<LogLine>>>>,
     tail_lines: usize,
     tail_bytes: usize,
 }
@@ -106,12 +108,11 @@ impl LogHub {
     }
 
     pub fn with_tail_limits(logs_dir: &Utf8Path, tail_lines: usize, tail_bytes: usize) -> LogHub {
-        let (followers, _) = broadcast::channel(FOLLOW_BUFFER);
         LogHub {
             dir: logs_dir.to_owned(),
             services: RwLock::new(HashMap::new()),
             console: RwLock::new(None),
-            followers,
+            followers: RwLock::new(None),
             tail_lines,
             tail_bytes,
         }
@@ -166,10 +167,34 @@ impl LogHub {
         merge_last(per_service, n)
     }
 
+    /// Drops the channel once its last follower has gone. Never waits: this runs on the
+    /// output path, and a `follow` that holds the lock will find the channel still usable.
+    fn let_go_of_followers(&self) {
+        if let Ok(mut followers) = self.followers.try_write()
+            && followers
+                .as_ref()
+                .is_some_and(|tx| tx.receiver_count() == 0)
+        {
+            *followers = None;
+        }
+    }
+
     /// Live lines of `services` (of every service when empty) from now on.
     pub fn subscribe(&self, services: &[String]) -> Follower {
+        let mut followers = self
+            .followers
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let rx = match followers.as_ref() {
+            Some(tx) => tx.subscribe(),
+            None => {
+                let (tx, rx) = broadcast::channel(FOLLOW_BUFFER);
+                *followers = Some(tx);
+                rx
+            }
+        };
         Follower {
-            rx: self.followers.subscribe(),
+            rx,
             services: services.to_vec(),
         }
     }
@@ -272,13 +297,24 @@ impl LineSink for LogHub {
             }
             log.tail.push(at, stream, line);
             // No follower, no copy. Sent under the lock: see `follow`.
-            if self.followers.receiver_count() > 0 {
-                let _ = self.followers.send(Arc::new(LogLine {
-                    service: service.to_owned(),
-                    at,
-                    stream,
-                    line: line.to_owned(),
-                }));
+            let followers = self
+                .followers
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            match followers.as_ref() {
+                Some(tx) if tx.receiver_count() > 0 => {
+                    let _ = tx.send(Arc::new(LogLine {
+                        service: service.to_owned(),
+                        at,
+                        stream,
+                        line: line.to_owned(),
+                    }));
+                }
+                Some(_) => {
+                    drop(followers);
+                    self.let_go_of_followers();
+                }
+                None => {}
             }
         }
         // Outside the lock: a terminal that stops reading must not also stall the file.

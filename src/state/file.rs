@@ -71,10 +71,17 @@ pub fn timestamp(at: SystemTime) -> String {
 
 /// The document as written to disk: pretty JSON with a final newline.
 pub fn render(doc: &StateFile) -> Result<Vec<u8>, StateError> {
-    let mut bytes =
-        serde_json::to_vec_pretty(doc).map_err(|source| StateError::Serialize { source })?;
-    bytes.push(b'\n');
+    let mut bytes = Vec::new();
+    render_to(doc, &mut bytes).map_err(|source| StateError::Serialize { source })?;
     Ok(bytes)
+}
+
+/// [`render`] straight into `out`, which should be buffered: the document grows with the
+/// number of services (about 1 KB each), and a daemon writes it often. A failed write is an
+/// error for which `is_io()` holds.
+pub fn render_to(doc: &StateFile, mut out: impl std::io::Write) -> Result<(), serde_json::Error> {
+    serde_json::to_writer_pretty(&mut out, doc)?;
+    out.write_all(b"\n").map_err(serde_json::Error::io)
 }
 
 /// Reads a state document, refusing anything it does not fully understand.

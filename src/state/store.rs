@@ -21,7 +21,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use super::StateError;
 use super::error::WriteStep;
-use super::file::{StateFile, parse, render};
+use super::file::{StateFile, parse, render_to};
 
 /// Larger than any real state file (a spec is a few hundred bytes), small enough that a
 /// planted huge file cannot exhaust memory.
@@ -48,18 +48,27 @@ pub enum LoadOutcome {
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 pub fn write_atomic(path: &Utf8Path, doc: &StateFile) -> Result<(), StateError> {
-    let bytes = render(doc)?;
     let dir = parent_dir(path);
-    let (temp, mut file) = create_temp(path)?;
+    let (temp, file) = create_temp(path)?;
     let fail = |step, source| StateError::Write {
         path: path.to_owned(),
         step,
         source,
     };
 
-    if let Err(e) = file.write_all(&bytes) {
+    // Streamed through a small buffer rather than rendered whole first: with a thousand
+    // services the document is a megabyte, which the heap would keep after every write.
+    let mut out = std::io::BufWriter::with_capacity(16 * 1024, &file);
+    let written =
+        render_to(doc, &mut out).and_then(|()| out.flush().map_err(serde_json::Error::io));
+    drop(out);
+    if let Err(e) = written {
         discard(&temp);
-        return Err(fail(WriteStep::WriteTemp, e));
+        return Err(if e.is_io() {
+            fail(WriteStep::WriteTemp, e.into())
+        } else {
+            StateError::Serialize { source: e }
+        });
     }
     // Without this fsync the rename could reach the disk before the data, and a power cut
     // would leave an empty or partial state.json: the one outcome this module exists to
@@ -336,6 +345,7 @@ fn compact_timestamp(now: SystemTime) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::file::render;
     use std::os::unix::fs::MetadataExt;
     use std::sync::Arc;
     use std::sync::atomic::AtomicBool;

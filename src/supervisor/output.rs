@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use regex::Regex;
+use regex_lite::Regex;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::logs::{LineSink, Stream};

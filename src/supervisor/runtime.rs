@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use camino::Utf8PathBuf;
 use tokio::sync::mpsc;
 
-use regex::Regex;
+use regex_lite::Regex;
 
 use crate::config::{self, Config, ExitWhen, Ready, ServiceSpec};
 use crate::ipc::{self, Call, HelloInfo, InstanceLock, Reply, StateDir};

@@ -171,6 +171,30 @@ fn followers_get_live_lines_of_their_services() {
 }
 
 #[test]
+fn the_follow_channel_exists_only_while_someone_follows() {
+    let (_tmp, dir) = temp();
+    let hub = LogHub::new(&dir);
+    let has_channel = |hub: &LogHub| hub.followers.read().unwrap().is_some();
+    hub.line("web", Stream::Stdout, "nobody follows");
+    assert!(!has_channel(&hub));
+    let first = hub.subscribe(&[]);
+    assert!(has_channel(&hub));
+    drop(first);
+    // The next line finds no follower left and lets the channel go...
+    hub.line("web", Stream::Stdout, "gone");
+    assert!(!has_channel(&hub));
+    // ...and a later follower gets a new one, with the lines from then on.
+    let mut second = hub.subscribe(&names(&["web"]));
+    hub.line("web", Stream::Stdout, "again");
+    block_on(async {
+        let Some(Followed::Line(line)) = second.recv().await else {
+            panic!()
+        };
+        assert_eq!(line.line, "again");
+    });
+}
+
+#[test]
 fn a_follower_that_never_reads_blocks_nobody() {
     const LINES: usize = 100_000;
     let (_tmp, dir) = temp();
