@@ -22,17 +22,35 @@ pub trait LineSink: Send + Sync + 'static {
     fn line(&self, service: &str, stream: Stream, line: &str);
 }
 
-/// Reads `fd` until every writer has closed it (the service and anything it left behind
-/// holding the pipe). `fd` must be the read end of a pipe, already non-blocking. The future
-/// must be polled inside the runtime.
+/// Reads a service's stdout and stderr until every writer has closed both (the service and
+/// anything it left behind holding them). The fds must be the read ends of pipes, already
+/// non-blocking. One future (one task) reads both: a task per pipe cost a thousand quiet
+/// services most of a megabyte. The future must be polled inside the runtime.
 pub fn capture(
-    fd: OwnedFd,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
     service: Arc<str>,
-    stream: Stream,
     sink: Arc<dyn LineSink>,
 ) -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
-    let receiver = pipe::Receiver::from_owned_fd_unchecked(fd)?;
-    Ok(read_lines(receiver, service, stream, sink))
+    let mut out = Reader::new(
+        pipe::Receiver::from_owned_fd_unchecked(stdout)?,
+        Stream::Stdout,
+    );
+    let mut err = Reader::new(
+        pipe::Receiver::from_owned_fd_unchecked(stderr)?,
+        Stream::Stderr,
+    );
+    Ok(async move {
+        while out.open || err.open {
+            // Biased, stdout first: when both pipes have lines, the order they were written
+            // in is most often stdout's first (a random pick reorders them needlessly).
+            tokio::select! {
+                biased;
+                ready = out.rx.readable(), if out.open => out.read(ready, &*sink, &service),
+                ready = err.rx.readable(), if err.open => err.read(ready, &*sink, &service),
+            }
+        }
+    })
 }
 
 /// Reads per wake-up before other readers get their turn.
@@ -45,43 +63,47 @@ thread_local! {
     static READ_BUFFER: RefCell<Vec<u8>> = RefCell::new(vec![0; 16 * 1024]);
 }
 
-enum Read {
-    /// Nothing more to read for now.
-    Drained,
-    /// End of file, or an error that ends the stream.
-    Closed,
+/// One pipe of a service.
+struct Reader {
+    rx: pipe::Receiver,
+    stream: Stream,
+    /// Only a line cut off by the end of a read waits here.
+    pending: Vec<u8>,
+    open: bool,
 }
 
-async fn read_lines(
-    rx: pipe::Receiver,
-    service: Arc<str>,
-    stream: Stream,
-    sink: Arc<dyn LineSink>,
-) {
-    // Only a line cut off by the end of a read waits here.
-    let mut pending: Vec<u8> = Vec::new();
-    loop {
-        if rx.readable().await.is_err() {
-            break;
-        }
-        let read = READ_BUFFER.with_borrow_mut(|buf| {
-            for _ in 0..READS_PER_TURN {
-                match rx.try_read(buf) {
-                    Ok(0) => return Read::Closed,
-                    Ok(n) => feed(&buf[..n], &mut pending, &*sink, &service, stream),
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Read::Drained,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(_) => return Read::Closed,
-                }
-            }
-            Read::Drained
-        });
-        if matches!(read, Read::Closed) {
-            break;
+impl Reader {
+    fn new(rx: pipe::Receiver, stream: Stream) -> Reader {
+        Reader {
+            rx,
+            stream,
+            pending: Vec::new(),
+            open: true,
         }
     }
-    if !pending.is_empty() {
-        emit(&*sink, &service, stream, &mut pending);
+
+    /// Reads what the pipe has once it is readable; at the end, the partial last line.
+    fn read(&mut self, ready: std::io::Result<()>, sink: &dyn LineSink, service: &str) {
+        let closed = ready.is_err()
+            || READ_BUFFER.with_borrow_mut(|buf| {
+                for _ in 0..READS_PER_TURN {
+                    match self.rx.try_read(buf) {
+                        Ok(0) => return true,
+                        Ok(n) => feed(&buf[..n], &mut self.pending, sink, service, self.stream),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(_) => return true,
+                    }
+                }
+                false
+            });
+        if closed {
+            self.open = false;
+            if !self.pending.is_empty() {
+                emit(sink, service, self.stream, &mut self.pending);
+            }
+            self.pending = Vec::new();
+        }
     }
 }
 
@@ -128,41 +150,58 @@ mod tests {
     use std::sync::Mutex;
 
     #[derive(Default)]
-    struct Collect(Mutex<Vec<String>>);
+    struct Collect(Mutex<Vec<(Stream, String)>>);
 
     impl LineSink for Collect {
-        fn line(&self, _: &str, _: Stream, line: &str) {
-            self.0.lock().unwrap().push(line.to_string());
+        fn line(&self, _: &str, stream: Stream, line: &str) {
+            self.0.lock().unwrap().push((stream, line.to_string()));
         }
     }
 
     #[test]
-    fn cuts_lines_bounds_long_ones_and_keeps_binary() {
+    fn cuts_lines_bounds_long_ones_and_keeps_binary_on_both_pipes() {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         let sink = Arc::new(Collect::default());
-        let (rx, tx) = nix::unistd::pipe().unwrap();
-        let mut tx = std::fs::File::from(tx);
+        let pipe = || {
+            let (rx, tx) = nix::unistd::pipe().unwrap();
+            nix::fcntl::fcntl(
+                &rx,
+                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+            )
+            .unwrap();
+            (rx, std::fs::File::from(tx))
+        };
+        let ((out_rx, mut out), (err_rx, mut err)) = (pipe(), pipe());
         let long = "x".repeat(MAX_LINE + 10);
         let writer = std::thread::spawn(move || {
-            tx.write_all(b"one\r\ntwo\n").unwrap();
-            tx.write_all(long.as_bytes()).unwrap();
-            tx.write_all(b"\n\xff\xfebin\nno newline at end").unwrap();
+            out.write_all(b"one\r\ntwo\n").unwrap();
+            out.write_all(long.as_bytes()).unwrap();
+            out.write_all(b"\n\xff\xfebin\nno newline at end").unwrap();
+            drop(out);
+            // stderr stays open after stdout closed, and its last line has no newline.
+            err.write_all(b"e1\ne2").unwrap();
         });
         rt.block_on(async {
-            let receiver = pipe::Receiver::from_owned_fd(rx).unwrap();
-            read_lines(receiver, "svc".into(), Stream::Stdout, sink.clone()).await
+            capture(out_rx, err_rx, "svc".into(), sink.clone())
+                .unwrap()
+                .await
         });
         writer.join().unwrap();
         let lines = sink.0.lock().unwrap().clone();
-        assert_eq!(lines[0], "one");
-        assert_eq!(lines[1], "two");
-        assert_eq!(lines[2].len(), MAX_LINE);
-        assert_eq!(lines[3], "x".repeat(10));
-        assert_eq!(lines[4], "\u{fffd}\u{fffd}bin");
-        assert_eq!(lines[5], "no newline at end");
-        assert_eq!(lines.len(), 6);
+        let (out, err): (Vec<_>, Vec<_>) =
+            lines.into_iter().partition(|(s, _)| *s == Stream::Stdout);
+        let out: Vec<String> = out.into_iter().map(|(_, l)| l).collect();
+        let err: Vec<String> = err.into_iter().map(|(_, l)| l).collect();
+        assert_eq!(out[0], "one");
+        assert_eq!(out[1], "two");
+        assert_eq!(out[2].len(), MAX_LINE);
+        assert_eq!(out[3], "x".repeat(10));
+        assert_eq!(out[4], "\u{fffd}\u{fffd}bin");
+        assert_eq!(out[5], "no newline at end");
+        assert_eq!(out.len(), 6);
+        assert_eq!(err, ["e1", "e2"]);
     }
 }

@@ -14,6 +14,7 @@
 //! counted, and the next line tries again from a fresh `open`. The first success after a
 //! failure says how many lines were lost.
 
+use std::cell::RefCell;
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -100,7 +101,12 @@ pub struct LogFile {
     lost: u64,
     /// Lines lost over the file's lifetime.
     lost_total: u64,
-    record: Vec<u8>,
+}
+
+thread_local! {
+    /// Where a record is put together before its single write: one per thread rather than
+    /// one per service.
+    static RECORD: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(256));
 }
 
 impl LogFile {
@@ -123,7 +129,6 @@ impl LogFile {
             failing: false,
             lost: 0,
             lost_total: 0,
-            record: Vec::with_capacity(256),
         })
     }
 
@@ -180,18 +185,23 @@ impl LogFile {
     }
 
     fn append(&mut self, at: SystemTime, stream: Stream, line: &str) -> Result<(), LogFileError> {
-        self.record.clear();
-        // Writing into a Vec cannot fail.
-        let _ = write!(
-            self.record,
-            "{} {} ",
-            humantime::format_rfc3339_millis(at),
-            stream_marker(stream)
-        );
-        self.record.extend_from_slice(line.as_bytes());
-        self.record.push(b'\n');
-        let len = self.record.len() as u64;
+        RECORD.with_borrow_mut(|record| {
+            record.clear();
+            // Writing into a Vec cannot fail.
+            let _ = write!(
+                record,
+                "{} {} ",
+                humantime::format_rfc3339_millis(at),
+                stream_marker(stream)
+            );
+            record.extend_from_slice(line.as_bytes());
+            record.push(b'\n');
+            self.write_record(record)
+        })
+    }
 
+    fn write_record(&mut self, record: &[u8]) -> Result<(), LogFileError> {
+        let len = record.len() as u64;
         if self.file.is_none() {
             self.open()?;
         }
@@ -202,7 +212,7 @@ impl LogFile {
             // `open` and `rotate` leave a file behind on success.
             return Err(self.write_error(io::ErrorKind::NotFound.into()));
         };
-        match file.write_all(&self.record) {
+        match file.write_all(record) {
             Ok(()) => {
                 self.size += len;
                 Ok(())

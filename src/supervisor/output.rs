@@ -8,7 +8,7 @@
 //! lines are read).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use regex_lite::Regex;
@@ -28,7 +28,6 @@ pub(super) struct RunOutput {
     ready: Option<Regex>,
     matched: AtomicBool,
     last: Mutex<VecDeque<String>>,
-    open_pipes: AtomicUsize,
     internal: UnboundedSender<Internal>,
 }
 
@@ -45,26 +44,23 @@ impl RunOutput {
             ready,
             matched: AtomicBool::new(false),
             last: Mutex::new(VecDeque::with_capacity(LAST_LINES)),
-            open_pipes: AtomicUsize::new(2),
             internal,
         }
     }
 
-    /// One of the run's two pipes reached end-of-file.
+    /// Both of the run's pipes reached end-of-file: every line it printed has been seen.
     pub fn closed(&self, service: &str) {
-        if self.open_pipes.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let last_lines = self
-                .last
-                .lock()
-                .map(|l| l.iter().cloned().collect())
-                .unwrap_or_default();
-            let event = Event::OutputClosed {
-                service: service.to_string(),
-                pid: self.pid,
-                last_lines,
-            };
-            let _ = self.internal.send(Internal::Event(event));
-        }
+        let last_lines = self
+            .last
+            .lock()
+            .map(|l| l.iter().cloned().collect())
+            .unwrap_or_default();
+        let event = Event::OutputClosed {
+            service: service.to_string(),
+            pid: self.pid,
+            last_lines,
+        };
+        let _ = self.internal.send(Internal::Event(event));
     }
 }
 

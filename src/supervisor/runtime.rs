@@ -23,7 +23,7 @@ use regex_lite::Regex;
 use crate::config::{self, Config, ExitWhen, Ready, ServiceSpec};
 use crate::ipc::{self, Call, HelloInfo, InstanceLock, Reply, StateDir};
 use crate::ipc::{ErrorKind, LogsResult, ProtocolError, Request};
-use crate::logs::{Followed, LineSink, LogHub, Stream, capture};
+use crate::logs::{Followed, LineSink, LogHub, capture};
 use crate::notify::{self, Datagram, NotifySocket};
 use crate::process;
 use tokio::io::Interest;
@@ -448,15 +448,9 @@ impl Executor {
             }
         });
     }
-    fn capture(
-        &mut self,
-        fd: OwnedFd,
-        service: &Arc<str>,
-        stream: Stream,
-        output: &Arc<RunOutput>,
-    ) {
+    fn capture(&mut self, spawned: process::Spawned, service: &Arc<str>, output: &Arc<RunOutput>) {
         let sink: Arc<dyn LineSink> = output.clone();
-        match capture(fd, service.clone(), stream, sink) {
+        match capture(spawned.stdout, spawned.stderr, service.clone(), sink) {
             Ok(reader) => {
                 let (output, service) = (output.clone(), service.clone());
                 self.captures.spawn(async move {
@@ -465,7 +459,7 @@ impl Executor {
                 });
             }
             Err(e) => {
-                tracing::warn!("{service}: cannot read its {stream:?}: {e}");
+                tracing::warn!("{service}: cannot read its output: {e}");
                 output.closed(service);
             }
         }
@@ -505,13 +499,13 @@ impl Executor {
                     ready,
                     self.internal.clone(),
                 ));
-                self.capture(spawned.stdout, &name, Stream::Stdout, &output);
-                self.capture(spawned.stderr, &name, Stream::Stderr, &output);
+                let pid = spawned.pid;
+                self.capture(spawned, &name, &output);
                 Event::Spawned {
                     service,
-                    pid: spawned.pid,
+                    pid,
                     // Our child cannot be reaped (and its pid reused) before we do it.
-                    start_time: state::start_time(spawned.pid).ok(),
+                    start_time: state::start_time(pid).ok(),
                 }
             }
             Err(e) => Event::SpawnFailed {
