@@ -262,7 +262,7 @@ fn up(args: UpArgs) -> u8 {
         on_ready: ready_pipe
             .map(|pipe| Box::new(move || detach::signal_ready(pipe)) as Box<dyn FnOnce()>),
     };
-    match runtime.block_on(supervisor::run(&cfg, options)) {
+    match runtime.block_on(supervisor::run(cfg, options)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("runpm: {}", error_chain(&e));

@@ -69,7 +69,7 @@ pub struct Control {
 /// Supervises `config` until it is stopped or `exit_when` is met; returns runpm's exit code.
 /// Signal handlers are installed here, before the first spawn: as PID 1 a signal without a
 /// handler would be ignored.
-pub async fn run(config: &Config, mut options: RunOptions) -> Result<u8, RunError> {
+pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError> {
     let mut sigchld = signal(SignalKind::child())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
@@ -127,7 +127,7 @@ pub async fn run(config: &Config, mut options: RunOptions) -> Result<u8, RunErro
     let (internal_tx, mut internal) = mpsc::unbounded_channel::<Internal>();
 
     let mut sup = Supervisor::new(
-        config,
+        &config,
         options.exit_when_default.clone(),
         Jitter::from_time(),
     );
@@ -153,11 +153,13 @@ pub async fn run(config: &Config, mut options: RunOptions) -> Result<u8, RunErro
     let (resume, last_known_good) = options.startup.take().unwrap_or((None, None));
     sup.set_last_known_good(last_known_good);
     let mut effects = sup.boot(
-        config,
+        &config,
         options.only.as_deref(),
         resume.as_ref(),
         Now::real(),
     );
+    // The supervisor's table holds what it needs; a reload reads the file anew.
+    drop(config);
     if let Some(resume) = resume {
         for survivor in resume.survivors {
             executor.watch_survivor(survivor.pid, survivor.pidfd);
@@ -190,6 +192,7 @@ pub async fn run(config: &Config, mut options: RunOptions) -> Result<u8, RunErro
         }
         if !sup.is_starting() && !told_ready {
             told_ready = true;
+            release_free_memory();
             if let Some(ready) = options.on_ready.take() {
                 ready();
             }
@@ -612,6 +615,14 @@ impl Executor {
         }
         None
     }
+}
+
+/// Hands the pages that start-up used and freed (parsing the config, the first state
+/// write) back to the kernel. glibc keeps freed memory inside the heap for reuse; a daemon
+/// that then idles for months would hold it for nothing.
+fn release_free_memory() {
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe { libc::malloc_trim(0) };
 }
 
 /// The next datagram on the sd_notify socket, or never when there is none.
