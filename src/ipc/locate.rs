@@ -62,6 +62,12 @@ fn lenient_state_dir(path: &Utf8Path) -> Option<Utf8PathBuf> {
         (path.to_owned(), Some("runpm"))
     };
     let text = std::fs::read_to_string(file).ok()?;
+    // A file that cannot name the key needs no parsing, which was most of the time of a
+    // `runpmctl status` with a thousand services. A key is spelt out, or escaped in a
+    // quoted key (`"state\u005fdir"`), so both are looked for.
+    if !text.contains("state_dir") && !text.contains("\\u") && !text.contains("\\U") {
+        return None;
+    }
     let document: toml::Table = toml::from_str(&text).ok()?;
     let settings = match table {
         Some(name) => document.get(name)?.as_table()?,
@@ -117,6 +123,16 @@ mod tests {
         assert_eq!(
             locate(Some(&file), &root, None).unwrap().dir,
             root.join("run")
+        );
+        // The key in a quoted, escaped spelling is still found.
+        std::fs::write(
+            &file,
+            format!("[runpm]\n\"state\\u005fdir\" = \"./esc\"\n{VALID}"),
+        )
+        .unwrap();
+        assert_eq!(
+            locate(Some(&file), &root, None).unwrap().dir,
+            root.join("esc")
         );
         // Not even TOML: the default.
         std::fs::write(&file, "[runpm\n").unwrap();
