@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use runpm::cli::complete::{self, Shell};
 use runpm::cli::runpmctl::{Cli, Command, ExportTarget};
 use runpm::ipc::{
-    self, Client, ClientError, ErrorKind, LogsResult, ProtocolError, ReloadResult, Request,
+    self, Client, ClientError, ErrorKind, Json, LogsResult, ProtocolError, ReloadResult, Request,
     StatusResult,
 };
 
@@ -129,7 +129,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
     let mut out = String::new();
     match &cli.command {
         Command::Status { json: true, .. } | Command::Reload { json: true, .. } => {
-            out = serde_json::to_string_pretty(&result).context("cannot print the result")?;
+            // Re-indented for people; the daemon sends it on one line.
+            let value: serde_json::Value = decode(result, "the command")?;
+            out = serde_json::to_string_pretty(&value).context("cannot print the result")?;
             out.push('\n');
         }
         Command::Status { .. } => {
@@ -168,7 +170,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
         // Answered before connecting.
         Command::Completions { .. } | Command::CompleteServices | Command::Export { .. } => {}
         Command::Save => {
-            let path = result.get("path").and_then(|p| p.as_str()).unwrap_or("?");
+            let saved: serde_json::Value = decode(result, "save")?;
+            let path = saved.get("path").and_then(|p| p.as_str()).unwrap_or("?");
             out = format!("{path}\n");
         }
         Command::Resurrect => {
@@ -411,8 +414,9 @@ fn connect(cli: &Cli) -> Result<Client, Failure> {
     Ok(Client::connect_state_dir(&state)?)
 }
 
-fn decode<T: DeserializeOwned>(result: serde_json::Value, what: &str) -> Result<T, Failure> {
-    serde_json::from_value(result)
+fn decode<T: DeserializeOwned>(result: Json, what: &str) -> Result<T, Failure> {
+    result
+        .decode()
         .map_err(|e| anyhow!(e).context(format!("the daemon's reply to {what} cannot be read")))
         .map_err(Failure::Other)
 }

@@ -151,7 +151,7 @@ impl Client {
         )?;
         match reply.into_result() {
             Ok(result) => {
-                client.hello = serde_json::from_value(result).map_err(ClientError::BadReply)?;
+                client.hello = result.decode().map_err(ClientError::BadReply)?;
                 Ok(client)
             }
             Err(e) if e.kind == ErrorKind::Forbidden => {
@@ -364,7 +364,7 @@ mod tests {
         assert_eq!(reply.id, Some(2));
         assert_eq!(
             reply.into_result().unwrap(),
-            serde_json::json!({"services": []})
+            serde_json::json!({"services": []}).into()
         );
         drop(client);
         daemon.join().unwrap();

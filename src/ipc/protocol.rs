@@ -17,6 +17,7 @@
 //! ```
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 pub const PROTOCOL_VERSION: u32 = 1;
 
@@ -129,24 +130,76 @@ pub enum ErrorKind {
     Forbidden,
 }
 
+/// A result as JSON text. The daemon serializes a status of a thousand services straight
+/// into it, and the client decodes it straight into its type, with no tree of values in
+/// between.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Json(Box<RawValue>);
+
+impl Json {
+    /// `value` as a reply's result. Our results are plain data; should one ever fail to
+    /// serialize, the client gets an error that says so instead of no answer.
+    pub fn of<T: Serialize + ?Sized>(value: &T) -> Result<Json, ProtocolError> {
+        serde_json::value::to_raw_value(value)
+            .map(Json)
+            .map_err(|e| {
+                ProtocolError::new(ErrorKind::Failed, format!("cannot encode the result: {e}"))
+            })
+    }
+
+    pub fn null() -> Json {
+        Json(RawValue::NULL.to_owned())
+    }
+
+    pub fn text(&self) -> &str {
+        self.0.get()
+    }
+
+    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> serde_json::Result<T> {
+        serde_json::from_str(self.0.get())
+    }
+}
+
+/// A value always serializes.
+impl From<serde_json::Value> for Json {
+    fn from(value: serde_json::Value) -> Json {
+        Json(serde_json::value::to_raw_value(&value).expect("a JSON value serializes"))
+    }
+}
+
+impl PartialEq for Json {
+    fn eq(&self, other: &Json) -> bool {
+        self.text() == other.text()
+    }
+}
+
 /// One reply line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reply {
     pub id: Option<u64>,
     pub ok: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub result: Option<serde_json::Value>,
+    pub result: Option<Json>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ProtocolError>,
 }
 
 impl Reply {
-    pub fn ok(id: Option<u64>, result: serde_json::Value) -> Reply {
+    pub fn ok(id: Option<u64>, result: impl Into<Json>) -> Reply {
         Reply {
             id,
             ok: true,
-            result: Some(result),
+            result: Some(result.into()),
             error: None,
+        }
+    }
+
+    /// A reply to `id` from what the daemon decided: a result or an error.
+    pub fn from_result(id: Option<u64>, result: Result<Json, ProtocolError>) -> Reply {
+        match result {
+            Ok(value) => Reply::ok(id, value),
+            Err(error) => Reply::err(id, error),
         }
     }
 
@@ -161,9 +214,9 @@ impl Reply {
 
     /// The result of a successful reply (null when it carried none), or its error. A reply
     /// that says `ok: false` without an error is reported as a `failed` error.
-    pub fn into_result(self) -> Result<serde_json::Value, ProtocolError> {
+    pub fn into_result(self) -> Result<Json, ProtocolError> {
         match (self.ok, self.error) {
-            (true, _) => Ok(self.result.unwrap_or(serde_json::Value::Null)),
+            (true, _) => Ok(self.result.unwrap_or_else(Json::null)),
             (false, Some(error)) => Err(error),
             (false, None) => Err(ProtocolError::new(
                 ErrorKind::Failed,

@@ -24,7 +24,8 @@ use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 
 use super::codec::{encode_reply, parse_request};
 use super::protocol::{
-    ErrorKind, HelloResult, Incoming, MAX_REQUEST, PROTOCOL_VERSION, ProtocolError, Reply, Request,
+    ErrorKind, HelloResult, Incoming, Json, MAX_REQUEST, PROTOCOL_VERSION, ProtocolError, Reply,
+    Request,
 };
 
 /// How long a connection may stay silent (no complete request, none in flight).
@@ -176,8 +177,7 @@ impl Connection {
                     daemon_pid: self.info.daemon_pid,
                     config: self.info.config.clone(),
                 };
-                let result = serde_json::to_value(hello).unwrap_or_default();
-                self.send(Reply::ok(id, result)).await
+                self.send(Reply::from_result(id, Json::of(&hello))).await
             }
             Request::Hello { version } => {
                 let error = ProtocolError::new(

@@ -131,7 +131,7 @@ pub enum Effect {
     /// Answer the control request `token`.
     Reply {
         token: u64,
-        reply: Result<serde_json::Value, ProtocolError>,
+        reply: Result<crate::ipc::Json, ProtocolError>,
     },
     /// runpm is done: exit with this code.
     Exit { code: u8 },

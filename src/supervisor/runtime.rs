@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use regex_lite::Regex;
 
 use crate::config::{self, Config, ExitWhen, Ready, ServiceSpec};
-use crate::ipc::{self, Call, HelloInfo, InstanceLock, Reply, StateDir};
+use crate::ipc::{self, Call, HelloInfo, InstanceLock, Json, Reply, StateDir};
 use crate::ipc::{ErrorKind, LogsResult, ProtocolError, Request};
 use crate::logs::{Followed, LineSink, LogHub, capture};
 use crate::notify::{self, Datagram, NotifySocket};
@@ -361,9 +361,10 @@ impl Executor {
             Request::Save => {
                 let reply = match persist {
                     Some(persist) => match persist.write(sup, std::time::Instant::now()) {
-                        Ok(()) => {
-                            Reply::ok(None, serde_json::json!({ "path": persist.path.as_str() }))
-                        }
+                        Ok(()) => Reply::from_result(
+                            None,
+                            Json::of(&serde_json::json!({ "path": persist.path.as_str() })),
+                        ),
                         Err(e) => Reply::err(None, ProtocolError::new(ErrorKind::Failed, e)),
                     },
                     None => Reply::err(
@@ -405,12 +406,11 @@ impl Executor {
             ));
             return;
         }
-        let send = |replies: &mpsc::UnboundedSender<Reply>, result: LogsResult| {
-            match serde_json::to_value(result) {
+        let send =
+            |replies: &mpsc::UnboundedSender<Reply>, result: LogsResult| match Json::of(&result) {
                 Ok(value) => replies.send(Reply::ok(None, value)).is_ok(),
                 Err(_) => false,
-            }
-        };
+            };
         if !follow {
             send(
                 &replies,
@@ -598,10 +598,7 @@ impl Executor {
                 }
                 Effect::Reply { token, reply } => {
                     if let Some(to) = self.pending.remove(&token) {
-                        let reply = match reply {
-                            Ok(value) => Reply::ok(None, value),
-                            Err(error) => Reply::err(None, error),
-                        };
+                        let reply = Reply::from_result(None, reply);
                         // The client may have gone away; its connection task then ended.
                         let _ = to.send(reply);
                     }

@@ -424,7 +424,7 @@ async fn the_client_talks_to_the_server() {
         assert_eq!(hello.daemon_pid, 42);
         assert_eq!(hello.config, "/srv/services.toml");
         assert_eq!(reply.id, Some(2));
-        assert_eq!(reply.into_result().unwrap(), json!({"services": []}));
+        assert_eq!(reply.into_result().unwrap(), json!({"services": []}).into());
         assert_eq!(err.id, Some(3));
         assert_eq!(err.into_result().unwrap_err().kind, ErrorKind::Failed);
     })

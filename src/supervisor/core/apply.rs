@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::ipc::{ErrorKind, ProtocolError};
+use crate::ipc::{ErrorKind, Json, ProtocolError};
 use crate::reconcile::{self, Action, Desired, Observed, RunState};
 use crate::supervisor::event::{Effect, Now};
 use crate::supervisor::service::{Phase, Service, Want};
@@ -202,14 +202,9 @@ impl Supervisor {
         for action in &plan {
             tracing::info!("{verb}: {}", describe_action(action));
         }
-        let value = match serde_json::to_value(result) {
+        let value = match Json::of(&result) {
             Ok(value) => value,
-            Err(e) => {
-                return reply(
-                    fx,
-                    Err(ProtocolError::new(ErrorKind::Failed, e.to_string())),
-                );
-            }
+            Err(e) => return reply(fx, Err(e)),
         };
         if dry_run {
             return reply(fx, Ok(value));
@@ -287,13 +282,13 @@ impl Supervisor {
             }
         }
         self.apply(plan, &desired, now);
-        match serde_json::to_value(result) {
+        match Json::of(&result) {
             Ok(value) => self
                 .waiters
                 .push(Waiter::new(token, targets, now.wall, Some(value))),
             Err(e) => fx.push(Effect::Reply {
                 token,
-                reply: Err(ProtocolError::new(ErrorKind::Failed, e.to_string())),
+                reply: Err(e),
             }),
         }
     }

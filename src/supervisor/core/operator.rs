@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use serde_json::json;
 
-use crate::ipc::{ErrorKind, ExitInfo, ProtocolError, Request, ServiceInfo, StatusResult};
+use crate::ipc::{ErrorKind, ExitInfo, Json, ProtocolError, Request, ServiceInfo, StatusResult};
 use crate::reconcile::{self, Desired};
 use crate::supervisor::event::{Effect, Now};
 use crate::supervisor::service::{Phase, Service, Want};
@@ -32,7 +32,7 @@ pub(super) struct Waiter {
     targets: Vec<(String, Op)>,
     since: SystemTime,
     /// What to reply on success; `None`: the status of the targets.
-    payload: Option<serde_json::Value>,
+    payload: Option<Json>,
 }
 
 impl Waiter {
@@ -40,7 +40,7 @@ impl Waiter {
         token: u64,
         targets: Vec<(String, Op)>,
         since: SystemTime,
-        payload: Option<serde_json::Value>,
+        payload: Option<Json>,
     ) -> Waiter {
         Waiter {
             token,
@@ -123,11 +123,12 @@ impl Supervisor {
     ) {
         let reply = |fx: &mut Vec<Effect>, reply| fx.push(Effect::Reply { token, reply });
         match request {
-            Request::Hello { .. } => {
-                reply(fx, Ok(json!({ "version": crate::ipc::PROTOCOL_VERSION })))
-            }
+            Request::Hello { .. } => reply(
+                fx,
+                Json::of(&json!({ "version": crate::ipc::PROTOCOL_VERSION })),
+            ),
             Request::Status { services } => match self.resolve(&services, services.is_empty()) {
-                Ok(names) => reply(fx, Ok(self.status_json(&names, now))),
+                Ok(names) => reply(fx, self.status_json(&names, now)),
                 Err(e) => reply(fx, Err(e)),
             },
             Request::Shutdown => {
@@ -135,7 +136,7 @@ impl Supervisor {
                     tracing::info!("shutdown requested: stopping all services");
                     self.begin_shutdown(now, fx);
                 }
-                reply(fx, Ok(json!({ "shutting_down": true })));
+                reply(fx, Json::of(&json!({ "shutting_down": true })));
             }
             Request::Reload { dry_run } => {
                 if self.shutdown.is_some() {
@@ -278,18 +279,17 @@ impl Supervisor {
         Ok(out)
     }
 
-    pub(super) fn status_json(&self, names: &[String], now: Now) -> serde_json::Value {
+    pub(super) fn status_json(&self, names: &[String], now: Now) -> Result<Json, ProtocolError> {
         let services = names
             .iter()
             .filter_map(|n| self.services.get(n))
             .map(|s| service_info(s, now))
             .collect();
         let running_from_snapshot = self.last_known_good.clone();
-        serde_json::to_value(StatusResult {
+        Json::of(&StatusResult {
             services,
             running_from_snapshot,
         })
-        .unwrap_or_else(|_| json!({ "services": [] }))
     }
 
     /// Replies to every waiter whose services got where they were sent.
@@ -299,13 +299,17 @@ impl Supervisor {
             match self.waiter_outcome(&w) {
                 None => still.push(w),
                 Some(Ok(())) => {
-                    let value = w.payload.clone().unwrap_or_else(|| {
-                        let names: Vec<String> = w.targets.iter().map(|(n, _)| n.clone()).collect();
-                        self.status_json(&names, now)
-                    });
+                    let reply = match w.payload.clone() {
+                        Some(value) => Ok(value),
+                        None => {
+                            let names: Vec<String> =
+                                w.targets.iter().map(|(n, _)| n.clone()).collect();
+                            self.status_json(&names, now)
+                        }
+                    };
                     fx.push(Effect::Reply {
                         token: w.token,
-                        reply: Ok(value),
+                        reply,
                     });
                 }
                 Some(Err(message)) => {

@@ -685,9 +685,13 @@ fn boot_defines_every_service_and_starts_only_the_selection() {
 
 use crate::ipc::{ErrorKind, Request};
 
-fn reply(fx: &[Effect], token: u64) -> Option<&Result<serde_json::Value, ProtocolError>> {
+fn reply(fx: &[Effect], token: u64) -> Option<Result<serde_json::Value, ProtocolError>> {
     fx.iter().find_map(|e| match e {
-        Effect::Reply { token: t, reply } if *t == token => Some(reply),
+        Effect::Reply { token: t, reply } if *t == token => Some(
+            reply
+                .clone()
+                .map(|json| json.decode().expect("the reply is JSON")),
+        ),
         _ => None,
     })
 }
@@ -763,7 +767,7 @@ fn status_of_an_unknown_service_is_an_error_reply_with_the_token() {
             services: vec!["wbe".into()],
         },
     );
-    let err = reply(&fx, 7).unwrap().as_ref().unwrap_err();
+    let err = reply(&fx, 7).unwrap().unwrap_err();
     assert_eq!(err.kind, ErrorKind::UnknownService);
     assert!(
         err.message.contains("wbe") && err.message.contains("web"),
@@ -771,7 +775,7 @@ fn status_of_an_unknown_service_is_an_error_reply_with_the_token() {
         err.message
     );
     let fx = h.request(8, Request::Status { services: vec![] });
-    let ok = reply(&fx, 8).unwrap().as_ref().unwrap();
+    let ok = reply(&fx, 8).unwrap().unwrap();
     assert_eq!(ok["services"][0]["name"], "web");
     assert_eq!(ok["services"][0]["status"], "running");
 }
@@ -796,10 +800,10 @@ fn restart_replies_once_the_new_process_runs() {
     );
     assert_eq!(signals(&fx), [("worker", Target::Group(old), Nix::SIGTERM)]);
     let fx = h.obey(fx);
-    let ok = reply(&fx, 1).expect("replied").as_ref().unwrap();
+    let ok = reply(&fx, 1).expect("replied").unwrap();
     let new = h.pid("worker");
     assert_ne!(new, old);
-    assert_eq!(pids_in(ok), [i64::from(new)]);
+    assert_eq!(pids_in(&ok), [i64::from(new)]);
 }
 
 #[test]
@@ -821,7 +825,7 @@ fn stop_is_remembered_across_a_reload() {
     worker.env.insert("X".into(), "1".into());
     let fx = h.reload(2, vec![spec("web"), worker], false);
     let fx = h.obey(fx);
-    let plan = reply(&fx, 2).unwrap().as_ref().unwrap();
+    let plan = reply(&fx, 2).unwrap().unwrap();
     assert_eq!(plan["changes"].as_array().unwrap().len(), 1, "{plan}");
     assert_eq!(plan["changes"][0]["name"], "worker");
     assert_eq!(
@@ -852,7 +856,7 @@ fn reload_restarts_only_what_changed() {
     b.command = crate::config::Command::Shell("exec sleep 1".into());
     let fx = h.reload(1, vec![spec("a"), b, spec("c")], false);
     let fx = h.obey(fx);
-    let plan = reply(&fx, 1).unwrap().as_ref().unwrap();
+    let plan = reply(&fx, 1).unwrap().unwrap();
     assert_eq!(plan["unchanged"], 2);
     assert_eq!(plan["changes"][0]["action"], "restarted");
     assert_eq!(
@@ -873,7 +877,7 @@ fn a_dry_run_changes_nothing() {
     changed.env.insert("X".into(), "1".into());
     let fx = h.reload(1, vec![changed, spec("new")], true);
     assert!(signals(&fx).is_empty() && spawned(&fx).is_empty());
-    let plan = reply(&fx, 1).unwrap().as_ref().unwrap();
+    let plan = reply(&fx, 1).unwrap().unwrap();
     assert_eq!(plan["dry_run"], true);
     assert_eq!(plan["changes"].as_array().unwrap().len(), 2);
     assert_eq!(h.pid("a"), a);
@@ -891,7 +895,7 @@ fn an_invalid_config_changes_nothing_and_says_why() {
         result: Err("services.toml:3:1: bad".into()),
     };
     let fx = h.sup.handle(ev, h.now());
-    let err = reply(&fx, 4).unwrap().as_ref().unwrap_err();
+    let err = reply(&fx, 4).unwrap().unwrap_err();
     assert_eq!(err.kind, ErrorKind::InvalidConfig);
     assert!(err.message.contains("services.toml:3:1"));
     assert!(signals(&fx).is_empty());
@@ -949,7 +953,7 @@ fn restarting_a_dependency_restarts_its_dependents_in_order() {
     );
     assert_eq!(spawned(&fx), ["db"]);
     let fx = h.settle(fx);
-    let plan = reply(&fx, 1).unwrap().as_ref().unwrap();
+    let plan = reply(&fx, 1).unwrap().unwrap();
     assert_eq!(plan["changes"].as_array().unwrap().len(), 2);
     assert_ne!(h.pid("db"), db);
     assert_ne!(h.pid("web"), web);
@@ -986,7 +990,7 @@ fn a_shutdown_request_replies_and_ends_runpm() {
         },
     );
     assert_eq!(
-        reply(&fx, 10).unwrap().as_ref().unwrap_err().kind,
+        reply(&fx, 10).unwrap().unwrap_err().kind,
         ErrorKind::ShuttingDown
     );
 }
