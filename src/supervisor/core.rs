@@ -664,46 +664,45 @@ impl Supervisor {
 
     /// Moves every service one step toward what is wanted of it.
     fn drive(&mut self, now: Now, fx: &mut Vec<Effect>) {
-        // Taken out for the walk (and put back below) instead of cloned: drive runs on every
-        // event, and the table can hold thousands of services.
-        let order = std::mem::take(&mut self.order);
-        // Both walks below look services up by name in dependency order; a pass over the
-        // table first (no lookups) skips them on the many events that change nothing for
-        // them, such as each of a thousand services answering its spawn.
-        let (mut waiting, mut stopping) = (false, false);
-        for svc in self.services.values() {
-            waiting |= svc.want == Want::Up && svc.phase == Phase::Waiting;
-            stopping |= svc.want == Want::Down || svc.restart_pending;
-        }
-        if self.shutdown.is_none() && waiting {
-            for name in &order {
-                let ready = {
-                    let svc = &self.services[name];
-                    svc.want == Want::Up
-                        && svc.phase == Phase::Waiting
-                        && svc.spec.depends_on.iter().all(|d| self.satisfied(d))
-                };
-                if ready {
-                    let svc = self
-                        .services
-                        .get_mut(name)
-                        .expect("name comes from the table");
-                    svc.set_phase(Phase::Spawning, now.wall);
-                    fx.push(Effect::Spawn {
-                        service: name.clone(),
-                        spec: svc.spec.clone(),
-                    });
-                }
+        // drive runs on every event, and the table can hold thousands of services: one pass
+        // over it (no lookups by name) finds the few that need something, which are then
+        // handled in dependency order. Walking the whole order with a lookup per name made
+        // stopping a thousand services quadratic.
+        let mut to_start: Vec<(usize, String)> = Vec::new();
+        let mut to_stop: Vec<(usize, String)> = Vec::new();
+        for (name, svc) in &self.services {
+            if self.shutdown.is_none() && svc.want == Want::Up && svc.phase == Phase::Waiting {
+                to_start.push((svc.rank, name.clone()));
+            }
+            let stoppable = matches!(
+                svc.phase,
+                Phase::Waiting | Phase::Backoff { .. } | Phase::Running(_)
+            );
+            if svc.restart_pending || (svc.want == Want::Down && stoppable) {
+                to_stop.push((svc.rank, name.clone()));
             }
         }
-        for name in order.iter().rev().filter(|_| stopping) {
-            let svc = &self.services[name];
-            // Only a service about to be stopped asks whether a dependent must go first: the
-            // question costs a walk over the table.
-            if svc.want == Want::Up && !svc.restart_pending {
-                continue;
+        to_start.sort_unstable();
+        for (_, name) in to_start {
+            let ready = {
+                let svc = &self.services[&name];
+                svc.spec.depends_on.iter().all(|d| self.satisfied(d))
+            };
+            if ready {
+                let svc = self
+                    .services
+                    .get_mut(&name)
+                    .expect("name comes from the table");
+                svc.set_phase(Phase::Spawning, now.wall);
+                fx.push(Effect::Spawn {
+                    spec: svc.spec.clone(),
+                    service: name,
+                });
             }
-            let name = name.clone();
+        }
+        // Dependents first.
+        to_stop.sort_unstable_by(|a, b| b.cmp(a));
+        for (_, name) in to_stop {
             let svc = &self.services[&name];
             let waits = matches!(svc.phase, Phase::Running(_))
                 && self.has_active_dependent_going_down(&name);
@@ -746,7 +745,6 @@ impl Supervisor {
                 _ => {}
             }
         }
-        self.order = order;
         // Services removed from the config leave the table once nothing of them runs.
         let gone: Vec<String> = self
             .services
@@ -805,6 +803,11 @@ impl Supervisor {
             .into_iter()
             .map(String::from)
             .collect();
+        for (rank, name) in self.order.iter().enumerate() {
+            if let Some(svc) = self.services.get_mut(name) {
+                svc.rank = rank;
+            }
+        }
     }
 }
 

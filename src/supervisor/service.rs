@@ -158,6 +158,8 @@ pub struct Service {
     pub restart_pending: bool,
     /// Removed from the config: leaves the table once stopped.
     pub removing: bool,
+    /// Position in the supervisor's dependency order (dependencies first).
+    pub rank: usize,
 }
 
 impl Service {
@@ -175,6 +177,7 @@ impl Service {
             status_text: None,
             restart_pending: false,
             removing: false,
+            rank: 0,
         }
     }
 
