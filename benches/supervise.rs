@@ -43,11 +43,11 @@ const WORKLOAD_C: &str = include_str!("support/workload.c");
 const FLOOR_C: &str = include_str!("support/floor.c");
 
 /// Repetitions per supervisor at N = 100 (start, memory, restart, stop).
-const REPS_100: usize = 5;
+const REPS_100: usize = 9;
 /// Restarts measured per repetition at N = 100: 20 in all per supervisor.
 const RESTARTS_PER_REP: usize = 4;
 /// Repetitions per supervisor at N = 1000 (start, memory, stop).
-const REPS_1000: usize = 3;
+const REPS_1000: usize = 5;
 const IDLE_WINDOW: Duration = Duration::from_secs(10);
 const RELOADS: usize = 20;
 const STATUS_RUNS: usize = 20;

@@ -13,7 +13,7 @@ use runpm::config::{self, Config, ExitWhen};
 use runpm::detach;
 use runpm::errors::error_chain;
 use runpm::ipc;
-use runpm::logs::{Console, EventFormat, JsonFormat, LineSink, LogHub};
+use runpm::logs::{Console, EventFormat, EventWriter, JsonFormat, LineSink, LogHub};
 use runpm::process;
 use runpm::state;
 use runpm::supervisor::{self, Control, RunOptions};
@@ -94,7 +94,7 @@ fn init_tracing(format: LogFormat, daemon: bool) {
         }
     }
     let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(EventWriter)
         .with_max_level(level);
     if format == LogFormat::Json {
         builder.with_ansi(false).event_format(JsonFormat).init();

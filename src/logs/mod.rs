@@ -7,6 +7,7 @@ mod console;
 mod events;
 mod file;
 mod hub;
+pub mod stderr;
 mod tail;
 
 pub use capture::{LineSink, MAX_LINE, Stream, capture};
@@ -14,4 +15,5 @@ pub use console::Console;
 pub use events::{EventFormat, JsonFormat};
 pub use file::{LogFile, LogFileError, check_name, stream_marker};
 pub use hub::{FOLLOW_BUFFER, Followed, Follower, LogHub, LogLine};
+pub use stderr::EventWriter;
 pub use tail::{TAIL_BYTES, TAIL_LINES, Tail, TailLine};

@@ -23,7 +23,7 @@ use regex_lite::Regex;
 use crate::config::{self, Config, ExitWhen, Ready, ServiceSpec};
 use crate::ipc::{self, Call, HelloInfo, InstanceLock, Json, Reply, StateDir};
 use crate::ipc::{ErrorKind, LogsResult, ProtocolError, Request};
-use crate::logs::{Followed, LineSink, LogHub, capture};
+use crate::logs::{Followed, LineSink, LogHub, capture, stderr};
 use crate::notify::{self, Datagram, NotifySocket};
 use crate::process;
 use tokio::io::Interest;
@@ -169,6 +169,9 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
         .control
         .as_ref()
         .map(|c| Persist::new(c.state.state_file.clone()));
+    // Events are written once per turn (see logs::stderr); not while waiting, when other
+    // tasks may log with no turn to follow.
+    stderr::hold();
     loop {
         let exit = executor.carry_out(&mut sup, effects);
         if let Some(persist) = &mut persist {
@@ -181,6 +184,7 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
             }
         }
         if let Some(code) = exit {
+            stderr::release();
             // Replies handed to connection tasks in this same turn (a `shutdown` with
             // nothing left to stop) must reach their sockets before the runtime goes:
             // those tasks are runnable now, and yielding lets them write.
@@ -223,6 +227,7 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
                 None => std::future::pending().await,
             }
         };
+        stderr::release();
         let events: Vec<Event> = tokio::select! {
             // Exits first: a burst of signals or requests must not starve the reaper.
             biased;
@@ -254,6 +259,7 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
             },
             Some(()) = change => vec![Event::ConfigChanged],
         };
+        stderr::hold();
         effects = Vec::new();
         for event in events {
             effects.extend(sup.handle(event, Now::real()));
