@@ -8,6 +8,7 @@ mod resolve;
 mod spawn;
 mod sys;
 mod target;
+mod vfork;
 
 pub use reaper::{ExitStatus, reap_all};
 pub use spawn::{SpawnError, Spawned, spawn, spawn_quiet};

@@ -90,7 +90,7 @@ fn every_signal() -> libc::sigset_t {
 
 /// The null-terminated pointer array that `posix_spawn` takes for argv and envp. The
 /// interface is `char *const[]`, but nothing writes through the pointers.
-fn pointers(strings: &[CString]) -> Vec<*mut c_char> {
+pub(super) fn pointers(strings: &[CString]) -> Vec<*mut c_char> {
     strings
         .iter()
         .map(|s| s.as_ptr().cast_mut())

@@ -23,8 +23,8 @@ use nix::fcntl::{FcntlArg, OFlag, fcntl};
 
 use nix::unistd::{Gid, Uid, setgid, setgroups, setsid, setuid};
 
-use super::posix_spawn;
 use super::resolve::{DEFAULT_PATH, Unresolved, resolve};
+use super::{posix_spawn, vfork};
 use crate::config::ServiceSpec;
 
 pub struct Spawned {
@@ -273,14 +273,15 @@ fn spawn_fast(
         ),
         Output::Null => (posix_spawn::Stdio::Null, posix_spawn::Stdio::Null),
     };
-    posix_spawn::spawn(&posix_spawn::Request {
+    let request = posix_spawn::Request {
         program: &program,
         argv: &argv,
         envp: &envp,
         cwd: &cwd,
         stdout,
         stderr,
-    })
+    };
+    vfork::spawn(&request).unwrap_or_else(|| posix_spawn::spawn(&request))
 }
 
 /// The fork + exec path, for a service that switches user or group.
