@@ -791,6 +791,9 @@ restart = "never"
             use nix::sys::signal::{SigHandler, Signal, signal};
             signal(Signal::SIGINT, SigHandler::SigIgn)?;
             signal(Signal::SIGHUP, SigHandler::SigIgn)?;
+            // And signals runpm has no handler for, which stay ignored unless reset.
+            signal(Signal::SIGQUIT, SigHandler::SigIgn)?;
+            signal(Signal::SIGUSR2, SigHandler::SigIgn)?;
             Ok(())
         });
     }
