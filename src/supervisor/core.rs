@@ -294,9 +294,23 @@ impl Supervisor {
     }
 
     pub fn handle(&mut self, event: Event, now: Now) -> Vec<Effect> {
+        self.handle_all(std::iter::once(event), now)
+    }
+
+    /// Several events, then one look at the whole table: the answers to a turn's spawns
+    /// come back together, and a thousand of them need not each walk a thousand services.
+    pub fn handle_all(&mut self, events: impl IntoIterator<Item = Event>, now: Now) -> Vec<Effect> {
         let mut fx = Vec::new();
+        for event in events {
+            self.apply_event(event, now, &mut fx);
+        }
+        self.drive(now, &mut fx);
+        fx
+    }
+
+    fn apply_event(&mut self, event: Event, now: Now, fx: &mut Vec<Effect>) {
         match event {
-            Event::ChildExited { pid, status } => self.on_exit(pid, status, now, &mut fx),
+            Event::ChildExited { pid, status } => self.on_exit(pid, status, now, fx),
             Event::Spawned {
                 service,
                 pid,
@@ -346,15 +360,15 @@ impl Supervisor {
                     self.finish_stop(&service, now);
                 }
             }
-            Event::Tick => self.on_tick(now, &mut fx),
+            Event::Tick => self.on_tick(now, fx),
             Event::Terminate { signal } => match self.shutdown {
                 None => {
                     tracing::info!("received {signal}: stopping all services");
-                    self.begin_shutdown(now, &mut fx);
+                    self.begin_shutdown(now, fx);
                 }
                 Some(s) if !s.escalated => {
                     tracing::warn!("received {signal} again: killing all services now");
-                    self.escalate_all(now, &mut fx);
+                    self.escalate_all(now, fx);
                 }
                 Some(_) => {}
             },
@@ -378,10 +392,10 @@ impl Supervisor {
                 token,
                 dry_run,
                 result,
-            } => self.on_config(token, dry_run, result, now, &mut fx),
-            Event::Request { token, request } => self.on_request(token, request, now, &mut fx),
+            } => self.on_config(token, dry_run, result, now, fx),
+            Event::Request { token, request } => self.on_request(token, request, now, fx),
             Event::SnapshotLoaded { token, wanted_up } => {
-                self.on_snapshot(token, wanted_up, now, &mut fx)
+                self.on_snapshot(token, wanted_up, now, fx)
             }
             Event::ProbeDone {
                 service,
@@ -395,13 +409,13 @@ impl Supervisor {
                 purpose,
                 if ok { Ok(detail) } else { Err(detail) },
                 now,
-                &mut fx,
+                fx,
             ),
             Event::Notified {
                 service,
                 sender,
                 notifications,
-            } => self.on_notified(&service, sender, notifications, now, &mut fx),
+            } => self.on_notified(&service, sender, notifications, now, fx),
             Event::LogReady { service, pid } => self.on_log_ready(&service, pid, now),
             Event::OutputClosed {
                 service,
@@ -417,8 +431,6 @@ impl Supervisor {
                 }
             }
         }
-        self.drive(now, &mut fx);
-        fx
     }
 
     /// The earliest moment at which time alone changes something.

@@ -533,13 +533,26 @@ impl Executor {
         }
     }
 
-    /// Carries out `effects` in order, feeding the answers of spawns and group checks back
-    /// into the handler at once. Returns the exit code once the handler asks to exit.
+    /// Carries out `effects` in order, feeding the answers of group checks and the like back
+    /// into the handler at once, and those of the spawns together once the queue is empty
+    /// (nothing queued depends on them; see `Supervisor::handle_all`). Returns the exit code
+    /// once the handler asks to exit.
     fn carry_out(&mut self, sup: &mut Supervisor, effects: Vec<Effect>) -> Option<u8> {
         let mut queue: std::collections::VecDeque<Effect> = effects.into();
-        while let Some(effect) = queue.pop_front() {
+        let mut spawned = Vec::new();
+        loop {
+            let Some(effect) = queue.pop_front() else {
+                if spawned.is_empty() {
+                    break;
+                }
+                queue.extend(sup.handle_all(spawned.drain(..), Now::real()));
+                continue;
+            };
             let answer = match effect {
-                Effect::Spawn { service, spec } => Some(self.spawn(service, &spec)),
+                Effect::Spawn { service, spec } => {
+                    spawned.push(self.spawn(service, &spec));
+                    None
+                }
                 Effect::Probe {
                     service,
                     pid,
