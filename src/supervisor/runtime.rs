@@ -146,6 +146,7 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
             .control
             .as_ref()
             .map_or_else(String::new, |c| c.state.dir.to_string()),
+        deferred: Vec::new(),
     };
     // When a service manager started runpm (systemd Type=notify), it hears from runpm too.
     let parent = notify::Parent::from_env();
@@ -302,6 +303,9 @@ struct Executor {
     state_file: Option<Utf8PathBuf>,
     /// This daemon's state directory, the value of its processes' instance tag.
     instance: String,
+    /// The output of this turn's spawns, to read once all of them have started: the
+    /// bookkeeping of one spawn does not hold up the next.
+    deferred: Vec<(process::Spawned, Arc<str>, Arc<RunOutput>)>,
 }
 
 impl Executor {
@@ -509,12 +513,11 @@ impl Executor {
                     self.internal.clone(),
                 ));
                 let pid = spawned.pid;
-                self.capture(spawned, &name, &output);
+                self.deferred.push((spawned, name, output));
                 Event::Spawned {
                     service,
                     pid,
-                    // Our child cannot be reaped (and its pid reused) before we do it.
-                    start_time: state::start_time(pid).ok(),
+                    start_time: None,
                 }
             }
             Err(e) => Event::SpawnFailed {
@@ -522,6 +525,23 @@ impl Executor {
                 error: e.to_string(),
                 service,
             },
+        }
+    }
+
+    /// After a run of spawns: their output readers, and the start times that identify their
+    /// processes in the state file. Our children cannot be reaped (and their pids reused)
+    /// before the reaper runs, which is not before this turn ends.
+    fn finish_spawns(&mut self, answers: &mut [Event]) {
+        for (spawned, name, output) in std::mem::take(&mut self.deferred) {
+            self.capture(spawned, &name, &output);
+        }
+        for answer in answers {
+            if let Event::Spawned {
+                pid, start_time, ..
+            } = answer
+            {
+                *start_time = state::start_time(*pid).ok();
+            }
         }
     }
 
@@ -545,6 +565,7 @@ impl Executor {
                 if spawned.is_empty() {
                     break;
                 }
+                self.finish_spawns(&mut spawned);
                 queue.extend(sup.handle_all(spawned.drain(..), Now::real()));
                 continue;
             };
