@@ -55,7 +55,7 @@ pub struct Supervisor {
     /// Operator requests that reply once their services got where they were sent.
     waiters: Vec<Waiter>,
     /// The state file's records as they were when shutdown began.
-    frozen: Option<Vec<ServiceRecord>>,
+    frozen: Option<Vec<Snapshot>>,
     /// Set while running the last-known-good specs because the config is invalid: why.
     last_known_good: Option<String>,
     jitter: Jitter,
@@ -194,9 +194,31 @@ impl Supervisor {
     /// process is ours. Once runpm shuts down, the snapshot taken as it began stands: what
     /// was running then is what the next start brings back.
     pub fn records(&self) -> Vec<ServiceRecord> {
-        if let Some(frozen) = &self.frozen {
-            return frozen.clone();
-        }
+        let now;
+        let snapshot = match &self.frozen {
+            Some(frozen) => frozen,
+            None => {
+                now = self.snapshot();
+                &now
+            }
+        };
+        snapshot
+            .iter()
+            .map(|s| ServiceRecord {
+                name: s.name.clone(),
+                status: s.status.as_str().to_string(),
+                pid: s.pid,
+                pid_start_time: s.start_time,
+                restarts: s.restarts,
+                stopped_by_operator: s.stopped_by_operator,
+                spec: s.spec.as_ref().clone(),
+            })
+            .collect()
+    }
+
+    /// What [`Supervisor::records`] is made from, with the specs shared rather than copied:
+    /// taken when a shutdown begins, before its signals go out.
+    pub(super) fn snapshot(&self) -> Vec<Snapshot> {
         self.services
             .iter()
             .filter(|(_, s)| !s.removing)
@@ -206,14 +228,14 @@ impl Supervisor {
                     Phase::Stopping(st) if st.main_exit.is_none() => Some(&st.run),
                     _ => None,
                 };
-                ServiceRecord {
+                Snapshot {
                     name: name.clone(),
-                    status: s.status().as_str().to_string(),
+                    status: s.status(),
                     pid: run.map(|r| r.pid),
-                    pid_start_time: run.and_then(|r| r.start_time),
+                    start_time: run.and_then(|r| r.start_time),
                     restarts: s.restarts,
                     stopped_by_operator: s.stopped_by_operator,
-                    spec: s.spec.as_ref().clone(),
+                    spec: s.spec.clone(),
                 }
             })
             .collect()
@@ -807,6 +829,17 @@ impl Supervisor {
             .unwrap_or(0);
         fx.push(Effect::Exit { code });
     }
+}
+
+/// One service in a snapshot for the state file.
+pub(super) struct Snapshot {
+    name: String,
+    status: crate::supervisor::Status,
+    pid: Option<i32>,
+    start_time: Option<u64>,
+    restarts: u32,
+    stopped_by_operator: bool,
+    spec: Arc<crate::config::ServiceSpec>,
 }
 
 impl Supervisor {

@@ -20,7 +20,7 @@ use super::{SIGKILL, Shutdown, Supervisor};
 
 impl Supervisor {
     pub(super) fn begin_shutdown(&mut self, now: Now, fx: &mut Vec<Effect>) {
-        self.frozen = Some(self.records());
+        self.frozen = Some(self.snapshot());
         for w in std::mem::take(&mut self.waiters) {
             let error = ProtocolError::new(ErrorKind::ShuttingDown, "runpm is shutting down");
             fx.push(Effect::Reply {
