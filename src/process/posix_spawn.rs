@@ -1,9 +1,9 @@
-//! Starting a process with glibc's `posix_spawn`, the fast path for services that run as
-//! runpm's own user.
+//! Starting a process with glibc's `posix_spawn`: the request both spawners take, and the
+//! path for kernels without `CLOSE_RANGE_UNSHARE` (see [`super::vfork`]).
 //!
 //! `posix_spawn` clones with `CLONE_VM | CLONE_VFORK`: the child borrows runpm's address
 //! space until it execs, so no page tables are copied and the cost does not grow with
-//! runpm's memory or with the number of services. `fork` + `exec` (std's `Command` with a
+//! runpm's memory (it still copies the descriptor table). `fork` + `exec` (std's `Command` with a
 //! `pre_exec` hook) cost three times as much per service here, and the parent waits for every
 //! exec either way. The flags give the child what the `pre_exec` hook used to: its own
 //! session (`POSIX_SPAWN_SETSID`, glibc 2.26), an empty signal mask and every signal at its

@@ -1,14 +1,14 @@
 //! Starting a service's process.
 //!
-//! Services that run as runpm's own user start through `posix_spawn` (see
-//! [`super::posix_spawn`]); only a `user`/`group` switch, which `posix_spawn` cannot do,
-//! takes std's fork + exec with a `pre_exec` hook. Either way the command is looked up in
-//! the service's own `PATH` first, so both report a missing command the same way, and we keep
-//! only the pid and the output pipes: the reaper owns every exit status.
+//! Services that run as runpm's own user start vfork-style without copying runpm's
+//! descriptor table ([`super::vfork`]), or through `posix_spawn` on kernels that cannot
+//! ([`super::posix_spawn`]); only a `user`/`group` switch, which neither can do, takes std's
+//! fork + exec with a `pre_exec` hook. Either way the command is looked up in the service's
+//! own `PATH` first, so all paths report a missing command the same way, and we keep only the
+//! pid and the output pipes: the reaper owns every exit status.
 //!
-//! Note on exec failures: glibc's `posix_spawn` and std's `Command` each `waitpid` that one
-//! failed child themselves. That cannot race our reaper because the runtime is
-//! single-threaded: the reaper never runs during a spawn.
+//! Note on exec failures: each path `waitpid`s that one failed child itself. That cannot race
+//! our reaper because the runtime is single-threaded: the reaper never runs during a spawn.
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
