@@ -170,3 +170,57 @@ impl Drop for Attributes {
         unsafe { libc::posix_spawnattr_destroy(&mut *self.0) };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CString;
+    use std::os::fd::AsFd;
+
+    /// The fallback for kernels before 5.9: the same start as the vfork path gives.
+    #[test]
+    fn starts_in_its_own_session_and_dir_with_output_on_the_pipe() {
+        let dir = tempfile::tempdir().unwrap();
+        let cwd = CString::new(dir.path().to_str().unwrap()).unwrap();
+        let (rx, tx) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let script = c"pwd; ps -o sid= -p $$; echo $$; grep -E '^Sig(Blk|Ign)' /proc/self/status";
+        let argv = [c"/bin/sh".to_owned(), c"-c".to_owned(), script.to_owned()];
+        let envp = [c"PATH=/usr/bin:/bin".to_owned()];
+        let pid = spawn(&Request {
+            program: &argv[0],
+            argv: &argv,
+            envp: &envp,
+            cwd: &cwd,
+            stdout: Stdio::Fd(tx.as_fd()),
+            stderr: Stdio::Null,
+        })
+        .unwrap();
+        drop(tx);
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut std::fs::File::from(rx), &mut out).unwrap();
+        let mut status = 0;
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert_eq!(libc::WEXITSTATUS(status), 0, "{out}");
+        let lines: Vec<&str> = out.lines().map(str::trim).collect();
+        let real = std::fs::canonicalize(dir.path()).unwrap();
+        assert_eq!(lines[0], real.to_str().unwrap());
+        assert_eq!(lines[1], lines[2], "it leads its own session");
+        assert_eq!(lines[3], "SigBlk:\t0000000000000000");
+        assert_eq!(lines[4], "SigIgn:\t0000000000000000");
+    }
+
+    #[test]
+    fn reports_a_missing_program() {
+        let argv = [CString::new("/nonexistent/program").unwrap()];
+        let e = spawn(&Request {
+            program: &argv[0],
+            argv: &argv,
+            envp: &[],
+            cwd: c"/",
+            stdout: Stdio::Null,
+            stderr: Stdio::Null,
+        })
+        .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+    }
+}
