@@ -83,7 +83,10 @@ async fn run(
     services: impl Fn(i32) -> Vec<(String, i32, i32)>,
 ) -> Run {
     let started = Instant::now();
-    let mut child = command.env("NOTIFY_SOCKET", socket.path()).spawn().unwrap();
+    let mut child = command
+        .env("NOTIFY_SOCKET", socket.address())
+        .spawn()
+        .unwrap();
     let pid = child.id() as i32;
     let services = services(pid);
     let waiter = tokio::task::spawn_blocking(move || {
@@ -279,7 +282,7 @@ async fn no_block_sends_no_barrier() {
     let (_dir, socket) = bind();
     let mut child = Command::new(SYSTEMD_NOTIFY)
         .args(["--no-block", "--ready"])
-        .env("NOTIFY_SOCKET", socket.path())
+        .env("NOTIFY_SOCKET", socket.address())
         .spawn()
         .unwrap();
     let datagram = tokio::time::timeout(DEADLINE, socket.recv())

@@ -127,6 +127,35 @@ ready_timeout = "30s"
     runpm.wait_for_event("redis", "ready after", secs(5));
 }
 
+/// A service running as another user cannot enter runpm's private state directory, so it is
+/// told an abstract socket; its notifications still count only as its own. Needs root.
+#[test]
+fn a_service_running_as_another_user_can_notify() {
+    if !require_program("systemd-notify", "systemd") {
+        return;
+    }
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: running a service as another user needs root");
+        return;
+    }
+    let p = Project::new(secs(60));
+    p.config(
+        r#"
+[services.other]
+shell = 'echo "socket=$NOTIFY_SOCKET"; systemd-notify --ready --status="as $(id -un)"; echo "notified=$?"; exec sleep 1000000'
+user = "nobody"
+cwd = "/"
+ready = { notify = true }
+"#,
+    );
+    let runpm = up(&p);
+    let s = p.wait_status("other", "running", secs(10));
+    assert_eq!(s["status_text"], "as nobody", "{s:#}");
+    runpm.wait_for_output("notified=0", secs(10));
+    let out = runpm.stdout();
+    assert!(out.contains("socket=@runpm/"), "an abstract socket: {out}");
+}
+
 #[test]
 fn systemd_notify_makes_a_shell_service_ready_and_sets_its_status_text() {
     if !require_program("systemd-notify", "systemd") {

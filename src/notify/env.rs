@@ -13,8 +13,6 @@
 
 use std::time::Duration;
 
-use camino::Utf8Path;
-
 /// The variables of the notification protocol, to be removed from every inherited
 /// environment.
 pub const NOTIFY_VARS: [&str; 3] = ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"];
@@ -22,8 +20,8 @@ pub const NOTIFY_VARS: [&str; 3] = ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_
 /// The variables for a service that notifies over `socket`, with an optional watchdog
 /// interval. A zero interval means no watchdog, as `WatchdogSec=0` does in systemd; below a
 /// microsecond there is nothing to announce either.
-pub fn service_env(socket: &Utf8Path, watchdog: Option<Duration>) -> Vec<(String, String)> {
-    let mut env = vec![("NOTIFY_SOCKET".to_owned(), socket.as_str().to_owned())];
+pub fn service_env(socket: &str, watchdog: Option<Duration>) -> Vec<(String, String)> {
+    let mut env = vec![("NOTIFY_SOCKET".to_owned(), socket.to_owned())];
     if let Some(usec) = watchdog.map(|w| w.as_micros()).filter(|&usec| usec > 0) {
         env.push(("WATCHDOG_USEC".to_owned(), usec.to_string()));
     }
@@ -40,7 +38,7 @@ mod tests {
 
     #[test]
     fn socket_only() {
-        let env = service_env(Utf8Path::new("/srv/app/.runpm/notify.sock"), None);
+        let env = service_env("/srv/app/.runpm/notify.sock", None);
         assert_eq!(
             pairs(&env),
             [("NOTIFY_SOCKET", "/srv/app/.runpm/notify.sock")]
@@ -49,12 +47,12 @@ mod tests {
 
     #[test]
     fn with_a_watchdog_in_microseconds() {
-        let env = service_env(Utf8Path::new("/n.sock"), Some(Duration::from_secs(30)));
+        let env = service_env("/n.sock", Some(Duration::from_secs(30)));
         assert_eq!(
             pairs(&env),
             [("NOTIFY_SOCKET", "/n.sock"), ("WATCHDOG_USEC", "30000000")]
         );
-        let env = service_env(Utf8Path::new("/n.sock"), Some(Duration::from_millis(1500)));
+        let env = service_env("/n.sock", Some(Duration::from_millis(1500)));
         assert_eq!(env[1].1, "1500000");
         // No WATCHDOG_PID: it is unknown before the spawn.
         assert!(env.iter().all(|(k, _)| k != "WATCHDOG_PID"));
@@ -63,13 +61,13 @@ mod tests {
     #[test]
     fn a_zero_watchdog_is_none() {
         for w in [Duration::ZERO, Duration::from_nanos(999)] {
-            assert_eq!(service_env(Utf8Path::new("/n.sock"), Some(w)).len(), 1);
+            assert_eq!(service_env("/n.sock", Some(w)).len(), 1);
         }
     }
 
     #[test]
     fn every_variable_we_set_is_one_we_clear() {
-        let env = service_env(Utf8Path::new("/n.sock"), Some(Duration::from_secs(1)));
+        let env = service_env("/n.sock", Some(Duration::from_secs(1)));
         assert!(env.iter().all(|(k, _)| NOTIFY_VARS.contains(&k.as_str())));
     }
 }

@@ -96,7 +96,10 @@ impl SocketError {
 pub struct NotifySocket {
     // Declared before the guard so the socket is closed before its file goes.
     fd: AsyncFd<UnixDatagram>,
-    guard: SocketGuard,
+    /// Removes the file of a socket bound to a path when dropped; none for an abstract one.
+    _file: Option<SocketGuard>,
+    /// What `NOTIFY_SOCKET` says: the path, or `@name` for an abstract socket.
+    address: String,
 }
 
 impl NotifySocket {
@@ -130,11 +133,40 @@ impl NotifySocket {
         // `AsyncFd` (which owns the datagram socket) is dropped; nothing else closes it.
         let fd = unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) }
             .map_err(|e| bind_err(e.into()).into_io())?;
-        Ok(NotifySocket { fd, guard })
+        Ok(NotifySocket {
+            fd,
+            address: path.to_string(),
+            _file: Some(guard),
+        })
     }
 
-    pub fn path(&self) -> &Utf8Path {
-        self.guard.path()
+    /// Binds a socket in the abstract namespace under `name`: reachable by any user, for the
+    /// services that run as another user and cannot enter runpm's private state directory.
+    /// Who may speak is still decided by the credentials every datagram carries. It has no
+    /// file, and disappears with the socket. Must be called within a tokio runtime.
+    pub fn bind_abstract(name: &str) -> io::Result<NotifySocket> {
+        let fd = nix::sys::socket::socket(
+            AddressFamily::Unix,
+            SockType::Datagram,
+            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+            None,
+        )?;
+        setsockopt(&fd, sockopt::PassCred, &true)?;
+        let addr = UnixAddr::new_abstract(name.as_bytes())?;
+        nix::sys::socket::bind(fd.as_raw_fd(), &addr)?;
+        let socket = UnixDatagram::from(fd);
+        // SAFETY: as in `bind`.
+        let fd = unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) }?;
+        Ok(NotifySocket {
+            fd,
+            _file: None,
+            address: format!("@{name}"),
+        })
+    }
+
+    /// The value of `NOTIFY_SOCKET` for the services.
+    pub fn address(&self) -> &str {
+        &self.address
     }
 
     /// The next well-formed datagram. Datagrams without credentials, truncated ones and ones
@@ -294,13 +326,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_abstract_socket_takes_datagrams_with_credentials_and_has_no_file() {
+        use std::os::linux::net::SocketAddrExt;
+        let name = format!("runpm-test/{}", std::process::id());
+        let socket = NotifySocket::bind_abstract(&name).unwrap();
+        assert_eq!(
+            socket.address(),
+            format!("@{name}"),
+            "NOTIFY_SOCKET's spelling"
+        );
+        let client = UnixDatagram::unbound().unwrap();
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+        client.send_to_addr(b"READY=1", &addr).unwrap();
+        let d = recv(&socket).await;
+        assert_eq!((d.pid, d.uid, d.gid), me());
+        assert_eq!(d.notifications, [Notification::Ready]);
+        // A second daemon cannot take the same name while this one holds it.
+        assert!(NotifySocket::bind_abstract(&name).is_err());
+    }
+
+    #[tokio::test]
     async fn credentials_arrive_without_the_sender_asking() {
         let (_tmp, dir) = tempdir();
         let socket = NotifySocket::bind(&dir.join("n.sock")).unwrap();
         // A plain datagram socket: no SO_PASSCRED, no SCM_CREDENTIALS.
         let client = UnixDatagram::unbound().unwrap();
         client
-            .send_to(b"READY=1\nSTATUS=up\n", socket.path())
+            .send_to(b"READY=1\nSTATUS=up\n", socket.address())
             .unwrap();
         let d = recv(&socket).await;
         assert_eq!((d.pid, d.uid, d.gid), me());
@@ -389,7 +441,7 @@ mod tests {
     async fn passed_fds_are_closed_at_once() {
         let (_tmp, dir) = tempdir();
         let socket = NotifySocket::bind(&dir.join("n.sock")).unwrap();
-        let read = send_with_fd(socket.path(), b"BARRIER=1");
+        let read = send_with_fd(Utf8Path::new(socket.address()), b"BARRIER=1");
         let d = recv(&socket).await;
         assert_eq!(d.notifications, [Notification::Barrier]);
         assert_eof(read).await;
@@ -401,14 +453,14 @@ mod tests {
         let socket = NotifySocket::bind(&dir.join("n.sock")).unwrap();
         let mut big = b"STATUS=".to_vec();
         big.resize(MAX_MESSAGE + 1, b'x');
-        let read = send_with_fd(socket.path(), &big);
+        let read = send_with_fd(Utf8Path::new(socket.address()), &big);
         let client = UnixDatagram::unbound().unwrap();
-        client.send_to(b"READY=1\0", socket.path()).unwrap();
+        client.send_to(b"READY=1\0", socket.address()).unwrap();
         // Exactly the limit is still fine.
         let mut full = b"STATUS=".to_vec();
         full.resize(MAX_MESSAGE, b'y');
-        client.send_to(&full, socket.path()).unwrap();
-        client.send_to(b"STOPPING=1", socket.path()).unwrap();
+        client.send_to(&full, socket.address()).unwrap();
+        client.send_to(b"STOPPING=1", socket.address()).unwrap();
         let d = recv(&socket).await;
         assert_eq!(
             d.notifications,
@@ -423,7 +475,7 @@ mod tests {
         let (_tmp, dir) = tempdir();
         let socket = NotifySocket::bind(&dir.join("n.sock")).unwrap();
         let client = UnixDatagram::unbound().unwrap();
-        client.send_to(b"", socket.path()).unwrap();
+        client.send_to(b"", socket.address()).unwrap();
         assert_eq!(recv(&socket).await.notifications, []);
     }
 

@@ -124,6 +124,26 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
         }
         None => None,
     };
+    // A service that runs as another user cannot reach that socket inside the private
+    // state directory; it gets an abstract one. Only root can switch users, so only a root
+    // daemon opens it. The name is unique per daemon.
+    let notify_others = match &options.control {
+        Some(control) if notify.is_some() && nix::unistd::Uid::effective().is_root() => {
+            let name = format!("runpm/{}/{}", std::process::id(), control.state.dir);
+            let name: String = name.chars().take(100).collect();
+            match NotifySocket::bind_abstract(&name) {
+                Ok(socket) => Some(socket),
+                Err(e) => {
+                    tracing::warn!(
+                        "cannot create the sd_notify socket for services with `user`: {e}; \
+                         their ready.notify cannot work"
+                    );
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
     let (internal_tx, mut internal) = mpsc::unbounded_channel::<Internal>();
 
     let mut sup = Supervisor::new(
@@ -139,7 +159,8 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
         next_token: 0,
         probes: Probes::new(internal_tx.clone()),
         internal: internal_tx,
-        notify_path: notify.as_ref().map(|n| n.path().to_owned()),
+        notify_address: notify.as_ref().map(|n| n.address().to_owned()),
+        notify_others_address: notify_others.as_ref().map(|n| n.address().to_owned()),
         survivors: HashMap::new(),
         state_file: options.control.as_ref().map(|c| c.state.state_file.clone()),
         instance: options
@@ -258,6 +279,13 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
                     Vec::new()
                 }
             },
+            datagram = notified(notify_others.as_ref()) => match datagram {
+                Ok(d) => attribute_notification(&sup, d).into_iter().collect(),
+                Err(e) => {
+                    tracing::debug!("sd_notify socket for other users: {e}");
+                    Vec::new()
+                }
+            },
             Some(()) = change => vec![Event::ConfigChanged],
         };
         stderr::hold();
@@ -296,8 +324,10 @@ struct Executor {
     next_token: u64,
     probes: Probes,
     internal: mpsc::UnboundedSender<Internal>,
-    /// The sd_notify socket, for the services that want it.
-    notify_path: Option<Utf8PathBuf>,
+    /// The sd_notify socket, for the services that want it; and the one for services that
+    /// run as another user.
+    notify_address: Option<String>,
+    notify_others_address: Option<String>,
     /// Processes of an earlier daemon being stopped, with their pidfds.
     survivors: HashMap<i32, Arc<AsyncFd<OwnedFd>>>,
     state_file: Option<Utf8PathBuf>,
@@ -493,10 +523,15 @@ impl Executor {
             (state::INSTANCE_VAR.to_string(), self.instance.clone()),
             (state::SERVICE_VAR.to_string(), service.clone()),
         ];
-        if let Some(path) = &self.notify_path
+        let address = if spec.user.is_some() || spec.group.is_some() {
+            &self.notify_others_address
+        } else {
+            &self.notify_address
+        };
+        if let Some(address) = address
             && (matches!(spec.ready, Some(Ready::Notify)) || spec.watchdog.is_some())
         {
-            env.extend(notify::service_env(path, spec.watchdog));
+            env.extend(notify::service_env(address, spec.watchdog));
         }
         match process::spawn(spec, &env) {
             Ok(spawned) => {

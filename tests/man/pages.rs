@@ -381,7 +381,8 @@ const TOML_OUTRO: &[Block<'static>] = &[
     Block::Item(
         ".runpm/notify.sock",
         "The socket services with `ready = { notify = true }` send sd_notify messages to \
-         (NOTIFY_SOCKET).",
+         (NOTIFY_SOCKET). Services with `user` or `group`, which cannot enter this directory, \
+         are given an abstract socket instead when runpm runs as root.",
     ),
     Block::Item(
         ".runpm/state.json",
