@@ -109,9 +109,12 @@ impl Slots {
             .read(true)
             .write(true)
             .open("/dev/null")?;
-        let null = OwnedFd::from(null);
-        let out = null.try_clone()?;
-        let err = null.try_clone()?;
+        // Duplicated at 3 or above rather than kept: should runpm have started with stdin,
+        // stdout or stderr closed, the open itself lands on 0, 1 or 2, and a slot there would
+        // be runpm's own stdio.
+        let null = above_stdio(&OwnedFd::from(null))?;
+        let out = above_stdio(&null)?;
+        let err = above_stdio(&null)?;
         let keep = [&null, &out, &err]
             .iter()
             .map(|fd| fd.as_raw_fd())
@@ -237,6 +240,17 @@ impl Slots {
             _ => Outcome::Failed(io::Error::from_raw_os_error(errno)),
         }
     }
+}
+
+/// A close-on-exec duplicate of `fd` numbered 3 or above.
+fn above_stdio(fd: &OwnedFd) -> io::Result<OwnedFd> {
+    // SAFETY: `fd` is open; the new descriptor is owned by nothing else.
+    let new = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
+    if new < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: just created, and ours alone.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(new) })
 }
 
 /// The signals whose disposition is not the default (a handler, or ignored), read when the
