@@ -520,11 +520,7 @@ env_file = "overlay.env"
 restart = "never"
 "#,
     );
-    let mut cmd = p.command([
-        "up".as_ref(),
-        "-f".as_ref(),
-        p.file("services.toml").as_os_str(),
-    ]);
+    let mut cmd = p.up_command(&[]);
     cmd.env("RUNPM_TEST_MARKER", "from-runpm");
     let mut runpm = Runpm::start(cmd);
     runpm.assert_exit_code(secs(10), 0);
@@ -639,11 +635,7 @@ restart = "never"
 "#,
     );
     // runpm's own stdin is a pipe that stays open: a service inheriting it would block.
-    let mut cmd = p.command([
-        "up".as_ref(),
-        "-f".as_ref(),
-        p.file("services.toml").as_os_str(),
-    ]);
+    let mut cmd = p.up_command(&[]);
     cmd.stdin(Stdio::piped());
     let mut runpm = Runpm::start(cmd);
     p.wait_lines("reader.out", 1, secs(5));
@@ -780,11 +772,7 @@ shell = 'grep -E "^Sig(Blk|Ign)" /proc/self/status > masks.out'
 restart = "never"
 "#,
     );
-    let mut cmd = p.command([
-        "up".as_ref(),
-        "-f".as_ref(),
-        p.file("services.toml").as_os_str(),
-    ]);
+    let mut cmd = p.up_command(&[]);
     // A parent that ignores SIGINT and SIGHUP, as nohup or a backgrounding shell does.
     unsafe {
         cmd.pre_exec(|| {

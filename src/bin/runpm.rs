@@ -173,7 +173,7 @@ fn up(args: UpArgs) -> u8 {
         eprintln!("runpm: {}", error_chain(&e));
         return exit::FAILED;
     }
-    let lock = match state.lock() {
+    let mut lock = match state.lock() {
         Ok(lock) => lock,
         Err(e) => {
             eprintln!("runpm: {}", error_chain(&e));
@@ -185,7 +185,6 @@ fn up(args: UpArgs) -> u8 {
     {
         return code;
     }
-    let mut lock = lock;
     let ready_pipe = if args.detach {
         match detach::fork_daemon(&state.daemon_log) {
             Ok(detach::Forked::Parent(parent)) => {

@@ -5,6 +5,7 @@
 mod posix_spawn;
 mod reaper;
 mod resolve;
+mod signals;
 mod spawn;
 mod sys;
 mod target;

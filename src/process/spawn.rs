@@ -16,7 +16,7 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
@@ -24,7 +24,7 @@ use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::unistd::{Gid, Uid, setgid, setgroups, setsid, setuid};
 
 use super::resolve::{DEFAULT_PATH, Unresolved, resolve};
-use super::{posix_spawn, vfork};
+use super::{posix_spawn, signals, vfork};
 use crate::config::ServiceSpec;
 
 pub struct Spawned {
@@ -157,9 +157,8 @@ enum Output {
 /// Starts `spec` in a new session (so it leads its own process group), stdin from
 /// /dev/null, stdout and stderr on pipes.
 pub fn spawn(spec: &ServiceSpec, extra_env: &[(String, String)]) -> Result<Spawned, SpawnError> {
-    let program = &spec.command.argv()[0];
     let other = |source| SpawnError::Other {
-        program: program.clone(),
+        program: spec.command.argv()[0].clone(),
         source,
     };
     let (stdout, stdout_w) = output_pipe().map_err(other)?;
@@ -240,7 +239,8 @@ fn start(
     result.map_err(|source| spawn_error(source, &program, spec))
 }
 
-/// The `posix_spawn` path: everything but a credentials switch.
+/// Everything but a credentials switch: vfork-style, or `posix_spawn` where the kernel
+/// cannot (see [`super::vfork`]).
 fn spawn_fast(
     path: &Path,
     argv: &[String],
@@ -286,7 +286,7 @@ fn spawn_fast(
 
 /// The fork + exec path, for a service that switches user or group.
 fn fork_exec(
-    path: &PathBuf,
+    path: &Path,
     argv: &[String],
     env: &BTreeMap<String, String>,
     cwd: &Path,
@@ -309,7 +309,9 @@ fn fork_exec(
     unsafe {
         cmd.pre_exec(move || {
             setsid()?;
-            reset_signal_dispositions();
+            // Every signal at its default, as on the other paths: an ignored one would
+            // stay ignored across the exec.
+            signals::set_default(u64::MAX);
             if creds.uid != Uid::current() || !creds.groups.is_empty() {
                 setgroups(&creds.groups)?;
             }
@@ -320,27 +322,6 @@ fn fork_exec(
     }
     // Dropping the child neither waits nor kills: the reaper collects the status.
     Ok(cmd.spawn()?.id() as i32)
-}
-
-/// Every signal at its default, as on the posix_spawn path: an ignored signal would stay
-/// ignored across the exec. The raw system call, because glibc's `sigaction` refuses its
-/// internal signals 32 and 33, which runpm's parent may have left ignored. An all-zero
-/// kernel `sigaction` is SIG_DFL with no flags and an empty mask; SIGKILL and SIGSTOP refuse,
-/// which is fine. Async-signal-safe.
-fn reset_signal_dispositions() {
-    let default = [0u64; 4];
-    for sig in 1..=64 {
-        // SAFETY: `default` outlives the call and is at least as large as the kernel's struct.
-        unsafe {
-            libc::syscall(
-                libc::SYS_rt_sigaction,
-                sig,
-                default.as_ptr(),
-                std::ptr::null_mut::<u8>(),
-                8,
-            )
-        };
-    }
 }
 
 fn spawn_error(source: io::Error, program: &str, spec: &ServiceSpec) -> SpawnError {

@@ -25,6 +25,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::posix_spawn::{Request, Stdio, pointers};
+use super::signals;
 
 const STACK_SIZE: usize = 64 * 1024;
 
@@ -81,10 +82,9 @@ pub fn spawn(req: &Request) -> Option<io::Result<i32>> {
     if guard.is_none() {
         match Slots::reserve() {
             Ok(slots) => *guard = Some(slots),
-            Err(_) => {
-                UNSUPPORTED.store(true, Ordering::Relaxed);
-                return None;
-            }
+            // Out of descriptors or memory for now: this spawn takes posix_spawn, the next
+            // tries again.
+            Err(_) => return None,
         }
     }
     match guard.as_ref().expect("reserved above").run(req) {
@@ -141,7 +141,11 @@ impl Slots {
             err,
             keep: keep as c_uint,
             stack,
-            reset: non_default_signals(),
+            // Read once, here: at the first spawn, after the runtime installed every handler
+            // it will ever install (see `supervisor::runtime::run`), and runpm never ignores
+            // a signal later. Resetting only these, rather than all 64, saves each child 60
+            // system calls.
+            reset: signals::non_default(),
         })
     }
 
@@ -253,33 +257,6 @@ fn above_stdio(fd: &OwnedFd) -> io::Result<OwnedFd> {
     Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(new) })
 }
 
-/// The signals whose disposition is not the default (a handler, or ignored), read when the
-/// slots are reserved: at the first spawn, after the runtime installed every handler it
-/// will ever install (see `supervisor::runtime::run`), and runpm never ignores a signal
-/// later. Resetting only these, rather than all 64, saves the child 60 system calls. The
-/// raw call, because glibc's refuses its internal signals 32 and 33.
-fn non_default_signals() -> u64 {
-    let mut mask = 0u64;
-    for sig in 1..=64u32 {
-        let mut current = [0u64; 4];
-        // SAFETY: a query; `current` is as large as the kernel's struct.
-        let queried = unsafe {
-            libc::syscall(
-                libc::SYS_rt_sigaction,
-                sig,
-                std::ptr::null::<u8>(),
-                current.as_mut_ptr(),
-                8,
-            )
-        };
-        // A signal that cannot be queried is reset anyway.
-        if queried != 0 || current[0] != libc::SIG_DFL as u64 {
-            mask |= 1 << (sig - 1);
-        }
-    }
-    mask
-}
-
 /// The child, on the reserved stack, in runpm's memory: system calls only.
 extern "C" fn child(arg: *mut c_void) -> c_int {
     // SAFETY: `arg` is the parent's `Shared`, alive while the parent waits for us.
@@ -294,16 +271,7 @@ extern "C" fn child(arg: *mut c_void) -> c_int {
         // and a handler of runpm's must not run here, in runpm's memory, should a signal
         // come before the exec. This child has its own copy of the dispositions (no
         // CLONE_SIGHAND), so runpm's are untouched.
-        let default = [0u64; 4];
-        for sig in (1..=64).filter(|s| shared.reset & (1u64 << (s - 1)) != 0) {
-            libc::syscall(
-                libc::SYS_rt_sigaction,
-                sig,
-                default.as_ptr(),
-                std::ptr::null_mut::<u8>(),
-                8,
-            );
-        }
+        signals::set_default(shared.reset);
         if libc::syscall(
             libc::SYS_close_range,
             shared.keep,

@@ -272,17 +272,10 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
                     Vec::new()
                 }
             },
-            datagram = notified(notify.as_ref()) => match datagram {
+            datagram = notified(notify.as_ref(), notify_others.as_ref()) => match datagram {
                 Ok(d) => attribute_notification(&sup, d).into_iter().collect(),
                 Err(e) => {
                     tracing::debug!("sd_notify socket: {e}");
-                    Vec::new()
-                }
-            },
-            datagram = notified(notify_others.as_ref()) => match datagram {
-                Ok(d) => attribute_notification(&sup, d).into_iter().collect(),
-                Err(e) => {
-                    tracing::debug!("sd_notify socket for other users: {e}");
                     Vec::new()
                 }
             },
@@ -698,10 +691,22 @@ fn release_free_memory() {
 }
 
 /// The next datagram on the sd_notify socket, or never when there is none.
-async fn notified(socket: Option<&NotifySocket>) -> std::io::Result<Datagram> {
-    match socket {
-        Some(socket) => socket.recv().await,
-        None => std::future::pending().await,
+/// The next datagram on either sd_notify socket (the state directory's, and the abstract
+/// one for services of other users), or never when there is none. Cancel-safe, as
+/// [`NotifySocket::recv`] is.
+async fn notified(
+    own: Option<&NotifySocket>,
+    others: Option<&NotifySocket>,
+) -> std::io::Result<Datagram> {
+    async fn one(socket: Option<&NotifySocket>) -> std::io::Result<Datagram> {
+        match socket {
+            Some(socket) => socket.recv().await,
+            None => std::future::pending().await,
+        }
+    }
+    tokio::select! {
+        datagram = one(own) => datagram,
+        datagram = one(others) => datagram,
     }
 }
 

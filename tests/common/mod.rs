@@ -273,10 +273,15 @@ impl Project {
 
     /// Starts `runpm up -f services.toml EXTRA…`.
     pub fn up(&self, extra: &[&str]) -> Runpm {
+        Runpm::start(self.up_command(extra))
+    }
+
+    /// The command of [`Project::up`], for a test that sets up more (stdin, signals).
+    pub fn up_command(&self, extra: &[&str]) -> Command {
         let file = self.file("services.toml");
         let mut args: Vec<&std::ffi::OsStr> = vec!["up".as_ref(), "-f".as_ref(), file.as_ref()];
         args.extend(extra.iter().map(|a| std::ffi::OsStr::new(*a)));
-        Runpm::start(self.command(args))
+        self.command(args)
     }
 
     /// Runs `runpm ARGS…` to completion (for `validate` and for commands that must fail
