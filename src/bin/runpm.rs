@@ -235,9 +235,11 @@ fn up(args: UpArgs) -> u8 {
         !args.no_color && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let logs = Arc::new(LogHub::new(&state.logs_dir));
     // A detached daemon's own output is its log file; the services' lines are in theirs.
-    if ready_pipe.is_none() {
-        let console: Arc<dyn LineSink> = Arc::new(Console::new(cfg.start_order(), colour));
-        logs.set_console(Some(console));
+    let console = ready_pipe
+        .is_none()
+        .then(|| Arc::new(Console::new(cfg.start_order(), colour)));
+    if let Some(console) = &console {
+        logs.set_console(Some(console.clone() as Arc<dyn LineSink>));
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -261,13 +263,18 @@ fn up(args: UpArgs) -> u8 {
         on_ready: ready_pipe
             .map(|pipe| Box::new(move || detach::signal_ready(pipe)) as Box<dyn FnOnce()>),
     };
-    match runtime.block_on(supervisor::run(cfg, options)) {
+    let code = match runtime.block_on(supervisor::run(cfg, options)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("runpm: {}", error_chain(&e));
             exit::FAILED
         }
+    };
+    // The console's writer thread may still hold the services' last lines.
+    if let Some(console) = &console {
+        console.flush();
     }
+    code
 }
 
 /// `SERVICE…` of `runpm up` must name services of the config.

@@ -3,14 +3,39 @@
 //! A line longer than [`MAX_LINE`] is cut into pieces so that a process writing without
 //! newlines cannot make runpm buffer without bound; bytes that are not UTF-8 are replaced
 //! rather than dropped, so binary output never breaks the stream.
+//!
+//! **Nothing a service prints may starve the supervisor.** The readers run on the event
+//! loop's single thread, and a pipe that never runs dry (`yes`) is always readable: tokio's
+//! `readable()` does not count against a task's cooperative budget, so a loop that reads
+//! until `WouldBlock` never gives the thread back. So each wake-up is one *turn* that reads
+//! at most [`TURN_BYTES`] (and so cuts at most that many lines), hands them to the sink as
+//! one batch, and yields before the next turn: the reaper, the control socket, signals and
+//! the other services' readers run in between.
+//!
+//! Under sustained overload runpm applies **backpressure** rather than dropping lines: what
+//! runpm has not read stays in the pipe, and a service whose pipe is full blocks in its
+//! `write` until runpm catches up. The flooding service is slowed down to runpm's pace;
+//! nothing it printed is lost, and no other service waits longer than one turn per flooding
+//! pipe. Such an episode is reported once it has lasted [`OVERLOAD_REPORT`], and its end
+//! when the pipe runs dry again.
 
 use std::cell::RefCell;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::net::unix::pipe;
 
+pub use super::batch::Lines;
+
 pub const MAX_LINE: usize = 16 * 1024;
+
+/// Bytes read from one pipe per turn. Every line has at least its newline, so this also
+/// bounds the lines of a turn (plus the partial line carried over).
+pub const TURN_BYTES: usize = 16 * 1024;
+
+/// How long a pipe may stay behind (full after every turn) before runpm says so.
+pub const OVERLOAD_REPORT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stream {
@@ -19,7 +44,12 @@ pub enum Stream {
 }
 
 pub trait LineSink: Send + Sync + 'static {
-    fn line(&self, service: &str, stream: Stream, line: &str);
+    /// The lines of one turn of one pipe, in the order they were printed.
+    fn lines(&self, service: &str, stream: Stream, lines: &Lines);
+
+    fn line(&self, service: &str, stream: Stream, line: &str) {
+        self.lines(service, stream, &Lines::one(line));
+    }
 }
 
 /// Reads a service's stdout and stderr until every writer has closed both (the service and
@@ -41,26 +71,54 @@ pub fn capture(
         Stream::Stderr,
     );
     Ok(async move {
+        // Whether stderr goes first at the next wake-up: after a turn on a stdout that is
+        // still full, so that a flood on one pipe cannot hold back the other.
+        let mut err_first = false;
         while out.open || err.open {
-            // Biased, stdout first: when both pipes have lines, the order they were written
-            // in is most often stdout's first (a random pick reorders them needlessly).
-            tokio::select! {
+            // Otherwise stdout first: when both pipes have lines, the order they were
+            // written in is most often stdout's first (a random pick reorders them
+            // needlessly).
+            let turn = tokio::select! {
                 biased;
-                ready = out.rx.readable(), if out.open => out.read(ready, &*sink, &service),
-                ready = err.rx.readable(), if err.open => err.read(ready, &*sink, &service),
+                ready = err.rx.readable(), if err.open && err_first => {
+                    err.turn(ready, &*sink, &service)
+                }
+                ready = out.rx.readable(), if out.open => out.turn(ready, &*sink, &service),
+                ready = err.rx.readable(), if err.open && !err_first => {
+                    err.turn(ready, &*sink, &service)
+                }
+            };
+            if let Turn::Read { stream, .. } = turn {
+                err_first = stream == Stream::Stdout;
+                // The pipe may still be readable (a flood), and then the next `readable()`
+                // would be ready at once: without this the loop would never give the thread
+                // back. One turn per wake-up also keeps a fast writer on another CPU, whose
+                // every write makes the pipe readable again, from holding the thread.
+                tokio::task::yield_now().await;
             }
         }
     })
 }
 
-/// Reads per wake-up before other readers get their turn.
-const READS_PER_TURN: usize = 16;
+/// How a turn on one pipe ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Turn {
+    /// Nothing to read: the reader waits for the next write.
+    Drained,
+    /// Lines were read; `full`: the read filled the turn's budget, so the pipe may hold
+    /// more (the writer is ahead of runpm).
+    Read { stream: Stream, full: bool },
+    /// Every writer has closed the pipe.
+    Closed,
+}
 
 thread_local! {
     /// The one read buffer of this thread's readers. A reader holds no buffer while it waits,
     /// which is nearly always: a thousand quiet services cost no buffer memory, and a chatty
     /// one still reads in large chunks.
-    static READ_BUFFER: RefCell<Vec<u8>> = RefCell::new(vec![0; 16 * 1024]);
+    static READ_BUFFER: RefCell<Vec<u8>> = RefCell::new(vec![0; TURN_BYTES]);
+    /// The lines of the turn being read, likewise shared.
+    static BATCH: RefCell<Lines> = RefCell::new(Lines::new());
 }
 
 /// One pipe of a service.
@@ -70,6 +128,9 @@ struct Reader {
     /// Only a line cut off by the end of a read waits here.
     pending: Vec<u8>,
     open: bool,
+    /// Since when the pipe has been full at the end of every turn, and whether that was
+    /// reported.
+    behind: Option<(Instant, bool)>,
 }
 
 impl Reader {
@@ -79,68 +140,121 @@ impl Reader {
             stream,
             pending: Vec::new(),
             open: true,
+            behind: None,
         }
     }
 
-    /// Reads what the pipe has once it is readable; at the end, the partial last line.
-    fn read(&mut self, ready: std::io::Result<()>, sink: &dyn LineSink, service: &str) {
-        let closed = ready.is_err()
-            || READ_BUFFER.with_borrow_mut(|buf| {
-                for _ in 0..READS_PER_TURN {
+    /// One turn once the pipe is readable: one read of at most [`TURN_BYTES`], its lines
+    /// handed over as one batch; at the end, the partial last line too.
+    fn turn(&mut self, ready: std::io::Result<()>, sink: &dyn LineSink, service: &str) -> Turn {
+        let turn = match ready {
+            Err(_) => Turn::Closed,
+            Ok(()) => READ_BUFFER.with_borrow_mut(|buf| {
+                loop {
                     match self.rx.try_read(buf) {
-                        Ok(0) => return true,
-                        Ok(n) => feed(&buf[..n], &mut self.pending, sink, service, self.stream),
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+                        Ok(0) => break Turn::Closed,
+                        Ok(n) => {
+                            BATCH.with_borrow_mut(|batch| {
+                                feed(&buf[..n], &mut self.pending, batch);
+                            });
+                            break Turn::Read {
+                                stream: self.stream,
+                                full: n == buf.len(),
+                            };
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            break Turn::Drained;
+                        }
                         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(_) => return true,
+                        Err(_) => break Turn::Closed,
                     }
                 }
-                false
-            });
-        if closed {
-            self.open = false;
-            if !self.pending.is_empty() {
-                emit(sink, service, self.stream, &mut self.pending);
+            }),
+        };
+        BATCH.with_borrow_mut(|batch| {
+            if turn == Turn::Closed && !self.pending.is_empty() {
+                push_line(batch, &mut self.pending);
             }
+            if !batch.is_empty() {
+                sink.lines(service, self.stream, batch);
+            }
+            batch.clear();
+        });
+        if turn == Turn::Closed {
+            self.open = false;
             self.pending = Vec::new();
+        }
+        self.note_pace(turn, service);
+        turn
+    }
+
+    /// Reports an episode of sustained overload once, and its end.
+    fn note_pace(&mut self, turn: Turn, service: &str) {
+        let stream = match self.stream {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        };
+        match (turn, self.behind) {
+            (Turn::Read { full: true, .. }, None) => self.behind = Some((Instant::now(), false)),
+            (Turn::Read { full: true, .. }, Some((since, false)))
+                if since.elapsed() >= OVERLOAD_REPORT =>
+            {
+                self.behind = Some((since, true));
+                tracing::warn!(
+                    "{service}: prints to {stream} faster than runpm can record it; \
+                     runpm reads it at its own pace, which slows the service down"
+                );
+            }
+            (Turn::Read { full: true, .. }, Some(_)) => {}
+            (_, Some((since, true))) => {
+                self.behind = None;
+                tracing::info!(
+                    "{service}: runpm caught up with its {stream} after {:.1}s of backpressure",
+                    since.elapsed().as_secs_f64()
+                );
+            }
+            (_, _) => self.behind = None,
         }
     }
 }
 
 /// Cuts `chunk` into lines, continuing the partial line in `pending`.
-fn feed(
-    mut chunk: &[u8],
-    pending: &mut Vec<u8>,
-    sink: &dyn LineSink,
-    service: &str,
-    stream: Stream,
-) {
+fn feed(mut chunk: &[u8], pending: &mut Vec<u8>, batch: &mut Lines) {
     loop {
         let newline = chunk.iter().position(|&b| b == b'\n');
         let (segment, rest) = match newline {
             Some(pos) => (&chunk[..pos], &chunk[pos + 1..]),
             None => (chunk, &chunk[chunk.len()..]),
         };
-        pending.extend_from_slice(segment);
-        while pending.len() > MAX_LINE || (pending.len() == MAX_LINE && newline.is_none()) {
-            let tail = pending.split_off(MAX_LINE);
-            emit(sink, service, stream, pending);
-            *pending = tail;
+        if pending.is_empty() && segment.len() < MAX_LINE && newline.is_some() {
+            // The common case, a whole line within this chunk: no copy into `pending`.
+            push_text(batch, segment);
+        } else {
+            pending.extend_from_slice(segment);
+            while pending.len() > MAX_LINE || (pending.len() == MAX_LINE && newline.is_none()) {
+                let tail = pending.split_off(MAX_LINE);
+                push_line(batch, pending);
+                *pending = tail;
+            }
+            if newline.is_none() {
+                return;
+            }
+            push_line(batch, pending);
         }
-        if newline.is_none() {
-            return;
-        }
-        emit(sink, service, stream, pending);
         chunk = rest;
     }
 }
 
-fn emit(sink: &dyn LineSink, service: &str, stream: Stream, line: &mut Vec<u8>) {
-    if line.last() == Some(&b'\r') {
-        line.pop();
-    }
-    sink.line(service, stream, &String::from_utf8_lossy(line));
+fn push_line(batch: &mut Lines, line: &mut Vec<u8>) {
+    push_text(batch, line);
     line.clear();
+}
+
+fn push_text(batch: &mut Lines, mut line: &[u8]) {
+    if let [rest @ .., b'\r'] = line {
+        line = rest;
+    }
+    batch.push(&String::from_utf8_lossy(line));
 }
 
 #[cfg(test)]
@@ -153,8 +267,9 @@ mod tests {
     struct Collect(Mutex<Vec<(Stream, String)>>);
 
     impl LineSink for Collect {
-        fn line(&self, _: &str, stream: Stream, line: &str) {
-            self.0.lock().unwrap().push((stream, line.to_string()));
+        fn lines(&self, _: &str, stream: Stream, lines: &Lines) {
+            let mut all = self.0.lock().unwrap();
+            all.extend(lines.iter().map(|line| (stream, line.to_string())));
         }
     }
 

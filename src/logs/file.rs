@@ -1,8 +1,10 @@
 //! One service's log file, `<logs dir>/<name>.log`, with size-based rotation.
 //!
-//! Each line becomes one record, `2026-11-22T03:45:12.345Z out <line>\n`, written with a
-//! single `write` on an `O_APPEND` descriptor, so a reader (`tail -f`, `runpmctl logs`) never
-//! sees half a record from us. Before a record would push the file past `max_size`, the
+//! Each line becomes one record, `2026-11-22T03:45:12.345Z out <line>\n`. The records of a
+//! batch (the lines one turn of a capture read) are written together, and every `write` on
+//! the `O_APPEND` descriptor holds whole records only, so a reader (`tail -f`, `runpmctl
+//! logs`) never sees half a record from us, and a flood of short lines costs one system
+//! call per batch rather than one per line. Before a record would push the file past `max_size`, the
 //! file is rotated: `name.log.{k-1}` → `name.log.{k}` … `name.log` → `name.log.1`, with
 //! `k = keep`, and a fresh `name.log` is opened. The rename over `.{keep}` drops the oldest
 //! file. With `keep = 0` there is nothing to keep and the file is truncated instead. A record
@@ -103,10 +105,14 @@ pub struct LogFile {
     lost_total: u64,
 }
 
+/// Records are written in pieces of about this size: a flood's batch does not need a
+/// buffer the size of the batch.
+const MAX_WRITE: usize = 64 * 1024;
+
 thread_local! {
-    /// Where a record is put together before its single write: one per thread rather than
+    /// Where records are put together before their write: one buffer per thread rather than
     /// one per service.
-    static RECORD: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(256));
+    static RECORDS: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(256));
 }
 
 impl LogFile {
@@ -156,7 +162,20 @@ impl LogFile {
 
     /// Appends one record. Never fails: errors are reported and counted (module doc).
     pub fn write_line(&mut self, at: SystemTime, stream: Stream, line: &str) {
-        match self.append(at, stream, line) {
+        self.write_lines(at, stream, std::iter::once(line));
+    }
+
+    /// Appends a record per line, all stamped `at`, with as few `write`s as the size limit
+    /// and [`MAX_WRITE`] allow (one for a turn of a flood's short lines). Never fails:
+    /// errors are reported and counted (module doc).
+    pub fn write_lines<'a>(
+        &mut self,
+        at: SystemTime,
+        stream: Stream,
+        lines: impl ExactSizeIterator<Item = &'a str>,
+    ) {
+        let count = lines.len() as u64;
+        match self.append(at, stream, lines) {
             Ok(()) => {
                 if self.failing {
                     tracing::warn!(
@@ -168,10 +187,11 @@ impl LogFile {
                     self.lost = 0;
                 }
             }
-            Err(e) => {
+            Err((e, written)) => {
                 self.file = None;
-                self.lost += 1;
-                self.lost_total += 1;
+                let lost = count - written;
+                self.lost += lost;
+                self.lost_total += lost;
                 if !self.failing {
                     self.failing = true;
                     tracing::warn!(
@@ -184,35 +204,85 @@ impl LogFile {
         }
     }
 
-    fn append(&mut self, at: SystemTime, stream: Stream, line: &str) -> Result<(), LogFileError> {
-        RECORD.with_borrow_mut(|record| {
-            record.clear();
-            // Writing into a Vec cannot fail.
-            let _ = write!(
-                record,
-                "{} {} ",
-                humantime::format_rfc3339_millis(at),
-                stream_marker(stream)
-            );
-            record.extend_from_slice(line.as_bytes());
-            record.push(b'\n');
-            self.write_record(record)
+    /// On failure, also says how many lines did reach the file.
+    fn append<'a>(
+        &mut self,
+        at: SystemTime,
+        stream: Stream,
+        lines: impl Iterator<Item = &'a str>,
+    ) -> Result<(), (LogFileError, u64)> {
+        RECORDS.with_borrow_mut(|records| {
+            records.clear();
+            let mut prefix = [0u8; 64];
+            let prefix = {
+                let mut cursor = io::Cursor::new(&mut prefix[..]);
+                // The timestamp and marker are 28 bytes: they always fit.
+                let _ = write!(
+                    cursor,
+                    "{} {} ",
+                    humantime::format_rfc3339_millis(at),
+                    stream_marker(stream)
+                );
+                let len = cursor.position() as usize;
+                &prefix[..len]
+            };
+            // Lines in `records`, and lines already written.
+            let (mut held, mut written) = (0u64, 0u64);
+            for line in lines {
+                let len = (prefix.len() + line.len() + 1) as u64;
+                // Before the record that would take the file past its limit, what is held
+                // goes out and the file rotates; a record is never split between files.
+                if self.would_overflow(records.len() as u64 + len) {
+                    self.write_held(records).map_err(|e| (e, written))?;
+                    written += held;
+                    held = 0;
+                    self.rotate().map_err(|e| (e, written))?;
+                }
+                records.extend_from_slice(prefix);
+                records.extend_from_slice(line.as_bytes());
+                records.push(b'\n');
+                held += 1;
+                if records.len() >= MAX_WRITE {
+                    self.write_held(records).map_err(|e| (e, written))?;
+                    written += held;
+                    held = 0;
+                }
+            }
+            self.write_held(records).map_err(|e| (e, written))?;
+            // A flood's buffer is not kept for the quiet that follows.
+            if records.capacity() > 2 * MAX_WRITE {
+                *records = Vec::new();
+            }
+            Ok(())
         })
     }
 
-    fn write_record(&mut self, record: &[u8]) -> Result<(), LogFileError> {
-        let len = record.len() as u64;
+    /// Whether `len` more bytes would take a non-empty file past the size limit (opening
+    /// the file first, to learn its size).
+    fn would_overflow(&mut self, len: u64) -> bool {
+        if self.file.is_none() && self.open().is_err() {
+            // The write that follows reports the error.
+            return false;
+        }
+        self.size > 0 && self.size.saturating_add(len) > self.max_size
+    }
+
+    /// Writes whole records with one `write` (emptying `records`).
+    fn write_held(&mut self, records: &mut Vec<u8>) -> Result<(), LogFileError> {
+        if records.is_empty() {
+            return Ok(());
+        }
         if self.file.is_none() {
             self.open()?;
-        }
-        if self.size > 0 && self.size.saturating_add(len) > self.max_size {
-            self.rotate()?;
         }
         let Some(file) = self.file.as_mut() else {
             // `open` and `rotate` leave a file behind on success.
             return Err(self.write_error(io::ErrorKind::NotFound.into()));
         };
-        match file.write_all(record) {
+        let result = file.write_all(records);
+        let len = records.len() as u64;
+        records.clear();
+        match result {
             Ok(()) => {
                 self.size += len;
                 Ok(())

@@ -1,7 +1,7 @@
 //! Where every captured line goes: the service's log file, its in-memory tail, the console
 //! of `runpm up` when there is one, and the live followers of `runpmctl logs -f`.
 //!
-//! The capture tasks call [`LogHub::line`] through [`LineSink`]. Each service has its own
+//! The capture tasks hand each turn's lines to [`LogHub`] through [`LineSink::lines`]. Each service has its own
 //! mutex around its file and tail, so services never wait for each other's disk writes; the
 //! map from name to service is behind a read-mostly lock that the hot path only reads.
 //!
@@ -21,7 +21,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use super::capture::{LineSink, Stream};
+use super::capture::{LineSink, Lines, Stream};
 use super::file::{LogFile, LogFileError, check_name};
 use super::tail::{TAIL_BYTES, TAIL_LINES, Tail};
 
@@ -286,16 +286,23 @@ impl LogHub {
 }
 
 impl LineSink for LogHub {
-    fn line(&self, service: &str, stream: Stream, line: &str) {
+    fn lines(&self, service: &str, stream: Stream, lines: &Lines) {
+        if lines.is_empty() {
+            return;
+        }
         let entry = self.entry(service);
         {
             let mut log = lock(&entry);
-            // Read under the lock, so one service's timestamps follow its file's order.
+            // Read under the lock, so one service's timestamps follow its file's order. One
+            // reading for the batch: its lines were read from the pipe at the same moment.
             let at = SystemTime::now();
             if let Some(file) = &mut log.file {
-                file.write_line(at, stream, line);
+                file.write_lines(at, stream, lines.iter());
             }
-            log.tail.push(at, stream, line);
+            // Older lines of a long batch would only be pushed out again.
+            for line in lines.last(self.tail_lines) {
+                log.tail.push(at, stream, line);
+            }
             // No follower, no copy. Sent under the lock: see `follow`.
             let followers = self
                 .followers
@@ -303,12 +310,14 @@ impl LineSink for LogHub {
                 .unwrap_or_else(PoisonError::into_inner);
             match followers.as_ref() {
                 Some(tx) if tx.receiver_count() > 0 => {
-                    let _ = tx.send(Arc::new(LogLine {
-                        service: service.to_owned(),
-                        at,
-                        stream,
-                        line: line.to_owned(),
-                    }));
+                    for line in lines.iter() {
+                        let _ = tx.send(Arc::new(LogLine {
+                            service: service.to_owned(),
+                            at,
+                            stream,
+                            line: line.to_owned(),
+                        }));
+                    }
                 }
                 Some(_) => {
                     drop(followers);
@@ -324,7 +333,7 @@ impl LineSink for LogHub {
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         if let Some(console) = console {
-            console.line(service, stream, line);
+            console.lines(service, stream, lines);
         }
     }
 }

@@ -2,6 +2,7 @@
 //! daemon's sink is the [`LogHub`], which writes each service's rotated log file, keeps its
 //! in-memory tail, feeds the live followers and, under `runpm up`, the prefixed console.
 
+mod batch;
 mod capture;
 mod console;
 mod events;
@@ -10,7 +11,7 @@ mod hub;
 pub mod stderr;
 mod tail;
 
-pub use capture::{LineSink, MAX_LINE, Stream, capture};
+pub use capture::{LineSink, Lines, MAX_LINE, OVERLOAD_REPORT, Stream, TURN_BYTES, capture};
 pub use console::Console;
 pub use events::{EventFormat, JsonFormat};
 pub use file::{LogFile, LogFileError, check_name, stream_marker};

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use regex_lite::Regex;
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::logs::{LineSink, Stream};
+use crate::logs::{LineSink, Lines, Stream};
 
 use super::event::Event;
 use super::probes::Internal;
@@ -65,17 +65,19 @@ impl RunOutput {
 }
 
 impl LineSink for RunOutput {
-    fn line(&self, service: &str, stream: Stream, line: &str) {
-        self.inner.line(service, stream, line);
+    fn lines(&self, service: &str, stream: Stream, lines: &Lines) {
+        self.inner.lines(service, stream, lines);
         if let Ok(mut last) = self.last.lock() {
-            if last.len() == LAST_LINES {
-                last.pop_front();
+            for line in lines.last(LAST_LINES) {
+                if last.len() == LAST_LINES {
+                    last.pop_front();
+                }
+                last.push_back(line.to_string());
             }
-            last.push_back(line.to_string());
         }
         if let Some(pattern) = &self.ready
             && !self.matched.load(Ordering::Relaxed)
-            && pattern.is_match(line)
+            && lines.iter().any(|line| pattern.is_match(line))
         {
             self.matched.store(true, Ordering::Relaxed);
             let _ = self.internal.send(Internal::Event(Event::LogReady {

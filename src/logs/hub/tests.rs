@@ -6,11 +6,13 @@ use super::*;
 struct Collect(Mutex<Vec<(String, Stream, String)>>);
 
 impl LineSink for Collect {
-    fn line(&self, service: &str, stream: Stream, line: &str) {
-        self.0
-            .lock()
-            .unwrap()
-            .push((service.to_owned(), stream, line.to_owned()));
+    fn lines(&self, service: &str, stream: Stream, lines: &Lines) {
+        let mut all = self.0.lock().unwrap();
+        all.extend(
+            lines
+                .iter()
+                .map(|l| (service.to_owned(), stream, l.to_owned())),
+        );
     }
 }
 
