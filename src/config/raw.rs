@@ -93,7 +93,12 @@ pub(super) struct RawSettings {
     pub state_dir: Option<Utf8PathBuf>,
 }
 
-/// A humantime duration (`"250ms"`, `"1m 30s"`).
+/// The longest duration any field accepts: humantime's `1year` (365.25 days). No timeout,
+/// delay or interval of a supervisor means anything beyond it, and every deadline computed
+/// from a duration stays far inside what the clock can represent.
+pub const MAX_DURATION: Duration = Duration::from_secs(31_557_600);
+
+/// A humantime duration (`"250ms"`, `"1m 30s"`), at most [`MAX_DURATION`].
 ///
 /// This parses with `humantime` directly instead of `humantime_serde`, whose error
 /// ("expected a duration") drops humantime's explanation of what is wrong.
@@ -103,9 +108,13 @@ pub(super) struct Dur(pub Duration);
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        humantime::parse_duration(&text)
-            .map(Dur)
-            .map_err(|e| D::Error::custom(format!("invalid duration `{text}`: {e}")))
+        match humantime::parse_duration(&text) {
+            Ok(duration) if duration > MAX_DURATION => Err(D::Error::custom(format!(
+                "duration `{text}` is too long: at most `1year` (365.25 days)"
+            ))),
+            Ok(duration) => Ok(Dur(duration)),
+            Err(e) => Err(D::Error::custom(format!("invalid duration `{text}`: {e}"))),
+        }
     }
 }
 

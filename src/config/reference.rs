@@ -242,7 +242,7 @@ pub const SERVICE: &[Field] = &[
         ty: "integer",
         default: Default::Value("5"),
         example: "2",
-        doc: "How many rotated log files are kept (`NAME.log.1` is the newest).",
+        doc: "How many rotated log files are kept (`NAME.log.1` is the newest), at most 1000.",
     },
 ];
 

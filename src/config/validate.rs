@@ -37,6 +37,8 @@ const HEALTH_RETRIES: u32 = 3;
 pub(crate) const FAILED_COOLDOWN: Duration = Duration::from_secs(5 * 60);
 pub(crate) const LOG_MAX_SIZE: u64 = 10_000_000;
 pub(crate) const LOG_KEEP: u32 = 5;
+/// Every rotation renames each kept file: more than this is a typo, not a retention policy.
+pub(crate) const MAX_LOG_KEEP: u32 = 1000;
 /// Service names become `NAME.log`; this leaves room for rotation suffixes under the usual
 /// 255-byte file name limit.
 const MAX_NAME_LEN: usize = 128;
@@ -209,6 +211,14 @@ fn service(unit: &Unit, base_dir: &Utf8Path, diags: &mut Diagnostics) -> Service
                 "`watchdog` needs `ready = { notify = true }`".into(),
             );
         }
+    }
+
+    if let Some(keep) = raw.log_keep.filter(|&keep| keep > MAX_LOG_KEEP) {
+        report(
+            diags,
+            "log_keep",
+            format!("`log_keep` is {keep}: at most {MAX_LOG_KEEP} rotated files can be kept"),
+        );
     }
 
     for (key, name) in [("user", &raw.user), ("group", &raw.group)] {

@@ -94,6 +94,13 @@ pub struct Client {
 /// "No timeout" for a follower: a year is as long as anyone follows a log.
 const FOREVER: Duration = Duration::from_secs(365 * 24 * 3600);
 
+/// `timeout` from now, at most [`FOREVER`]: `--timeout 18446744073709551615s` must not make
+/// `Instant + Duration` panic.
+fn deadline(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout.min(FOREVER)).unwrap_or(now)
+}
+
 impl Client {
     /// Connects to the daemon of a state directory, after checking that a fallback socket
     /// directory (`/tmp/runpm-UID`) is private and ours.
@@ -179,7 +186,7 @@ impl Client {
         // A daemon that refuses us writes its refusal and closes at once, so our write can
         // fail with EPIPE while the refusal waits to be read: read before giving up.
         let written = self.writer.write_all(&line);
-        match self.read_reply(id, Instant::now() + timeout, timeout) {
+        match self.read_reply(id, deadline(timeout), timeout) {
             Err(ClientError::Disconnected) => match written {
                 Err(source) => Err(ClientError::Io {
                     socket: self.socket.clone(),
@@ -208,7 +215,7 @@ impl Client {
             if !each(reply) || !ok {
                 return Ok(());
             }
-            reply = match self.read_reply(id, Instant::now() + FOREVER, FOREVER) {
+            reply = match self.read_reply(id, deadline(FOREVER), FOREVER) {
                 Ok(reply) => reply,
                 Err(ClientError::Disconnected) => return Ok(()),
                 Err(e) => return Err(e),
@@ -219,7 +226,7 @@ impl Client {
     /// Waits until the daemon closes the connection (it exits after `shutdown`), up to
     /// `timeout`.
     pub fn wait_closed(&mut self, timeout: Duration) -> Result<(), ClientError> {
-        match self.read_reply(u64::MAX, Instant::now() + timeout, timeout) {
+        match self.read_reply(u64::MAX, deadline(timeout), timeout) {
             Err(ClientError::Disconnected) => Ok(()),
             Err(e) => Err(e),
             // Nothing else is in flight; anything that arrives is not for us.

@@ -175,7 +175,7 @@ impl Supervisor {
             target: run.target(svc.spec.kill_mode),
             signal,
         });
-        let deadline = now.at + svc.spec.kill_timeout;
+        let deadline = now.after(svc.spec.kill_timeout);
         svc.set_phase(
             Phase::Stopping(Stopping {
                 run,
@@ -577,7 +577,7 @@ impl Supervisor {
                 } else {
                     svc.set_phase(
                         Phase::Backoff {
-                            until: now.at + delay,
+                            until: now.after(delay),
                         },
                         now.wall,
                     );
@@ -608,7 +608,7 @@ impl Supervisor {
             return;
         };
         let cooldown = svc.spec.failed_cooldown;
-        let rearm_at = (!cooldown.is_zero()).then(|| now.at + cooldown);
+        let rearm_at = (!cooldown.is_zero()).then(|| now.after(cooldown));
         svc.set_phase(
             Phase::Failed {
                 reason,

@@ -25,6 +25,26 @@ impl Now {
             wall: SystemTime::now(),
         }
     }
+
+    /// The deadline `d` from now. Every deadline is computed here, saturating: `Instant + d`
+    /// panics when the clock cannot represent the sum, and no duration (a config's, or one
+    /// read back from a state file written by another version) may crash the supervisor.
+    pub fn after(&self, d: Duration) -> Instant {
+        later(self.at, d)
+    }
+
+    /// `d` from now on the wall clock, for people to read; saturating like [`Now::after`].
+    pub fn wall_after(&self, d: Duration) -> SystemTime {
+        self.wall.checked_add(d.min(FAR_AHEAD)).unwrap_or(self.wall)
+    }
+}
+
+/// What "later than the clock can say" becomes: a century ahead is never in practice.
+const FAR_AHEAD: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// `at + d`, or at most a century ahead (see [`Now::after`]).
+pub fn later(at: Instant, d: Duration) -> Instant {
+    at.checked_add(d.min(FAR_AHEAD)).unwrap_or(at)
 }
 
 #[derive(Debug, Clone)]

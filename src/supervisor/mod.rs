@@ -4,6 +4,8 @@
 mod core;
 mod event;
 mod exit;
+#[cfg(test)]
+mod extremes;
 mod output;
 mod persist;
 mod policy;

@@ -99,7 +99,8 @@ pub fn delay(spec: &ServiceSpec, consecutive: u32, jitter: f64) -> Duration {
         .restart_delay
         .saturating_mul(1u32 << doublings.min(31))
         .min(spec.restart_delay_max);
-    let jittered = base + base.mul_f64(jitter.clamp(0.0, 1.0) * 0.1);
+    // Saturating: `restart_delay_max` may be as long as the clock allows.
+    let jittered = base.saturating_add(base.mul_f64(jitter.clamp(0.0, 1.0) * 0.1));
     jittered.min(spec.restart_delay_max.max(spec.restart_delay))
 }
 

@@ -350,7 +350,8 @@ const TOML_INTRO: &[Block<'static>] = &[
          reported at once (`runpm validate`).",
     ),
     Block::Paragraph(
-        "Durations are strings such as `\"250ms\"`, `\"30s\"` or `\"1m 30s\"`. Sizes are \
+        "Durations are strings such as `\"250ms\"`, `\"30s\"` or `\"1m 30s\"`, at most \
+         `\"1year\"` (365.25 days) for every duration key. Sizes are \
          strings such as `\"10MB\"` (powers of 1000) or `\"512KiB\"` (powers of 1024), or a \
          number of bytes. Relative paths are taken from the directory of the config file (or \
          of the unit directory). Every key except `cmd` or `shell` has a default.",

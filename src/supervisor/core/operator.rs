@@ -72,7 +72,9 @@ pub(crate) fn service_info(svc: &Service, now: Now) -> ServiceInfo {
         | Phase::Failed {
             rearm_at: Some(until),
             ..
-        } => Some(rfc3339(now.wall + until.saturating_duration_since(now.at))),
+        } => Some(rfc3339(
+            now.wall_after(until.saturating_duration_since(now.at)),
+        )),
         _ => None,
     };
     let reason = match &svc.phase {

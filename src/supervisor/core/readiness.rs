@@ -24,16 +24,16 @@ const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 pub(super) fn first_run(spec: &ServiceSpec, pid: i32, now: Now) -> Run {
     let mut run = Run::new(pid, now.at, now.wall);
     match &spec.ready {
-        None => run.probe_due = spec.health.as_ref().map(|h| now.at + h.interval),
+        None => run.probe_due = spec.health.as_ref().map(|h| now.after(h.interval)),
         Some(ready) => {
             run.ready = false;
-            run.ready_deadline = Some(now.at + spec.ready_timeout);
+            run.ready_deadline = Some(now.after(spec.ready_timeout));
             if matches!(ready, Ready::Tcp(_) | Ready::Exec(_)) {
                 run.probe_due = Some(now.at);
             }
         }
     }
-    run.watchdog_deadline = spec.watchdog.map(|w| now.at + w);
+    run.watchdog_deadline = spec.watchdog.map(|w| now.after(w));
     run
 }
 
@@ -140,13 +140,13 @@ impl Supervisor {
                 }
             }
             (Purpose::Ready, false) => {
-                run.probe_due = Some(now.at + retry_interval(run.probe_attempts));
+                run.probe_due = Some(now.after(retry_interval(run.probe_attempts)));
                 run.probe_attempts = run.probe_attempts.saturating_add(1);
                 tracing::debug!("{name}: not ready yet: {detail}");
             }
             (Purpose::Health, true) => {
                 run.health_failures = 0;
-                run.probe_due = spec.health.as_ref().map(|h| now.at + h.interval);
+                run.probe_due = spec.health.as_ref().map(|h| now.after(h.interval));
             }
             (Purpose::Health, false) => {
                 run.health_failures = run.health_failures.saturating_add(1);
@@ -160,7 +160,7 @@ impl Supervisor {
                     let why = format!("health check failed {failures} times in a row: {detail}");
                     return self.fail_run(name, why, now, fx);
                 }
-                run.probe_due = Some(now.at + health.interval);
+                run.probe_due = Some(now.after(health.interval));
             }
         }
     }
@@ -185,7 +185,7 @@ impl Supervisor {
         }
         run.ready = true;
         run.ready_deadline = None;
-        run.probe_due = health.map(|interval| now.at + interval);
+        run.probe_due = health.map(|interval| now.after(interval));
         let took = now.at.saturating_duration_since(run.started);
         svc.since = now.wall;
         tracing::info!(
@@ -234,7 +234,7 @@ impl Supervisor {
                 Notification::Stopping => tracing::info!("{name}: stopping on its own (sd_notify)"),
                 Notification::Watchdog => {
                     if let (Some(every), Some(run)) = (watchdog, self.run_mut(name, run.pid)) {
-                        run.watchdog_deadline = Some(now.at + every);
+                        run.watchdog_deadline = Some(now.after(every));
                     }
                 }
                 Notification::WatchdogTrigger => {

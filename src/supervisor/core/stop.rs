@@ -29,7 +29,7 @@ impl Supervisor {
             });
         }
         self.shutdown = Some(Shutdown {
-            deadline: now.at + self.settings.shutdown_timeout,
+            deadline: now.after(self.settings.shutdown_timeout),
             escalated: false,
             exit_sent: false,
         });
@@ -112,7 +112,7 @@ impl Supervisor {
         });
         let stop = Stopping {
             run,
-            deadline: now.at + svc.spec.kill_timeout,
+            deadline: now.after(svc.spec.kill_timeout),
             forced: false,
             main_exit: None,
             then,
