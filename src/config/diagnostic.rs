@@ -23,8 +23,11 @@ pub struct Diagnostic {
 }
 
 impl fmt::Display for Diagnostic {
+    /// One line, whatever the values quoted in it hold: a multi-line string from the file,
+    /// or a service named `"a\nb"`, is shown escaped, so each diagnostic stays one line
+    /// that starts with its position.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file)?;
+        write!(f, "{}", one_line(self.file.as_str()))?;
         if let Some(line) = self.line {
             write!(f, ":{line}")?;
             if let Some(column) = self.column {
@@ -32,10 +35,29 @@ impl fmt::Display for Diagnostic {
             }
         }
         if let Some(service) = &self.service {
-            write!(f, ": service `{service}`")?;
+            write!(f, ": service `{}`", one_line(service))?;
         }
-        write!(f, ": {}", self.message)
+        write!(f, ": {}", one_line(&self.message))
     }
+}
+
+/// `text` with its control characters escaped as in Rust and TOML strings (`\n`, `\t`,
+/// `\u{1b}`).
+fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    let mut escaped = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => escaped.push_str("\\n"),
+            '\r' => escaped.push_str("\\r"),
+            '\t' => escaped.push_str("\\t"),
+            c if c.is_control() => escaped.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+            c => escaped.push(c),
+        }
+    }
+    escaped.into()
 }
 
 /// Every problem found while loading a configuration, in file and position order.
@@ -221,6 +243,22 @@ mod tests {
         assert_eq!(
             d.to_string(),
             "services.toml: unknown field `cmnd` (did you mean `cmd`?)"
+        );
+    }
+
+    #[test]
+    fn quoted_values_with_line_breaks_stay_on_one_line() {
+        let d = Diagnostic {
+            file: "services.toml".into(),
+            line: Some(3),
+            column: Some(16),
+            service: Some("a\nb".into()),
+            message: "invalid duration `10s\nfoo\t\u{1b}[31m`: expected number".into(),
+        };
+        assert_eq!(
+            d.to_string(),
+            "services.toml:3:16: service `a\\nb`: invalid duration `10s\\nfoo\\t\\u{1b}[31m`: \
+             expected number"
         );
     }
 

@@ -14,7 +14,7 @@ use std::rc::Rc;
 use camino::{Utf8Path, Utf8PathBuf};
 use toml::de::{DeTable, DeValue};
 
-use super::diagnostic::{ConfigErrors, Diagnostics, Source};
+use super::diagnostic::{ConfigErrors, Diagnostic, Diagnostics, Source};
 use super::raw::{RawHealth, RawReady, RawService, RawSettings, TOP_LEVEL_KEYS, fields_of};
 use super::recover::{self, Recovered};
 use super::spec::Config;
@@ -72,15 +72,43 @@ fn read_and_validate(path: &Utf8Path, diags: &mut Diagnostics) -> Option<Config>
 }
 
 fn read(path: &Utf8Path, diags: &mut Diagnostics) -> Option<Rc<Source>> {
-    match std::fs::read_to_string(path) {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            diags.in_file(path, None, format!("cannot read: {e}"));
+            return None;
+        }
+    };
+    match String::from_utf8(bytes) {
         Ok(text) => Some(Rc::new(Source {
             path: path.to_owned(),
             text,
         })),
         Err(e) => {
-            diags.in_file(path, None, format!("cannot read: {e}"));
+            diags.push(not_utf8(path, e.as_bytes(), e.utf8_error().valid_up_to()));
             None
         }
+    }
+}
+
+/// Where the first byte that is not UTF-8 is: its line, and its column in characters (what
+/// comes before it on its line is valid UTF-8).
+fn not_utf8(path: &Utf8Path, bytes: &[u8], at: usize) -> Diagnostic {
+    let before = &bytes[..at];
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    let column = std::str::from_utf8(&before[line_start..]).map_or(1, |s| s.chars().count() + 1);
+    Diagnostic {
+        file: path.to_owned(),
+        line: Some(before.iter().filter(|&&b| b == b'\n').count() + 1),
+        column: Some(column),
+        service: None,
+        message: format!(
+            "byte 0x{:02x} is not UTF-8: save the file as UTF-8",
+            bytes.get(at).copied().unwrap_or(0)
+        ),
     }
 }
 
@@ -150,7 +178,7 @@ fn parse_file(source: Rc<Source>, diags: &mut Diagnostics) -> (Option<SettingsUn
 }
 
 fn read_dir(dir: &Utf8Path, diags: &mut Diagnostics) -> (Option<SettingsUnit>, Vec<Unit>) {
-    let entries = match dir.read_dir_utf8() {
+    let entries = match dir.as_std_path().read_dir() {
         Ok(entries) => entries,
         Err(e) => {
             diags.in_file(dir, None, format!("cannot read directory: {e}"));
@@ -159,16 +187,32 @@ fn read_dir(dir: &Utf8Path, diags: &mut Diagnostics) -> (Option<SettingsUnit>, V
     };
     let mut files = Vec::new();
     for entry in entries {
-        match entry {
-            Ok(entry) => {
-                let name = entry.file_name();
-                // `metadata` follows symlinks, so a linked unit file counts.
-                let is_file = entry.path().metadata().is_ok_and(|m| m.is_file());
-                if is_file && name.ends_with(".toml") && !name.starts_with('.') {
-                    files.push(entry.into_path());
-                }
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                diags.in_file(dir, None, format!("cannot read directory: {e}"));
+                continue;
             }
-            Err(e) => diags.in_file(dir, None, format!("cannot read directory: {e}")),
+        };
+        let name = entry.file_name();
+        let lossy = name.to_string_lossy();
+        // Editor leftovers (`.web.toml.swp`, `.#web.toml`) and other files are not units.
+        if !lossy.ends_with(".toml") || lossy.starts_with('.') {
+            continue;
+        }
+        let path = dir.join(&*lossy);
+        if name.to_str().is_none() {
+            let message = "the file name is not UTF-8; a unit file's name is its service's \
+                           name: rename it";
+            diags.in_file(&path, None, message);
+            continue;
+        }
+        // `metadata` follows symlinks, so a linked unit file counts, and a dangling link
+        // is reported rather than quietly leaving its service out.
+        match path.metadata() {
+            Ok(meta) if meta.is_file() => files.push(path),
+            Ok(_) => {}
+            Err(e) => diags.in_file(&path, None, format!("cannot read: {e}")),
         }
     }
     files.sort();
