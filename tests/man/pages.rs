@@ -124,7 +124,12 @@ const RUNPM_EXTRA: &[Block<'static>] = &[
     ),
     Block::Item(
         ".runpm/logs/NAME.log",
-        "Each service's output, rotated per `log_max_size` and `log_keep`.",
+        "Each service's output, rotated per `log_max_size` and `log_keep`. Nothing a \
+         service prints is dropped here: a service that prints faster than runpm can write \
+         waits in its `write` (backpressure), and the other services, runpmctl(1) and \
+         signals are served between two reads of its output. The console of a foreground \
+         `up` leaves lines out instead when the terminal does not keep up, and says \
+         `[runpm: N lines dropped]`.",
     ),
     Block::Item(
         ".runpm/runpm.log",
