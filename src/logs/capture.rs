@@ -71,8 +71,8 @@ pub fn capture(
         Stream::Stderr,
     );
     Ok(async move {
-        // Whether stderr goes first at the next wake-up: after a turn on a stdout that is
-        // still full, so that a flood on one pipe cannot hold back the other.
+        // Whether stderr goes first at the next wake-up: after a turn on a stdout that may
+        // still be full, so that a flood on one pipe cannot hold back the other.
         let mut err_first = false;
         while out.open || err.open {
             // Otherwise stdout first: when both pipes have lines, the order they were
@@ -88,8 +88,10 @@ pub fn capture(
                     err.turn(ready, &*sink, &service)
                 }
             };
-            if let Turn::Read { stream, .. } = turn {
-                err_first = stream == Stream::Stdout;
+            if let Turn::Read { stream, full } = turn {
+                // Only after a full read of stdout (a flood, most likely) does stderr go
+                // first; otherwise lines written to both at once keep stdout's first.
+                err_first = stream == Stream::Stdout && full;
                 // The pipe may still be readable (a flood), and then the next `readable()`
                 // would be ready at once: without this the loop would never give the thread
                 // back. One turn per wake-up also keeps a fast writer on another CPU, whose

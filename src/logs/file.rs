@@ -232,7 +232,7 @@ impl LogFile {
                 let len = (prefix.len() + line.len() + 1) as u64;
                 // Before the record that would take the file past its limit, what is held
                 // goes out and the file rotates; a record is never split between files.
-                if self.would_overflow(records.len() as u64 + len) {
+                if self.would_overflow(records.len() as u64, len) {
                     self.write_held(records).map_err(|e| (e, written))?;
                     written += held;
                     held = 0;
@@ -257,14 +257,16 @@ impl LogFile {
         })
     }
 
-    /// Whether `len` more bytes would take a non-empty file past the size limit (opening
-    /// the file first, to learn its size).
-    fn would_overflow(&mut self, len: u64) -> bool {
+    /// Whether a record of `len` bytes after `held` bytes not yet written would take the
+    /// file past the size limit, unless it would be the file's first record (opening the
+    /// file first, to learn its size).
+    fn would_overflow(&mut self, held: u64, len: u64) -> bool {
         if self.file.is_none() && self.open().is_err() {
             // The write that follows reports the error.
             return false;
         }
-        self.size > 0 && self.size.saturating_add(len) > self.max_size
+        let before = self.size.saturating_add(held);
+        before > 0 && before.saturating_add(len) > self.max_size
     }
 
     /// Writes whole records with one `write` (emptying `records`).
@@ -500,6 +502,19 @@ mod tests {
             assert!(!log.rotated_path(n).exists(), "web.log.{n} is left");
         }
         assert_eq!(texts(&log.rotated_path(1)), [line(27), line(28), line(29)]);
+    }
+
+    #[test]
+    fn a_batch_is_rotated_where_the_limit_falls() {
+        let (_tmp, dir) = temp();
+        // Three 34-byte records per file, written as one batch of ten.
+        let mut log = LogFile::new(&dir, "web", 110, 5).unwrap();
+        let lines: Vec<String> = (0..10).map(line).collect();
+        log.write_lines(at(), Stream::Stdout, lines.iter().map(String::as_str));
+        assert_eq!(texts(log.path()), [line(9)]);
+        assert_eq!(texts(&log.rotated_path(1)), [line(6), line(7), line(8)]);
+        assert_eq!(texts(&log.rotated_path(2)), [line(3), line(4), line(5)]);
+        assert_eq!(texts(&log.rotated_path(3)), [line(0), line(1), line(2)]);
     }
 
     #[test]
