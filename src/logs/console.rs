@@ -216,17 +216,15 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         let shown = lines.iter().filter(|l| l.ends_with(&*line)).count();
         // A marker wherever lines went missing (more than one when the writer took some of
-        // the queue while it was filling up), and one right before the line that followed.
+        // the queue while it was filling up); at most the pipe, the writer's hands and the
+        // queue hold lines, about 2 MiB of the 5 MB, so some were.
         let markers: Vec<usize> = lines
             .iter()
             .filter_map(|l| l.strip_prefix("[runpm: ")?.strip_suffix(" lines dropped]"))
             .map(|n| n.parse().unwrap())
             .collect();
-        assert!(
-            lines[lines.len() - 2].starts_with("[runpm: "),
-            "{:?}",
-            &lines[lines.len() - 2]
-        );
+        assert!(!markers.is_empty());
+        assert_eq!(lines[lines.len() - 1], "web | after");
         assert_eq!(shown + markers.iter().sum::<usize>(), 5000);
         assert_eq!(lines.len(), shown + markers.len() + 1);
     }
