@@ -130,9 +130,7 @@ struct Reader {
     /// Only a line cut off by the end of a read waits here.
     pending: Vec<u8>,
     open: bool,
-    /// Since when the pipe has been full at the end of every turn, and whether that was
-    /// reported.
-    behind: Option<(Instant, bool)>,
+    pace: Pace,
 }
 
 impl Reader {
@@ -142,7 +140,7 @@ impl Reader {
             stream,
             pending: Vec::new(),
             open: true,
-            behind: None,
+            pace: Pace::Keeping,
         }
     }
 
@@ -196,28 +194,40 @@ impl Reader {
             Stream::Stdout => "stdout",
             Stream::Stderr => "stderr",
         };
-        match (turn, self.behind) {
-            (Turn::Read { full: true, .. }, None) => self.behind = Some((Instant::now(), false)),
-            (Turn::Read { full: true, .. }, Some((since, false)))
-                if since.elapsed() >= OVERLOAD_REPORT =>
-            {
-                self.behind = Some((since, true));
+        let behind = matches!(turn, Turn::Read { full: true, .. });
+        self.pace = match (behind, self.pace) {
+            (true, Pace::Keeping) => Pace::Behind {
+                since: Instant::now(),
+            },
+            (true, Pace::Behind { since }) if since.elapsed() >= OVERLOAD_REPORT => {
                 tracing::warn!(
                     "{service}: prints to {stream} faster than runpm can record it; \
                      runpm reads it at its own pace, which slows the service down"
                 );
+                Pace::Reported { since }
             }
-            (Turn::Read { full: true, .. }, Some(_)) => {}
-            (_, Some((since, true))) => {
-                self.behind = None;
+            (true, pace) => pace,
+            (false, Pace::Reported { since }) => {
                 tracing::info!(
                     "{service}: runpm caught up with its {stream} after {:.1}s of backpressure",
                     since.elapsed().as_secs_f64()
                 );
+                Pace::Keeping
             }
-            (_, _) => self.behind = None,
-        }
+            (false, _) => Pace::Keeping,
+        };
     }
+}
+
+/// Whether runpm keeps up with a pipe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pace {
+    /// The last turn left the pipe empty (or nearly so).
+    Keeping,
+    /// Every turn since `since` filled its budget: the writer is ahead of runpm.
+    Behind { since: Instant },
+    /// Behind for longer than [`OVERLOAD_REPORT`], and reported.
+    Reported { since: Instant },
 }
 
 /// Cuts `chunk` into lines, continuing the partial line in `pending`.
@@ -320,5 +330,72 @@ mod tests {
         assert_eq!(out[5], "no newline at end");
         assert_eq!(out.len(), 6);
         assert_eq!(err, ["e1", "e2"]);
+    }
+
+    /// A pipe that never runs dry must not keep the thread: a timer on the same
+    /// current-thread runtime still fires, and the lines arrive in batches of one turn.
+    #[test]
+    fn a_pipe_that_never_runs_dry_leaves_the_thread_to_others() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        #[derive(Default)]
+        struct Count(Mutex<(usize, usize)>);
+        impl LineSink for Count {
+            fn lines(&self, _: &str, _: Stream, lines: &Lines) {
+                // Slower than the writer, as writing a log file is slower than `yes`: the
+                // pipe never runs dry, so reading never meets `WouldBlock`.
+                std::thread::sleep(std::time::Duration::from_micros(200));
+                let mut count = self.0.lock().unwrap();
+                count.0 += lines.len();
+                count.1 = count.1.max(lines.len());
+            }
+        }
+        let (rx, tx) = nix::unistd::pipe().unwrap();
+        nix::fcntl::fcntl(
+            &rx,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        )
+        .unwrap();
+        let (err_rx, err_tx) = nix::unistd::pipe().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let stop = stop.clone();
+            let mut tx = std::fs::File::from(tx);
+            std::thread::spawn(move || {
+                let chunk = b"y\n".repeat(4096);
+                // Until told to stop, or until the read side is gone.
+                while !stop.load(Ordering::Relaxed) && tx.write_all(&chunk).is_ok() {}
+            })
+        };
+        let sink = Arc::new(Count::default());
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let runtime = {
+            let sink = sink.clone();
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    tokio::spawn(capture(rx, err_rx, "flood".into(), sink).unwrap());
+                    // The capture task runs first and would never give the thread back.
+                    tokio::task::yield_now().await;
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    done_tx.send(()).unwrap();
+                });
+            })
+        };
+        let fired = done_rx.recv_timeout(std::time::Duration::from_secs(10));
+        stop.store(true, Ordering::Relaxed);
+        // The writer may be blocked on a full pipe: the runtime's end closes the read side.
+        assert!(
+            fired.is_ok(),
+            "the timer never fired: the capture held the thread"
+        );
+        runtime.join().unwrap();
+        drop(err_tx);
+        let _ = writer.join();
+        let (lines, largest) = *sink.0.lock().unwrap();
+        assert!(lines > 0);
+        assert!(largest <= TURN_BYTES, "a batch of {largest} lines");
     }
 }
