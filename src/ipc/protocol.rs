@@ -268,8 +268,31 @@ pub struct ServiceInfo {
     /// The last `STATUS=` the service sent over sd_notify.
     #[serde(default)]
     pub status_text: Option<String>,
+    /// For a `starting` service that has no process yet: the dependencies whose condition
+    /// does not hold yet (names).
+    #[serde(default)]
+    pub waiting_for: Vec<String>,
+    /// Every dependency, with its condition and where it stands.
+    #[serde(default)]
+    pub dependencies: Vec<DependencyInfo>,
     /// Most recent last.
     pub exits: Vec<ExitInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DependencyInfo {
+    pub name: String,
+    /// `started`, `ready` or `completed`.
+    pub condition: String,
+    /// The dependency's own status.
+    pub status: String,
+    /// Whether the condition holds (through the whole graph: a completed task whose own
+    /// dependency is restarting does not count yet).
+    pub met: bool,
+    /// When it cannot hold by itself or waits for a restart: why, in words
+    /// (`db, which failed (crash loop: …)`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

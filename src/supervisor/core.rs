@@ -25,8 +25,9 @@ use crate::process::{ExitStatus, Target};
 use crate::reconcile::Desired;
 use crate::state::{Resume, ServiceRecord, Survivor};
 
+use super::deps;
 use super::event::{Effect, Event, Now};
-use super::exit::{exit_when_fired, failure_code, stuck};
+use super::exit::{exit_when_fired, stuck};
 use super::policy::{self, Decision, Jitter};
 use super::service::{AfterStop, Phase, Run, Service, Stopping, Want};
 use super::status::EndReason;
@@ -42,6 +43,8 @@ pub struct Supervisor {
     services: BTreeMap<String, Service>,
     /// Names with every service after its dependencies.
     order: Vec<String>,
+    /// Per service, the services that name it in `depends_on` (kept with `order`).
+    dependents: HashMap<String, Vec<String>>,
     by_pid: HashMap<i32, String>,
     settings: Settings,
     /// `settings.exit_when`, or the mode's default when the config does not say.
@@ -70,6 +73,7 @@ impl Supervisor {
         Supervisor {
             services: BTreeMap::new(),
             order: Vec::new(),
+            dependents: HashMap::new(),
             by_pid: HashMap::new(),
             exit_when: config.settings.exit_when.clone().or(exit_when_default),
             settings: config.settings.clone(),
@@ -136,6 +140,8 @@ impl Supervisor {
             for survivor in &resume.survivors {
                 self.replace_survivor(survivor, now, &mut fx);
             }
+            // Survivors of services no longer in the config joined the table.
+            self.reorder();
         }
         self.drive(now, &mut fx);
         fx
@@ -675,25 +681,30 @@ impl Supervisor {
         }
     }
 
-    /// A dependency is satisfied when it runs, or when it was a task that completed.
-    fn satisfied(&self, dep: &str) -> bool {
-        self.services.get(dep).is_some_and(|d| match d.phase {
-            Phase::Running(run) => run.ready && !d.restart_pending,
-            Phase::Exited { .. } => failure_code(d).is_none(),
-            _ => false,
-        })
-    }
-
     /// Whether a service that is going down (or restarting) must first wait for a dependent
-    /// of it that is going down too: stops run in reverse dependency order.
+    /// of it that is going down too: stops run in reverse dependency order, through the
+    /// whole graph. A dependent of a dependent counts even when the one between them is not
+    /// running (a one-shot that finished): `app → migrate → db` stops app before db.
     fn has_active_dependent_going_down(&self, name: &str) -> bool {
-        self.services.values().any(|s| {
-            s.is_active()
-                && (s.want == Want::Down
-                    || s.restart_pending
-                    || matches!(s.phase, Phase::Stopping(_)))
-                && s.spec.depends_on.iter().any(|d| d == name)
-        })
+        let mut seen = BTreeSet::new();
+        let mut todo = vec![name];
+        while let Some(next) = todo.pop() {
+            for dependent in self.dependents.get(next).into_iter().flatten() {
+                if !seen.insert(dependent.as_str()) {
+                    continue;
+                }
+                if let Some(s) = self.services.get(dependent)
+                    && s.is_active()
+                    && (s.want == Want::Down
+                        || s.restart_pending
+                        || matches!(s.phase, Phase::Stopping(_)))
+                {
+                    return true;
+                }
+                todo.push(dependent);
+            }
+        }
+        false
     }
 
     /// Moves every service one step toward what is wanted of it.
@@ -718,10 +729,7 @@ impl Supervisor {
         }
         to_start.sort_unstable();
         for (_, name) in to_start {
-            let ready = {
-                let svc = &self.services[&name];
-                svc.spec.depends_on.iter().all(|d| self.satisfied(d))
-            };
+            let ready = deps::own_dependencies(&self.services, &self.services[&name]).is_met();
             if ready {
                 let svc = self
                     .services
@@ -848,6 +856,15 @@ impl Supervisor {
             .into_iter()
             .map(String::from)
             .collect();
+        self.dependents.clear();
+        for (name, svc) in &self.services {
+            for dep in &svc.spec.depends_on {
+                self.dependents
+                    .entry(dep.clone())
+                    .or_default()
+                    .push(name.clone());
+            }
+        }
         for (rank, name) in self.order.iter().enumerate() {
             if let Some(svc) = self.services.get_mut(name) {
                 svc.rank = rank;

@@ -10,8 +10,11 @@ use std::time::SystemTime;
 
 use serde_json::json;
 
-use crate::ipc::{ErrorKind, ExitInfo, Json, ProtocolError, Request, ServiceInfo, StatusResult};
+use crate::ipc::{
+    DependencyInfo, ErrorKind, ExitInfo, Json, ProtocolError, Request, ServiceInfo, StatusResult,
+};
 use crate::reconcile::{self, Desired};
+use crate::supervisor::deps::{self, Wait};
 use crate::supervisor::event::{Effect, Now};
 use crate::supervisor::service::{Phase, Service, Want};
 use crate::supervisor::status::{EndReason, Status};
@@ -58,6 +61,34 @@ fn rfc3339(t: SystemTime) -> String {
 fn signal_name(sig: i32) -> String {
     nix::sys::signal::Signal::try_from(sig)
         .map_or_else(|_| format!("signal {sig}"), |s| s.as_str().to_string())
+}
+
+/// Where each of `svc`'s dependencies stands, and the names of those it still waits for
+/// (only while it waits to be spawned).
+fn dependency_info(
+    services: &BTreeMap<String, Service>,
+    svc: &Service,
+) -> (Vec<String>, Vec<DependencyInfo>) {
+    let mut waiting_for = Vec::new();
+    let mut all = Vec::new();
+    for dep in &svc.spec.depends_on {
+        let condition = svc.spec.condition(dep);
+        let wait = deps::check(services, dep, condition);
+        if !wait.is_met() && svc.phase == Phase::Waiting {
+            waiting_for.push(dep.clone());
+        }
+        all.push(DependencyInfo {
+            name: dep.clone(),
+            condition: condition.as_str().into(),
+            status: services
+                .get(dep)
+                .map_or_else(|| "unknown".into(), |d| d.status().as_str().into()),
+            met: wait.is_met(),
+            why: matches!(wait, Wait::Blocked { .. } | Wait::Backoff { .. })
+                .then(|| wait.to_string()),
+        });
+    }
+    (waiting_for, all)
 }
 
 pub(crate) fn service_info(svc: &Service, now: Now) -> ServiceInfo {
@@ -109,6 +140,8 @@ pub(crate) fn service_info(svc: &Service, now: Now) -> ServiceInfo {
         reason,
         next_start,
         status_text: svc.status_text.clone(),
+        waiting_for: Vec::new(),
+        dependencies: Vec::new(),
         exits,
     }
 }
@@ -283,7 +316,11 @@ impl Supervisor {
         let services = names
             .iter()
             .filter_map(|n| self.services.get(n))
-            .map(|s| service_info(s, now))
+            .map(|s| {
+                let mut info = service_info(s, now);
+                (info.waiting_for, info.dependencies) = dependency_info(&self.services, s);
+                info
+            })
             .collect();
         let running_from_snapshot = self.last_known_good.clone();
         Json::of(&StatusResult {

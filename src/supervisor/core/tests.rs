@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 use nix::sys::signal::Signal as Nix;
 
 use super::*;
-use crate::config::{ExitWhen, RestartPolicy, ServiceSpec};
+use crate::config::{Condition, ExitWhen, RestartPolicy, ServiceSpec};
 use crate::ipc::ProtocolError;
 use crate::supervisor::{Phase, Status};
 use crate::testing::spec;
@@ -1303,4 +1303,180 @@ fn the_crash_report_keeps_the_last_lines_whenever_they_arrive() {
             "{name}"
         );
     }
+}
+
+/// `app → migrate → db`, where migrate is a one-shot task that has completed.
+fn app_migrate_db() -> Harness {
+    let mut migrate = dep("migrate", &["db"]);
+    migrate.restart = RestartPolicy::Never;
+    let mut h = Harness::new(vec![spec("db"), migrate, dep("app", &["migrate"])]);
+    let fx = h.start_all();
+    assert_eq!(spawned(&fx), ["db"]);
+    h.settle(fx);
+    let fx = h.exit("migrate", ExitStatus::Code(0));
+    assert!(
+        spawned(&fx).is_empty(),
+        "app already ran once migrate started"
+    );
+    assert_eq!(h.status("migrate"), Status::Exited);
+    assert_eq!(h.status("app"), Status::Running);
+    h
+}
+
+#[test]
+fn shutdown_stops_through_a_finished_task_in_dependency_order() {
+    let mut h = app_migrate_db();
+    let (app, db) = (h.pid("app"), h.pid("db"));
+    let fx = h
+        .sup
+        .handle(Event::Terminate { signal: "SIGTERM" }, h.now());
+    assert_eq!(
+        signals(&fx),
+        [("app", Target::Group(app), Nix::SIGTERM)],
+        "db waits for app although migrate, between them, is not running"
+    );
+    let fx = h.exit("app", TERM);
+    assert!(
+        signals(&fx).is_empty(),
+        "app's group is not known empty yet"
+    );
+    let fx = h.sup.handle(
+        Event::GroupEmpty {
+            service: "app".into(),
+            pgid: app,
+        },
+        h.now(),
+    );
+    assert_eq!(signals(&fx), [("db", Target::Group(db), Nix::SIGTERM)]);
+}
+
+#[test]
+fn a_dependency_restart_stops_and_starts_through_a_finished_task() {
+    let mut h = app_migrate_db();
+    let (app, db) = (h.pid("app"), h.pid("db"));
+    let mut db2 = spec("db");
+    db2.env.insert("V".into(), "2".into());
+    let mut migrate = dep("migrate", &["db"]);
+    migrate.restart = RestartPolicy::Never;
+    let fx = h.reload(1, vec![db2, migrate, dep("app", &["migrate"])], false);
+    assert_eq!(
+        signals(&fx),
+        [("app", Target::Group(app), Nix::SIGTERM)],
+        "app stops before db"
+    );
+    h.exit("app", TERM);
+    let fx = h.sup.handle(
+        Event::GroupEmpty {
+            service: "app".into(),
+            pgid: app,
+        },
+        h.now(),
+    );
+    assert_eq!(signals(&fx), [("db", Target::Group(db), Nix::SIGTERM)]);
+    assert!(
+        spawned(&fx).is_empty(),
+        "app does not start again while db is going down"
+    );
+    h.exit("db", TERM);
+    let fx = h.sup.handle(
+        Event::GroupEmpty {
+            service: "db".into(),
+            pgid: db,
+        },
+        h.now(),
+    );
+    assert_eq!(spawned(&fx), ["db"], "app waits for the new db");
+    let fx = h.settle(fx);
+    assert_eq!(h.status("app"), Status::Running);
+    assert_eq!(
+        h.status("migrate"),
+        Status::Exited,
+        "the task is not run again"
+    );
+    assert!(reply(&fx, 1).unwrap().is_ok());
+}
+
+fn with_conditions(name: &str, conditions: &[(&str, Condition)]) -> ServiceSpec {
+    let mut s = dep(
+        name,
+        &conditions.iter().map(|(d, _)| *d).collect::<Vec<_>>(),
+    );
+    s.conditions = conditions
+        .iter()
+        .filter(|(_, c)| *c != Condition::Ready)
+        .map(|(d, c)| (d.to_string(), *c))
+        .collect();
+    s
+}
+
+#[test]
+fn a_started_condition_does_not_wait_for_readiness() {
+    let mut db = spec("db");
+    db.ready = Some(Ready::Tcp("127.0.0.1:5432".into()));
+    let app = with_conditions("app", &[("db", Condition::Started)]);
+    let mut h = Harness::new(vec![db, app]);
+    let fx = h.start_all();
+    assert_eq!(spawned(&fx), ["db"]);
+    let fx = h.sup.handle(
+        Event::Spawned {
+            service: "db".into(),
+            pid: 10,
+            start_time: None,
+        },
+        h.now(),
+    );
+    assert_eq!(h.status("db"), Status::Starting);
+    assert_eq!(spawned(&fx), ["app"], "spawned is enough for `started`");
+}
+
+#[test]
+fn a_completed_condition_waits_for_the_exit_and_blocks_on_a_failure() {
+    let mut migrate = spec("migrate");
+    migrate.restart = RestartPolicy::Never;
+    let app = with_conditions("app", &[("migrate", Condition::Completed)]);
+    let mut h = Harness::new(vec![migrate.clone(), app.clone()]);
+    let fx = h.start_all();
+    h.settle(fx);
+    assert_eq!(h.status("migrate"), Status::Running);
+    assert!(
+        h.sup.service("app").unwrap().pid().is_none(),
+        "running is not completed"
+    );
+    let fx = h.exit("migrate", ExitStatus::Code(0));
+    assert_eq!(spawned(&fx), ["app"]);
+
+    // The same task failing keeps app from starting, and says why (a detached daemon,
+    // which does not end when everything has settled).
+    let mut h = Harness::new(vec![migrate, app]);
+    h.sup = Supervisor::new(&h.cfg, None, Jitter::new(1));
+    let fx = h.start_all();
+    h.settle(fx);
+    let fx = h.exit("migrate", ExitStatus::Code(3));
+    assert!(spawned(&fx).is_empty());
+    assert_eq!(h.status("app"), Status::Starting);
+    let fx = h.request(
+        1,
+        Request::Status {
+            services: vec!["app".into()],
+        },
+    );
+    let status = reply(&fx, 1).unwrap().unwrap();
+    let app = &status["services"][0];
+    assert_eq!(app["name"], "app");
+    assert_eq!(app["waiting_for"], serde_json::json!(["migrate"]));
+    assert_eq!(app["dependencies"][0]["name"], "migrate");
+    assert_eq!(app["dependencies"][0]["condition"], "completed");
+    assert_eq!(app["dependencies"][0]["status"], "exited");
+    assert_eq!(app["dependencies"][0]["met"], false);
+    assert!(
+        app["dependencies"][0]["why"]
+            .as_str()
+            .unwrap()
+            .contains("migrate, which exited with code 3"),
+        "{status}"
+    );
+    assert!(
+        !h.sup.is_starting(),
+        "blocked is not starting: `up -d` returns"
+    );
 }

@@ -1,0 +1,150 @@
+//! Whether a dependency lets its dependent start, and if not, what it waits for.
+//!
+//! A dependent names each dependency with a condition (`started`, `ready`, `completed`).
+//! The answer is one of [`Wait`]: met; pending (it will come by itself); in backoff (it will
+//! come when a restart delay ends, which may be long); or blocked (it cannot come without an
+//! operator or a cool-down: the dependency failed, exited unsuccessfully, or was stopped).
+//!
+//! Dependencies are a graph, whatever the state in between: a dependency that already ended
+//! (a one-shot task that completed) stands for its own dependencies, so `app → migrate
+//! (completed) → db` does not start app again while db is restarting. A service that runs
+//! needs no such look-through: when something it depends on restarts, the planner restarts
+//! it too, and it is not ready (nor `started`, being stopped) in between.
+//!
+//! | dependency phase            | started  | ready               | completed                 |
+//! |-----------------------------|----------|---------------------|---------------------------|
+//! | running, restart pending    | pending  | pending             | pending                   |
+//! | running, not ready          | met      | pending             | pending                   |
+//! | running, ready              | met      | met                 | pending                   |
+//! | exited with a success code  | met (through its own dependencies)                       |
+//! | exited otherwise            | met (through) | blocked        | blocked                   |
+//! | failed                      | blocked  | blocked             | blocked                   |
+//! | backoff                     | backoff  | backoff             | backoff                   |
+//! | waiting                     | blocked if one of its own dependencies is, else pending  |
+//! | spawning, stopping to start | pending  | pending             | pending                   |
+//! | stopped or stopping, down   | blocked  | blocked             | blocked                   |
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use crate::config::Condition;
+
+use super::policy::is_success;
+use super::service::{AfterStop, Phase, Service, Want};
+
+/// Where a dependency stands for one dependent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wait {
+    Met,
+    /// On its way by itself (spawning, starting, restarting).
+    Pending,
+    /// `service` (the dependency or one further down) restarts at `until`.
+    Backoff {
+        service: String,
+        until: Instant,
+    },
+    /// `service` cannot get there by itself: `why` says what became of it, to read after
+    /// "which" (`failed (crash loop: …)`, `exited with code 1`, `is stopped`). `rearm_at`: a `failed_cooldown` will try it again.
+    Blocked {
+        service: String,
+        why: String,
+        rearm_at: Option<Instant>,
+    },
+}
+
+impl Wait {
+    pub fn is_met(&self) -> bool {
+        *self == Wait::Met
+    }
+}
+
+/// Where `dep` stands for a dependent that waits for `condition`.
+pub fn check(services: &BTreeMap<String, Service>, dep: &str, condition: Condition) -> Wait {
+    let Some(svc) = services.get(dep) else {
+        // The config check makes this unreachable; a missing dependency never comes.
+        return blocked(dep, "not defined".into(), None);
+    };
+    match &svc.phase {
+        Phase::Running(_) if svc.restart_pending => Wait::Pending,
+        Phase::Running(run) => match condition {
+            Condition::Started => Wait::Met,
+            Condition::Ready if run.ready => Wait::Met,
+            Condition::Ready | Condition::Completed => Wait::Pending,
+        },
+        Phase::Exited { status } => {
+            let success = is_success(&svc.spec, *status);
+            if success || condition == Condition::Started {
+                own_dependencies(services, svc)
+            } else {
+                blocked(dep, status.to_string(), None)
+            }
+        }
+        Phase::Failed {
+            reason, rearm_at, ..
+        } => blocked(dep, format!("failed ({reason})"), *rearm_at),
+        Phase::Backoff { until } => Wait::Backoff {
+            service: dep.to_owned(),
+            until: *until,
+        },
+        Phase::Waiting if svc.want == Want::Up => match own_dependencies(services, svc) {
+            blocked @ Wait::Blocked { .. } => blocked,
+            _ => Wait::Pending,
+        },
+        Phase::Spawning => Wait::Pending,
+        Phase::Stopping(stop) if svc.want == Want::Up || stop.then == AfterStop::Start => {
+            Wait::Pending
+        }
+        Phase::Waiting | Phase::Stopping(_) | Phase::Stopped => {
+            let why = if svc.stopped_by_operator {
+                "was stopped by the operator"
+            } else {
+                "is stopped"
+            };
+            blocked(dep, why.into(), None)
+        }
+    }
+}
+
+/// The first of `svc`'s own dependencies that is not met (a dependency that ended well
+/// counts once what it depended on holds again): blocked before backoff before
+/// pending, so the most telling reason is the one reported.
+pub fn own_dependencies(services: &BTreeMap<String, Service>, svc: &Service) -> Wait {
+    let mut worst = Wait::Met;
+    for dep in &svc.spec.depends_on {
+        let wait = check(services, dep, svc.spec.condition(dep));
+        if rank(&wait) > rank(&worst) {
+            worst = wait;
+        }
+    }
+    worst
+}
+
+fn rank(wait: &Wait) -> u8 {
+    match wait {
+        Wait::Met => 0,
+        Wait::Pending => 1,
+        Wait::Backoff { .. } => 2,
+        Wait::Blocked { .. } => 3,
+    }
+}
+
+fn blocked(service: &str, why: String, rearm_at: Option<Instant>) -> Wait {
+    Wait::Blocked {
+        service: service.to_owned(),
+        why,
+        rearm_at,
+    }
+}
+
+impl std::fmt::Display for Wait {
+    /// What a dependent waits for, to read after "waiting for": `db, which failed (crash
+    /// loop: …)`, `db, which is in backoff`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Wait::Met => f.write_str("nothing"),
+            Wait::Pending => f.write_str("its dependencies"),
+            Wait::Backoff { service, .. } => write!(f, "{service}, which is in backoff"),
+            Wait::Blocked { service, why, .. } => write!(f, "{service}, which {why}"),
+        }
+    }
+}
