@@ -176,11 +176,7 @@ impl Supervisor {
                 "leaving it stopped"
             }
         );
-        fx.push(Effect::Signal {
-            service: s.name.clone(),
-            target: run.target(svc.spec.kill_mode),
-            signal,
-        });
+        stop::push_stop_signal(&s.name, run.target(svc.spec.kill_mode), signal, fx);
         let deadline = now.at + svc.spec.kill_timeout;
         svc.set_phase(
             Phase::Stopping(Stopping {
@@ -641,7 +637,7 @@ impl Supervisor {
                         "{name}: failed_cooldown ({}) is over: starting it again",
                         humantime::format_duration(svc.spec.failed_cooldown)
                     );
-                    svc.history = Default::default();
+                    svc.rearm();
                     let next = if svc.want == Want::Up {
                         Phase::Waiting
                     } else {
@@ -727,21 +723,6 @@ impl Supervisor {
                 to_stop.push((svc.rank, name.clone()));
             }
         }
-        to_start.sort_unstable();
-        for (_, name) in to_start {
-            let ready = deps::own_dependencies(&self.services, &self.services[&name]).is_met();
-            if ready {
-                let svc = self
-                    .services
-                    .get_mut(&name)
-                    .expect("name comes from the table");
-                svc.set_phase(Phase::Spawning, now.wall);
-                fx.push(Effect::Spawn {
-                    spec: svc.spec.clone(),
-                    service: name,
-                });
-            }
-        }
         // Dependents first.
         to_stop.sort_unstable_by(|a, b| b.cmp(a));
         for (_, name) in to_stop {
@@ -782,9 +763,32 @@ impl Supervisor {
                         svc.restart_pending = false;
                         svc.history = Default::default();
                         svc.set_phase(Phase::Waiting, now.wall);
+                        to_start.push((svc.rank, name));
                     }
                 },
                 _ => {}
+            }
+        }
+        // After the stops: a restart of a service that was not running put it back to
+        // waiting just now, and it may spawn in this same turn.
+        to_start.sort_unstable();
+        to_start.dedup();
+        for (_, name) in to_start {
+            let svc = &self.services[&name];
+            let ready = self.shutdown.is_none()
+                && svc.want == Want::Up
+                && svc.phase == Phase::Waiting
+                && deps::own_dependencies(&self.services, svc).is_met();
+            if ready {
+                let svc = self
+                    .services
+                    .get_mut(&name)
+                    .expect("name comes from the table");
+                svc.set_phase(Phase::Spawning, now.wall);
+                fx.push(Effect::Spawn {
+                    spec: svc.spec.clone(),
+                    service: name,
+                });
             }
         }
         // Services removed from the config leave the table once nothing of them runs.

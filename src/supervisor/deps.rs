@@ -28,6 +28,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use crate::config::Condition;
+use crate::process::ExitStatus;
 
 use super::policy::is_success;
 use super::service::{AfterStop, Phase, Service, Want};
@@ -43,13 +44,35 @@ pub enum Wait {
         service: String,
         until: Instant,
     },
-    /// `service` cannot get there by itself: `why` says what became of it, to read after
-    /// "which" (`failed (crash loop: …)`, `exited with code 1`, `is stopped`). `rearm_at`: a `failed_cooldown` will try it again.
+    /// `service` cannot get there by itself. `rearm_at`: a `failed_cooldown` will try it
+    /// again then.
     Blocked {
         service: String,
-        why: String,
+        why: Block,
         rearm_at: Option<Instant>,
     },
+}
+
+/// What became of a dependency that blocks its dependents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Block {
+    Failed(String),
+    Exited(ExitStatus),
+    Stopped { by_operator: bool },
+    Undefined,
+}
+
+impl std::fmt::Display for Block {
+    /// To read after "which".
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Block::Failed(reason) => write!(f, "failed ({reason})"),
+            Block::Exited(status) => write!(f, "{status}"),
+            Block::Stopped { by_operator: true } => f.write_str("was stopped by the operator"),
+            Block::Stopped { by_operator: false } => f.write_str("is stopped"),
+            Block::Undefined => f.write_str("is not defined"),
+        }
+    }
 }
 
 impl Wait {
@@ -62,7 +85,7 @@ impl Wait {
 pub fn check(services: &BTreeMap<String, Service>, dep: &str, condition: Condition) -> Wait {
     let Some(svc) = services.get(dep) else {
         // The config check makes this unreachable; a missing dependency never comes.
-        return blocked(dep, "not defined".into(), None);
+        return blocked(dep, Block::Undefined, None);
     };
     match &svc.phase {
         Phase::Running(_) if svc.restart_pending => Wait::Pending,
@@ -76,12 +99,12 @@ pub fn check(services: &BTreeMap<String, Service>, dep: &str, condition: Conditi
             if success || condition == Condition::Started {
                 own_dependencies(services, svc)
             } else {
-                blocked(dep, status.to_string(), None)
+                blocked(dep, Block::Exited(*status), None)
             }
         }
         Phase::Failed {
             reason, rearm_at, ..
-        } => blocked(dep, format!("failed ({reason})"), *rearm_at),
+        } => blocked(dep, Block::Failed(reason.clone()), *rearm_at),
         Phase::Backoff { until } => Wait::Backoff {
             service: dep.to_owned(),
             until: *until,
@@ -95,12 +118,8 @@ pub fn check(services: &BTreeMap<String, Service>, dep: &str, condition: Conditi
             Wait::Pending
         }
         Phase::Waiting | Phase::Stopping(_) | Phase::Stopped => {
-            let why = if svc.stopped_by_operator {
-                "was stopped by the operator"
-            } else {
-                "is stopped"
-            };
-            blocked(dep, why.into(), None)
+            let by_operator = svc.stopped_by_operator;
+            blocked(dep, Block::Stopped { by_operator }, None)
         }
     }
 }
@@ -128,7 +147,7 @@ fn rank(wait: &Wait) -> u8 {
     }
 }
 
-fn blocked(service: &str, why: String, rearm_at: Option<Instant>) -> Wait {
+fn blocked(service: &str, why: Block, rearm_at: Option<Instant>) -> Wait {
     Wait::Blocked {
         service: service.to_owned(),
         why,
@@ -145,6 +164,40 @@ impl std::fmt::Display for Wait {
             Wait::Pending => f.write_str("its dependencies"),
             Wait::Backoff { service, .. } => write!(f, "{service}, which is in backoff"),
             Wait::Blocked { service, why, .. } => write!(f, "{service}, which {why}"),
+        }
+    }
+}
+
+impl Wait {
+    /// Whether an operator who asked for the dependent should be told now rather than made
+    /// to wait: the dependency cannot get there by itself, or not before `patience` is over.
+    pub fn hopeless(&self, now: Instant, patience: std::time::Duration) -> bool {
+        match self {
+            Wait::Met | Wait::Pending => false,
+            Wait::Backoff { until, .. } => until.saturating_duration_since(now) > patience,
+            Wait::Blocked { .. } => true,
+        }
+    }
+
+    /// What the operator can do about it.
+    pub fn advice(&self) -> Option<String> {
+        match self {
+            Wait::Met | Wait::Pending => None,
+            Wait::Backoff { service, .. } => {
+                Some(format!("runpmctl restart {service} to start it now"))
+            }
+            Wait::Blocked {
+                service,
+                why: Block::Stopped { .. },
+                ..
+            } => Some(format!("runpmctl start {service} to start it")),
+            Wait::Blocked {
+                why: Block::Undefined,
+                ..
+            } => None,
+            Wait::Blocked { service, .. } => {
+                Some(format!("runpmctl restart {service} to try again"))
+            }
         }
     }
 }

@@ -210,6 +210,13 @@ impl Service {
         )
     }
 
+    /// A fresh start by the operator, a new definition or `failed_cooldown`: the crash
+    /// window starts empty and `restarts` counts from zero again.
+    pub fn rearm(&mut self) {
+        self.history = History::default();
+        self.restarts = 0;
+    }
+
     pub fn set_phase(&mut self, phase: Phase, now: SystemTime) {
         self.phase = phase;
         self.since = now;

@@ -54,6 +54,10 @@ impl Waiter {
     }
 }
 
+/// How long an operator command waits for a dependency in backoff before it replies
+/// with the reason instead.
+const PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
@@ -165,9 +169,17 @@ impl Supervisor {
                 Err(e) => reply(fx, Err(e)),
             },
             Request::Shutdown => {
-                if self.shutdown.is_none() {
-                    tracing::info!("shutdown requested: stopping all services");
-                    self.begin_shutdown(now, fx);
+                match self.shutdown {
+                    None => {
+                        tracing::info!("shutdown requested: stopping all services");
+                        self.begin_shutdown(now, fx);
+                    }
+                    // As a second Ctrl-C: whoever asks again does not want to wait.
+                    Some(s) if !s.escalated => {
+                        tracing::warn!("shutdown requested again: killing all services now");
+                        self.escalate_all(now, fx);
+                    }
+                    Some(_) => {}
                 }
                 reply(fx, Json::of(&json!({ "shutting_down": true })));
             }
@@ -260,6 +272,13 @@ impl Supervisor {
                     if let Some(d) = desired.get_mut(name) {
                         d.up = false;
                     }
+                    // A second stop while the first still waits for the process: SIGKILL now,
+                    // as a second Ctrl-C does.
+                    let svc = &self.services[name];
+                    if svc.want == Want::Down && matches!(svc.phase, Phase::Stopping(_)) {
+                        tracing::warn!("{name}: stop requested again: sending SIGKILL");
+                        self.kill_now(name, now, fx);
+                    }
                 }
             }
         }
@@ -333,7 +352,7 @@ impl Supervisor {
     pub(super) fn check_waiters(&mut self, now: Now, fx: &mut Vec<Effect>) {
         let mut still = Vec::new();
         for w in std::mem::take(&mut self.waiters) {
-            match self.waiter_outcome(&w) {
+            match self.waiter_outcome(&w, now) {
                 None => still.push(w),
                 Some(Ok(())) => {
                     let reply = match w.payload.clone() {
@@ -361,8 +380,11 @@ impl Supervisor {
         self.waiters = still;
     }
 
-    /// `None` while any service is still on its way.
-    fn waiter_outcome(&self, w: &Waiter) -> Option<Result<(), String>> {
+    /// `None` while any service is still on its way. A service that waits for a dependency
+    /// that cannot get there by itself (failed, ended badly, stopped, or in a backoff longer
+    /// than [`PATIENCE`]) is a failure now, with the reason: the operator is not left
+    /// waiting for a client timeout.
+    fn waiter_outcome(&self, w: &Waiter, now: Now) -> Option<Result<(), String>> {
         let mut failures = Vec::new();
         for (name, op) in &w.targets {
             // A service that left the table (removed by a reload) has stopped for good.
@@ -370,6 +392,14 @@ impl Supervisor {
                 continue;
             };
             let fresh = svc.since >= w.since;
+            if *op != Op::Stop && svc.want == Want::Up && svc.phase == Phase::Waiting {
+                let wait = deps::own_dependencies(&self.services, svc);
+                if wait.hopeless(now.at, PATIENCE) {
+                    let advice = wait.advice().map(|a| format!("; {a}")).unwrap_or_default();
+                    failures.push(format!("{name}: waiting for {wait}{advice}"));
+                    continue;
+                }
+            }
             match (op, svc.status()) {
                 (Op::Stop, _) if svc.is_active() => return None,
                 (Op::Stop, _) => {}
