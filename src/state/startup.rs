@@ -15,7 +15,9 @@ use camino::{Utf8Path, Utf8PathBuf};
 use crate::config::{Config, ServiceSpec, Settings};
 use crate::errors::error_chain;
 
-use super::boot::{BootDecision, RecoveryAction, decide, plan_recovery, record_cleanup};
+use super::boot::{
+    BootDecision, RecoveryAction, Session, decide, plan_recovery, record_cleanup, session,
+};
 use super::file::StateFile;
 use super::proc::{boot_id, pid_ns, tagged_processes, verify};
 use super::store::{LoadOutcome, load, sweep_temp_files, write_atomic};
@@ -28,9 +30,12 @@ pub struct Resume {
     pub wanted_up: BTreeSet<String>,
     pub stopped_by_operator: BTreeSet<String>,
     pub restarts: BTreeMap<String, u32>,
-    /// Every name the snapshot knows: a service that is new in the config follows its
-    /// `autostart` instead.
+    /// The names whose `autostart` the snapshot overrides (started only if in `wanted_up`);
+    /// the others follow their `autostart`.
     pub known: BTreeSet<String>,
+    /// Tasks that had completed, with the spec they completed with: left completed (not
+    /// run again) while the config still says the same.
+    pub completed: BTreeMap<String, ServiceSpec>,
     /// Processes of the previous daemon that are alive and proven ours.
     pub survivors: Vec<Survivor>,
 }
@@ -167,22 +172,59 @@ fn resume(state_file: &Utf8Path, file: &StateFile) -> Resume {
         _ => BootDecision::NewBoot { first_time: false },
     };
     let recovery = plan_recovery(file, decision, verify);
+    let session = session(file, decision);
+    match session {
+        Session::Ended => tracing::info!(
+            "the last session ended cleanly: starting from the config ({state_file} is history)"
+        ),
+        Session::Rebooted => tracing::info!(
+            "the last session ended with a reboot: starting from the config, except what the \
+             operator had stopped"
+        ),
+        Session::Crashed => tracing::info!(
+            "the last runpm of this boot did not end cleanly: restoring what {state_file} says ran"
+        ),
+    }
     let mut out = Resume {
         decision,
         wanted_up: BTreeSet::new(),
         stopped_by_operator: BTreeSet::new(),
         restarts: BTreeMap::new(),
         known: BTreeSet::new(),
+        completed: BTreeMap::new(),
         survivors: Vec::new(),
     };
+    let completed: BTreeSet<&str> = file
+        .services
+        .iter()
+        .filter(|r| r.completed)
+        .map(|r| r.name.as_str())
+        .collect();
     for (name, service) in recovery.per_service {
-        out.known.insert(name.clone());
-        out.restarts.insert(name.clone(), service.restarts);
-        if service.stopped_by_operator {
-            out.stopped_by_operator.insert(name.clone());
-        }
-        if service.wanted_up {
-            out.wanted_up.insert(name.clone());
+        match session {
+            Session::Ended => {}
+            Session::Rebooted => {
+                if service.stopped_by_operator {
+                    out.known.insert(name.clone());
+                    out.stopped_by_operator.insert(name.clone());
+                }
+                if service.wanted_up {
+                    out.wanted_up.insert(name.clone());
+                }
+            }
+            Session::Crashed => {
+                out.known.insert(name.clone());
+                out.restarts.insert(name.clone(), service.restarts);
+                if service.stopped_by_operator {
+                    out.stopped_by_operator.insert(name.clone());
+                }
+                if service.wanted_up {
+                    out.wanted_up.insert(name.clone());
+                }
+                if completed.contains(name.as_str()) {
+                    out.completed.insert(name.clone(), service.spec.clone());
+                }
+            }
         }
         if service.recorded_pid.is_some() && decision == BootDecision::SameBoot {
             tracing::info!(
@@ -226,6 +268,7 @@ fn untracked(instance: &str, config: &Config, resume: &mut Option<Resume>) {
         stopped_by_operator: BTreeSet::new(),
         restarts: BTreeMap::new(),
         known: BTreeSet::new(),
+        completed: BTreeMap::new(),
         survivors: Vec::new(),
     });
     let leaders: BTreeSet<i32> = tagged

@@ -136,6 +136,21 @@ impl Supervisor {
                 svc.restarts = resume.restarts.get(name).copied().unwrap_or(0);
                 svc.stopped_by_operator =
                     only.is_none() && resume.stopped_by_operator.contains(name);
+                // A task that completed before the daemon died is done: its dependents go
+                // on from it, and it is not run again unless its definition changed.
+                if resume
+                    .completed
+                    .get(name)
+                    .is_some_and(|spec| *spec == *svc.spec)
+                {
+                    let code = svc.spec.success_exit_codes.first().copied().unwrap_or(0);
+                    svc.set_phase(
+                        Phase::Exited {
+                            status: ExitStatus::Code(code),
+                        },
+                        now.wall,
+                    );
+                }
             }
             for survivor in &resume.survivors {
                 self.replace_survivor(survivor, now, &mut fx);
@@ -213,6 +228,7 @@ impl Supervisor {
                 pid_start_time: s.start_time,
                 restarts: s.restarts,
                 stopped_by_operator: s.stopped_by_operator,
+                completed: s.completed,
                 spec: s.spec.as_ref().clone(),
             })
             .collect()
@@ -237,6 +253,7 @@ impl Supervisor {
                     start_time: run.and_then(|r| r.start_time),
                     restarts: s.restarts,
                     stopped_by_operator: s.stopped_by_operator,
+                    completed: s.completed(),
                     spec: s.spec.clone(),
                 }
             })
@@ -260,6 +277,7 @@ impl Supervisor {
             s.pid().hash(&mut pids);
             s.restarts.hash(&mut all);
             s.stopped_by_operator.hash(&mut all);
+            s.completed().hash(&mut all);
             s.removing.hash(&mut all);
             Arc::as_ptr(&s.spec).hash(&mut all);
         }
@@ -315,6 +333,12 @@ impl Supervisor {
 
     pub fn is_shutting_down(&self) -> bool {
         self.shutdown.is_some()
+    }
+
+    /// The session ended by runpm's own decision (a shutdown that completed): the state
+    /// file says so, and the next start begins from the config.
+    pub fn ended_cleanly(&self) -> bool {
+        self.shutdown.is_some_and(|s| s.exit_sent)
     }
 
     pub fn handle(&mut self, event: Event, now: Now) -> Vec<Effect> {
@@ -851,6 +875,7 @@ pub(super) struct Snapshot {
     start_time: Option<u64>,
     restarts: u32,
     stopped_by_operator: bool,
+    completed: bool,
     spec: Arc<crate::config::ServiceSpec>,
 }
 

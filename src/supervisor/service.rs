@@ -202,6 +202,11 @@ impl Service {
         }
     }
 
+    /// A task that ended with a success code and stays down.
+    pub fn completed(&self) -> bool {
+        matches!(self.phase, Phase::Exited { status } if super::policy::is_success(&self.spec, status))
+    }
+
     /// A process of this service may still be alive.
     pub fn is_active(&self) -> bool {
         matches!(
