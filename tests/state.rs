@@ -1058,8 +1058,9 @@ fn an_invalid_config_at_start_runs_the_last_known_good_snapshot() {
     let p = Project::new(secs(60));
     let _strays = p.stray_guard();
     let daemon = run_three_with_gamma_stopped(&p);
-    shutdown(&p, &daemon);
-    drop(daemon);
+    // The daemon dies (a crash, not a clean end): the snapshot is what the next start
+    // restores, gamma's stop included.
+    daemon.crash();
     let good = p.read("services.toml");
     p.config(&format!("{good}\n[services.broken\ncmd = 1\n"));
     assert_eq!(
@@ -1259,7 +1260,10 @@ fn resurrect_starts_what_the_file_says_ran_and_is_idempotent() {
 /// `runpmctl shutdown` freezes the snapshot as the shutdown begins: the next `runpm up`
 /// brings back what ran, not the "stopped" of the shutdown itself.
 #[test]
-fn shutdown_then_up_brings_back_what_was_running() {
+/// A clean stop ends the session: the next `up` on the same boot starts from the config,
+/// as a first start would, including what the operator had stopped. The file still says
+/// what ran when the shutdown began, and that the session ended cleanly.
+fn shutdown_then_up_starts_from_the_config() {
     let p = Project::new(secs(60));
     let _strays = p.stray_guard();
     let daemon = run_three_with_gamma_stopped(&p);
@@ -1267,11 +1271,16 @@ fn shutdown_then_up_brings_back_what_was_running() {
     drop(daemon);
     let state = read_state(&p);
     assert_eq!(record(&state, "alpha")["status"], "running", "{state:#}");
+    assert_eq!(state["clean_shutdown"], true, "{state:#}");
     let daemon = p.up_detached(&[]);
-    running(&p, &["alpha", "beta"]);
-    assert_one_copy_each(&p, &["alpha", "beta"], "after shutdown and up");
-    assert!(copies(&p, "gamma").is_empty(), "gamma stays stopped");
-    assert_eq!(p.services()["gamma"]["stopped_by_operator"], true);
+    running(&p, &["alpha", "beta", "gamma"]);
+    assert_one_copy_each(&p, &["alpha", "beta", "gamma"], "after shutdown and up");
+    assert_eq!(p.services()["gamma"]["stopped_by_operator"], false);
+    let state = wait_state(&p, secs(5), |s| s["daemon_pid"] == daemon.pid());
+    assert_eq!(
+        state["clean_shutdown"], false,
+        "a running session is not ended"
+    );
     drop(daemon);
 }
 
