@@ -115,8 +115,11 @@ const RUNPM_EXTRA: &[Block<'static>] = &[
     ),
     Block::Item(
         ".runpm/state.json",
-        "The persisted state: what runs, with each service's last applied spec. It is the \
-         snapshot that a restarted runpm (after a crash or a reboot) resurrects.",
+        "The persisted state: what runs, with each service's last applied spec. After a \
+         clean end (Ctrl-C, SIGTERM, `runpmctl shutdown`) the next start on the same boot \
+         begins from the config, tasks included. After a crash of runpm it is the snapshot \
+         the next start restores (a task that completed is not run again); after a reboot \
+         the project starts afresh except what the operator had stopped.",
     ),
     Block::Item(
         ".runpm/lock",
@@ -152,8 +155,9 @@ const RUNPMCTL_EXTRA: &[Block<'static>] = &[
     Block::Item(
         "1",
         "The operation failed, and the message says why: an unknown service name, an \
-         invalid config on reload (nothing was changed), a start that failed, a refused \
-         connection.",
+         invalid config on reload (nothing was changed), a start that failed, a service \
+         that waits for a dependency that failed, ended badly, was stopped or is in a long \
+         backoff (said at once, with what to do), a refused connection.",
     ),
     Block::Item(
         "2",
