@@ -20,7 +20,7 @@
 //! | exited otherwise            | met (through) | blocked        | blocked                   |
 //! | failed                      | blocked  | blocked             | blocked                   |
 //! | backoff                     | backoff  | backoff             | backoff                   |
-//! | waiting                     | blocked if one of its own dependencies is, else pending  |
+//! | waiting                     | as its own dependencies when blocked or in backoff, else pending |
 //! | spawning, stopping to start | pending  | pending             | pending                   |
 //! | stopped or stopping, down   | blocked  | blocked             | blocked                   |
 
@@ -110,8 +110,9 @@ pub fn check(services: &BTreeMap<String, Service>, dep: &str, condition: Conditi
             until: *until,
         },
         Phase::Waiting if svc.want == Want::Up => match own_dependencies(services, svc) {
-            blocked @ Wait::Blocked { .. } => blocked,
-            _ => Wait::Pending,
+            // What holds it up holds up its dependents too.
+            wait @ (Wait::Blocked { .. } | Wait::Backoff { .. }) => wait,
+            Wait::Met | Wait::Pending => Wait::Pending,
         },
         Phase::Spawning => Wait::Pending,
         Phase::Stopping(stop) if svc.want == Want::Up || stop.then == AfterStop::Start => {
@@ -198,6 +199,137 @@ impl Wait {
             Wait::Blocked { service, .. } => {
                 Some(format!("runpmctl restart {service} to try again"))
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::supervisor::service::{Run, Stopping};
+    use crate::testing::spec;
+
+    fn table(rows: Vec<(&str, &[&str], Phase, Want)>) -> BTreeMap<String, Service> {
+        rows.into_iter()
+            .map(|(name, deps, phase, want)| {
+                let mut s = spec(name);
+                s.depends_on = deps.iter().map(|d| d.to_string()).collect();
+                let mut svc = Service::new(Arc::new(s), SystemTime::UNIX_EPOCH);
+                svc.phase = phase;
+                svc.want = want;
+                (name.to_owned(), svc)
+            })
+            .collect()
+    }
+
+    fn running(ready: bool) -> Phase {
+        let mut run = Run::new(10, Instant::now(), SystemTime::UNIX_EPOCH);
+        run.ready = ready;
+        Phase::Running(run)
+    }
+
+    fn each(phase: Phase, want: Want) -> [Wait; 3] {
+        let t = table(vec![("dep", &[], phase, want)]);
+        [Condition::Started, Condition::Ready, Condition::Completed].map(|c| check(&t, "dep", c))
+    }
+
+    fn is_blocked(w: &Wait) -> bool {
+        matches!(w, Wait::Blocked { .. })
+    }
+
+    #[test]
+    fn running_rows() {
+        assert_eq!(
+            each(running(false), Want::Up),
+            [Wait::Met, Wait::Pending, Wait::Pending]
+        );
+        assert_eq!(
+            each(running(true), Want::Up),
+            [Wait::Met, Wait::Met, Wait::Pending]
+        );
+        let mut t = table(vec![("dep", &[], running(true), Want::Up)]);
+        t.get_mut("dep").unwrap().restart_pending = true;
+        assert_eq!(check(&t, "dep", Condition::Started), Wait::Pending);
+    }
+
+    #[test]
+    fn exited_rows() {
+        let ok = Phase::Exited {
+            status: ExitStatus::Code(0),
+        };
+        assert_eq!(each(ok, Want::Up), [Wait::Met, Wait::Met, Wait::Met]);
+        let bad = Phase::Exited {
+            status: ExitStatus::Code(3),
+        };
+        let [started, ready, completed] = each(bad, Want::Up);
+        assert_eq!(started, Wait::Met);
+        assert!(is_blocked(&ready) && is_blocked(&completed));
+        assert_eq!(completed.to_string(), "dep, which exited with code 3");
+    }
+
+    #[test]
+    fn failed_backoff_and_stopped_rows() {
+        let failed = Phase::Failed {
+            reason: "crash loop".into(),
+            code: 1,
+            rearm_at: None,
+        };
+        assert!(each(failed, Want::Up).iter().all(is_blocked));
+        let until = Instant::now() + Duration::from_secs(30);
+        assert!(
+            each(Phase::Backoff { until }, Want::Up)
+                .iter()
+                .all(|w| matches!(w, Wait::Backoff { .. }))
+        );
+        assert!(each(Phase::Stopped, Want::Down).iter().all(is_blocked));
+        assert_eq!(
+            each(Phase::Spawning, Want::Up),
+            [Wait::Pending, Wait::Pending, Wait::Pending]
+        );
+        let stopping = |then| {
+            Phase::Stopping(Stopping {
+                run: Run::new(10, Instant::now(), SystemTime::UNIX_EPOCH),
+                deadline: Instant::now(),
+                forced: false,
+                main_exit: None,
+                then,
+                orphaned: false,
+            })
+        };
+        assert_eq!(
+            each(stopping(AfterStop::Start), Want::Up),
+            [Wait::Pending, Wait::Pending, Wait::Pending]
+        );
+        assert!(
+            each(stopping(AfterStop::Stay), Want::Down)
+                .iter()
+                .all(is_blocked)
+        );
+    }
+
+    #[test]
+    fn a_finished_task_and_a_waiting_service_stand_for_their_own_dependencies() {
+        let ok = Phase::Exited {
+            status: ExitStatus::Code(0),
+        };
+        let until = Instant::now() + Duration::from_secs(30);
+        let t = table(vec![
+            ("db", &[], Phase::Backoff { until }, Want::Up),
+            ("migrate", &["db"], ok, Want::Up),
+            ("cache", &["db"], Phase::Waiting, Want::Up),
+        ]);
+        for through in ["migrate", "cache"] {
+            assert_eq!(
+                check(&t, through, Condition::Ready),
+                Wait::Backoff {
+                    service: "db".into(),
+                    until
+                },
+                "{through}"
+            );
         }
     }
 }
