@@ -156,6 +156,17 @@ fn blocked(service: &str, why: Block, rearm_at: Option<Instant>) -> Wait {
     }
 }
 
+/// What the direct dependency `dep` stands for, to read after "waiting for": `db, which
+/// failed (…)`, or through it, `web, which waits for migrate, which exited with code 2`.
+pub fn describe(dep: &str, wait: &Wait) -> String {
+    match wait {
+        Wait::Backoff { service, .. } | Wait::Blocked { service, .. } if service != dep => {
+            format!("{dep}, which waits for {wait}")
+        }
+        _ => wait.to_string(),
+    }
+}
+
 impl std::fmt::Display for Wait {
     /// What a dependent waits for, to read after "waiting for": `db, which failed (crash
     /// loop: …)`, `db, which is in backoff`.

@@ -89,7 +89,7 @@ fn dependency_info(
                 .map_or_else(|| "unknown".into(), |d| d.status().as_str().into()),
             met: wait.is_met(),
             why: matches!(wait, Wait::Blocked { .. } | Wait::Backoff { .. })
-                .then(|| wait.to_string()),
+                .then(|| deps::describe(dep, &wait)),
         });
     }
     (waiting_for, all)
@@ -393,10 +393,14 @@ impl Supervisor {
             };
             let fresh = svc.since >= w.since;
             if *op != Op::Stop && svc.want == Want::Up && svc.phase == Phase::Waiting {
-                let wait = deps::own_dependencies(&self.services, svc);
-                if wait.hopeless(now.at, PATIENCE) {
+                let hopeless = svc.spec.depends_on.iter().find_map(|dep| {
+                    let wait = deps::check(&self.services, dep, svc.spec.condition(dep));
+                    wait.hopeless(now.at, PATIENCE).then_some((dep, wait))
+                });
+                if let Some((dep, wait)) = hopeless {
                     let advice = wait.advice().map(|a| format!("; {a}")).unwrap_or_default();
-                    failures.push(format!("{name}: waiting for {wait}{advice}"));
+                    let what = deps::describe(dep, &wait);
+                    failures.push(format!("{name}: waiting for {what}{advice}"));
                     continue;
                 }
             }
