@@ -68,3 +68,65 @@ fn a_request_with_a_duplicate_key_is_refused_with_its_id() {
     assert_eq!(replies[4]["result"]["services"][0]["pid"], web);
     assert!(is_alive(web));
 }
+
+/// Every distinct content of `path` seen until `stop` is set, read as fast as possible.
+fn observe_file(
+    path: std::path::PathBuf,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Vec<String>> {
+    std::thread::spawn(move || {
+        let mut seen: Vec<String> = Vec::new();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Ok(text) = std::fs::read_to_string(&path)
+                && !seen.contains(&text)
+            {
+                seen.push(text);
+            }
+        }
+        seen
+    })
+}
+
+#[test]
+fn up_right_after_a_kill_9_starts_and_the_lock_only_ever_names_a_daemon() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let p = Project::new(secs(170));
+    p.config(ONE);
+    let _strays = p.stray_guard();
+    let lock = p.file(".runpm/lock");
+    let mut previous: Option<i32> = None;
+    let rounds = 25;
+    for round in 0..rounds {
+        let stop = Arc::new(AtomicBool::new(false));
+        let observer = observe_file(lock.clone(), stop.clone());
+        // `up_detached` asserts that `up -d` exits 0: "already running" would fail here.
+        let daemon = p.up_detached(&["--no-watch"]);
+        stop.store(true, Ordering::Relaxed);
+        let seen = observer.join().unwrap();
+        let pid = daemon.pid();
+        // The daemon says the same pid as the lock file.
+        let hello = exchange(daemon.socket(), &[]);
+        assert_eq!(hello[0]["result"]["daemon_pid"], pid, "round {round}");
+        // The file named the dead daemon (until the new one locked), nobody, or the new
+        // daemon: never the `up -d` process that forked it.
+        for text in &seen {
+            let named = text.lines().next().map(|l| l.trim().parse::<i32>());
+            match named {
+                None => {}
+                Some(Ok(named)) if named == pid || Some(named) == previous => {}
+                other => panic!(
+                    "round {round}: the lock file named {other:?} ({text:?}), not the daemon \
+                     {pid} (previous {previous:?}); all seen: {seen:?}\n{}",
+                    daemon.describe()
+                ),
+            }
+        }
+        if round + 1 < rounds {
+            // No waiting for the lock to be free: the next `up -d` comes at once.
+            daemon.crash_now();
+            previous = Some(pid);
+        }
+    }
+}

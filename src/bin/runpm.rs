@@ -173,7 +173,20 @@ fn up(args: UpArgs) -> u8 {
         eprintln!("runpm: {}", error_chain(&e));
         return exit::FAILED;
     }
-    let mut lock = match state.lock() {
+    // `up -d` forks the daemon: the lock file waits for the daemon to name itself.
+    let claim = if args.detach {
+        ipc::Claim::Later
+    } else {
+        ipc::Claim::Now
+    };
+    let waiting = |holder| {
+        eprintln!(
+            "runpm: {} is locked, but {holder}; waiting up to {}s for the lock to be released",
+            state.dir,
+            ipc::RELEASE_WAIT.as_secs()
+        );
+    };
+    let mut lock = match state.lock_with(claim, waiting) {
         Ok(lock) => lock,
         Err(e) => {
             eprintln!("runpm: {}", error_chain(&e));
