@@ -130,3 +130,142 @@ fn up_right_after_a_kill_9_starts_and_the_lock_only_ever_names_a_daemon() {
         }
     }
 }
+
+const NOBODY: u32 = 65534;
+
+fn chown(path: &std::path::Path, uid: u32) {
+    std::os::unix::fs::lchown(path, Some(uid), Some(uid))
+        .unwrap_or_else(|e| panic!("chown {path:?} needs root (CI runs as root): {e}"));
+}
+
+fn chmod(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// `mkdir .runpm; chown 65534 .runpm; chmod 777 .runpm; ln -s ELSEWHERE .runpm/logs`.
+#[test]
+fn a_state_dir_of_another_user_is_refused_by_runpm_and_runpmctl() {
+    assert!(
+        is_root(),
+        "this test chowns files to uid 65534: run it as root (CI does)"
+    );
+    let p = Project::new(secs(60));
+    p.config(ONE);
+    let _strays = p.stray_guard();
+    let elsewhere = p.file("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let state = p.file(".runpm");
+    std::fs::create_dir(&state).unwrap();
+    chown(&state, NOBODY);
+    chmod(&state, 0o777);
+    std::os::unix::fs::symlink(&elsewhere, state.join("logs")).unwrap();
+    chown(&state.join("logs"), NOBODY);
+
+    let file = p.file("services.toml");
+    for extra in [&["-d"][..], &[][..]] {
+        let mut args = vec!["up", "-f", file.to_str().unwrap()];
+        args.extend(extra);
+        let up = p.run(&args, COMMAND_LIMIT);
+        assert_eq!(
+            up.code(),
+            Some(1),
+            "`runpm up {extra:?}`\n{}",
+            up.describe()
+        );
+        let text = &up.stderr;
+        assert!(
+            text.contains(".runpm")
+                && text.contains("owned by uid 65534")
+                && text.contains("remove it"),
+            "the message names the directory, its owner and the fix:\n{}",
+            up.describe()
+        );
+    }
+    assert!(!p.file("web.pid").exists(), "nothing was started");
+    assert_eq!(
+        std::fs::read_dir(&elsewhere).unwrap().count(),
+        0,
+        "nothing written there"
+    );
+    let meta = std::fs::symlink_metadata(&state).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        (meta.uid(), meta.mode() & 0o777),
+        (NOBODY, 0o777),
+        "left as it was"
+    );
+
+    // Root's own directory that anyone may write to is refused too.
+    chown(&state, 0);
+    let up = p.run(&["up", "-f", file.to_str().unwrap(), "-d"], COMMAND_LIMIT);
+    assert_eq!(up.code(), Some(1), "{}", up.describe());
+    assert!(up.stderr.contains("chmod go-w"), "{}", up.describe());
+
+    // The client will not trust a socket found there either.
+    chown(&state, NOBODY);
+    let ctl = p.ctl(&["status"]);
+    assert_ne!(ctl.code(), Some(0), "{}", ctl.describe());
+    assert!(
+        ctl.stderr.contains("state directory is unsafe") && ctl.stderr.contains("65534"),
+        "{}",
+        ctl.describe()
+    );
+}
+
+/// A `state.json` that another user owns is not read: its specs never run as
+/// last-known-good.
+#[test]
+fn a_state_file_of_another_user_is_not_run_as_last_known_good() {
+    assert!(
+        is_root(),
+        "this test chowns files to uid 65534: run it as root (CI does)"
+    );
+    let p = Project::new(secs(60));
+    p.config(ONE);
+    let _strays = p.stray_guard();
+    let daemon = p.up_detached(&[]);
+    p.running_pid("web", secs(10));
+    p.ctl_ok(&["shutdown", "--yes"]);
+    assert!(daemon.wait_exit(COMMAND_LIMIT), "{}", daemon.describe());
+    drop(daemon);
+    std::fs::remove_file(p.file("web.pid")).unwrap();
+    let state_file = p.file(".runpm/state.json");
+    chown(&state_file, NOBODY);
+    p.config("[services.web\ncmd = 1\n");
+
+    let file = p.file("services.toml");
+    let up = p.run(&["up", "-f", file.to_str().unwrap(), "-d"], COMMAND_LIMIT);
+    assert_eq!(up.code(), Some(1), "{}", up.describe());
+    let log = std::fs::read_to_string(p.file(".runpm/runpm.log")).unwrap_or_default();
+    assert!(
+        log.contains("state.json") && log.contains("owned by uid 65534"),
+        "the log says why the snapshot was not used:\n{log}"
+    );
+    assert!(!p.file("web.pid").exists(), "the snapshot's web never ran");
+}
+
+/// Inside a trusted state directory, a `logs` symlink is not written through.
+#[test]
+fn a_logs_symlink_is_never_written_through() {
+    let p = Project::new(secs(60));
+    p.config(
+        r#"
+[services.web]
+shell = 'echo hello; echo $$ > web.pid; exec sleep 1000000'
+"#,
+    );
+    let elsewhere = p.file("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let state = p.file(".runpm");
+    std::fs::create_dir(&state).unwrap();
+    chmod(&state, 0o700);
+    std::os::unix::fs::symlink(&elsewhere, state.join("logs")).unwrap();
+    let daemon = p.up_detached(&[]);
+    p.running_pid("web", secs(10));
+    let log = daemon.wait_for_log("failed to write its log", secs(10));
+    assert!(log.contains("logs"), "{log}");
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+    // The line is not lost to `runpmctl logs`, which reads the daemon's memory.
+    assert!(p.ctl_ok(&["logs", "web"]).contains("hello"));
+}

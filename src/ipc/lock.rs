@@ -89,6 +89,8 @@ pub enum LockError {
         RELEASE_WAIT.as_secs()
     )]
     Stuck { path: Utf8PathBuf, holder: Holder },
+    #[error(transparent)]
+    Untrusted(#[from] crate::owner::Untrusted),
     #[error("cannot open the lock file `{path}`")]
     Open {
         path: Utf8PathBuf,
@@ -195,7 +197,7 @@ fn try_lock(file: File, path: &Utf8Path) -> Result<Result<Flock<File>, File>, Lo
 }
 
 fn open(path: &Utf8Path) -> Result<File, LockError> {
-    OpenOptions::new()
+    let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
@@ -207,7 +209,14 @@ fn open(path: &Utf8Path) -> Result<File, LockError> {
         .map_err(|source| LockError::Open {
             path: path.to_owned(),
             source,
-        })
+        })?;
+    // Judged on the descriptor: a lock file someone else made could be held by them.
+    let meta = file.metadata().map_err(|source| LockError::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    crate::owner::check(&meta, path, crate::owner::Trust::Daemon)?;
+    Ok(file)
 }
 
 /// Who the lock file names. The holder writes its pid right after locking (or after its
