@@ -198,6 +198,13 @@ fn up(args: UpArgs) -> u8 {
     {
         return code;
     }
+    let token = match state::Token::load_or_create(&state.token_file) {
+        Ok(token) => token,
+        Err(e) => {
+            eprintln!("runpm: {}", error_chain(&e));
+            return exit::FAILED;
+        }
+    };
     let ready_pipe = if args.detach {
         match detach::fork_daemon(&state.daemon_log) {
             Ok(detach::Forked::Parent(parent)) => {
@@ -221,7 +228,8 @@ fn up(args: UpArgs) -> u8 {
     } else {
         None
     };
-    let startup = match state::startup(&state.state_file, loaded.map_err(|e| e.to_string())) {
+    let startup = match state::startup(&state.state_file, &token, loaded.map_err(|e| e.to_string()))
+    {
         Ok(startup) => startup,
         Err(errors) => {
             eprintln!("{errors}");
@@ -268,7 +276,7 @@ fn up(args: UpArgs) -> u8 {
         logs,
         // In the foreground runpm ends when nothing is left to run; a daemon keeps serving.
         exit_when_default: (!detached).then_some(ExitWhen::AllExited),
-        control: Some(Control { state, lock }),
+        control: Some(Control { state, lock, token }),
         watch: !args.no_watch,
         startup: Some((startup.resume, startup.last_known_good)),
         on_ready: ready_pipe

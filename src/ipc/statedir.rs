@@ -35,6 +35,8 @@ pub struct StateDir {
     pub state_file: Utf8PathBuf,
     pub logs_dir: Utf8PathBuf,
     pub lock_file: Utf8PathBuf,
+    /// The secret that the processes of this directory's daemons carry (`state::Token`).
+    pub token_file: Utf8PathBuf,
     /// The daemon's own log when it runs detached.
     pub daemon_log: Utf8PathBuf,
 }
@@ -132,6 +134,7 @@ impl StateDir {
             state_file: dir.join("state.json"),
             logs_dir: dir.join("logs"),
             lock_file: dir.join("lock"),
+            token_file: dir.join("token"),
             daemon_log: dir.join("runpm.log"),
             socket,
             socket_dir,
@@ -301,6 +304,7 @@ mod tests {
         assert_eq!(state.state_file, "/srv/app/.runpm/state.json");
         assert_eq!(state.logs_dir, "/srv/app/.runpm/logs");
         assert_eq!(state.lock_file, "/srv/app/.runpm/lock");
+        assert_eq!(state.token_file, "/srv/app/.runpm/token");
         assert_eq!(state.daemon_log, "/srv/app/.runpm/runpm.log");
     }
 
