@@ -39,6 +39,8 @@ pub enum LogFileError {
     },
     #[error(transparent)]
     Untrusted(#[from] crate::owner::Untrusted),
+    #[error("`{path}` is a symlink; runpm never writes logs through one (remove it)")]
+    Symlink { path: Utf8PathBuf },
     #[error("cannot open the log file `{path}`")]
     Open {
         path: Utf8PathBuf,
@@ -250,9 +252,17 @@ impl LogFile {
         // The directory and the file are judged on their descriptors, and the file is
         // opened relative to the judged directory: a `logs` symlink or a planted
         // `NAME.log -> /etc/...` is refused, never written through.
-        let dir = crate::owner::open_dir(&self.dir).map_err(|source| LogFileError::CreateDir {
-            path: self.dir.clone(),
-            source,
+        let dir = crate::owner::open_dir(&self.dir).map_err(|source| {
+            if crate::owner::is_symlink_error(&source) {
+                LogFileError::Symlink {
+                    path: self.dir.clone(),
+                }
+            } else {
+                LogFileError::CreateDir {
+                    path: self.dir.clone(),
+                    source,
+                }
+            }
         })?;
         let dir_meta = dir.metadata().map_err(|source| LogFileError::CreateDir {
             path: self.dir.clone(),
@@ -262,6 +272,11 @@ impl LogFile {
         let flags = OFlag::O_WRONLY | OFlag::O_APPEND | OFlag::O_CREAT;
         let file = crate::owner::open_in(&dir, &format!("{}.log", self.name), &self.path, flags)
             .map_err(|e| match e {
+                crate::owner::OpenError::Io(source) if crate::owner::is_symlink_error(&source) => {
+                    LogFileError::Symlink {
+                        path: self.path.clone(),
+                    }
+                }
                 crate::owner::OpenError::Io(source) => open_error(source),
                 crate::owner::OpenError::Untrusted(e) => LogFileError::Untrusted(e),
             })?;
@@ -526,7 +541,7 @@ mod tests {
         std::os::unix::fs::symlink(&target, dir.join("web.log")).unwrap();
         let mut log = LogFile::new(&dir, "web", 1000, 2).unwrap();
         let printed = warnings(|| log.write_line(at(), Stream::Stdout, &line(0)));
-        assert!(printed.contains("cannot open the log file"), "{printed}");
+        assert!(printed.contains("web.log` is a symlink"), "{printed}");
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep\n");
         std::fs::remove_file(dir.join("web.log")).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
