@@ -5,7 +5,8 @@
 //! malformed (`id` is null only when none could be read). The first request on a connection
 //! must be `hello`, whose reply names the protocol version the daemon speaks; a client with
 //! another major version is refused. A request that fails is an error reply
-//! (`"ok": false`), never a success that wraps a failure.
+//! (`"ok": false`), never a success that wraps a failure. A request with a key given twice
+//! is refused (see `codec`): JSON parsers disagree on which of the two counts.
 //!
 //! ```text
 //! → {"id":1,"cmd":"hello","version":1}

@@ -21,6 +21,7 @@ use super::boot::{
 use super::file::StateFile;
 use super::proc::{boot_id, pid_ns, tagged_processes, verify};
 use super::store::{LoadOutcome, load, sweep_temp_files, write_atomic};
+use super::token::Token;
 
 /// What the snapshot says about the services.
 #[derive(Debug)]
@@ -63,7 +64,11 @@ pub struct Startup {
 
 /// Reads the state file next to a config that loaded (`Ok`) or not (`Err` with every
 /// diagnostic). Fails only when the config is invalid and no snapshot can stand in.
-pub fn startup(state_file: &Utf8Path, config: Result<Config, String>) -> Result<Startup, String> {
+pub fn startup(
+    state_file: &Utf8Path,
+    token: &Token,
+    config: Result<Config, String>,
+) -> Result<Startup, String> {
     match sweep_temp_files(state_file) {
         Ok(swept) if !swept.is_empty() => {
             tracing::info!(
@@ -120,7 +125,7 @@ pub fn startup(state_file: &Utf8Path, config: Result<Config, String>) -> Result<
     let instance = state_file
         .parent()
         .map_or_else(String::new, |dir| dir.to_string());
-    untracked(&instance, &config, &mut resume);
+    untracked(&instance, token, &config, &mut resume);
     Ok(Startup {
         config,
         last_known_good,
@@ -253,12 +258,13 @@ fn resume(state_file: &Utf8Path, file: &StateFile) -> Resume {
 }
 
 /// Processes an earlier daemon of this state directory started but did not record (it died
-/// between a spawn and the state write): found by their tag, proven alive through a pidfd,
+/// between a spawn and the state write): found by their tag and the directory's secret
+/// token (a tag alone proves nothing: anyone can set it), proven alive through a pidfd,
 /// and handed over as survivors so that they are stopped before a fresh copy starts. Never
 /// two copies: a second process claiming a service that already has a survivor, and a
 /// leftover whose service leader is gone, are killed at once.
-fn untracked(instance: &str, config: &Config, resume: &mut Option<Resume>) {
-    let tagged = tagged_processes(instance);
+fn untracked(instance: &str, token: &Token, config: &Config, resume: &mut Option<Resume>) {
+    let tagged = tagged_processes(instance, token);
     if tagged.is_empty() {
         return;
     }

@@ -103,7 +103,8 @@ const RUNPM_EXTRA: &[Block<'static>] = &[
     ),
     Block::Item(
         ".runpm/",
-        "The state directory, beside the config (mode 0700). It holds:",
+        "The state directory, beside the config (mode 0700). runpm refuses it, and anything \
+         in it, when it is a symlink, owned by another user or writable by others. It holds:",
     ),
     Block::Item(
         ".runpm/runpm.sock",
@@ -123,7 +124,13 @@ const RUNPM_EXTRA: &[Block<'static>] = &[
     ),
     Block::Item(
         ".runpm/lock",
-        "The single-instance lock (flock), holding the daemon's pid.",
+        "The single-instance lock (flock), holding the daemon's pid (written by the daemon \
+         itself). A lock whose pid has exited is waited for, up to 2 seconds.",
+    ),
+    Block::Item(
+        ".runpm/token",
+        "The daemon's secret (mode 0600), carried by every service as RUNPM_TOKEN: after a \
+         crash, only processes that carry it are taken for runpm's own.",
     ),
     Block::Item(
         ".runpm/logs/NAME.log",
