@@ -411,7 +411,8 @@ mod tests {
         fn load(&self, text: &str) -> Result<Config, String> {
             let root = camino::Utf8Path::from_path(self.0.path()).unwrap();
             let text = format!(
-                "{text}\n[services.db]\ncmd = [\"true\"]\n\n[services.cache]\ncmd = [\"true\"]\n"
+                "{text}\n[services.db]\ncmd = [\"true\"]\n\n[services.cache]\ncmd = [\"true\"]\n\n\
+                 [services.migrate]\ncmd = [\"true\"]\nrestart = \"never\"\n"
             );
             let file = root.join("services.toml");
             std::fs::write(&file, &text).unwrap();
