@@ -9,10 +9,9 @@
 //! blocks on the read end: `ready` means return 0; end-of-file without it means the daemon
 //! died, and the parent shows the end of the log. No polling either way.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::time::Duration;
 
 use camino::{Utf8Path, Utf8PathBuf};
@@ -31,6 +30,8 @@ pub enum DetachError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Untrusted(crate::owner::Untrusted),
     #[error("cannot start the daemon")]
     Spawn(#[source] std::io::Error),
     #[error(
@@ -67,15 +68,14 @@ pub fn fork_daemon(log: &Utf8Path) -> Result<Forked, DetachError> {
     if threads != 1 {
         return Err(DetachError::Threads(threads));
     }
-    let log_file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(log)
-        .map_err(|source| DetachError::Log {
+    // Never through a planted symlink, never a file another user owns or may write.
+    let log_file = crate::owner::open_append(log).map_err(|e| match e {
+        crate::owner::OpenError::Io(source) => DetachError::Log {
             path: log.to_owned(),
             source,
-        })?;
+        },
+        crate::owner::OpenError::Untrusted(e) => DetachError::Untrusted(e),
+    })?;
     let spawn = |e: nix::errno::Errno| DetachError::Spawn(e.into());
     let (read_end, write_end) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(spawn)?;
     // SAFETY: the process has one thread (checked above), so the child is a complete copy

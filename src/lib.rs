@@ -15,6 +15,7 @@ pub mod export;
 pub mod ipc;
 pub mod logs;
 pub mod notify;
+pub mod owner;
 pub mod process;
 pub mod reconcile;
 pub mod state;

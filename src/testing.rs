@@ -17,6 +17,7 @@ pub fn spec(name: &str) -> ServiceSpec {
         env_file: None,
         clear_env: false,
         depends_on: vec![],
+        conditions: BTreeMap::new(),
         restart: RestartPolicy::OnFailure,
         restart_delay: Duration::from_millis(100),
         restart_delay_max: Duration::from_secs(30),

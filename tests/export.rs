@@ -473,11 +473,12 @@ fn kubernetes_manifest_of_the_quickstart_passes_the_api_schema() {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["migrate", "web", "worker"]);
-    assert_eq!(pod["containers"][1]["workingDir"], "/app/site");
+    // The migration web waits for (`completed`) runs as an init container.
+    assert_eq!(names, ["web", "worker"]);
+    assert_eq!(pod["initContainers"][0]["name"], "migrate");
+    assert_eq!(pod["containers"][0]["workingDir"], "/app/site");
     let expected: BTreeSet<(String, String)> = [
         ("[export]", "image"),
-        ("migrate", "restart"),
         ("web", "restart"),
         ("worker", "restart"),
         ("worker", "restart_delay"),

@@ -25,6 +25,8 @@ fn service(name: &str, status: &str, pid: Option<i32>) -> ServiceInfo {
         reason: None,
         next_start: None,
         status_text: None,
+        waiting_for: vec![],
+        dependencies: vec![],
         exits: vec![],
     }
 }

@@ -475,6 +475,12 @@ fn crash_loop_never_duplicates_or_loses_a_service() {
     let mut generation = [0u32; 3];
     p.config(&crash_loop_config(&p, &generation));
     let mut figures = Figures::default();
+    // Processes that only pretend to be runpm's: tagged as its `db`, with a forged token,
+    // and (as root) one of uid 65534 with none. No daemon may ever signal them.
+    let mut strangers = vec![pretender(&p, Some(&"0f".repeat(32)), None)];
+    if require_root() {
+        strangers.push(pretender(&p, None, Some(65534)));
+    }
     let started = Instant::now();
 
     let mut daemon = p.up_detached(&["--no-watch"]);
@@ -585,6 +591,15 @@ fn crash_loop_never_duplicates_or_loses_a_service() {
         println!("  - {note}");
     }
     assert!(figures.iterations >= 30);
+    for stranger in &mut strangers {
+        let pid = stranger.id() as i32;
+        assert!(
+            is_alive(pid),
+            "pid {pid} only carried runpm's tag, and was signalled"
+        );
+        let _ = stranger.kill();
+        let _ = stranger.wait();
+    }
     assert_eq!(
         (
             figures.duplicates,
@@ -599,6 +614,36 @@ fn crash_loop_never_duplicates_or_loses_a_service() {
         daemon.describe()
     );
     drop(daemon);
+}
+
+/// `sleep` in a session of its own with runpm's tag for this project's `db`, `token` (or
+/// none), as `uid` (through setpriv) or as the test's own user. Not marked: it is no copy of
+/// `db`.
+fn pretender(p: &Project, token: Option<&str>, uid: Option<u32>) -> std::process::Child {
+    let mut cmd = std::process::Command::new("setpriv");
+    if let Some(uid) = uid {
+        cmd.args([
+            format!("--reuid={uid}"),
+            format!("--regid={uid}"),
+            "--clear-groups".to_owned(),
+        ]);
+    }
+    cmd.args(["setsid", "sleep", "1000000"])
+        .current_dir(p.path())
+        .env("RUNPM_INSTANCE", p.file(".runpm"))
+        .env("RUNPM_SERVICE", "db")
+        .stdin(std::process::Stdio::null());
+    if let Some(token) = token {
+        cmd.env("RUNPM_TOKEN", token);
+    }
+    let child = cmd.spawn().expect("setpriv (util-linux) runs");
+    let pid = child.id() as i32;
+    assert!(
+        wait_for(secs(10), || std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| c.starts_with(b"sleep\0"))),
+        "the pretender did not start"
+    );
+    child
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1058,8 +1103,9 @@ fn an_invalid_config_at_start_runs_the_last_known_good_snapshot() {
     let p = Project::new(secs(60));
     let _strays = p.stray_guard();
     let daemon = run_three_with_gamma_stopped(&p);
-    shutdown(&p, &daemon);
-    drop(daemon);
+    // The daemon dies (a crash, not a clean end): the snapshot is what the next start
+    // restores, gamma's stop included.
+    daemon.crash();
     let good = p.read("services.toml");
     p.config(&format!("{good}\n[services.broken\ncmd = 1\n"));
     assert_eq!(
@@ -1259,7 +1305,10 @@ fn resurrect_starts_what_the_file_says_ran_and_is_idempotent() {
 /// `runpmctl shutdown` freezes the snapshot as the shutdown begins: the next `runpm up`
 /// brings back what ran, not the "stopped" of the shutdown itself.
 #[test]
-fn shutdown_then_up_brings_back_what_was_running() {
+/// A clean stop ends the session: the next `up` on the same boot starts from the config,
+/// as a first start would, including what the operator had stopped. The file still says
+/// what ran when the shutdown began, and that the session ended cleanly.
+fn shutdown_then_up_starts_from_the_config() {
     let p = Project::new(secs(60));
     let _strays = p.stray_guard();
     let daemon = run_three_with_gamma_stopped(&p);
@@ -1267,11 +1316,16 @@ fn shutdown_then_up_brings_back_what_was_running() {
     drop(daemon);
     let state = read_state(&p);
     assert_eq!(record(&state, "alpha")["status"], "running", "{state:#}");
+    assert_eq!(state["clean_shutdown"], true, "{state:#}");
     let daemon = p.up_detached(&[]);
-    running(&p, &["alpha", "beta"]);
-    assert_one_copy_each(&p, &["alpha", "beta"], "after shutdown and up");
-    assert!(copies(&p, "gamma").is_empty(), "gamma stays stopped");
-    assert_eq!(p.services()["gamma"]["stopped_by_operator"], true);
+    running(&p, &["alpha", "beta", "gamma"]);
+    assert_one_copy_each(&p, &["alpha", "beta", "gamma"], "after shutdown and up");
+    assert_eq!(p.services()["gamma"]["stopped_by_operator"], false);
+    let state = wait_state(&p, secs(5), |s| s["daemon_pid"] == daemon.pid());
+    assert_eq!(
+        state["clean_shutdown"], false,
+        "a running session is not ended"
+    );
     drop(daemon);
 }
 

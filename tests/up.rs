@@ -550,8 +550,8 @@ restart = "never"
         "clear_env must not pass runpm's environment: {cleared:?}"
     );
     // Only PATH, the service's own `env`, what /bin/sh itself exports (PWD), and runpm's
-    // tags (which let a restarted runpm recognise the processes it started).
-    let tags = ["RUNPM_INSTANCE", "RUNPM_SERVICE"];
+    // tags and secret (which let a restarted runpm recognise the processes it started).
+    let tags = ["RUNPM_INSTANCE", "RUNPM_SERVICE", "RUNPM_TOKEN"];
     let unexpected: Vec<&String> = cleared
         .keys()
         .filter(|k| !["PATH", "KEPT", "PWD"].contains(&k.as_str()) && !tags.contains(&k.as_str()))

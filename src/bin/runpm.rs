@@ -173,7 +173,20 @@ fn up(args: UpArgs) -> u8 {
         eprintln!("runpm: {}", error_chain(&e));
         return exit::FAILED;
     }
-    let mut lock = match state.lock() {
+    // `up -d` forks the daemon: the lock file waits for the daemon to name itself.
+    let claim = if args.detach {
+        ipc::Claim::Later
+    } else {
+        ipc::Claim::Now
+    };
+    let waiting = |holder| {
+        eprintln!(
+            "runpm: {} is locked, but {holder}; waiting up to {}s for the lock to be released",
+            state.dir,
+            ipc::RELEASE_WAIT.as_secs()
+        );
+    };
+    let mut lock = match state.lock_with(claim, waiting) {
         Ok(lock) => lock,
         Err(e) => {
             eprintln!("runpm: {}", error_chain(&e));
@@ -185,6 +198,13 @@ fn up(args: UpArgs) -> u8 {
     {
         return code;
     }
+    let token = match state::Token::load_or_create(&state.token_file) {
+        Ok(token) => token,
+        Err(e) => {
+            eprintln!("runpm: {}", error_chain(&e));
+            return exit::FAILED;
+        }
+    };
     let ready_pipe = if args.detach {
         match detach::fork_daemon(&state.daemon_log) {
             Ok(detach::Forked::Parent(parent)) => {
@@ -208,7 +228,8 @@ fn up(args: UpArgs) -> u8 {
     } else {
         None
     };
-    let startup = match state::startup(&state.state_file, loaded.map_err(|e| e.to_string())) {
+    let startup = match state::startup(&state.state_file, &token, loaded.map_err(|e| e.to_string()))
+    {
         Ok(startup) => startup,
         Err(errors) => {
             eprintln!("{errors}");
@@ -257,7 +278,7 @@ fn up(args: UpArgs) -> u8 {
         logs,
         // In the foreground runpm ends when nothing is left to run; a daemon keeps serving.
         exit_when_default: (!detached).then_some(ExitWhen::AllExited),
-        control: Some(Control { state, lock }),
+        control: Some(Control { state, lock, token }),
         watch: !args.no_watch,
         startup: Some((startup.resume, startup.last_known_good)),
         on_ready: ready_pipe

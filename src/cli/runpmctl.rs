@@ -47,7 +47,8 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Show the services: a table, or the daemon's JSON
+    /// Show the services: a table (with what a starting service waits for), or the daemon's
+    /// JSON
     Status {
         /// Only these services
         #[arg(value_name = "NAME")]
@@ -58,7 +59,7 @@ pub enum Command {
     },
     /// Start services and wait until they run
     Start(Targets),
-    /// Stop services and wait until they stopped
+    /// Stop services and wait until they stopped (stopping one again sends SIGKILL at once)
     Stop {
         #[command(flatten)]
         targets: Targets,
@@ -96,7 +97,7 @@ pub enum Command {
         #[arg(short = 't', long)]
         timestamps: bool,
     },
-    /// Stop every service, then the daemon
+    /// Stop every service, then the daemon (asking again while it stops kills what is left)
     Shutdown {
         /// Confirm
         #[arg(long)]

@@ -24,7 +24,7 @@ use serde::de::Error as _;
 use toml::Spanned;
 
 use super::size::ByteSize;
-use super::spec::{KillMode, RestartPolicy, Signal};
+use super::spec::{Condition, KillMode, RestartPolicy, Signal};
 use super::suggest::{did_you_mean, hint};
 
 /// The keys allowed at the top of a `services.toml`.
@@ -39,7 +39,7 @@ pub(super) struct RawService {
     pub env: Option<BTreeMap<String, String>>,
     pub env_file: Option<Utf8PathBuf>,
     pub clear_env: Option<bool>,
-    pub depends_on: Option<Vec<Spanned<String>>>,
+    pub depends_on: Option<RawDependsOn>,
     pub restart: Option<Keyword<RestartPolicy>>,
     pub restart_delay: Option<Dur>,
     pub restart_delay_max: Option<Dur>,
@@ -128,6 +128,14 @@ impl Keywords for RestartPolicy {
         ("always", RestartPolicy::Always),
         ("on-failure", RestartPolicy::OnFailure),
         ("never", RestartPolicy::Never),
+    ];
+}
+
+impl Keywords for Condition {
+    const WORDS: &'static [(&'static str, Self)] = &[
+        ("started", Condition::Started),
+        ("ready", Condition::Ready),
+        ("completed", Condition::Completed),
     ];
 }
 
@@ -285,6 +293,59 @@ impl<'de> Deserialize<'de> for RawExitWhen {
             }
         }
         d.deserialize_any(Visitor(PhantomData))
+    }
+}
+
+/// `depends_on`: a list of names (each waited for until `ready`), or a table from name to
+/// condition. Every name keeps its span so that an unknown one can be pointed at; the
+/// condition's word is checked inside its own deserializer, so a wrong word gets its own
+/// position.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(super) struct RawDependsOn(pub Vec<(Spanned<String>, Condition)>);
+
+impl RawDependsOn {
+    pub fn names(&self) -> impl Iterator<Item = &Spanned<String>> {
+        self.0.iter().map(|(name, _)| name)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawDependsOn {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RawDependsOn;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    "a list of service names, or a table of service name = \"started\", \
+                     \"ready\" or \"completed\"",
+                )
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<RawDependsOn, A::Error> {
+                let mut out = Vec::new();
+                while let Some(name) = seq.next_element::<Spanned<String>>()? {
+                    out.push((name, Condition::Ready));
+                }
+                Ok(RawDependsOn(out))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<RawDependsOn, A::Error> {
+                let mut out = Vec::new();
+                while let Some(name) = map.next_key::<Spanned<String>>()? {
+                    let Keyword(condition) = map.next_value::<Keyword<Condition>>()?;
+                    out.push((name, condition));
+                }
+                Ok(RawDependsOn(out))
+            }
+        }
+        d.deserialize_any(Visitor)
     }
 }
 

@@ -83,11 +83,18 @@ pub const SERVICE: &[Field] = &[
     },
     Field {
         name: "depends_on",
-        ty: "list of service names",
+        ty: "list of service names, or a table of service name = condition",
         default: Default::Value("[]"),
-        example: r#"["db", "cache"]"#,
-        doc: "Start after these services are ready (running), and stop before them. A \
-              dependency restarted by a reload restarts its dependents.",
+        example: r#"{ db = "ready", migrate = "completed" }"#,
+        doc: "Start after these services, and stop before them (through the whole graph: \
+              `app` is stopped before `db` even when a finished task stands between them). \
+              The list form waits until each is ready. The table form names a condition per \
+              dependency: `started` (spawned, ready or not), `ready` (its readiness check \
+              passed, or it is a task that completed), `completed` (it exited with a code in \
+              `success_exit_codes`). A dependency that cannot get there by itself (failed, \
+              exited unsuccessfully, stopped) keeps the dependent waiting: `runpmctl status` \
+              shows what it waits for, and `runpmctl start` of the dependent says why at \
+              once. A dependency restarted by a reload restarts its dependents.",
     },
     Field {
         name: "restart",
@@ -404,7 +411,8 @@ mod tests {
         fn load(&self, text: &str) -> Result<Config, String> {
             let root = camino::Utf8Path::from_path(self.0.path()).unwrap();
             let text = format!(
-                "{text}\n[services.db]\ncmd = [\"true\"]\n\n[services.cache]\ncmd = [\"true\"]\n"
+                "{text}\n[services.db]\ncmd = [\"true\"]\n\n[services.cache]\ncmd = [\"true\"]\n\n\
+                 [services.migrate]\ncmd = [\"true\"]\nrestart = \"never\"\n"
             );
             let file = root.join("services.toml");
             std::fs::write(&file, &text).unwrap();

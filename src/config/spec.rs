@@ -108,7 +108,12 @@ pub struct ServiceSpec {
     #[serde(default)]
     pub env_file: Option<EnvFile>,
     pub clear_env: bool,
+    /// The names of the services this one needs, sorted.
     pub depends_on: Vec<String>,
+    /// The dependencies whose condition is not the default `ready`, by name; each is also
+    /// in `depends_on`. Kept apart so that the many walks of the graph see plain names.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub conditions: BTreeMap<String, Condition>,
     pub restart: RestartPolicy,
     #[serde(with = "humantime_serde")]
     pub restart_delay: Duration,
@@ -138,6 +143,39 @@ pub struct ServiceSpec {
     /// Bytes per log file before rotation.
     pub log_max_size: u64,
     pub log_keep: u32,
+}
+
+/// When a dependency lets its dependent start, as docker compose and process-compose name
+/// it.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Condition {
+    /// Its process was spawned (ready or not), or it already ended, whatever its result.
+    Started,
+    /// Its readiness check passed, or it was a task that completed successfully.
+    #[default]
+    Ready,
+    /// It exited with a success code; a failure keeps the dependent from starting.
+    Completed,
+}
+
+impl Condition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Condition::Started => "started",
+            Condition::Ready => "ready",
+            Condition::Completed => "completed",
+        }
+    }
+}
+
+impl ServiceSpec {
+    /// What this service waits for from its dependency `dep`.
+    pub fn condition(&self, dep: &str) -> Condition {
+        self.conditions.get(dep).copied().unwrap_or_default()
+    }
 }
 
 /// An `env_file`, resolved: its absolute path and the variables it set (already in the

@@ -128,6 +128,7 @@ fn check_full(config: &Config, root: &Utf8Path) {
         }),
         clear_env: true,
         depends_on: vec!["db".into()],
+        conditions: BTreeMap::new(),
         restart: RestartPolicy::Always,
         restart_delay: Duration::from_millis(250),
         restart_delay_max: Duration::from_secs(60),
@@ -366,6 +367,62 @@ fn unknown_dependency_with_hint() {
         [
             "services.toml:5:15: service `web`: unknown dependency `bd` (did you mean `db`?)",
             "services.toml:5:21: service `web`: unknown dependency `cache`",
+        ]
+    );
+}
+
+#[test]
+fn dependency_conditions_in_table_form() {
+    let config = ok(r#"
+[services.db]
+cmd = ["x"]
+[services.migrate]
+cmd = ["x"]
+restart = "never"
+[services.logger]
+cmd = ["x"]
+[services.app]
+cmd = ["x"]
+depends_on = { migrate = "completed", db = "ready", logger = "started" }
+"#);
+    let app = &config.services["app"];
+    assert_eq!(app.depends_on, ["db", "logger", "migrate"]);
+    assert_eq!(app.condition("db"), Condition::Ready);
+    assert_eq!(app.condition("logger"), Condition::Started);
+    assert_eq!(app.condition("migrate"), Condition::Completed);
+    // `ready` is the default and is not stored: the list form and the table form that
+    // say the same thing give equal specs (no spurious restart on reload).
+    let listed =
+        ok("[services.db]\ncmd = [\"x\"]\n[services.app]\ncmd = [\"x\"]\ndepends_on = [\"db\"]\n");
+    let tabled = ok(
+        "[services.db]\ncmd = [\"x\"]\n[services.app]\ncmd = [\"x\"]\ndepends_on = { db = \"ready\" }\n",
+    );
+    let (mut listed, tabled) = (listed.services["app"].clone(), &tabled.services["app"]);
+    listed.cwd = tabled.cwd.clone();
+    assert_eq!(&listed, tabled);
+}
+
+#[test]
+fn dependency_conditions_are_checked_where_they_are() {
+    assert_eq!(
+        errors(
+            "[services.db]\ncmd = [\"x\"]\n[services.app]\ncmd = [\"x\"]\ndepends_on = { db = \"healthy\", dbb = \"ready\" }\n"
+        ),
+        [
+            "services.toml:5:21: service `app`: `depends_on.db`: unknown value `healthy`, expected one of `started`, `ready`, `completed`",
+            "services.toml:5:32: service `app`: unknown dependency `dbb` (did you mean `db`?)"
+        ]
+    );
+    assert_eq!(
+        errors(
+            "[services.db]\ncmd = [\"x\"]\n[services.app]\ncmd = [\"x\"]\ndepends_on = { dbb = \"ready\" }\n"
+        ),
+        ["services.toml:5:16: service `app`: unknown dependency `dbb` (did you mean `db`?)"]
+    );
+    assert_eq!(
+        errors("[services.app]\ncmd = [\"x\"]\ndepends_on = \"db\"\n"),
+        [
+            "services.toml:3:14: service `app`: `depends_on`: invalid type: string \"db\", expected a list of service names, or a table of service name = \"started\", \"ready\" or \"completed\""
         ]
     );
 }

@@ -16,11 +16,11 @@ use camino::{Utf8Path, Utf8PathBuf};
 use super::diagnostic::{Diagnostic, Diagnostics, Source};
 use super::envfile;
 use super::graph::{self, Problem};
-use super::raw::{RawExitWhen, RawHealth, RawReady, RawService, RawSettings};
+use super::raw::{RawDependsOn, RawExitWhen, RawHealth, RawReady, RawService, RawSettings};
 use super::recover::Recovered;
 use super::spec::{
-    Command, Config, EnvFile, ExitWhen, Health, KillMode, Probe, Ready, RestartPolicy, ServiceSpec,
-    Settings, Signal,
+    Command, Condition, Config, EnvFile, ExitWhen, Health, KillMode, Probe, Ready, RestartPolicy,
+    ServiceSpec, Settings, Signal,
 };
 use super::suggest::hint;
 
@@ -264,11 +264,18 @@ fn service(unit: &Unit, base_dir: &Utf8Path, diags: &mut Diagnostics) -> Service
     let mut depends_on: Vec<String> = raw
         .depends_on
         .iter()
-        .flatten()
+        .flat_map(RawDependsOn::names)
         .map(|d| d.get_ref().clone())
         .collect();
     depends_on.sort();
     depends_on.dedup();
+    let conditions = raw
+        .depends_on
+        .iter()
+        .flat_map(|d| d.0.iter())
+        .filter(|(_, condition)| *condition != Condition::default())
+        .map(|(name, condition)| (name.get_ref().clone(), *condition))
+        .collect();
     let mut success_exit_codes: Vec<i32> = match &raw.success_exit_codes {
         Some(codes) => codes.iter().map(|c| i32::from(c.0)).collect(),
         None => vec![0],
@@ -287,6 +294,7 @@ fn service(unit: &Unit, base_dir: &Utf8Path, diags: &mut Diagnostics) -> Service
         env_file,
         clear_env: raw.clear_env.unwrap_or(false),
         depends_on,
+        conditions,
         restart: raw.restart.map_or(RestartPolicy::default(), |k| k.0),
         restart_delay,
         restart_delay_max,
@@ -400,14 +408,14 @@ fn dependencies(units: &[Unit], diags: &mut Diagnostics) {
                 .value
                 .depends_on
                 .iter()
-                .flatten()
+                .flat_map(RawDependsOn::names)
                 .map(|d| d.get_ref().as_str());
             (u.name.as_str(), list.collect())
         })
         .collect();
     let dep_span = |service: &str, index: usize| {
         let unit = by_name.get(service)?;
-        let dep = unit.raw.value.depends_on.as_ref()?.get(index)?;
+        let (dep, _) = unit.raw.value.depends_on.as_ref()?.0.get(index)?;
         Some(dep.span())
     };
     for problem in graph::check(&deps) {

@@ -47,6 +47,8 @@ pub enum ClientError {
     },
     #[error("the socket's directory is unsafe")]
     UnsafeSocketDir(#[source] StateDirError),
+    #[error("the state directory is unsafe; use --socket PATH to reach a daemon there on purpose")]
+    UnsafeStateDir(#[source] StateDirError),
     #[error("the daemon refused this connection: {message}")]
     Forbidden { message: String },
     #[error("protocol version mismatch: {message}")]
@@ -105,6 +107,9 @@ impl Client {
     /// Connects to the daemon of a state directory, after checking that a fallback socket
     /// directory (`/tmp/runpm-UID`) is private and ours.
     pub fn connect_state_dir(state: &StateDir) -> Result<Client, ClientError> {
+        state
+            .check_state_dir()
+            .map_err(ClientError::UnsafeStateDir)?;
         state
             .check_socket_dir()
             .map_err(ClientError::UnsafeSocketDir)?;

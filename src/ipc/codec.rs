@@ -3,6 +3,10 @@
 //! A line is parsed to a `serde_json::Value` first and the request read from that, so the
 //! `id` can be echoed even when the rest of the request is wrong. Nothing here panics on any
 //! input: serde_json bounds nesting depth, and every failure becomes a `bad_request` error.
+//!
+//! A `Value` keeps the last of two equal keys, so `{"cmd":"status","cmd":"stop"}` would
+//! read as a `stop` that the client may not have meant (or that a proxy which checked the
+//! first `cmd` did not see): a request with a duplicate key, at any depth, is refused.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -22,6 +26,14 @@ pub fn parse_request(line: &[u8]) -> Incoming {
     let Some(object) = value.as_object_mut() else {
         return bad(None, "a request is a JSON object".to_owned());
     };
+    if let Err(e) = serde_json::from_slice::<NoDuplicateKeys>(line) {
+        // The id is echoed unless it is itself the key given twice: then it is not known.
+        let id = match object.get("id") {
+            Some(Value::Number(n)) if !e.to_string().contains("`id`") => n.as_u64(),
+            _ => None,
+        };
+        return bad(id, format!("bad request: {e}"));
+    }
     let id = match object.remove("id") {
         None => return bad(None, "the request has no `id`".to_owned()),
         Some(Value::Number(n)) if n.is_u64() => n.as_u64(),
@@ -55,6 +67,75 @@ fn unknown_field(value: &Value, request: &Request) -> Option<String> {
         return None;
     };
     given.keys().find(|key| !known.contains_key(*key)).cloned()
+}
+
+/// Deserializes any JSON without keeping it, failing on an object that has a key twice.
+/// serde_json's `Value` (and every derived struct) silently keeps the last one.
+struct NoDuplicateKeys;
+
+impl<'de> serde::Deserialize<'de> for NoDuplicateKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(NoDuplicateKeysVisitor)
+    }
+}
+
+struct NoDuplicateKeysVisitor;
+
+impl<'de> serde::de::Visitor<'de> for NoDuplicateKeysVisitor {
+    type Value = NoDuplicateKeys;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<NoDuplicateKeys, E> {
+        Ok(NoDuplicateKeys)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<NoDuplicateKeys, E> {
+        Ok(NoDuplicateKeys)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<NoDuplicateKeys, E> {
+        Ok(NoDuplicateKeys)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<NoDuplicateKeys, E> {
+        Ok(NoDuplicateKeys)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<NoDuplicateKeys, E> {
+        Ok(NoDuplicateKeys)
+    }
+
+    fn visit_unit<E>(self) -> Result<NoDuplicateKeys, E> {
+        Ok(NoDuplicateKeys)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> Result<NoDuplicateKeys, A::Error> {
+        while seq.next_element::<NoDuplicateKeys>()?.is_some() {}
+        Ok(NoDuplicateKeys)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> Result<NoDuplicateKeys, A::Error> {
+        let mut keys = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if keys.contains(&key) {
+                return Err(serde::de::Error::custom(format_args!(
+                    "the key `{key}` appears twice"
+                )));
+            }
+            map.next_value::<NoDuplicateKeys>()?;
+            keys.insert(key);
+        }
+        Ok(NoDuplicateKeys)
+    }
 }
 
 /// The reply as one line, newline included.
@@ -144,6 +225,32 @@ mod tests {
         assert!(message(br#"{"id":-1,"cmd":"hello"}"#).contains("id"));
         assert!(message(b"[1]").contains("object"));
         assert!(message(b"\xff\xfe").contains("JSON"));
+    }
+
+    #[test]
+    fn a_duplicate_key_is_refused_at_any_depth() {
+        for line in [
+            &br#"{"id":3,"cmd":"status","cmd":"stop","services":[]}"#[..],
+            br#"{"id":3,"cmd":"stop","services":["a"],"services":["b"]}"#,
+            br#"{"id":3,"cmd":"status","x":{"a":1,"a":2}}"#,
+            br#"{"id":3,"cmd":"status","services":[{"a":1,"b":{"c":1,"c":1}}]}"#,
+        ] {
+            let incoming = parse_request(line);
+            let text = String::from_utf8_lossy(line);
+            assert_eq!(incoming.id, Some(3), "{text}");
+            let err = incoming.request.unwrap_err();
+            assert_eq!(err.kind, ErrorKind::BadRequest, "{text}");
+            assert!(err.message.contains("appears twice"), "{text}: {err}");
+        }
+        let incoming = parse_request(br#"{"id":3,"cmd":"status","cmd":"stop"}"#);
+        assert!(incoming.request.unwrap_err().message.contains("`cmd`"));
+        // With the id given twice, which one to echo is not known.
+        let incoming = parse_request(br#"{"id":3,"id":4,"cmd":"status"}"#);
+        assert_eq!(incoming.id, None);
+        assert_eq!(kind(&incoming), Some(ErrorKind::BadRequest));
+        // Equal values under different objects are not duplicates.
+        let incoming = parse_request(br#"{"id":3,"cmd":"status","services":["a","a"]}"#);
+        assert!(incoming.request.is_ok());
     }
 
     #[test]

@@ -19,7 +19,7 @@ pub use bind::{BindError, SocketGuard, bind};
 pub use client::{Client, ClientError};
 pub use codec::{encode_reply, encode_request, parse_request};
 pub use locate::{LocateError, locate};
-pub use lock::{InstanceLock, LockError};
+pub use lock::{Claim, Holder, InstanceLock, LockError, RELEASE_WAIT};
 pub use protocol::*;
 pub use render::*;
 pub use server::{Call, HelloInfo, IDLE_TIMEOUT, serve};

@@ -5,7 +5,8 @@
 //! malformed (`id` is null only when none could be read). The first request on a connection
 //! must be `hello`, whose reply names the protocol version the daemon speaks; a client with
 //! another major version is refused. A request that fails is an error reply
-//! (`"ok": false`), never a success that wraps a failure.
+//! (`"ok": false`), never a success that wraps a failure. A request with a key given twice
+//! is refused (see `codec`): JSON parsers disagree on which of the two counts.
 //!
 //! ```text
 //! → {"id":1,"cmd":"hello","version":1}
@@ -268,8 +269,31 @@ pub struct ServiceInfo {
     /// The last `STATUS=` the service sent over sd_notify.
     #[serde(default)]
     pub status_text: Option<String>,
+    /// For a `starting` service that has no process yet: the dependencies whose condition
+    /// does not hold yet (names).
+    #[serde(default)]
+    pub waiting_for: Vec<String>,
+    /// Every dependency, with its condition and where it stands.
+    #[serde(default)]
+    pub dependencies: Vec<DependencyInfo>,
     /// Most recent last.
     pub exits: Vec<ExitInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DependencyInfo {
+    pub name: String,
+    /// `started`, `ready` or `completed`.
+    pub condition: String,
+    /// The dependency's own status.
+    pub status: String,
+    /// Whether the condition holds (through the whole graph: a completed task whose own
+    /// dependency is restarting does not count yet).
+    pub met: bool,
+    /// When it cannot hold by itself or waits for a restart: why, in words
+    /// (`db, which failed (crash loop: …)`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::protocol::{Change, ExitInfo, ReloadResult, ServiceInfo};
+use super::protocol::{Change, DependencyInfo, ExitInfo, ReloadResult, ServiceInfo};
 
 /// A short uptime: `45s`, `3m12s`, `2h05m`, `3d04h`: two units at most, because an uptime
 /// is read at a glance, not to the second.
@@ -39,10 +39,33 @@ pub fn last_exit(exits: &[ExitInfo]) -> String {
     }
 }
 
+/// What a service that has no process yet waits for: `db (starting), migrate, which exited
+/// with code 1`.
+fn waiting_for(s: &ServiceInfo) -> Option<String> {
+    if s.waiting_for.is_empty() {
+        return None;
+    }
+    let each: Vec<String> = s
+        .waiting_for
+        .iter()
+        .map(
+            |name| match s.dependencies.iter().find(|d| &d.name == name) {
+                Some(DependencyInfo { why: Some(why), .. }) => why.clone(),
+                Some(d) => format!("{} ({})", d.name, d.status),
+                None => name.clone(),
+            },
+        )
+        .collect();
+    Some(each.join(", "))
+}
+
 /// What a glance at a service should add to its row: the `STATUS=` it sent, why it failed,
 /// when it starts next.
 fn info(s: &ServiceInfo) -> String {
     let mut parts = Vec::new();
+    if let Some(waiting) = waiting_for(s) {
+        parts.push(format!("waiting for {waiting}"));
+    }
     if let Some(text) = &s.status_text {
         parts.push(format!("\"{text}\""));
     }
@@ -213,6 +236,9 @@ pub fn service_detail(s: &ServiceInfo) -> String {
     }
     field("since", s.since.clone());
     field("restarts", s.restarts.to_string());
+    if let Some(waiting) = waiting_for(s) {
+        field("waiting", format!("for {waiting}"));
+    }
     if let Some(reason) = &s.reason {
         field("reason", reason.clone());
     }
@@ -269,6 +295,8 @@ mod tests {
             reason: None,
             next_start: None,
             status_text: None,
+            waiting_for: Vec::new(),
+            dependencies: Vec::new(),
             exits: vec![],
         }
     }

@@ -14,6 +14,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use camino::{Utf8Path, Utf8PathBuf};
 
 use super::sockpath;
+use crate::owner::{self, Trust, Untrusted};
 
 /// The state directory used when nothing else is configured, beside the config.
 pub const DEFAULT_DIR: &str = ".runpm";
@@ -34,6 +35,8 @@ pub struct StateDir {
     pub state_file: Utf8PathBuf,
     pub logs_dir: Utf8PathBuf,
     pub lock_file: Utf8PathBuf,
+    /// The secret that the processes of this directory's daemons carry (`state::Token`).
+    pub token_file: Utf8PathBuf,
     /// The daemon's own log when it runs detached.
     pub daemon_log: Utf8PathBuf,
 }
@@ -56,6 +59,8 @@ pub enum StateDirError {
     },
     #[error("`{path}` has mode {mode:o}, not 0700; remove it so runpm can recreate it privately")]
     NotPrivate { path: Utf8PathBuf, mode: u32 },
+    #[error(transparent)]
+    Untrusted(#[from] Untrusted),
     #[error("cannot create `{path}`")]
     Create {
         path: Utf8PathBuf,
@@ -129,6 +134,7 @@ impl StateDir {
             state_file: dir.join("state.json"),
             logs_dir: dir.join("logs"),
             lock_file: dir.join("lock"),
+            token_file: dir.join("token"),
             daemon_log: dir.join("runpm.log"),
             socket,
             socket_dir,
@@ -138,6 +144,8 @@ impl StateDir {
 
     /// Creates the directory (and its parents) and makes it private (0700). A symlink at
     /// `dir` is refused: whoever controls its target would control the socket and the state.
+    /// So is a directory of another user, or one that others may write to (see
+    /// [`crate::owner`]): it is judged on the opened directory, never tightened blindly.
     pub fn create(&self) -> Result<(), StateDirError> {
         if let Some(parent) = self.dir.parent() {
             std::fs::create_dir_all(parent).map_err(|source| StateDirError::Create {
@@ -146,30 +154,64 @@ impl StateDir {
             })?;
         }
         create_private(&self.dir)?;
-        let meta = lstat(&self.dir)?;
-        if meta.file_type().is_symlink() {
-            return Err(StateDirError::Symlink {
+        let dir = self.open_checked(Trust::Daemon)?;
+        let mode = dir
+            .metadata()
+            .map_err(|source| StateDirError::Inspect {
                 path: self.dir.clone(),
-            });
-        }
-        if !meta.is_dir() {
-            return Err(StateDirError::NotADirectory {
-                path: self.dir.clone(),
-            });
-        }
-        if meta.mode() & 0o777 != 0o700 {
-            std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o700)).map_err(
-                |source| StateDirError::Chmod {
+                source,
+            })?
+            .mode();
+        // Ours and written by nobody else, but readable by others (0755 from an umask):
+        // made private, through the same descriptor that was judged.
+        if mode & 0o777 != 0o700 {
+            dir.set_permissions(std::fs::Permissions::from_mode(0o700))
+                .map_err(|source| StateDirError::Chmod {
                     path: self.dir.clone(),
                     source,
-                },
-            )?;
+                })?;
         }
         if let Some(socket_dir) = &self.socket_dir {
             create_private(socket_dir)?;
             check_private(socket_dir)?;
         }
         Ok(())
+    }
+
+    /// Opens the state directory and judges it (owner, mode), refusing a symlink.
+    fn open_checked(&self, trust: Trust) -> Result<std::fs::File, StateDirError> {
+        let dir = owner::open_dir(&self.dir).map_err(|source| {
+            if owner::is_symlink_error(&source) {
+                StateDirError::Symlink {
+                    path: self.dir.clone(),
+                }
+            } else if source.raw_os_error() == Some(nix::libc::ENOTDIR) {
+                StateDirError::NotADirectory {
+                    path: self.dir.clone(),
+                }
+            } else {
+                StateDirError::Inspect {
+                    path: self.dir.clone(),
+                    source,
+                }
+            }
+        })?;
+        let meta = dir.metadata().map_err(|source| StateDirError::Inspect {
+            path: self.dir.clone(),
+            source,
+        })?;
+        owner::check(&meta, &self.dir, trust)?;
+        Ok(dir)
+    }
+
+    /// Checks, without creating anything, the state directory as a client sees it: when it
+    /// exists it must be a real directory of this user (or root's), that nobody else may
+    /// write to; whoever else controls it controls the socket found there.
+    pub fn check_state_dir(&self) -> Result<(), StateDirError> {
+        match std::fs::symlink_metadata(&self.dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            _ => self.open_checked(Trust::Client).map(drop),
+        }
     }
 
     /// Checks, without creating anything, that the socket's fallback directory (if any) is
@@ -262,6 +304,7 @@ mod tests {
         assert_eq!(state.state_file, "/srv/app/.runpm/state.json");
         assert_eq!(state.logs_dir, "/srv/app/.runpm/logs");
         assert_eq!(state.lock_file, "/srv/app/.runpm/lock");
+        assert_eq!(state.token_file, "/srv/app/.runpm/token");
         assert_eq!(state.daemon_log, "/srv/app/.runpm/runpm.log");
     }
 
@@ -300,6 +343,40 @@ mod tests {
         std::fs::write(root.join("file"), "").unwrap();
         let err = StateDir::at(root.join("file")).create().unwrap_err();
         assert!(matches!(err, StateDirError::NotADirectory { .. }), "{err}");
+    }
+
+    #[test]
+    fn create_refuses_a_dir_others_may_write_and_leaves_it_as_it_was() {
+        let (_guard, root) = tempdir();
+        let state = StateDir::at(root.join(".runpm"));
+        std::fs::create_dir(&state.dir).unwrap();
+        std::fs::set_permissions(&state.dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = state.create().unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                StateDirError::Untrusted(Untrusted {
+                    problem: owner::Problem::WritableByOthers { .. },
+                    ..
+                })
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("chmod go-w"), "{err}");
+        let mode = std::fs::metadata(&state.dir).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o777, "a refused directory is not touched");
+        assert!(state.check_state_dir().is_err());
+        std::fs::set_permissions(&state.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        state.check_state_dir().unwrap();
+        state.create().unwrap();
+    }
+
+    #[test]
+    fn a_missing_state_dir_is_fine_for_a_client() {
+        let (_guard, root) = tempdir();
+        StateDir::at(root.join("nothing"))
+            .check_state_dir()
+            .unwrap();
     }
 
     #[test]

@@ -17,9 +17,11 @@
 //! failure says how many lines were lost.
 
 use std::cell::RefCell;
-use std::fs::{DirBuilder, File, OpenOptions};
+use std::fs::{DirBuilder, File};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+
+use nix::fcntl::OFlag;
 use std::time::SystemTime;
 
 use camino::{Utf8Path, Utf8PathBuf};
@@ -37,6 +39,10 @@ pub enum LogFileError {
         #[source]
         source: io::Error,
     },
+    #[error(transparent)]
+    Untrusted(#[from] crate::owner::Untrusted),
+    #[error("`{path}` is a symlink; runpm never writes logs through one (remove it)")]
+    Symlink { path: Utf8PathBuf },
     #[error("cannot open the log file `{path}`")]
     Open {
         path: Utf8PathBuf,
@@ -315,16 +321,40 @@ impl LogFile {
             path: self.path.clone(),
             source,
         };
-        let file = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(&self.path)
-            .map_err(open_error)?;
+        // The directory and the file are judged on their descriptors, and the file is
+        // opened relative to the judged directory: a `logs` symlink or a planted
+        // `NAME.log -> /etc/...` is refused, never written through.
+        let dir = crate::owner::open_dir(&self.dir).map_err(|source| {
+            if crate::owner::is_symlink_error(&source) {
+                LogFileError::Symlink {
+                    path: self.dir.clone(),
+                }
+            } else {
+                LogFileError::CreateDir {
+                    path: self.dir.clone(),
+                    source,
+                }
+            }
+        })?;
+        let dir_meta = dir.metadata().map_err(|source| LogFileError::CreateDir {
+            path: self.dir.clone(),
+            source,
+        })?;
+        crate::owner::check(&dir_meta, &self.dir, crate::owner::Trust::Daemon)?;
+        let flags = OFlag::O_WRONLY | OFlag::O_APPEND | OFlag::O_CREAT;
+        let file = crate::owner::open_in(&dir, &format!("{}.log", self.name), &self.path, flags)
+            .map_err(|e| match e {
+                crate::owner::OpenError::Io(source) if crate::owner::is_symlink_error(&source) => {
+                    LogFileError::Symlink {
+                        path: self.path.clone(),
+                    }
+                }
+                crate::owner::OpenError::Io(source) => open_error(source),
+                crate::owner::OpenError::Untrusted(e) => LogFileError::Untrusted(e),
+            })?;
         let meta = file.metadata().map_err(open_error)?;
-        // The mode only applies to a file we create; one left by an older run, or made by
-        // someone else, is made private too. A file we cannot chmod (a device such as
-        // /dev/null put there on purpose) is still written to.
+        // The mode only applies to a file we create; one left by an older run is made
+        // private too. A device (such as /dev/null put there on purpose) is left as it is.
         if meta.is_file() && meta.permissions().mode() & 0o777 != 0o600 {
             let _ = file.set_permissions(std::fs::Permissions::from_mode(0o600));
         }
@@ -588,11 +618,41 @@ mod tests {
     }
 
     #[test]
+    fn a_planted_symlink_or_a_logs_dir_of_others_is_refused() {
+        let (_tmp, dir) = temp();
+        std::fs::create_dir(&dir).unwrap();
+        let target = dir.with_file_name("target");
+        std::fs::write(&target, "keep\n").unwrap();
+        std::os::unix::fs::symlink(&target, dir.join("web.log")).unwrap();
+        let mut log = LogFile::new(&dir, "web", 1000, 2).unwrap();
+        let printed = warnings(|| log.write_line(at(), Stream::Stdout, &line(0)));
+        assert!(printed.contains("web.log` is a symlink"), "{printed}");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep\n");
+        std::fs::remove_file(dir.join("web.log")).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        // A fresh file: the first one warns once per run of failures.
+        let mut log = LogFile::new(&dir, "web", 1000, 2).unwrap();
+        let printed = warnings(|| log.write_line(at(), Stream::Stdout, &line(1)));
+        assert!(printed.contains("other users may write to it"), "{printed}");
+        assert!(!dir.join("web.log").exists());
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        log.write_line(at(), Stream::Stdout, &line(2));
+        assert_eq!(texts(log.path()), [line(2)]);
+    }
+
+    #[test]
     fn a_full_disk_is_reported_once_and_recovered_from() {
         let (_tmp, dir) = temp();
         std::fs::create_dir(&dir).unwrap();
-        // Every write to /dev/full fails with ENOSPC.
-        std::os::unix::fs::symlink("/dev/full", dir.join("web.log")).unwrap();
+        // Every write to /dev/full (char device 1:7) fails with ENOSPC. Made in place, as
+        // root (CI runs as root): a symlink to it would be refused.
+        nix::sys::stat::mknod(
+            dir.join("web.log").as_std_path(),
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o666),
+            nix::sys::stat::makedev(1, 7),
+        )
+        .expect("mknod needs root (CI runs the tests as root)");
         let mut log = LogFile::new(&dir, "web", 1000, 2).unwrap();
         let printed = warnings(|| {
             for i in 0..3 {

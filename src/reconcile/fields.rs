@@ -20,6 +20,7 @@ pub fn changed_fields(old: &ServiceSpec, new: &ServiceSpec) -> Vec<String> {
         env_file,
         clear_env,
         depends_on,
+        conditions,
         restart,
         restart_delay,
         restart_delay_max,
@@ -59,7 +60,10 @@ pub fn changed_fields(old: &ServiceSpec, new: &ServiceSpec) -> Vec<String> {
     differs("env", *env == new.env);
     differs("env_file", *env_file == new.env_file);
     differs("clear_env", *clear_env == new.clear_env);
-    differs("depends_on", *depends_on == new.depends_on);
+    differs(
+        "depends_on",
+        *depends_on == new.depends_on && *conditions == new.conditions,
+    );
     differs("restart", *restart == new.restart);
     differs("restart_delay", *restart_delay == new.restart_delay);
     differs(

@@ -64,6 +64,31 @@ pub fn decide(file: &StateFile, current_boot: &str, current_ns: &str) -> BootDec
     }
 }
 
+/// What a new daemon makes of the last session, which decides what it starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Session {
+    /// The last daemon of this boot ended its session itself (Ctrl-C, `shutdown`): start
+    /// from the config, one-shot tasks included, as on a first start. The records are
+    /// history.
+    Ended,
+    /// The machine rebooted (or the container came back in a new pid namespace), whether
+    /// the daemon was stopped cleanly on the way down or not: the project boots afresh from
+    /// the config (tasks run again), except that what the operator stopped stays stopped
+    /// and what they started comes back.
+    Rebooted,
+    /// The daemon died on this boot: restore the snapshot. What ran runs again, what the
+    /// operator stopped stays stopped, and a task that completed is not run again.
+    Crashed,
+}
+
+pub fn session(file: &StateFile, decision: BootDecision) -> Session {
+    match (decision, file.clean_shutdown) {
+        (BootDecision::NewBoot { .. }, _) => Session::Rebooted,
+        (BootDecision::SameBoot, true) => Session::Ended,
+        (BootDecision::SameBoot, false) => Session::Crashed,
+    }
+}
+
 /// Whether the record describes a service that should be running.
 pub fn wanted_up(record: &ServiceRecord) -> bool {
     !record.stopped_by_operator && UP_STATUSES.contains(&record.status.as_str())

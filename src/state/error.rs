@@ -39,6 +39,8 @@ pub enum StateError {
         "state file `{path}` is a symlink; runpm never follows one there (something other than runpm put it there)"
     )]
     Symlink { path: Utf8PathBuf },
+    #[error(transparent)]
+    Untrusted(#[from] crate::owner::Untrusted),
     #[error("state file `{path}` is not a regular file")]
     NotAFile { path: Utf8PathBuf },
     #[error("state file `{path}` is larger than {limit} bytes; runpm refuses to read it")]

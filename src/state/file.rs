@@ -42,6 +42,11 @@ pub struct StateFile {
     /// The boot id whose reboot cleanup was already recorded, so it happens once per boot.
     #[serde(default)]
     pub cleaned_boot: Option<String>,
+    /// The daemon that wrote this ended its session itself (Ctrl-C, `shutdown`, SIGTERM,
+    /// `exit_when`): the next start begins from the config, and the records are history.
+    /// False while a daemon runs, so a crash leaves a snapshot to restore.
+    #[serde(default)]
+    pub clean_shutdown: bool,
     pub services: Vec<ServiceRecord>,
 }
 
@@ -60,6 +65,10 @@ pub struct ServiceRecord {
     pub pid_start_time: Option<u64>,
     pub restarts: u32,
     pub stopped_by_operator: bool,
+    /// A task that exited with a success code and stays down: after a crash of the daemon
+    /// in the same boot it is not run again.
+    #[serde(default)]
+    pub completed: bool,
     /// The resolved spec as last applied: the last-known-good definition.
     pub spec: ServiceSpec,
 }
@@ -152,6 +161,9 @@ pub fn parse(bytes: &[u8]) -> Result<StateFile, StateError> {
         daemon_pid: top.required("daemon_pid", "a non-negative integer")?,
         config: top.required("config", "a string")?,
         cleaned_boot: top.optional("cleaned_boot", "a string or null")?,
+        clean_shutdown: top
+            .optional("clean_shutdown", "true or false")?
+            .unwrap_or(false),
         services,
     })
 }
@@ -183,6 +195,9 @@ fn parse_record(fields: &Fields<'_>) -> Result<ServiceRecord, StateError> {
         pid_start_time: fields.optional("pid_start_time", "a non-negative integer or null")?,
         restarts: fields.required("restarts", "a non-negative integer")?,
         stopped_by_operator: fields.required("stopped_by_operator", "true or false")?,
+        completed: fields
+            .optional("completed", "true or false")?
+            .unwrap_or(false),
         spec,
     })
 }

@@ -23,6 +23,7 @@ mod startup;
 mod store;
 #[cfg(test)]
 mod testing;
+mod token;
 
 pub use boot::{
     BootDecision, PidCheck, RecoveredService, Recovery, RecoveryAction, UP_STATUSES, decide,
@@ -37,3 +38,4 @@ pub use proc::{
 };
 pub use startup::{Resume, Startup, Survivor, startup};
 pub use store::{LoadOutcome, MAX_STATE_BYTES, load, move_aside, sweep_temp_files, write_atomic};
+pub use token::{TOKEN_VAR, Token, TokenError};

@@ -262,6 +262,7 @@ mod tests {
 /// The environment variables every process runpm starts carries: which daemon (its state
 /// directory) and which service. They let a new daemon find processes that an earlier one
 /// started but did not live to record (a `kill -9` between a spawn and the state write).
+/// Anyone can set them: only the token ([`super::TOKEN_VAR`]) proves anything.
 pub const INSTANCE_VAR: &str = "RUNPM_INSTANCE";
 pub const SERVICE_VAR: &str = "RUNPM_SERVICE";
 
@@ -277,14 +278,59 @@ pub struct Tagged {
     pub pidfd: OwnedFd,
 }
 
-/// Every live process (other than this one) whose environment says the daemon of
-/// `instance` started it, or started its ancestor. Processes runpm may not inspect (other
-/// users', when not root) are skipped: runpm would not have started them.
-pub fn tagged_processes(instance: &str) -> Vec<Tagged> {
+/// The tag variables of one environment (`/proc/PID/environ`), each the first of its name
+/// as `getenv` would see it.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Tag<'a> {
+    instance: Option<&'a [u8]>,
+    service: Option<&'a [u8]>,
+    token: Option<&'a [u8]>,
+}
+
+fn parse_tag(environ: &[u8]) -> Tag<'_> {
+    let mut tag = Tag::default();
+    for var in environ.split(|&b| b == 0) {
+        let Some(eq) = var.iter().position(|&b| b == b'=') else {
+            continue;
+        };
+        let (name, value) = (&var[..eq], &var[eq + 1..]);
+        let slot = match name {
+            n if n == INSTANCE_VAR.as_bytes() => &mut tag.instance,
+            n if n == SERVICE_VAR.as_bytes() => &mut tag.service,
+            n if n == super::TOKEN_VAR.as_bytes() => &mut tag.token,
+            _ => continue,
+        };
+        slot.get_or_insert(value);
+    }
+    tag
+}
+
+/// Whether a daemon running as `daemon_uid` may act on a process whose real and effective
+/// uids are `uids`, once its token verified. A non-root daemon could only have started
+/// processes of its own uid; a root daemon starts services as any user (`user = …`).
+fn may_act_on(daemon_uid: u32, uids: [u32; 2]) -> bool {
+    daemon_uid == 0 || uids == [daemon_uid, daemon_uid]
+}
+
+/// The real and effective uid from `/proc/PID/status`.
+fn parse_uids(status: &str) -> Option<[u32; 2]> {
+    let line = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+    let mut ids = line.split_whitespace().map(|n| n.parse::<u32>().ok());
+    Some([ids.next()??, ids.next()??])
+}
+
+/// Every live process (other than this one) that the daemon of `instance` started, or
+/// started the ancestor of: tagged with `instance`, carrying `token`, and of a uid this
+/// daemon could have started it as. A process with the tag but not the token (a stranger
+/// who copied the variables, a forged token) is never returned, so never signalled.
+/// Processes runpm may not inspect (other users', when not root) are skipped: runpm would
+/// not have started them.
+pub fn tagged_processes(instance: &str, token: &super::Token) -> Vec<Tagged> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     let me = std::process::id() as i32;
+    let daemon_uid = nix::unistd::geteuid().as_raw();
     let mut found = Vec::new();
     for entry in entries.flatten() {
         let Some(pid) = entry
@@ -306,21 +352,28 @@ pub fn tagged_processes(instance: &str) -> Vec<Tagged> {
         let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
             continue;
         };
-        let mut ours = false;
-        let mut service = None;
-        for var in environ.split(|&b| b == 0) {
-            let Ok(var) = std::str::from_utf8(var) else {
-                continue;
-            };
-            match var.split_once('=') {
-                Some((INSTANCE_VAR, value)) => ours = value == instance,
-                Some((SERVICE_VAR, value)) => service = Some(value.to_string()),
-                _ => {}
-            }
-        }
-        let (true, Some(service)) = (ours, service) else {
+        let tag = parse_tag(&environ);
+        let (Some(tag_instance), Some(service), Some(tag_token)) =
+            (tag.instance, tag.service, tag.token)
+        else {
             continue;
         };
+        if tag_instance != instance.as_bytes() || !token.verifies(tag_token) {
+            continue;
+        }
+        let Ok(service) = String::from_utf8(service.to_vec()) else {
+            continue;
+        };
+        let Some(uids) = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .as_deref()
+            .and_then(parse_uids)
+        else {
+            continue;
+        };
+        if !may_act_on(daemon_uid, uids) {
+            continue;
+        }
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
             continue;
         };
@@ -356,32 +409,66 @@ mod tagged_tests {
     use super::*;
 
     #[test]
-    fn finds_a_tagged_process_and_skips_others() {
+    fn finds_a_tagged_process_with_the_token_and_skips_others() {
         let instance = format!("/tmp/runpm-test-instance-{}", std::process::id());
-        let mut tagged = std::process::Command::new("sleep")
-            .arg("30")
-            .env(INSTANCE_VAR, &instance)
-            .env(SERVICE_VAR, "web")
-            .spawn()
-            .unwrap();
-        let mut other = std::process::Command::new("sleep")
-            .arg("30")
-            .env(INSTANCE_VAR, "/elsewhere")
-            .env(SERVICE_VAR, "web")
-            .spawn()
-            .unwrap();
-        let found = tagged_processes(&instance);
+        let token = crate::state::Token::from_hex(&"5a".repeat(32)).unwrap();
+        let forged = "5b".repeat(32);
+        let sleep = |instance: &str, token: Option<&str>| {
+            let mut cmd = std::process::Command::new("sleep");
+            cmd.arg("30")
+                .env(INSTANCE_VAR, instance)
+                .env(SERVICE_VAR, "web");
+            if let Some(token) = token {
+                cmd.env(crate::state::TOKEN_VAR, token);
+            }
+            cmd.spawn().unwrap()
+        };
+        let mut children = [
+            sleep(&instance, Some(token.value())),
+            sleep("/elsewhere", Some(token.value())),
+            sleep(&instance, None),
+            sleep(&instance, Some(&forged)),
+        ];
+        let found = tagged_processes(&instance, &token);
         let pids: Vec<i32> = found.iter().map(|t| t.pid).collect();
-        assert_eq!(pids, [tagged.id() as i32]);
+        assert_eq!(pids, [children[0].id() as i32]);
         assert_eq!(found[0].service, "web");
         assert_eq!(
             Some(found[0].start_time),
-            start_time(tagged.id() as i32).ok()
+            start_time(children[0].id() as i32).ok()
         );
-        tagged.kill().unwrap();
-        other.kill().unwrap();
-        tagged.wait().unwrap();
-        other.wait().unwrap();
+        for child in &mut children {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    #[test]
+    fn the_first_of_each_variable_counts() {
+        let environ = b"A=1\0RUNPM_TOKEN=first\0RUNPM_INSTANCE=/i\0RUNPM_TOKEN=second\0RUNPM_SERVICE=web\0junk\0";
+        assert_eq!(
+            parse_tag(environ),
+            Tag {
+                instance: Some(b"/i"),
+                service: Some(b"web"),
+                token: Some(b"first"),
+            }
+        );
+        assert_eq!(parse_tag(b""), Tag::default());
+    }
+
+    #[test]
+    fn only_root_acts_on_other_uids() {
+        assert!(may_act_on(0, [0, 0]));
+        assert!(may_act_on(0, [65534, 65534]));
+        assert!(may_act_on(1000, [1000, 1000]));
+        assert!(!may_act_on(1000, [65534, 65534]));
+        assert!(!may_act_on(1000, [1000, 0]));
+        assert_eq!(
+            parse_uids("Name:\tx\nUid:\t1000\t1001\t1000\t1000\n"),
+            Some([1000, 1001])
+        );
+        assert_eq!(parse_uids("Name:\tx\n"), None);
     }
 
     #[test]

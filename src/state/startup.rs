@@ -15,10 +15,13 @@ use camino::{Utf8Path, Utf8PathBuf};
 use crate::config::{Config, ServiceSpec, Settings};
 use crate::errors::error_chain;
 
-use super::boot::{BootDecision, RecoveryAction, decide, plan_recovery, record_cleanup};
+use super::boot::{
+    BootDecision, RecoveryAction, Session, decide, plan_recovery, record_cleanup, session,
+};
 use super::file::StateFile;
 use super::proc::{boot_id, pid_ns, tagged_processes, verify};
 use super::store::{LoadOutcome, load, sweep_temp_files, write_atomic};
+use super::token::Token;
 
 /// What the snapshot says about the services.
 #[derive(Debug)]
@@ -28,9 +31,12 @@ pub struct Resume {
     pub wanted_up: BTreeSet<String>,
     pub stopped_by_operator: BTreeSet<String>,
     pub restarts: BTreeMap<String, u32>,
-    /// Every name the snapshot knows: a service that is new in the config follows its
-    /// `autostart` instead.
+    /// The names whose `autostart` the snapshot overrides (started only if in `wanted_up`);
+    /// the others follow their `autostart`.
     pub known: BTreeSet<String>,
+    /// Tasks that had completed, with the spec they completed with: left completed (not
+    /// run again) while the config still says the same.
+    pub completed: BTreeMap<String, ServiceSpec>,
     /// Processes of the previous daemon that are alive and proven ours.
     pub survivors: Vec<Survivor>,
 }
@@ -58,7 +64,11 @@ pub struct Startup {
 
 /// Reads the state file next to a config that loaded (`Ok`) or not (`Err` with every
 /// diagnostic). Fails only when the config is invalid and no snapshot can stand in.
-pub fn startup(state_file: &Utf8Path, config: Result<Config, String>) -> Result<Startup, String> {
+pub fn startup(
+    state_file: &Utf8Path,
+    token: &Token,
+    config: Result<Config, String>,
+) -> Result<Startup, String> {
     match sweep_temp_files(state_file) {
         Ok(swept) if !swept.is_empty() => {
             tracing::info!(
@@ -115,7 +125,7 @@ pub fn startup(state_file: &Utf8Path, config: Result<Config, String>) -> Result<
     let instance = state_file
         .parent()
         .map_or_else(String::new, |dir| dir.to_string());
-    untracked(&instance, &config, &mut resume);
+    untracked(&instance, token, &config, &mut resume);
     Ok(Startup {
         config,
         last_known_good,
@@ -167,22 +177,59 @@ fn resume(state_file: &Utf8Path, file: &StateFile) -> Resume {
         _ => BootDecision::NewBoot { first_time: false },
     };
     let recovery = plan_recovery(file, decision, verify);
+    let session = session(file, decision);
+    match session {
+        Session::Ended => tracing::info!(
+            "the last session ended cleanly: starting from the config ({state_file} is history)"
+        ),
+        Session::Rebooted => tracing::info!(
+            "the last session ended with a reboot: starting from the config, except what the \
+             operator had stopped"
+        ),
+        Session::Crashed => tracing::info!(
+            "the last runpm of this boot did not end cleanly: restoring what {state_file} says ran"
+        ),
+    }
     let mut out = Resume {
         decision,
         wanted_up: BTreeSet::new(),
         stopped_by_operator: BTreeSet::new(),
         restarts: BTreeMap::new(),
         known: BTreeSet::new(),
+        completed: BTreeMap::new(),
         survivors: Vec::new(),
     };
+    let completed: BTreeSet<&str> = file
+        .services
+        .iter()
+        .filter(|r| r.completed)
+        .map(|r| r.name.as_str())
+        .collect();
     for (name, service) in recovery.per_service {
-        out.known.insert(name.clone());
-        out.restarts.insert(name.clone(), service.restarts);
-        if service.stopped_by_operator {
-            out.stopped_by_operator.insert(name.clone());
-        }
-        if service.wanted_up {
-            out.wanted_up.insert(name.clone());
+        match session {
+            Session::Ended => {}
+            Session::Rebooted => {
+                if service.stopped_by_operator {
+                    out.known.insert(name.clone());
+                    out.stopped_by_operator.insert(name.clone());
+                }
+                if service.wanted_up {
+                    out.wanted_up.insert(name.clone());
+                }
+            }
+            Session::Crashed => {
+                out.known.insert(name.clone());
+                out.restarts.insert(name.clone(), service.restarts);
+                if service.stopped_by_operator {
+                    out.stopped_by_operator.insert(name.clone());
+                }
+                if service.wanted_up {
+                    out.wanted_up.insert(name.clone());
+                }
+                if completed.contains(name.as_str()) {
+                    out.completed.insert(name.clone(), service.spec.clone());
+                }
+            }
         }
         if service.recorded_pid.is_some() && decision == BootDecision::SameBoot {
             tracing::info!(
@@ -211,12 +258,13 @@ fn resume(state_file: &Utf8Path, file: &StateFile) -> Resume {
 }
 
 /// Processes an earlier daemon of this state directory started but did not record (it died
-/// between a spawn and the state write): found by their tag, proven alive through a pidfd,
+/// between a spawn and the state write): found by their tag and the directory's secret
+/// token (a tag alone proves nothing: anyone can set it), proven alive through a pidfd,
 /// and handed over as survivors so that they are stopped before a fresh copy starts. Never
 /// two copies: a second process claiming a service that already has a survivor, and a
 /// leftover whose service leader is gone, are killed at once.
-fn untracked(instance: &str, config: &Config, resume: &mut Option<Resume>) {
-    let tagged = tagged_processes(instance);
+fn untracked(instance: &str, token: &Token, config: &Config, resume: &mut Option<Resume>) {
+    let tagged = tagged_processes(instance, token);
     if tagged.is_empty() {
         return;
     }
@@ -226,6 +274,7 @@ fn untracked(instance: &str, config: &Config, resume: &mut Option<Resume>) {
         stopped_by_operator: BTreeSet::new(),
         restarts: BTreeMap::new(),
         known: BTreeSet::new(),
+        completed: BTreeMap::new(),
         survivors: Vec::new(),
     });
     let leaders: BTreeSet<i32> = tagged

@@ -273,6 +273,9 @@ fn read(path: &Utf8Path) -> Result<Option<Vec<u8>>, StateError> {
             path: path.to_owned(),
         });
     }
+    // A state file another user could have written names the specs runpm would run
+    // (last-known-good) and the pids it would signal: judged on the opened file.
+    crate::owner::check(&meta, path, crate::owner::Trust::Daemon)?;
     let mut bytes = Vec::new();
     file.take(MAX_STATE_BYTES + 1)
         .read_to_end(&mut bytes)

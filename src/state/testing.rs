@@ -23,6 +23,7 @@ pub fn record(name: &str, status: &str, pid: Option<(i32, u64)>) -> ServiceRecor
         pid_start_time: pid.map(|p| p.1),
         restarts: 0,
         stopped_by_operator: false,
+        completed: false,
         spec: spec(name),
     }
 }
@@ -36,6 +37,7 @@ pub fn doc(services: Vec<ServiceRecord>) -> StateFile {
         daemon_pid: 4000,
         config: "/srv/app/services.toml".into(),
         cleaned_boot: None,
+        clean_shutdown: false,
         services,
     }
 }

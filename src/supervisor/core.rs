@@ -25,8 +25,9 @@ use crate::process::{ExitStatus, Target};
 use crate::reconcile::Desired;
 use crate::state::{Resume, ServiceRecord, Survivor};
 
+use super::deps;
 use super::event::{Effect, Event, Now};
-use super::exit::{exit_when_fired, failure_code, stuck};
+use super::exit::{exit_when_fired, stuck};
 use super::policy::{self, Decision, Jitter};
 use super::service::{AfterStop, Phase, Run, Service, Stopping, Want};
 use super::status::EndReason;
@@ -42,6 +43,8 @@ pub struct Supervisor {
     services: BTreeMap<String, Service>,
     /// Names with every service after its dependencies.
     order: Vec<String>,
+    /// Per service, the services that name it in `depends_on` (kept with `order`).
+    dependents: HashMap<String, Vec<String>>,
     by_pid: HashMap<i32, String>,
     settings: Settings,
     /// `settings.exit_when`, or the mode's default when the config does not say.
@@ -70,6 +73,7 @@ impl Supervisor {
         Supervisor {
             services: BTreeMap::new(),
             order: Vec::new(),
+            dependents: HashMap::new(),
             by_pid: HashMap::new(),
             exit_when: config.settings.exit_when.clone().or(exit_when_default),
             settings: config.settings.clone(),
@@ -132,10 +136,27 @@ impl Supervisor {
                 svc.restarts = resume.restarts.get(name).copied().unwrap_or(0);
                 svc.stopped_by_operator =
                     only.is_none() && resume.stopped_by_operator.contains(name);
+                // A task that completed before the daemon died is done: its dependents go
+                // on from it, and it is not run again unless its definition changed.
+                if resume
+                    .completed
+                    .get(name)
+                    .is_some_and(|spec| *spec == *svc.spec)
+                {
+                    let code = svc.spec.success_exit_codes.first().copied().unwrap_or(0);
+                    svc.set_phase(
+                        Phase::Exited {
+                            status: ExitStatus::Code(code),
+                        },
+                        now.wall,
+                    );
+                }
             }
             for survivor in &resume.survivors {
                 self.replace_survivor(survivor, now, &mut fx);
             }
+            // Survivors of services no longer in the config joined the table.
+            self.reorder();
         }
         self.drive(now, &mut fx);
         fx
@@ -170,11 +191,7 @@ impl Supervisor {
                 "leaving it stopped"
             }
         );
-        fx.push(Effect::Signal {
-            service: s.name.clone(),
-            target: run.target(svc.spec.kill_mode),
-            signal,
-        });
+        stop::push_stop_signal(&s.name, run.target(svc.spec.kill_mode), signal, fx);
         let deadline = now.after(svc.spec.kill_timeout);
         svc.set_phase(
             Phase::Stopping(Stopping {
@@ -211,6 +228,7 @@ impl Supervisor {
                 pid_start_time: s.start_time,
                 restarts: s.restarts,
                 stopped_by_operator: s.stopped_by_operator,
+                completed: s.completed,
                 spec: s.spec.as_ref().clone(),
             })
             .collect()
@@ -235,6 +253,7 @@ impl Supervisor {
                     start_time: run.and_then(|r| r.start_time),
                     restarts: s.restarts,
                     stopped_by_operator: s.stopped_by_operator,
+                    completed: s.completed(),
                     spec: s.spec.clone(),
                 }
             })
@@ -258,6 +277,7 @@ impl Supervisor {
             s.pid().hash(&mut pids);
             s.restarts.hash(&mut all);
             s.stopped_by_operator.hash(&mut all);
+            s.completed().hash(&mut all);
             s.removing.hash(&mut all);
             Arc::as_ptr(&s.spec).hash(&mut all);
         }
@@ -313,6 +333,12 @@ impl Supervisor {
 
     pub fn is_shutting_down(&self) -> bool {
         self.shutdown.is_some()
+    }
+
+    /// The session ended by runpm's own decision (a shutdown that completed): the state
+    /// file says so, and the next start begins from the config.
+    pub fn ended_cleanly(&self) -> bool {
+        self.shutdown.is_some_and(|s| s.exit_sent)
     }
 
     pub fn handle(&mut self, event: Event, now: Now) -> Vec<Effect> {
@@ -635,7 +661,7 @@ impl Supervisor {
                         "{name}: failed_cooldown ({}) is over: starting it again",
                         humantime::format_duration(svc.spec.failed_cooldown)
                     );
-                    svc.history = Default::default();
+                    svc.rearm();
                     let next = if svc.want == Want::Up {
                         Phase::Waiting
                     } else {
@@ -675,25 +701,30 @@ impl Supervisor {
         }
     }
 
-    /// A dependency is satisfied when it runs, or when it was a task that completed.
-    fn satisfied(&self, dep: &str) -> bool {
-        self.services.get(dep).is_some_and(|d| match d.phase {
-            Phase::Running(run) => run.ready && !d.restart_pending,
-            Phase::Exited { .. } => failure_code(d).is_none(),
-            _ => false,
-        })
-    }
-
     /// Whether a service that is going down (or restarting) must first wait for a dependent
-    /// of it that is going down too: stops run in reverse dependency order.
+    /// of it that is going down too: stops run in reverse dependency order, through the
+    /// whole graph. A dependent of a dependent counts even when the one between them is not
+    /// running (a one-shot that finished): `app → migrate → db` stops app before db.
     fn has_active_dependent_going_down(&self, name: &str) -> bool {
-        self.services.values().any(|s| {
-            s.is_active()
-                && (s.want == Want::Down
-                    || s.restart_pending
-                    || matches!(s.phase, Phase::Stopping(_)))
-                && s.spec.depends_on.iter().any(|d| d == name)
-        })
+        let mut seen = BTreeSet::new();
+        let mut todo = vec![name];
+        while let Some(next) = todo.pop() {
+            for dependent in self.dependents.get(next).into_iter().flatten() {
+                if !seen.insert(dependent.as_str()) {
+                    continue;
+                }
+                if let Some(s) = self.services.get(dependent)
+                    && s.is_active()
+                    && (s.want == Want::Down
+                        || s.restart_pending
+                        || matches!(s.phase, Phase::Stopping(_)))
+                {
+                    return true;
+                }
+                todo.push(dependent);
+            }
+        }
+        false
     }
 
     /// Moves every service one step toward what is wanted of it.
@@ -714,24 +745,6 @@ impl Supervisor {
             );
             if svc.restart_pending || (svc.want == Want::Down && stoppable) {
                 to_stop.push((svc.rank, name.clone()));
-            }
-        }
-        to_start.sort_unstable();
-        for (_, name) in to_start {
-            let ready = {
-                let svc = &self.services[&name];
-                svc.spec.depends_on.iter().all(|d| self.satisfied(d))
-            };
-            if ready {
-                let svc = self
-                    .services
-                    .get_mut(&name)
-                    .expect("name comes from the table");
-                svc.set_phase(Phase::Spawning, now.wall);
-                fx.push(Effect::Spawn {
-                    spec: svc.spec.clone(),
-                    service: name,
-                });
             }
         }
         // Dependents first.
@@ -774,9 +787,32 @@ impl Supervisor {
                         svc.restart_pending = false;
                         svc.history = Default::default();
                         svc.set_phase(Phase::Waiting, now.wall);
+                        to_start.push((svc.rank, name));
                     }
                 },
                 _ => {}
+            }
+        }
+        // After the stops: a restart of a service that was not running put it back to
+        // waiting just now, and it may spawn in this same turn.
+        to_start.sort_unstable();
+        to_start.dedup();
+        for (_, name) in to_start {
+            let svc = &self.services[&name];
+            let ready = self.shutdown.is_none()
+                && svc.want == Want::Up
+                && svc.phase == Phase::Waiting
+                && deps::own_dependencies(&self.services, svc).is_met();
+            if ready {
+                let svc = self
+                    .services
+                    .get_mut(&name)
+                    .expect("name comes from the table");
+                svc.set_phase(Phase::Spawning, now.wall);
+                fx.push(Effect::Spawn {
+                    spec: svc.spec.clone(),
+                    service: name,
+                });
             }
         }
         // Services removed from the config leave the table once nothing of them runs.
@@ -839,6 +875,7 @@ pub(super) struct Snapshot {
     start_time: Option<u64>,
     restarts: u32,
     stopped_by_operator: bool,
+    completed: bool,
     spec: Arc<crate::config::ServiceSpec>,
 }
 
@@ -848,6 +885,15 @@ impl Supervisor {
             .into_iter()
             .map(String::from)
             .collect();
+        self.dependents.clear();
+        for (name, svc) in &self.services {
+            for dep in &svc.spec.depends_on {
+                self.dependents
+                    .entry(dep.clone())
+                    .or_default()
+                    .push(name.clone());
+            }
+        }
         for (rank, name) in self.order.iter().enumerate() {
             if let Some(svc) = self.services.get_mut(name) {
                 svc.rank = rank;

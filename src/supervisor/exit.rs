@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use crate::config::ExitWhen;
 
+use super::deps::{Wait, own_dependencies};
 use super::policy::is_success;
 use super::service::{Phase, Service, Want};
 
@@ -42,12 +43,12 @@ fn ended(name: &str, services: &BTreeMap<String, Service>, rearmable_too: bool) 
     match &s.phase {
         Phase::Exited { .. } => true,
         Phase::Failed { rearm_at, .. } => rearmable_too || rearm_at.is_none(),
-        Phase::Waiting => s.spec.depends_on.iter().any(|d| {
-            let ended_well = services.get(d).is_some_and(|dep| {
-                matches!(dep.phase, Phase::Exited { .. }) && failure_code(dep).is_none()
-            });
-            ended(d, services, rearmable_too) && !ended_well
-        }),
+        // Waiting for a dependency that cannot get there by itself (through the whole
+        // graph: see `deps`).
+        Phase::Waiting => match own_dependencies(services, s) {
+            Wait::Blocked { rearm_at, .. } => rearmable_too || rearm_at.is_none(),
+            _ => false,
+        },
         _ => false,
     }
 }

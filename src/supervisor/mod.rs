@@ -2,6 +2,7 @@
 //! that feeds it events and carries out its effects.
 
 mod core;
+mod deps;
 mod event;
 mod exit;
 #[cfg(test)]

@@ -53,6 +53,7 @@ impl Persist {
             daemon_pid: std::process::id(),
             config: sup.source().to_string(),
             cleaned_boot: None,
+            clean_shutdown: sup.ended_cleanly(),
             services: sup.records(),
         };
         let ticket = self.coalescer.begin(now);

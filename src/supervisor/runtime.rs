@@ -64,6 +64,8 @@ pub struct RunOptions {
 pub struct Control {
     pub state: StateDir,
     pub lock: InstanceLock,
+    /// The state directory's secret, carried by every service (see `state::Token`).
+    pub token: state::Token,
 }
 
 /// Supervises `config` until it is stopped or `exit_when` is met; returns runpm's exit code.
@@ -167,6 +169,7 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
             .control
             .as_ref()
             .map_or_else(String::new, |c| c.state.dir.to_string()),
+        token: options.control.as_ref().map(|c| c.token.clone()),
         deferred: Vec::new(),
     };
     // When a service manager started runpm (systemd Type=notify), it hears from runpm too.
@@ -326,6 +329,8 @@ struct Executor {
     state_file: Option<Utf8PathBuf>,
     /// This daemon's state directory, the value of its processes' instance tag.
     instance: String,
+    /// The secret that proves the tag (none without a state directory).
+    token: Option<state::Token>,
     /// The output of this turn's spawns, to read once all of them have started: the
     /// bookkeeping of one spawn does not hold up the next.
     deferred: Vec<(process::Spawned, Arc<str>, Arc<RunOutput>)>,
@@ -516,6 +521,9 @@ impl Executor {
             (state::INSTANCE_VAR.to_string(), self.instance.clone()),
             (state::SERVICE_VAR.to_string(), service.clone()),
         ];
+        if let Some(token) = &self.token {
+            env.push((state::TOKEN_VAR.to_string(), token.value().to_owned()));
+        }
         let address = if spec.user.is_some() || spec.group.is_some() {
             &self.notify_others_address
         } else {

@@ -202,12 +202,24 @@ impl Service {
         }
     }
 
+    /// A task that ended with a success code and stays down.
+    pub fn completed(&self) -> bool {
+        matches!(self.phase, Phase::Exited { status } if super::policy::is_success(&self.spec, status))
+    }
+
     /// A process of this service may still be alive.
     pub fn is_active(&self) -> bool {
         matches!(
             self.phase,
             Phase::Spawning | Phase::Running(_) | Phase::Stopping(_)
         )
+    }
+
+    /// A fresh start by the operator, a new definition or `failed_cooldown`: the crash
+    /// window starts empty and `restarts` counts from zero again.
+    pub fn rearm(&mut self) {
+        self.history = History::default();
+        self.restarts = 0;
     }
 
     pub fn set_phase(&mut self, phase: Phase, now: SystemTime) {

@@ -298,6 +298,16 @@ impl Daemon {
         self.leave_services = true;
     }
 
+    /// `kill -9` of the daemon alone, returning at once: the lock may still be held by its
+    /// exiting threads (unlike [`Daemon::crash`], which waits until it is free). Its
+    /// services keep running and this guard no longer kills them.
+    pub fn crash_now(mut self) {
+        if self.pid > 0 {
+            let _ = kill(Pid::from_raw(self.pid), Signal::SIGKILL);
+        }
+        self.leave_services = true;
+    }
+
     /// The output of `runpm up -d` and the daemon's log, for failure messages.
     pub fn describe(&self) -> String {
         format!(

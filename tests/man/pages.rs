@@ -103,7 +103,8 @@ const RUNPM_EXTRA: &[Block<'static>] = &[
     ),
     Block::Item(
         ".runpm/",
-        "The state directory, beside the config (mode 0700). It holds:",
+        "The state directory, beside the config (mode 0700). runpm refuses it, and anything \
+         in it, when it is a symlink, owned by another user or writable by others. It holds:",
     ),
     Block::Item(
         ".runpm/runpm.sock",
@@ -115,12 +116,21 @@ const RUNPM_EXTRA: &[Block<'static>] = &[
     ),
     Block::Item(
         ".runpm/state.json",
-        "The persisted state: what runs, with each service's last applied spec. It is the \
-         snapshot that a restarted runpm (after a crash or a reboot) resurrects.",
+        "The persisted state: what runs, with each service's last applied spec. After a \
+         clean end (Ctrl-C, SIGTERM, `runpmctl shutdown`) the next start on the same boot \
+         begins from the config, tasks included. After a crash of runpm it is the snapshot \
+         the next start restores (a task that completed is not run again); after a reboot \
+         the project starts afresh except what the operator had stopped.",
     ),
     Block::Item(
         ".runpm/lock",
-        "The single-instance lock (flock), holding the daemon's pid.",
+        "The single-instance lock (flock), holding the daemon's pid (written by the daemon \
+         itself). A lock whose pid has exited is waited for, up to 2 seconds.",
+    ),
+    Block::Item(
+        ".runpm/token",
+        "The daemon's secret (mode 0600), carried by every service as RUNPM_TOKEN: after a \
+         crash, only processes that carry it are taken for runpm's own.",
     ),
     Block::Item(
         ".runpm/logs/NAME.log",
@@ -157,8 +167,9 @@ const RUNPMCTL_EXTRA: &[Block<'static>] = &[
     Block::Item(
         "1",
         "The operation failed, and the message says why: an unknown service name, an \
-         invalid config on reload (nothing was changed), a start that failed, a refused \
-         connection.",
+         invalid config on reload (nothing was changed), a start that failed, a service \
+         that waits for a dependency that failed, ended badly, was stopped or is in a long \
+         backoff (said at once, with what to do), a refused connection.",
     ),
     Block::Item(
         "2",

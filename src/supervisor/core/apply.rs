@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::ipc::{ErrorKind, Json, ProtocolError};
-use crate::reconcile::{self, Action, Desired, Observed, RunState};
+use crate::reconcile::{self, Action, Desired, Observed, Reason, RunState};
 use crate::supervisor::event::{Effect, Now};
 use crate::supervisor::service::{Phase, Service, Want};
 
@@ -69,7 +69,7 @@ impl Supervisor {
                         svc.phase,
                         Phase::Stopped | Phase::Exited { .. } | Phase::Failed { .. }
                     ) {
-                        svc.history = Default::default();
+                        svc.rearm();
                         svc.set_phase(Phase::Waiting, now.wall);
                     }
                 }
@@ -79,12 +79,18 @@ impl Supervisor {
                         svc.restart_pending = false;
                     }
                 }
-                Action::Restart { name, .. } => {
+                Action::Restart { name, reason } => {
                     let Some(svc) = self.adopt(&name, desired, now) else {
                         continue;
                     };
                     svc.want = Want::Up;
                     svc.restart_pending = true;
+                    // A new definition, or an operator's restart, starts a fresh crash
+                    // window: old failures of another definition must not count. A restart
+                    // caused by a dependency is neither, and keeps the count.
+                    if !matches!(reason, Reason::Dependency(_)) {
+                        svc.rearm();
+                    }
                 }
                 Action::Update { name, .. } => {
                     let up = desired.get(&name).is_some_and(|d| d.up);

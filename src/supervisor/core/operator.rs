@@ -10,8 +10,11 @@ use std::time::SystemTime;
 
 use serde_json::json;
 
-use crate::ipc::{ErrorKind, ExitInfo, Json, ProtocolError, Request, ServiceInfo, StatusResult};
+use crate::ipc::{
+    DependencyInfo, ErrorKind, ExitInfo, Json, ProtocolError, Request, ServiceInfo, StatusResult,
+};
 use crate::reconcile::{self, Desired};
+use crate::supervisor::deps::{self, Wait};
 use crate::supervisor::event::{Effect, Now};
 use crate::supervisor::service::{Phase, Service, Want};
 use crate::supervisor::status::{EndReason, Status};
@@ -51,6 +54,10 @@ impl Waiter {
     }
 }
 
+/// How long an operator command waits for a dependency in backoff before it replies
+/// with the reason instead.
+const PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
 fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
@@ -58,6 +65,34 @@ fn rfc3339(t: SystemTime) -> String {
 fn signal_name(sig: i32) -> String {
     nix::sys::signal::Signal::try_from(sig)
         .map_or_else(|_| format!("signal {sig}"), |s| s.as_str().to_string())
+}
+
+/// Where each of `svc`'s dependencies stands, and the names of those it still waits for
+/// (only while it waits to be spawned).
+fn dependency_info(
+    services: &BTreeMap<String, Service>,
+    svc: &Service,
+) -> (Vec<String>, Vec<DependencyInfo>) {
+    let mut waiting_for = Vec::new();
+    let mut all = Vec::new();
+    for dep in &svc.spec.depends_on {
+        let condition = svc.spec.condition(dep);
+        let wait = deps::check(services, dep, condition);
+        if !wait.is_met() && svc.phase == Phase::Waiting {
+            waiting_for.push(dep.clone());
+        }
+        all.push(DependencyInfo {
+            name: dep.clone(),
+            condition: condition.as_str().into(),
+            status: services
+                .get(dep)
+                .map_or_else(|| "unknown".into(), |d| d.status().as_str().into()),
+            met: wait.is_met(),
+            why: matches!(wait, Wait::Blocked { .. } | Wait::Backoff { .. })
+                .then(|| deps::describe(dep, &wait)),
+        });
+    }
+    (waiting_for, all)
 }
 
 pub(crate) fn service_info(svc: &Service, now: Now) -> ServiceInfo {
@@ -111,6 +146,8 @@ pub(crate) fn service_info(svc: &Service, now: Now) -> ServiceInfo {
         reason,
         next_start,
         status_text: svc.status_text.clone(),
+        waiting_for: Vec::new(),
+        dependencies: Vec::new(),
         exits,
     }
 }
@@ -134,9 +171,17 @@ impl Supervisor {
                 Err(e) => reply(fx, Err(e)),
             },
             Request::Shutdown => {
-                if self.shutdown.is_none() {
-                    tracing::info!("shutdown requested: stopping all services");
-                    self.begin_shutdown(now, fx);
+                match self.shutdown {
+                    None => {
+                        tracing::info!("shutdown requested: stopping all services");
+                        self.begin_shutdown(now, fx);
+                    }
+                    // As a second Ctrl-C: whoever asks again does not want to wait.
+                    Some(s) if !s.escalated => {
+                        tracing::warn!("shutdown requested again: killing all services now");
+                        self.escalate_all(now, fx);
+                    }
+                    Some(_) => {}
                 }
                 reply(fx, Json::of(&json!({ "shutting_down": true })));
             }
@@ -229,6 +274,13 @@ impl Supervisor {
                     if let Some(d) = desired.get_mut(name) {
                         d.up = false;
                     }
+                    // A second stop while the first still waits for the process: SIGKILL now,
+                    // as a second Ctrl-C does.
+                    let svc = &self.services[name];
+                    if svc.want == Want::Down && matches!(svc.phase, Phase::Stopping(_)) {
+                        tracing::warn!("{name}: stop requested again: sending SIGKILL");
+                        self.kill_now(name, now, fx);
+                    }
                 }
             }
         }
@@ -285,7 +337,11 @@ impl Supervisor {
         let services = names
             .iter()
             .filter_map(|n| self.services.get(n))
-            .map(|s| service_info(s, now))
+            .map(|s| {
+                let mut info = service_info(s, now);
+                (info.waiting_for, info.dependencies) = dependency_info(&self.services, s);
+                info
+            })
             .collect();
         let running_from_snapshot = self.last_known_good.clone();
         Json::of(&StatusResult {
@@ -298,7 +354,7 @@ impl Supervisor {
     pub(super) fn check_waiters(&mut self, now: Now, fx: &mut Vec<Effect>) {
         let mut still = Vec::new();
         for w in std::mem::take(&mut self.waiters) {
-            match self.waiter_outcome(&w) {
+            match self.waiter_outcome(&w, now) {
                 None => still.push(w),
                 Some(Ok(())) => {
                     let reply = match w.payload.clone() {
@@ -326,8 +382,11 @@ impl Supervisor {
         self.waiters = still;
     }
 
-    /// `None` while any service is still on its way.
-    fn waiter_outcome(&self, w: &Waiter) -> Option<Result<(), String>> {
+    /// `None` while any service is still on its way. A service that waits for a dependency
+    /// that cannot get there by itself (failed, ended badly, stopped, or in a backoff longer
+    /// than [`PATIENCE`]) is a failure now, with the reason: the operator is not left
+    /// waiting for a client timeout.
+    fn waiter_outcome(&self, w: &Waiter, now: Now) -> Option<Result<(), String>> {
         let mut failures = Vec::new();
         for (name, op) in &w.targets {
             // A service that left the table (removed by a reload) has stopped for good.
@@ -335,6 +394,18 @@ impl Supervisor {
                 continue;
             };
             let fresh = svc.since >= w.since;
+            if *op != Op::Stop && svc.want == Want::Up && svc.phase == Phase::Waiting {
+                let hopeless = svc.spec.depends_on.iter().find_map(|dep| {
+                    let wait = deps::check(&self.services, dep, svc.spec.condition(dep));
+                    wait.hopeless(now.at, PATIENCE).then_some((dep, wait))
+                });
+                if let Some((dep, wait)) = hopeless {
+                    let advice = wait.advice().map(|a| format!("; {a}")).unwrap_or_default();
+                    let what = deps::describe(dep, &wait);
+                    failures.push(format!("{name}: waiting for {what}{advice}"));
+                    continue;
+                }
+            }
             match (op, svc.status()) {
                 (Op::Stop, _) if svc.is_active() => return None,
                 (Op::Stop, _) => {}

@@ -18,6 +18,30 @@ use crate::supervisor::status::EndReason;
 
 use super::{SIGKILL, Shutdown, Supervisor};
 
+/// The stop signal, then SIGCONT: a stopped (SIGSTOP, Ctrl-Z) process would not act on
+/// the stop signal until continued, and would wait out the whole `kill_timeout`.
+pub(super) fn push_stop_signal(
+    service: &str,
+    target: crate::process::Target,
+    signal: crate::config::Signal,
+    fx: &mut Vec<Effect>,
+) {
+    fx.push(Effect::Signal {
+        service: service.into(),
+        target,
+        signal,
+    });
+    if ![NixSignal::SIGCONT, NixSignal::SIGKILL].contains(&signal.0) {
+        fx.push(Effect::Signal {
+            service: service.into(),
+            target,
+            signal: SIGCONT,
+        });
+    }
+}
+
+const SIGCONT: crate::config::Signal = crate::config::Signal(NixSignal::SIGCONT);
+
 impl Supervisor {
     pub(super) fn begin_shutdown(&mut self, now: Now, fx: &mut Vec<Effect>) {
         self.frozen = Some(self.snapshot());
@@ -105,11 +129,7 @@ impl Supervisor {
         let signal = svc.spec.stop_signal;
         let target = run.target(svc.spec.kill_mode);
         tracing::info!("{name}: stopping ({})", signal.name());
-        fx.push(Effect::Signal {
-            service: name.into(),
-            target,
-            signal,
-        });
+        push_stop_signal(name, target, signal, fx);
         let stop = Stopping {
             run,
             deadline: now.after(svc.spec.kill_timeout),

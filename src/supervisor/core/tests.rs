@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 use nix::sys::signal::Signal as Nix;
 
 use super::*;
-use crate::config::{ExitWhen, RestartPolicy, ServiceSpec};
+use crate::config::{Condition, ExitWhen, RestartPolicy, ServiceSpec};
 use crate::ipc::ProtocolError;
 use crate::supervisor::{Phase, Status};
 use crate::testing::spec;
@@ -126,7 +126,16 @@ fn spawned(fx: &[Effect]) -> Vec<&str> {
         .collect()
 }
 
+/// The signals sent, apart from the SIGCONT that follows every stop signal (tested on its
+/// own in `every_stop_signal_is_followed_by_sigcont`).
 fn signals(fx: &[Effect]) -> Vec<(&str, Target, Nix)> {
+    all_signals(fx)
+        .into_iter()
+        .filter(|(_, _, signal)| *signal != Nix::SIGCONT)
+        .collect()
+}
+
+fn all_signals(fx: &[Effect]) -> Vec<(&str, Target, Nix)> {
     fx.iter()
         .filter_map(|e| match e {
             Effect::Signal {
@@ -735,7 +744,7 @@ impl Harness {
                         target: Target::Group(pid),
                         signal,
                         ..
-                    } if signal.0 != Nix::SIGKILL => {
+                    } if ![Nix::SIGKILL, Nix::SIGCONT].contains(&signal.0) => {
                         let fx = self
                             .sup
                             .handle(Event::ChildExited { pid, status: TERM }, self.now());
@@ -1303,4 +1312,418 @@ fn the_crash_report_keeps_the_last_lines_whenever_they_arrive() {
             "{name}"
         );
     }
+}
+
+/// `app → migrate → db`, where migrate is a one-shot task that has completed.
+fn app_migrate_db() -> Harness {
+    let mut migrate = dep("migrate", &["db"]);
+    migrate.restart = RestartPolicy::Never;
+    let mut h = Harness::new(vec![spec("db"), migrate, dep("app", &["migrate"])]);
+    let fx = h.start_all();
+    assert_eq!(spawned(&fx), ["db"]);
+    h.settle(fx);
+    let fx = h.exit("migrate", ExitStatus::Code(0));
+    assert!(
+        spawned(&fx).is_empty(),
+        "app already ran once migrate started"
+    );
+    assert_eq!(h.status("migrate"), Status::Exited);
+    assert_eq!(h.status("app"), Status::Running);
+    h
+}
+
+#[test]
+fn shutdown_stops_through_a_finished_task_in_dependency_order() {
+    let mut h = app_migrate_db();
+    let (app, db) = (h.pid("app"), h.pid("db"));
+    let fx = h
+        .sup
+        .handle(Event::Terminate { signal: "SIGTERM" }, h.now());
+    assert_eq!(
+        signals(&fx),
+        [("app", Target::Group(app), Nix::SIGTERM)],
+        "db waits for app although migrate, between them, is not running"
+    );
+    let fx = h.exit("app", TERM);
+    assert!(
+        signals(&fx).is_empty(),
+        "app's group is not known empty yet"
+    );
+    let fx = h.sup.handle(
+        Event::GroupEmpty {
+            service: "app".into(),
+            pgid: app,
+        },
+        h.now(),
+    );
+    assert_eq!(signals(&fx), [("db", Target::Group(db), Nix::SIGTERM)]);
+}
+
+#[test]
+fn a_dependency_restart_stops_and_starts_through_a_finished_task() {
+    let mut h = app_migrate_db();
+    let (app, db) = (h.pid("app"), h.pid("db"));
+    let mut db2 = spec("db");
+    db2.env.insert("V".into(), "2".into());
+    let mut migrate = dep("migrate", &["db"]);
+    migrate.restart = RestartPolicy::Never;
+    let fx = h.reload(1, vec![db2, migrate, dep("app", &["migrate"])], false);
+    assert_eq!(
+        signals(&fx),
+        [("app", Target::Group(app), Nix::SIGTERM)],
+        "app stops before db"
+    );
+    h.exit("app", TERM);
+    let fx = h.sup.handle(
+        Event::GroupEmpty {
+            service: "app".into(),
+            pgid: app,
+        },
+        h.now(),
+    );
+    assert_eq!(signals(&fx), [("db", Target::Group(db), Nix::SIGTERM)]);
+    assert!(
+        spawned(&fx).is_empty(),
+        "app does not start again while db is going down"
+    );
+    h.exit("db", TERM);
+    let fx = h.sup.handle(
+        Event::GroupEmpty {
+            service: "db".into(),
+            pgid: db,
+        },
+        h.now(),
+    );
+    assert_eq!(spawned(&fx), ["db"], "app waits for the new db");
+    let fx = h.settle(fx);
+    assert_eq!(h.status("app"), Status::Running);
+    assert_eq!(
+        h.status("migrate"),
+        Status::Exited,
+        "the task is not run again"
+    );
+    assert!(reply(&fx, 1).unwrap().is_ok());
+}
+
+fn with_conditions(name: &str, conditions: &[(&str, Condition)]) -> ServiceSpec {
+    let mut s = dep(
+        name,
+        &conditions.iter().map(|(d, _)| *d).collect::<Vec<_>>(),
+    );
+    s.conditions = conditions
+        .iter()
+        .filter(|(_, c)| *c != Condition::Ready)
+        .map(|(d, c)| (d.to_string(), *c))
+        .collect();
+    s
+}
+
+#[test]
+fn a_started_condition_does_not_wait_for_readiness() {
+    let mut db = spec("db");
+    db.ready = Some(Ready::Tcp("127.0.0.1:5432".into()));
+    let app = with_conditions("app", &[("db", Condition::Started)]);
+    let mut h = Harness::new(vec![db, app]);
+    let fx = h.start_all();
+    assert_eq!(spawned(&fx), ["db"]);
+    let fx = h.sup.handle(
+        Event::Spawned {
+            service: "db".into(),
+            pid: 10,
+            start_time: None,
+        },
+        h.now(),
+    );
+    assert_eq!(h.status("db"), Status::Starting);
+    assert_eq!(spawned(&fx), ["app"], "spawned is enough for `started`");
+}
+
+#[test]
+fn a_completed_condition_waits_for_the_exit_and_blocks_on_a_failure() {
+    let mut migrate = spec("migrate");
+    migrate.restart = RestartPolicy::Never;
+    let app = with_conditions("app", &[("migrate", Condition::Completed)]);
+    let mut h = Harness::new(vec![migrate.clone(), app.clone()]);
+    let fx = h.start_all();
+    h.settle(fx);
+    assert_eq!(h.status("migrate"), Status::Running);
+    assert!(
+        h.sup.service("app").unwrap().pid().is_none(),
+        "running is not completed"
+    );
+    let fx = h.exit("migrate", ExitStatus::Code(0));
+    assert_eq!(spawned(&fx), ["app"]);
+
+    // The same task failing keeps app from starting, and says why (a detached daemon,
+    // which does not end when everything has settled).
+    let mut h = Harness::new(vec![migrate, app]);
+    h.sup = Supervisor::new(&h.cfg, None, Jitter::new(1));
+    let fx = h.start_all();
+    h.settle(fx);
+    let fx = h.exit("migrate", ExitStatus::Code(3));
+    assert!(spawned(&fx).is_empty());
+    assert_eq!(h.status("app"), Status::Starting);
+    let fx = h.request(
+        1,
+        Request::Status {
+            services: vec!["app".into()],
+        },
+    );
+    let status = reply(&fx, 1).unwrap().unwrap();
+    let app = &status["services"][0];
+    assert_eq!(app["name"], "app");
+    assert_eq!(app["waiting_for"], serde_json::json!(["migrate"]));
+    assert_eq!(app["dependencies"][0]["name"], "migrate");
+    assert_eq!(app["dependencies"][0]["condition"], "completed");
+    assert_eq!(app["dependencies"][0]["status"], "exited");
+    assert_eq!(app["dependencies"][0]["met"], false);
+    assert!(
+        app["dependencies"][0]["why"]
+            .as_str()
+            .unwrap()
+            .contains("migrate, which exited with code 3"),
+        "{status}"
+    );
+    assert!(
+        !h.sup.is_starting(),
+        "blocked is not starting: `up -d` returns"
+    );
+}
+
+/// A detached daemon (no `exit_when`) with `worker` crash-looping into `failed` before it
+/// was ever ready, and `app`, which depends on it, never spawned.
+fn failed_worker_and_waiting_app() -> Harness {
+    let mut worker = spec("worker");
+    worker.restart = RestartPolicy::Always;
+    worker.max_restarts = 1;
+    worker.restart_delay = Duration::ZERO;
+    worker.ready = Some(Ready::Notify);
+    let mut h = Harness::new(vec![worker, dep("app", &["worker"])]);
+    h.sup = Supervisor::new(&h.cfg, None, Jitter::new(1));
+    let fx = h.start_all();
+    h.settle(fx);
+    for _ in 0..2 {
+        let fx = h.exit("worker", ExitStatus::Code(1));
+        h.settle(fx);
+    }
+    assert_eq!(h.status("worker"), Status::Failed);
+    assert!(h.sup.service("app").unwrap().pid().is_none());
+    h
+}
+
+#[test]
+fn start_and_restart_behind_a_failed_dependency_reply_at_once_with_the_reason() {
+    let mut h = failed_worker_and_waiting_app();
+    for (token, request) in [
+        (
+            2,
+            Request::Start {
+                services: vec!["app".into()],
+                all: false,
+            },
+        ),
+        (
+            3,
+            Request::Restart {
+                services: vec!["app".into()],
+                all: false,
+            },
+        ),
+    ] {
+        let fx = h.request(token, request);
+        let err = reply(&fx, token)
+            .expect("a reply in the same turn")
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Failed);
+        assert!(
+            err.message
+                .starts_with("app: waiting for worker, which failed (crash loop"),
+            "{}",
+            err.message
+        );
+        assert!(
+            err.message
+                .ends_with("; runpmctl restart worker to try again"),
+            "{}",
+            err.message
+        );
+    }
+    // Restarting the dependency re-arms it, and app follows once it is ready.
+    let fx = h.request(
+        4,
+        Request::Restart {
+            services: vec!["worker".into()],
+            all: false,
+        },
+    );
+    h.settle(fx);
+    assert_eq!(h.status("worker"), Status::Starting);
+    let fx = h.notify("worker", vec![Notification::Ready]);
+    assert!(reply(&fx, 4).unwrap().is_ok());
+    h.settle(fx);
+    assert_eq!(h.status("app"), Status::Running);
+}
+
+#[test]
+fn a_long_backoff_of_a_dependency_is_reported_a_short_one_waited_for() {
+    let mut worker = spec("worker");
+    worker.restart = RestartPolicy::Always;
+    worker.restart_delay = Duration::from_secs(60);
+    worker.restart_delay_max = Duration::from_secs(60);
+    let mut app = dep("app", &["worker"]);
+    app.autostart = false;
+    let mut h = Harness::new(vec![worker, app]);
+    h.sup = Supervisor::new(&h.cfg, None, Jitter::new(1));
+    let fx = h.start_all();
+    h.settle(fx);
+    h.exit("worker", ExitStatus::Code(1));
+    assert_eq!(h.status("worker"), Status::Backoff);
+    let fx = h.request(
+        1,
+        Request::Start {
+            services: vec!["app".into()],
+            all: false,
+        },
+    );
+    let err = reply(&fx, 1).unwrap().unwrap_err();
+    assert_eq!(
+        err.message,
+        "app: waiting for worker, which is in backoff; runpmctl restart worker to start it now"
+    );
+    // Close to its end, the backoff is waited for: the reply comes once app runs.
+    h.advance(Duration::from_secs(58));
+    let fx = h.request(
+        2,
+        Request::Start {
+            services: vec!["app".into()],
+            all: false,
+        },
+    );
+    assert!(reply(&fx, 2).is_none());
+    let fx = h.tick();
+    let fx = h.settle(fx);
+    assert!(reply(&fx, 2).unwrap().is_ok());
+    assert_eq!(h.status("app"), Status::Running);
+}
+
+#[test]
+fn a_new_definition_and_a_rearm_start_a_fresh_crash_window() {
+    let crashy = |v: &str| {
+        let mut s = spec("worker");
+        s.restart = RestartPolicy::Always;
+        s.max_restarts = 2;
+        s.restart_delay = Duration::ZERO;
+        s.env.insert("V".into(), v.into());
+        s
+    };
+    let mut h = Harness::new(vec![crashy("1")]);
+    h.sup = Supervisor::new(&h.cfg, None, Jitter::new(1));
+    let fx = h.start_all();
+    h.settle(fx);
+    for _ in 0..2 {
+        let fx = h.exit("worker", ExitStatus::Code(1));
+        h.settle(fx);
+    }
+    assert_eq!(h.sup.service("worker").unwrap().restarts, 2);
+    // A reload with a new definition: the old crashes no longer count.
+    let fx = h.reload(1, vec![crashy("2")], false);
+    h.obey(fx);
+    assert_eq!(h.status("worker"), Status::Running);
+    assert_eq!(h.sup.service("worker").unwrap().restarts, 0);
+    for _ in 0..2 {
+        let fx = h.exit("worker", ExitStatus::Code(1));
+        h.settle(fx);
+        assert_eq!(
+            h.status("worker"),
+            Status::Running,
+            "two crashes are allowed"
+        );
+    }
+    h.exit("worker", ExitStatus::Code(1));
+    assert_eq!(
+        h.status("worker"),
+        Status::Failed,
+        "the third is one too many"
+    );
+    // An operator's start re-arms it the same way.
+    let fx = h.request(
+        2,
+        Request::Start {
+            services: vec!["worker".into()],
+            all: false,
+        },
+    );
+    let fx = h.settle(fx);
+    assert!(reply(&fx, 2).unwrap().is_ok());
+    assert_eq!(h.sup.service("worker").unwrap().restarts, 0);
+    for _ in 0..2 {
+        let fx = h.exit("worker", ExitStatus::Code(1));
+        h.settle(fx);
+        assert_eq!(h.status("worker"), Status::Running);
+    }
+}
+
+#[test]
+fn every_stop_signal_is_followed_by_sigcont() {
+    let mut h = Harness::new(vec![spec("web")]);
+    let fx = h.start_all();
+    h.settle(fx);
+    let web = h.pid("web");
+    let fx = h.request(
+        1,
+        Request::Stop {
+            services: vec!["web".into()],
+            all: false,
+        },
+    );
+    assert_eq!(
+        all_signals(&fx),
+        [
+            ("web", Target::Group(web), Nix::SIGTERM),
+            ("web", Target::Group(web), Nix::SIGCONT)
+        ],
+        "a SIGSTOPped service acts on the stop signal at once"
+    );
+}
+
+#[test]
+fn a_second_stop_or_shutdown_while_the_first_waits_kills_at_once() {
+    let mut h = Harness::new(vec![spec("web"), spec("other")]);
+    let fx = h.start_all();
+    h.settle(fx);
+    let web = h.pid("web");
+    let stop = || Request::Stop {
+        services: vec!["web".into()],
+        all: false,
+    };
+    h.request(1, stop());
+    assert_eq!(h.status("web"), Status::Stopping);
+    let fx = h.request(2, stop());
+    assert_eq!(
+        signals(&fx),
+        [("web", Target::Group(web), Nix::SIGKILL)],
+        "the second stop does not wait out kill_timeout"
+    );
+    let fx = h.sup.handle(
+        Event::ChildExited {
+            pid: web,
+            status: ExitStatus::Signal(9),
+        },
+        h.now(),
+    );
+    assert!(reply(&fx, 1).unwrap().is_ok() && reply(&fx, 2).unwrap().is_ok());
+    assert_eq!(h.status("web"), Status::Stopped);
+
+    let other = h.pid("other");
+    let fx = h.request(3, Request::Shutdown);
+    assert_eq!(
+        signals(&fx),
+        [("other", Target::Group(other), Nix::SIGTERM)]
+    );
+    let fx = h.request(4, Request::Shutdown);
+    assert_eq!(
+        signals(&fx),
+        [("other", Target::Group(other), Nix::SIGKILL)]
+    );
+    assert!(reply(&fx, 4).unwrap().is_ok());
 }
