@@ -33,6 +33,9 @@ use super::status::EndReason;
 
 #[derive(Debug, Clone, Copy)]
 struct Shutdown {
+    /// When the signal or request that began it was handled: a repeat within
+    /// [`stop::SAME_SIGNAL`] is the same request arriving twice.
+    began: Instant,
     deadline: Instant,
     escalated: bool,
     exit_sent: bool,
@@ -383,17 +386,7 @@ impl Supervisor {
                 }
             }
             Event::Tick => self.on_tick(now, fx),
-            Event::Terminate { signal } => match self.shutdown {
-                None => {
-                    tracing::info!("received {signal}: stopping all services");
-                    self.begin_shutdown(now, fx);
-                }
-                Some(s) if !s.escalated => {
-                    tracing::warn!("received {signal} again: killing all services now");
-                    self.escalate_all(now, fx);
-                }
-                Some(_) => {}
-            },
+            Event::Terminate { signal } => self.on_terminate(signal, now, fx),
             Event::Hangup => {
                 tracing::info!("received SIGHUP: reloading the configuration");
                 fx.push(Effect::LoadConfig {

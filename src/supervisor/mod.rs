@@ -10,6 +10,7 @@ mod policy;
 mod probes;
 mod runtime;
 mod service;
+mod signals;
 mod status;
 
 pub use self::core::Supervisor;

@@ -40,6 +40,7 @@ use super::output::RunOutput;
 use super::persist::Persist;
 use super::policy::Jitter;
 use super::probes::{Internal, Probes};
+use super::signals::{DaemonSignals, Received};
 
 pub struct RunOptions {
     /// Services to start (with their dependencies); `None`: every `autostart` service.
@@ -71,9 +72,7 @@ pub struct Control {
 /// handler would be ignored.
 pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError> {
     let mut sigchld = signal(SignalKind::child())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sighup = signal(SignalKind::hangup())?;
+    let mut signals = DaemonSignals::install()?;
 
     let (call_tx, mut calls) = mpsc::unbounded_channel::<Call>();
     // Dropping the guard at the end of this function removes the socket (if still ours).
@@ -259,9 +258,14 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
                     executor.probes.reaped(pid, status).unwrap_or(Event::ChildExited { pid, status })
                 })
                 .collect(),
-            _ = sigterm.recv() => vec![Event::Terminate { signal: "SIGTERM" }],
-            _ = sigint.recv() => vec![Event::Terminate { signal: "SIGINT" }],
-            _ = sighup.recv() => vec![Event::Hangup],
+            received = signals.recv() => match received {
+                Received::Terminate(signal) => vec![Event::Terminate { signal }],
+                Received::Reload => vec![Event::Hangup],
+                Received::DumpStatus => {
+                    log_status(&sup);
+                    Vec::new()
+                }
+            },
             // A due state write is done at the top of the next turn.
             () = sleep => vec![Event::Tick],
             Some(call) = calls.recv() => executor.accept(call, &sup, persist.as_mut()).into_iter().collect(),
@@ -679,6 +683,26 @@ impl Executor {
             }
         }
         None
+    }
+}
+
+/// SIGUSR1: one line per service in runpm's log, for an operator without `runpmctl` at hand
+/// (or with a control socket that does not answer).
+fn log_status(sup: &Supervisor) {
+    tracing::info!("received SIGUSR1: the status of every service follows");
+    for (name, service) in sup.services() {
+        match service.pid() {
+            Some(pid) => tracing::info!(
+                "{name}: {} (pid {pid}, {} restarts)",
+                service.status(),
+                service.restarts
+            ),
+            None => tracing::info!(
+                "{name}: {} ({} restarts)",
+                service.status(),
+                service.restarts
+            ),
+        }
     }
 }
 

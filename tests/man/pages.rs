@@ -39,12 +39,26 @@ fn runpmctl() -> String {
 const RUNPM_EXTRA: &[Block<'static>] = &[
     Block::Section("SIGNALS"),
     Block::Item(
-        "SIGTERM, SIGINT",
+        "SIGTERM, SIGINT, SIGQUIT, SIGPWR",
         "Stop every service in reverse dependency order (`stop_signal` to each, SIGKILL after \
          `kill_timeout`, the whole stop bounded by `shutdown_timeout`), then exit. A second \
-         one kills what is left at once.",
+         one kills what is left at once. Signals that arrive within 200 ms of the first count \
+         as that one: a single Ctrl-C under `timeout 600 runpm up` reaches runpm twice (from \
+         the terminal and from `timeout`). SIGPWR is how `lxc-stop` asks a container's init to \
+         shut down.",
     ),
     Block::Item("SIGHUP", "Reload the config, as `runpmctl reload` does."),
+    Block::Item(
+        "SIGUSR1",
+        "Write every service's status (status word, pid, restarts) to runpm's log: its \
+         stderr, or the daemon log of `up -d`.",
+    ),
+    Block::Item(
+        "SIGUSR2, SIGPIPE, SIGALRM, SIGVTALRM, SIGPROF, SIGIO, SIGSTKFLT, SIGXCPU, SIGXFSZ, \
+         SIGSYS, SIGRTMIN to SIGRTMAX",
+        "Ignored, so that a stray signal never ends runpm and orphans its services. The \
+         services themselves start with every signal at its default and none blocked.",
+    ),
     Block::Paragraph(
         "runpm reaps every orphaned process: as PID 1 (in a container), and otherwise as a \
          subreaper (PR_SET_CHILD_SUBREAPER).",
