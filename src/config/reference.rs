@@ -348,8 +348,9 @@ pub const SETTINGS: &[Field] = &[
         ty: "boolean",
         default: Default::Value("true"),
         example: "false",
-        doc: "Reload when the config changes on disk (as `runpmctl reload` does). `runpm up \
-              --no-watch` turns it off too.",
+        doc: "Reload when the config changes on disk (as `runpmctl reload` does): the config \
+              file or unit files, or any service's `env_file`; other files beside them do not \
+              count. With `false` (or `runpm up --no-watch`) no watcher runs at all.",
     },
     Field {
         name: "state_dir",

@@ -281,6 +281,11 @@ impl Supervisor {
         self.services.iter()
     }
 
+    /// The `[runpm]` settings of the config last applied.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
     pub fn service(&self, name: &str) -> Option<&Service> {
         self.services.get(name)
     }

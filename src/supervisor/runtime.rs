@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 
 use std::collections::HashMap;
 
-use camino::Utf8PathBuf;
+use camino::{Utf8Path, Utf8PathBuf};
 use tokio::sync::mpsc;
 
 use regex_lite::Regex;
@@ -91,20 +91,14 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
             None
         }
     };
-    let (_watcher, mut changes) = if options.watch {
-        match Watcher::new(&config.source, DEFAULT_DEBOUNCE) {
-            Ok((watcher, changes)) => (Some(watcher), Some(changes)),
-            Err(e) => {
-                tracing::warn!(
-                    "cannot watch {} for changes: {e}; reload with runpmctl reload or SIGHUP",
-                    config.source
-                );
-                (None, None)
-            }
-        }
-    } else {
-        (None, None)
-    };
+    // `--no-watch` rules out a watcher for good; `[runpm] watch` may change with a reload.
+    let mut watching = None;
+    sync_watcher(
+        &mut watching,
+        options.watch && config.settings.watch,
+        &config.source,
+        &env_files(config.services.values()),
+    );
 
     // sd_notify: one datagram socket for the daemon; services that asked for it get its
     // path in NOTIFY_SOCKET.
@@ -167,6 +161,7 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
             .as_ref()
             .map_or_else(String::new, |c| c.state.dir.to_string()),
         deferred: Vec::new(),
+        reloaded: false,
     };
     // When a service manager started runpm (systemd Type=notify), it hears from runpm too.
     let parent = notify::Parent::from_env();
@@ -195,6 +190,15 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
     stderr::hold();
     loop {
         let exit = executor.carry_out(&mut sup, effects);
+        if std::mem::take(&mut executor.reloaded) {
+            // What the config is made of may have changed: other env files, `watch` on or off.
+            sync_watcher(
+                &mut watching,
+                options.watch && sup.settings().watch,
+                &executor.source,
+                &env_files(sup.services().map(|(_, s)| s.spec.as_ref())),
+            );
+        }
         if let Some(persist) = &mut persist {
             // After the turn's effects (a restart is spawned before its pid is written), and
             // once more on the way out.
@@ -243,8 +247,8 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
             }
         };
         let change = async {
-            match &mut changes {
-                Some(rx) => rx.recv().await,
+            match &mut watching {
+                Some((_, rx)) => rx.recv().await,
                 None => std::future::pending().await,
             }
         };
@@ -333,6 +337,8 @@ struct Executor {
     /// The output of this turn's spawns, to read once all of them have started: the
     /// bookkeeping of one spawn does not hold up the next.
     deferred: Vec<(process::Spawned, Arc<str>, Arc<RunOutput>)>,
+    /// Set when a config was loaded for a reload: the watcher may need to follow it.
+    reloaded: bool,
 }
 
 impl Executor {
@@ -662,6 +668,7 @@ impl Executor {
                 }
                 Effect::LoadConfig { token, dry_run } => {
                     let result = config::load(&self.source).map_err(|e| e.to_string());
+                    self.reloaded |= !dry_run;
                     Some(Event::ConfigLoaded {
                         token,
                         dry_run,
@@ -683,6 +690,37 @@ impl Executor {
             }
         }
         None
+    }
+}
+
+/// The env files that `specs` read, each once.
+fn env_files<'a>(specs: impl Iterator<Item = &'a ServiceSpec>) -> Vec<Utf8PathBuf> {
+    let mut files: Vec<Utf8PathBuf> = specs
+        .filter_map(|s| s.env_file.as_ref().map(|f| f.path.clone()))
+        .collect();
+    files.sort();
+    files.dedup();
+    files
+}
+
+/// Starts, updates or stops the watcher so that it watches `source` and `env_files` exactly
+/// when `wanted`. Without a watch no watcher exists at all: no inotify descriptor, no
+/// thread.
+fn sync_watcher(
+    watching: &mut Option<(Watcher, mpsc::UnboundedReceiver<()>)>,
+    wanted: bool,
+    source: &Utf8Path,
+    env_files: &[Utf8PathBuf],
+) {
+    match (wanted, watching.as_mut()) {
+        (false, _) => *watching = None,
+        (true, Some((watcher, _))) => watcher.update(env_files),
+        (true, None) => match Watcher::new(source, env_files, DEFAULT_DEBOUNCE) {
+            Ok(started) => *watching = Some(started),
+            Err(e) => tracing::warn!(
+                "cannot watch {source} for changes: {e}; reload with runpmctl reload or SIGHUP"
+            ),
+        },
     }
 }
 
