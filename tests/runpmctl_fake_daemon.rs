@@ -25,6 +25,7 @@ fn service(name: &str, status: &str, pid: Option<i32>) -> ServiceInfo {
         reason: None,
         next_start: None,
         status_text: None,
+        not_ready: None,
         exits: vec![],
     }
 }

@@ -268,6 +268,10 @@ pub struct ServiceInfo {
     /// The last `STATUS=` the service sent over sd_notify.
     #[serde(default)]
     pub status_text: Option<String>,
+    /// For `starting`: why its last readiness check failed (such as `… the listening
+    /// socket belongs to pid 42 (python3), not to this service`).
+    #[serde(default)]
+    pub not_ready: Option<String>,
     /// Most recent last.
     pub exits: Vec<ExitInfo>,
 }

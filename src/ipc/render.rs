@@ -49,6 +49,9 @@ fn info(s: &ServiceInfo) -> String {
     if let Some(reason) = &s.reason {
         parts.push(reason.clone());
     }
+    if let Some(why) = &s.not_ready {
+        parts.push(format!("not ready: {why}"));
+    }
     if let Some(next) = &s.next_start {
         parts.push(format!("next start {next}"));
     }
@@ -216,6 +219,9 @@ pub fn service_detail(s: &ServiceInfo) -> String {
     if let Some(reason) = &s.reason {
         field("reason", reason.clone());
     }
+    if let Some(why) = &s.not_ready {
+        field("not ready", why.clone());
+    }
     if let Some(next) = &s.next_start {
         field("next start", next.clone());
     }
@@ -269,6 +275,7 @@ mod tests {
             reason: None,
             next_start: None,
             status_text: None,
+            not_ready: None,
             exits: vec![],
         }
     }

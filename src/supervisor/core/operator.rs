@@ -109,6 +109,7 @@ pub(crate) fn service_info(svc: &Service, now: Now) -> ServiceInfo {
         reason,
         next_start,
         status_text: svc.status_text.clone(),
+        not_ready: svc.not_ready.clone(),
         exits,
     }
 }
