@@ -319,6 +319,11 @@ impl Supervisor {
             .collect()
     }
 
+    /// Whether `name` waits for a dependency that ended badly, and will not start by itself.
+    pub fn is_stuck(&self, name: &str) -> bool {
+        stuck(name, &self.services)
+    }
+
     pub fn is_shutting_down(&self) -> bool {
         self.shutdown.is_some()
     }

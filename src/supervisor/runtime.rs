@@ -41,6 +41,7 @@ use super::persist::Persist;
 use super::policy::Jitter;
 use super::probes::{Internal, Probes};
 use super::signals::{DaemonSignals, Received};
+use super::startup::{self, News, StartupReport};
 
 pub struct RunOptions {
     /// Services to start (with their dependencies); `None`: every `autostart` service.
@@ -57,9 +58,10 @@ pub struct RunOptions {
     pub watch: bool,
     /// What the state file said, and whether the config is the snapshot's (last-known-good).
     pub startup: Option<(Option<Resume>, Option<String>)>,
-    /// Called once, when every service asked to start has started or settled: a detached
-    /// `runpm up -d` returns to the terminal then.
-    pub on_ready: Option<Box<dyn FnOnce()>>,
+    /// Told, turn by turn, how the start goes (see [`StartupReport`]) until every service
+    /// asked to start runs, completed, failed or gave up: a detached `runpm up -d` shows
+    /// the progress and returns to the terminal then.
+    pub on_startup: Option<Box<dyn FnMut(News)>>,
 }
 
 pub struct Control {
@@ -166,6 +168,7 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
     // When a service manager started runpm (systemd Type=notify), it hears from runpm too.
     let parent = notify::Parent::from_env();
     let (mut told_ready, mut told_stopping) = (false, false);
+    let mut report = StartupReport::default();
     let (resume, last_known_good) = options.startup.take().unwrap_or((None, None));
     sup.set_last_known_good(last_known_good);
     let mut effects = sup.boot(
@@ -222,12 +225,19 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
         if !sup.is_starting() && !told_ready {
             told_ready = true;
             release_free_memory();
-            if let Some(ready) = options.on_ready.take() {
-                ready();
-            }
             if let Some(parent) = &parent {
                 let running = sup.services().filter(|(_, s)| s.pid().is_some()).count();
                 parent.send(&format!("READY=1\nSTATUS={running} services running"));
+            }
+        }
+        if let Some(tell) = &mut options.on_startup {
+            let news = report.turn(startup::outcomes(&sup));
+            let done = news.result.is_some();
+            if news != News::default() {
+                tell(news);
+            }
+            if done {
+                options.on_startup = None;
             }
         }
         if sup.is_shutting_down() && !told_stopping {
