@@ -90,7 +90,8 @@ fn a_port_held_by_another_process_is_not_ready_and_status_names_the_holder() {
     holder.wait_for_output("listening", secs(10));
     let python = holder.pid();
 
-    let _daemon = p.up_detached(&[]);
+    // In the foreground: `up -d` would report nginx's failed binds (tests/edges_up_detach.rs).
+    let _runpm = p.up(&[]);
     let web = p.wait_service("web", "not ready because of the holder", secs(15), |s| {
         s["not_ready"]
             .as_str()

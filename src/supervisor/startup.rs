@@ -1,8 +1,9 @@
 //! How the start of `runpm up -d` went, service by service, for the command waiting on it.
 //!
 //! `runpm up -d` returns once every service it started has got somewhere: it runs (ready),
-//! it completed, or it failed or gave up. A service in backoff is still on its way (its
-//! restart may work, or its crash loop ends in `failed`); one waiting for a dependency that
+//! it completed, or it failed or gave up. A service in backoff has failed at least once and
+//! counts as failing (as `docker compose up --wait` counts a container that exited), so a
+//! service that flaps forever cannot hold the command; one waiting for a dependency that
 //! failed has given up. The daemon reports each service once it settles, and again if that
 //! changes before the start is over, so that a terminal can show progress; then the whole
 //! result, which decides the command's exit code (1 when any service failed or gave up).
@@ -17,20 +18,25 @@ use super::service::{Phase, Service, Want};
 /// Where a service that was asked to start has got.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Still on its way: spawning, not ready yet, waiting for its dependencies, in backoff.
+    /// Still on its way: spawning, not ready yet, waiting for its dependencies.
     Pending,
     Running,
     /// A task that ended successfully.
     Completed,
     /// It failed (crash loop, spawn error, readiness timeout) or ended badly; why.
     Failed(String),
+    /// It ended badly and waits to be restarted; how its last run ended.
+    Restarting(String),
     /// It waits for a dependency that failed or ended badly, and will not start by itself.
     GaveUp,
 }
 
 impl Outcome {
     pub fn is_bad(&self) -> bool {
-        matches!(self, Outcome::Failed(_) | Outcome::GaveUp)
+        matches!(
+            self,
+            Outcome::Failed(_) | Outcome::Restarting(_) | Outcome::GaveUp
+        )
     }
 }
 
@@ -41,6 +47,7 @@ impl fmt::Display for Outcome {
             Outcome::Running => f.write_str("running"),
             Outcome::Completed => f.write_str("completed"),
             Outcome::Failed(why) => write!(f, "failed: {why}"),
+            Outcome::Restarting(how) => write!(f, "restarting: {how}"),
             Outcome::GaveUp => f.write_str("gave up: a dependency failed"),
         }
     }
@@ -55,13 +62,19 @@ pub fn outcome(service: &Service, stuck: bool) -> Outcome {
         Phase::Exited { status } => Outcome::Failed(status.to_string()),
         Phase::Failed { reason, .. } => Outcome::Failed(reason.clone()),
         Phase::Waiting if stuck => Outcome::GaveUp,
+        Phase::Backoff { .. } => Outcome::Restarting(match service.exits.back() {
+            Some(last) => match &last.detail {
+                Some(detail) => format!("{} ({detail})", last.status),
+                None => last.status.to_string(),
+            },
+            None => "its last run failed".into(),
+        }),
         // Stopped while wanted up: on its way to `Waiting`.
         Phase::Stopped
         | Phase::Waiting
         | Phase::Spawning
         | Phase::Running(_)
-        | Phase::Stopping(_)
-        | Phase::Backoff { .. } => Outcome::Pending,
+        | Phase::Stopping(_) => Outcome::Pending,
     }
 }
 
@@ -161,7 +174,11 @@ mod tests {
             (running(true), false, Outcome::Running),
             (running(false), false, Outcome::Pending),
             (Phase::Spawning, false, Outcome::Pending),
-            (backoff, false, Outcome::Pending),
+            (
+                backoff,
+                false,
+                Outcome::Restarting("its last run failed".into()),
+            ),
             (Phase::Waiting, false, Outcome::Pending),
             (Phase::Waiting, true, Outcome::GaveUp),
             (ok, false, Outcome::Completed),
@@ -171,6 +188,25 @@ mod tests {
         for (phase, stuck, want) in cases {
             assert_eq!(outcome(&service(phase.clone()), stuck), want, "{phase:?}");
         }
+    }
+
+    #[test]
+    fn a_service_in_backoff_is_restarting_after_its_last_exit() {
+        let mut s = service(Phase::Spawning);
+        s.record_exit(
+            42,
+            ExitStatus::Code(1),
+            SystemTime::UNIX_EPOCH,
+            std::time::Duration::ZERO,
+            crate::supervisor::EndReason::Exited,
+            None,
+        );
+        s.phase = Phase::Backoff {
+            until: Instant::now(),
+        };
+        let outcome = outcome(&s, false);
+        assert_eq!(outcome, Outcome::Restarting("exited with code 1".into()));
+        assert!(outcome.is_bad());
     }
 
     fn named(list: &[(&str, Outcome)]) -> Vec<(String, Outcome)> {
