@@ -68,13 +68,17 @@ const RUNPM_EXTRA: &[Block<'static>] = &[
         "0",
         "Success: every service stopped cleanly (it exited with a code in \
          `success_exit_codes`, or was ended by the stop signal runpm sent); `validate`: the \
-         config is valid; `up -d`: the daemon is running.",
+         config is valid; `up -d`: the daemon is running and every service it started runs \
+         or completed.",
     ),
     Block::Item(
         "1",
         "The operation failed: an invalid config (every error is printed as \
          FILE:LINE:COL), an unknown service name, a daemon already running for the state \
-         directory, a daemon that died before it was ready.",
+         directory, a daemon that died before it was ready; `up -d`: a service failed (crash \
+         loop, spawn error, readiness timeout, a failed task), is restarting after a failed \
+         run, or gave up waiting for a dependency that failed (the daemon keeps running; \
+         the message names them).",
     ),
     Block::Item("2", "Usage error: an unknown option or command."),
     Block::Item(
