@@ -54,6 +54,13 @@ pub fn owner(addr: SocketAddr, pgid: i32) -> Listener {
     if inodes.is_empty() {
         return Listener::NotFound;
     }
+    // Most often the main process holds the socket itself: no need to walk every process.
+    if holds_any(pgid, &inodes) {
+        return Listener::Service(Holder {
+            pid: pgid,
+            comm: comm(pgid),
+        });
+    }
     let processes = processes();
     let service = members(&processes, pgid);
     if let Some(h) = holder(service.iter().copied(), &inodes) {
