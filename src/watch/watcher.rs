@@ -188,6 +188,19 @@ fn target(source: &Utf8Path, env_files: &[Utf8PathBuf]) -> Result<Target, WatchE
             target.files.push(file);
         }
     }
+    // A symlinked file (a `.env` linked from a dotfiles repository) is edited where it
+    // really is: watch that too. A later swap of the link is seen where the link is, and
+    // the reload it causes brings this set up to date.
+    let resolved: Vec<PathBuf> = target
+        .files
+        .iter()
+        .filter_map(|f| std::fs::canonicalize(f).ok().filter(|real| real != f))
+        .collect();
+    for real in resolved {
+        if !target.files.contains(&real) {
+            target.files.push(real);
+        }
+    }
     Ok(target)
 }
 
@@ -342,6 +355,21 @@ mod tests {
         f.quiet().await;
         fs::write(f.path("services.toml"), "# edited\n").unwrap();
         f.notified().await;
+    }
+
+    #[tokio::test]
+    async fn a_symlinked_env_file_is_watched_where_it_really_is() {
+        let mut f = Fixture::file();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let real = elsewhere.path().join("app.env");
+        fs::write(&real, "A=1\n").unwrap();
+        std::os::unix::fs::symlink(&real, f.path(".env")).unwrap();
+        let link = Utf8PathBuf::try_from(f.path(".env")).unwrap();
+        f.watcher.update(std::slice::from_ref(&link));
+        fs::write(&real, "A=2\n").unwrap();
+        f.notified().await;
+        fs::write(elsewhere.path().join("other"), "x\n").unwrap();
+        f.quiet().await;
     }
 
     #[tokio::test]
