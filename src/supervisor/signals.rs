@@ -78,6 +78,8 @@ impl DaemonSignals {
             Some(()) = self.pwr.recv() => Received::Terminate("SIGPWR"),
             Some(()) = self.hup.recv() => Received::Reload,
             Some(()) = self.usr1.recv() => Received::DumpStatus,
+            // The streams end only with the runtime; never panic for want of a branch.
+            else => std::future::pending().await,
         }
     }
 }
