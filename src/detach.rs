@@ -4,9 +4,12 @@
 //! it has started a thread or a runtime (forking a process with threads is not safe, so this
 //! is checked). The child starts a new session, sends its output to the daemon log and
 //! becomes the daemon with the config, state directory and lock already in hand; nothing is
-//! executed or parsed twice. It writes `ready` on a pipe once the control socket listens and
-//! the services it was asked to start have started (or settled), then closes it. The parent
-//! blocks on the read end: `ready` means return 0; end-of-file without it means the daemon
+//! executed or parsed twice. On a pipe it reports how the start goes: a `progress` line per
+//! service that runs, completed, failed or gave up; once none is still on its way, a `result`
+//! line per service and `ready`; then it closes the pipe. The parent blocks on the read end,
+//! shows the progress on a terminal, and returns 0 when every service runs or completed, 1
+//! naming those that failed or gave up (the daemon keeps running either way, as `docker
+//! compose up --wait` leaves its containers). End-of-file without `ready` means the daemon
 //! died, and the parent shows the end of the log. No polling either way.
 
 use std::fs::File;
@@ -17,6 +20,8 @@ use std::time::Duration;
 use camino::{Utf8Path, Utf8PathBuf};
 use nix::fcntl::OFlag;
 use nix::unistd::{ForkResult, Pid};
+
+use crate::supervisor::{News, Outcome};
 
 /// How long the parent waits for the daemon to get ready before it gives up waiting (the
 /// daemon keeps running; the parent says where to look).
@@ -52,8 +57,8 @@ pub enum DetachError {
 pub enum Forked {
     /// The command the user ran: wait for the daemon with [`Parent::wait_ready`].
     Parent(Parent),
-    /// The daemon: its stdio now go to the log; report readiness with [`signal_ready`].
-    Daemon(File),
+    /// The daemon: its stdio now go to the log; report the start with a [`Reporter`].
+    Daemon(Reporter),
 }
 
 pub struct Parent {
@@ -89,7 +94,9 @@ pub fn fork_daemon(log: &Utf8Path) -> Result<Forked, DetachError> {
         ForkResult::Child => {
             drop(read_end);
             become_daemon(log_file).map_err(DetachError::Spawn)?;
-            Ok(Forked::Daemon(File::from(write_end)))
+            Ok(Forked::Daemon(Reporter {
+                pipe: File::from(write_end),
+            }))
         }
     }
 }
@@ -118,16 +125,97 @@ fn thread_count() -> usize {
         .unwrap_or(0)
 }
 
-impl Parent {
-    /// Waits until the daemon reports ready; returns its pid.
-    pub fn wait_ready(self) -> Result<u32, DetachError> {
-        let pid = self.pid.as_raw() as u32;
-        let mut answer = Vec::new();
-        let ready = read_with_timeout(self.ready, &mut answer, READY_TIMEOUT);
-        if answer.starts_with(b"ready") {
-            return Ok(pid);
+/// One service's outcome as the daemon reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reported {
+    pub service: String,
+    /// `running`, `completed`, `failed: WHY`, `gave up: WHY`.
+    pub outcome: String,
+    /// Failed or gave up.
+    pub bad: bool,
+}
+
+impl Reported {
+    fn line(kind: &str, service: &str, outcome: &Outcome) -> String {
+        // One line per record: a reason may hold anything, the service name cannot.
+        let text: String = outcome
+            .to_string()
+            .chars()
+            .map(|c| if c == '\t' || c == '\n' { ' ' } else { c })
+            .collect();
+        let bad = if outcome.is_bad() { "bad" } else { "ok" };
+        format!("{kind}\t{service}\t{bad}\t{text}\n")
+    }
+
+    fn parse(line: &str) -> Option<(&str, Reported)> {
+        let mut fields = line.splitn(4, '\t');
+        let kind = fields.next()?;
+        let service = fields.next()?.to_owned();
+        let bad = fields.next()? == "bad";
+        let outcome = fields.next()?.to_owned();
+        Some((
+            kind,
+            Reported {
+                service,
+                outcome,
+                bad,
+            },
+        ))
+    }
+}
+
+impl std::fmt::Display for Reported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.service, self.outcome)
+    }
+}
+
+/// The daemon's end of the pipe.
+pub struct Reporter {
+    pipe: File,
+}
+
+impl Reporter {
+    /// Tells the waiting parent how the start goes; the news with the result ends it, and
+    /// dropping the reporter afterwards closes the pipe, which lets the parent go.
+    pub fn send(&mut self, news: News) {
+        let mut text = String::new();
+        for (service, outcome) in &news.progress {
+            text.push_str(&Reported::line("progress", service, outcome));
         }
-        if !ready {
+        if let Some(result) = &news.result {
+            for (service, outcome) in result {
+                text.push_str(&Reported::line("result", service, outcome));
+            }
+            text.push_str("ready\n");
+        }
+        // The parent may be gone (killed while waiting); the daemon goes on regardless.
+        let _ = self.pipe.write_all(text.as_bytes());
+    }
+}
+
+impl Parent {
+    /// Waits until the daemon reports that the start is over, calling `progress` for each
+    /// service as it settles; returns the daemon's pid and every service's outcome.
+    pub fn wait_ready(
+        self,
+        mut progress: impl FnMut(&Reported),
+    ) -> Result<(u32, Vec<Reported>), DetachError> {
+        let pid = self.pid.as_raw() as u32;
+        let mut result = Vec::new();
+        let mut ready = false;
+        let ended = read_lines(self.ready, READY_TIMEOUT, |line| {
+            match Reported::parse(line) {
+                Some(("progress", r)) => progress(&r),
+                Some(("result", r)) => result.push(r),
+                _ if line == "ready" => ready = true,
+                _ => {}
+            }
+        });
+        if ready {
+            return Ok((pid, result));
+        }
+        if !ended {
             return Err(DetachError::NotReady { pid, log: self.log });
         }
         // End of file without `ready`: the daemon is gone (or going); collect it.
@@ -140,8 +228,22 @@ impl Parent {
     }
 }
 
-/// Reads until end-of-file or `timeout`; false when the time ran out.
-fn read_with_timeout(fd: OwnedFd, out: &mut Vec<u8>, timeout: Duration) -> bool {
+/// Calls `each` with every complete line (without its newline) until end-of-file or
+/// `timeout`; false when the time ran out.
+fn read_lines(fd: OwnedFd, timeout: Duration, mut each: impl FnMut(&str)) -> bool {
+    let mut pending = Vec::new();
+    read_with_timeout(fd, timeout, |chunk| {
+        pending.extend_from_slice(chunk);
+        while let Some(at) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=at).collect();
+            each(String::from_utf8_lossy(&line[..at]).as_ref());
+        }
+    })
+}
+
+/// Reads until end-of-file or `timeout`, handing each chunk to `out`; false when the time
+/// ran out.
+fn read_with_timeout(fd: OwnedFd, timeout: Duration, mut out: impl FnMut(&[u8])) -> bool {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     let deadline = std::time::Instant::now() + timeout;
     let mut file = File::from(fd);
@@ -161,7 +263,7 @@ fn read_with_timeout(fd: OwnedFd, out: &mut Vec<u8>, timeout: Duration) -> bool 
             Ok(0) => return false,
             Ok(_) => match file.read(&mut buf) {
                 Ok(0) => return true,
-                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Ok(n) => out(&buf[..n]),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(_) => return true,
             },
@@ -178,7 +280,46 @@ fn tail(path: &Utf8Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-/// Tells the waiting parent that the daemon is ready, and lets it go.
-pub fn signal_ready(mut pipe: File) {
-    let _ = pipe.write_all(b"ready\n");
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_is_one_line_and_reads_back() {
+        let why = Outcome::Failed("spawn failed:\tno such file\nor directory".into());
+        let line = Reported::line("result", "web", &why);
+        assert_eq!(line.matches('\n').count(), 1);
+        assert!(line.ends_with('\n'));
+        let (kind, r) = Reported::parse(line.trim_end_matches('\n')).unwrap();
+        assert_eq!(kind, "result");
+        assert_eq!(r.service, "web");
+        assert!(r.bad);
+        assert_eq!(r.outcome, "failed: spawn failed: no such file or directory");
+
+        let line = Reported::line("progress", "db", &Outcome::Running);
+        let (_, r) = Reported::parse(line.trim_end_matches('\n')).unwrap();
+        assert!(!r.bad);
+        assert_eq!(r.to_string(), "db: running");
+    }
+
+    #[test]
+    fn lines_are_handed_over_whole_across_reads() {
+        let (read_end, write_end) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
+        let mut w = File::from(write_end);
+        w.write_all(b"progress\ta\tok\trunning\nprogr").unwrap();
+        w.write_all(b"ess\tb\tbad\tgave up: x\nready\n").unwrap();
+        drop(w);
+        let mut lines = Vec::new();
+        assert!(read_lines(read_end, Duration::from_secs(5), |l| {
+            lines.push(l.to_owned())
+        }));
+        assert_eq!(
+            lines,
+            [
+                "progress\ta\tok\trunning",
+                "progress\tb\tbad\tgave up: x",
+                "ready"
+            ]
+        );
+    }
 }

@@ -27,6 +27,7 @@ fn service(name: &str, status: &str, pid: Option<i32>) -> ServiceInfo {
         status_text: None,
         waiting_for: vec![],
         dependencies: vec![],
+        not_ready: None,
         exits: vec![],
     }
 }

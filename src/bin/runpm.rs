@@ -213,12 +213,12 @@ fn up(args: UpArgs) -> u8 {
                 lock.leave_to_child();
                 return report_detached(&path, &state, parent);
             }
-            Ok(detach::Forked::Daemon(pipe)) => {
+            Ok(detach::Forked::Daemon(reporter)) => {
                 if let Err(e) = lock.write_pid() {
                     eprintln!("runpm: {}", error_chain(&e));
                     return exit::FAILED;
                 }
-                Some(pipe)
+                Some(reporter)
             }
             Err(e) => {
                 eprintln!("runpm: {}", error_chain(&e));
@@ -281,8 +281,9 @@ fn up(args: UpArgs) -> u8 {
         control: Some(Control { state, lock, token }),
         watch: !args.no_watch,
         startup: Some((startup.resume, startup.last_known_good)),
-        on_ready: ready_pipe
-            .map(|pipe| Box::new(move || detach::signal_ready(pipe)) as Box<dyn FnOnce()>),
+        on_startup: ready_pipe.map(|mut reporter| {
+            Box::new(move |news| reporter.send(news)) as Box<dyn FnMut(supervisor::News)>
+        }),
     };
     let code = match runtime.block_on(supervisor::run(cfg, options)) {
         Ok(code) => code,
@@ -319,17 +320,39 @@ fn current_dir() -> Utf8PathBuf {
         .unwrap_or_else(|| Utf8PathBuf::from("."))
 }
 
-/// `runpm up -d` once the daemon is forked: waits until it is ready and says how to reach it.
+/// `runpm up -d` once the daemon is forked: waits until the start is over (showing each
+/// service as it settles, on a terminal), says how to reach the daemon, and exits 1 naming
+/// the services that failed or gave up.
 fn report_detached(config: &Utf8Path, state: &ipc::StateDir, daemon: detach::Parent) -> u8 {
-    match daemon.wait_ready() {
-        Ok(pid) => {
+    let terminal = std::io::stderr().is_terminal();
+    let progress = |r: &detach::Reported| {
+        if terminal {
+            eprintln!("  {r}");
+        }
+    };
+    match daemon.wait_ready(progress) {
+        Ok((pid, result)) => {
             println!("runpm is running in the background (pid {pid})");
             println!(
                 "  control: runpmctl -f {config}   (socket {})",
                 state.socket
             );
             println!("  log:     {}", state.daemon_log);
-            exit::OK
+            let bad: Vec<String> = result
+                .iter()
+                .filter(|r| r.bad)
+                .map(|r| format!("{} ({})", r.service, r.outcome))
+                .collect();
+            if bad.is_empty() {
+                return exit::OK;
+            }
+            eprintln!(
+                "runpm: {} of {} services did not start: {}",
+                bad.len(),
+                result.len(),
+                bad.join(", ")
+            );
+            exit::FAILED
         }
         Err(e) => {
             eprintln!("runpm: {e}");

@@ -41,8 +41,9 @@ pub enum Command {
     Up {
         #[command(flatten)]
         file: FileArg,
-        /// Run in the background; return once the control socket answers and the services
-        /// have started. The daemon's output goes to STATE_DIR/runpm.log
+        /// Run in the background; return once the control socket answers and every service
+        /// runs, completed, failed or gave up (exit 1, naming them, when any failed or gave
+        /// up). The daemon's output goes to STATE_DIR/runpm.log
         #[arg(short = 'd', long)]
         detach: bool,
         /// Where the socket, state and logs live [default: $RUNPM_STATE_DIR, else the

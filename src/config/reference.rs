@@ -268,7 +268,12 @@ pub const READY: &[Field] = &[
         ty: "`host:port`",
         default: Default::Unset,
         example: r#""127.0.0.1:8000""#,
-        doc: "Ready when a TCP connection to this address succeeds.",
+        doc: "Ready when a TCP connection to this address succeeds and the listening socket \
+              belongs to one of the service's processes (its process group, or a descendant \
+              of its main process). A port held by another process does not count: the \
+              service stays `starting`, and status names the holder (pid and command). When \
+              runpm sees no listening socket for the address at all (a NAT rule, another \
+              network namespace), the connection alone counts.",
     },
     Field {
         name: "exec",
@@ -303,7 +308,8 @@ pub const HEALTH: &[Field] = &[
         ty: "`host:port`",
         default: Default::Unset,
         example: r#""127.0.0.1:8000""#,
-        doc: "The check passes when a TCP connection succeeds within `timeout`.",
+        doc: "The check passes when a TCP connection succeeds within `timeout` and the \
+              listening socket belongs to the service (as for `ready.tcp`).",
     },
     Field {
         name: "interval",
@@ -355,8 +361,9 @@ pub const SETTINGS: &[Field] = &[
         ty: "boolean",
         default: Default::Value("true"),
         example: "false",
-        doc: "Reload when the config changes on disk (as `runpmctl reload` does). `runpm up \
-              --no-watch` turns it off too.",
+        doc: "Reload when the config changes on disk (as `runpmctl reload` does): the config \
+              file or unit files, or any service's `env_file`; other files beside them do not \
+              count. With `false` (or `runpm up --no-watch`) no watcher runs at all.",
     },
     Field {
         name: "state_dir",

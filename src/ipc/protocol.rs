@@ -276,6 +276,10 @@ pub struct ServiceInfo {
     /// Every dependency, with its condition and where it stands.
     #[serde(default)]
     pub dependencies: Vec<DependencyInfo>,
+    /// For `starting`: why its last readiness check failed (such as `… the listening
+    /// socket belongs to pid 42 (python3), not to this service`).
+    #[serde(default)]
+    pub not_ready: Option<String>,
     /// Most recent last.
     pub exits: Vec<ExitInfo>,
 }

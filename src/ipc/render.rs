@@ -72,6 +72,9 @@ fn info(s: &ServiceInfo) -> String {
     if let Some(reason) = &s.reason {
         parts.push(reason.clone());
     }
+    if let Some(why) = &s.not_ready {
+        parts.push(format!("not ready: {why}"));
+    }
     if let Some(next) = &s.next_start {
         parts.push(format!("next start {next}"));
     }
@@ -242,6 +245,9 @@ pub fn service_detail(s: &ServiceInfo) -> String {
     if let Some(reason) = &s.reason {
         field("reason", reason.clone());
     }
+    if let Some(why) = &s.not_ready {
+        field("not ready", why.clone());
+    }
     if let Some(next) = &s.next_start {
         field("next start", next.clone());
     }
@@ -297,6 +303,7 @@ mod tests {
             status_text: None,
             waiting_for: Vec::new(),
             dependencies: Vec::new(),
+            not_ready: None,
             exits: vec![],
         }
     }

@@ -2,6 +2,7 @@
 //! reaping every child. The supervisor's decisions never call these directly; they return
 //! effects that the runtime carries out here.
 
+mod listeners;
 mod posix_spawn;
 mod reaper;
 mod resolve;
@@ -11,6 +12,7 @@ mod sys;
 mod target;
 mod vfork;
 
+pub use listeners::{Holder, Listener, owner as listener_owner};
 pub use reaper::{ExitStatus, reap_all};
 pub use spawn::{SpawnError, Spawned, spawn, spawn_quiet};
 pub use sys::{become_subreaper, group_is_empty, is_pid1, raise_open_files_limit};

@@ -34,6 +34,9 @@ use super::status::EndReason;
 
 #[derive(Debug, Clone, Copy)]
 struct Shutdown {
+    /// When the signal or request that began it was handled: a repeat within
+    /// [`stop::SAME_SIGNAL`] is the same request arriving twice.
+    began: Instant,
     deadline: Instant,
     escalated: bool,
     exit_sent: bool,
@@ -298,6 +301,11 @@ impl Supervisor {
         self.services.iter()
     }
 
+    /// The `[runpm]` settings of the config last applied.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
     pub fn service(&self, name: &str) -> Option<&Service> {
         self.services.get(name)
     }
@@ -329,6 +337,20 @@ impl Supervisor {
                 _ => None,
             })
             .collect()
+    }
+
+    /// Whether `name` waits for a dependency that ended badly, and will not start by itself.
+    /// For a service that waits for a dependency that cannot get there by itself (failed,
+    /// ended badly, stopped): what it waits for, in words.
+    pub fn blocked_by(&self, name: &str) -> Option<String> {
+        let svc = self.services.get(name)?;
+        if svc.phase != Phase::Waiting {
+            return None;
+        }
+        svc.spec.depends_on.iter().find_map(|dep| {
+            let wait = deps::check(&self.services, dep, svc.spec.condition(dep));
+            matches!(wait, deps::Wait::Blocked { .. }).then(|| deps::describe(dep, &wait))
+        })
     }
 
     pub fn is_shutting_down(&self) -> bool {
@@ -409,17 +431,7 @@ impl Supervisor {
                 }
             }
             Event::Tick => self.on_tick(now, fx),
-            Event::Terminate { signal } => match self.shutdown {
-                None => {
-                    tracing::info!("received {signal}: stopping all services");
-                    self.begin_shutdown(now, fx);
-                }
-                Some(s) if !s.escalated => {
-                    tracing::warn!("received {signal} again: killing all services now");
-                    self.escalate_all(now, fx);
-                }
-                Some(_) => {}
-            },
+            Event::Terminate { signal } => self.on_terminate(signal, now, fx),
             Event::Hangup => {
                 tracing::info!("received SIGHUP: reloading the configuration");
                 fx.push(Effect::LoadConfig {

@@ -13,6 +13,8 @@ mod policy;
 mod probes;
 mod runtime;
 mod service;
+mod signals;
+mod startup;
 mod status;
 
 pub use self::core::Supervisor;
@@ -20,4 +22,5 @@ pub use event::{Effect, Event, Now, Purpose};
 pub use policy::{Decision, History, Jitter};
 pub use runtime::{Control, RunError, RunOptions, run};
 pub use service::{Phase, Service, Want};
+pub use startup::{News, Outcome, StartupReport};
 pub use status::{EndReason, ExitRecord, Status};

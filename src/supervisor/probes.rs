@@ -1,6 +1,7 @@
 //! Carrying out readiness and health probes for the runtime.
 //!
-//! A TCP probe is a connect attempt in a task of its own. An exec probe is a child process
+//! A TCP probe is a connect attempt in a task of its own, then a look at whose listening
+//! socket answered: another process holding the port does not make the service ready. An exec probe is a child process
 //! like any other: the one reaper collects it, and the runtime asks [`Probes::reaped`]
 //! before handing an exit to the supervisor. Its timeout is a timer that kills the probe's
 //! process group; the kill shows up as a reaped probe that failed. Results come back as
@@ -14,7 +15,7 @@ use nix::sys::signal::Signal as NixSignal;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::config::{Command, Probe, ServiceSpec};
-use crate::process::{self, ExitStatus, Target};
+use crate::process::{self, ExitStatus, Listener, Target};
 
 use super::event::{Event, Purpose};
 
@@ -66,7 +67,18 @@ impl Probes {
                     let attempt =
                         tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&addr)).await;
                     let (ok, detail) = match attempt {
-                        Ok(Ok(_)) => (true, format!("connected to {addr}")),
+                        Ok(Ok(stream)) => match stream.peer_addr() {
+                            // Reading /proc is blocking file I/O: off the event loop.
+                            Ok(peer) => {
+                                let checked = addr.clone();
+                                tokio::task::spawn_blocking(move || {
+                                    whose_listener(&checked, peer, pid)
+                                })
+                                .await
+                                .unwrap_or_else(|e| (false, format!("checking {addr}: {e}")))
+                            }
+                            Err(e) => (false, format!("cannot connect to {addr}: {e}")),
+                        },
                         Ok(Err(e)) => (false, format!("cannot connect to {addr}: {e}")),
                         Err(_) => (
                             false,
@@ -144,6 +156,31 @@ impl Probes {
             ok,
             detail,
         })
+    }
+}
+
+/// The verdict of a TCP probe that connected to `peer` (the address `addr` resolved to):
+/// ready only when the listening socket is one of the service's (see
+/// [`process::listener_owner`]).
+fn whose_listener(addr: &str, peer: std::net::SocketAddr, pid: i32) -> (bool, String) {
+    match process::listener_owner(peer, pid) {
+        Listener::Service(holder) => (true, format!("connected to {addr} (listening: {holder})")),
+        Listener::Other(Some(holder)) => (
+            false,
+            format!(
+                "{addr} accepts connections, but the listening socket belongs to {holder}, \
+                 not to this service"
+            ),
+        ),
+        Listener::Other(None) => (
+            false,
+            format!(
+                "{addr} accepts connections, but the listening socket belongs to a process \
+                 runpm cannot see, not to this service"
+            ),
+        ),
+        // Nothing to prove it by (NAT, another network namespace): the connect counts.
+        Listener::NotFound => (true, format!("connected to {addr}")),
     }
 }
 

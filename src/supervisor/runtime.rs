@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 
 use std::collections::HashMap;
 
-use camino::Utf8PathBuf;
+use camino::{Utf8Path, Utf8PathBuf};
 use tokio::sync::mpsc;
 
 use regex_lite::Regex;
@@ -40,6 +40,8 @@ use super::output::RunOutput;
 use super::persist::Persist;
 use super::policy::Jitter;
 use super::probes::{Internal, Probes};
+use super::signals::{DaemonSignals, Received};
+use super::startup::{self, News, StartupReport};
 
 pub struct RunOptions {
     /// Services to start (with their dependencies); `None`: every `autostart` service.
@@ -56,9 +58,10 @@ pub struct RunOptions {
     pub watch: bool,
     /// What the state file said, and whether the config is the snapshot's (last-known-good).
     pub startup: Option<(Option<Resume>, Option<String>)>,
-    /// Called once, when every service asked to start has started or settled: a detached
-    /// `runpm up -d` returns to the terminal then.
-    pub on_ready: Option<Box<dyn FnOnce()>>,
+    /// Told, turn by turn, how the start goes (see [`StartupReport`]) until every service
+    /// asked to start runs, completed, failed or gave up: a detached `runpm up -d` shows
+    /// the progress and returns to the terminal then.
+    pub on_startup: Option<Box<dyn FnMut(News)>>,
 }
 
 pub struct Control {
@@ -73,9 +76,7 @@ pub struct Control {
 /// handler would be ignored.
 pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError> {
     let mut sigchld = signal(SignalKind::child())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sighup = signal(SignalKind::hangup())?;
+    let mut signals = DaemonSignals::install()?;
 
     let (call_tx, mut calls) = mpsc::unbounded_channel::<Call>();
     // Dropping the guard at the end of this function removes the socket (if still ours).
@@ -94,20 +95,14 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
             None
         }
     };
-    let (_watcher, mut changes) = if options.watch {
-        match Watcher::new(&config.source, DEFAULT_DEBOUNCE) {
-            Ok((watcher, changes)) => (Some(watcher), Some(changes)),
-            Err(e) => {
-                tracing::warn!(
-                    "cannot watch {} for changes: {e}; reload with runpmctl reload or SIGHUP",
-                    config.source
-                );
-                (None, None)
-            }
-        }
-    } else {
-        (None, None)
-    };
+    // `--no-watch` rules out a watcher for good; `[runpm] watch` may change with a reload.
+    let mut watching = None;
+    sync_watcher(
+        &mut watching,
+        options.watch && config.settings.watch,
+        &config.source,
+        &env_files(config.services.values()),
+    );
 
     // sd_notify: one datagram socket for the daemon; services that asked for it get its
     // path in NOTIFY_SOCKET.
@@ -171,10 +166,12 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
             .map_or_else(String::new, |c| c.state.dir.to_string()),
         token: options.control.as_ref().map(|c| c.token.clone()),
         deferred: Vec::new(),
+        reloaded: false,
     };
     // When a service manager started runpm (systemd Type=notify), it hears from runpm too.
     let parent = notify::Parent::from_env();
     let (mut told_ready, mut told_stopping) = (false, false);
+    let mut report = StartupReport::default();
     let (resume, last_known_good) = options.startup.take().unwrap_or((None, None));
     sup.set_last_known_good(last_known_good);
     let mut effects = sup.boot(
@@ -199,6 +196,15 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
     stderr::hold();
     loop {
         let exit = executor.carry_out(&mut sup, effects);
+        if std::mem::take(&mut executor.reloaded) {
+            // What the config is made of may have changed: other env files, `watch` on or off.
+            sync_watcher(
+                &mut watching,
+                options.watch && sup.settings().watch,
+                &executor.source,
+                &env_files(sup.services().map(|(_, s)| s.spec.as_ref())),
+            );
+        }
         if let Some(persist) = &mut persist {
             // After the turn's effects (a restart is spawned before its pid is written), and
             // once more on the way out.
@@ -222,12 +228,19 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
         if !sup.is_starting() && !told_ready {
             told_ready = true;
             release_free_memory();
-            if let Some(ready) = options.on_ready.take() {
-                ready();
-            }
             if let Some(parent) = &parent {
                 let running = sup.services().filter(|(_, s)| s.pid().is_some()).count();
                 parent.send(&format!("READY=1\nSTATUS={running} services running"));
+            }
+        }
+        if let Some(tell) = &mut options.on_startup {
+            let news = report.turn(startup::outcomes(&sup));
+            let done = news.result.is_some();
+            if news != News::default() {
+                tell(news);
+            }
+            if done {
+                options.on_startup = None;
             }
         }
         if sup.is_shutting_down() && !told_stopping {
@@ -247,8 +260,8 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
             }
         };
         let change = async {
-            match &mut changes {
-                Some(rx) => rx.recv().await,
+            match &mut watching {
+                Some((_, rx)) => rx.recv().await,
                 None => std::future::pending().await,
             }
         };
@@ -262,9 +275,14 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
                     executor.probes.reaped(pid, status).unwrap_or(Event::ChildExited { pid, status })
                 })
                 .collect(),
-            _ = sigterm.recv() => vec![Event::Terminate { signal: "SIGTERM" }],
-            _ = sigint.recv() => vec![Event::Terminate { signal: "SIGINT" }],
-            _ = sighup.recv() => vec![Event::Hangup],
+            received = signals.recv() => match received {
+                Received::Terminate(signal) => vec![Event::Terminate { signal }],
+                Received::Reload => vec![Event::Hangup],
+                Received::DumpStatus => {
+                    log_status(&sup);
+                    Vec::new()
+                }
+            },
             // A due state write is done at the top of the next turn.
             () = sleep => vec![Event::Tick],
             Some(call) = calls.recv() => executor.accept(call, &sup, persist.as_mut()).into_iter().collect(),
@@ -334,6 +352,8 @@ struct Executor {
     /// The output of this turn's spawns, to read once all of them have started: the
     /// bookkeeping of one spawn does not hold up the next.
     deferred: Vec<(process::Spawned, Arc<str>, Arc<RunOutput>)>,
+    /// Set when a config was loaded for a reload: the watcher may need to follow it.
+    reloaded: bool,
 }
 
 impl Executor {
@@ -666,6 +686,7 @@ impl Executor {
                 }
                 Effect::LoadConfig { token, dry_run } => {
                     let result = config::load(&self.source).map_err(|e| e.to_string());
+                    self.reloaded |= !dry_run;
                     Some(Event::ConfigLoaded {
                         token,
                         dry_run,
@@ -687,6 +708,57 @@ impl Executor {
             }
         }
         None
+    }
+}
+
+/// The env files that `specs` read, each once.
+fn env_files<'a>(specs: impl Iterator<Item = &'a ServiceSpec>) -> Vec<Utf8PathBuf> {
+    let mut files: Vec<Utf8PathBuf> = specs
+        .filter_map(|s| s.env_file.as_ref().map(|f| f.path.clone()))
+        .collect();
+    files.sort();
+    files.dedup();
+    files
+}
+
+/// Starts, updates or stops the watcher so that it watches `source` and `env_files` exactly
+/// when `wanted`. Without a watch no watcher exists at all: no inotify descriptor, no
+/// thread.
+fn sync_watcher(
+    watching: &mut Option<(Watcher, mpsc::UnboundedReceiver<()>)>,
+    wanted: bool,
+    source: &Utf8Path,
+    env_files: &[Utf8PathBuf],
+) {
+    match (wanted, watching.as_mut()) {
+        (false, _) => *watching = None,
+        (true, Some((watcher, _))) => watcher.update(env_files),
+        (true, None) => match Watcher::new(source, env_files, DEFAULT_DEBOUNCE) {
+            Ok(started) => *watching = Some(started),
+            Err(e) => tracing::warn!(
+                "cannot watch {source} for changes: {e}; reload with runpmctl reload or SIGHUP"
+            ),
+        },
+    }
+}
+
+/// SIGUSR1: one line per service in runpm's log, for an operator without `runpmctl` at hand
+/// (or with a control socket that does not answer).
+fn log_status(sup: &Supervisor) {
+    tracing::info!("received SIGUSR1: the status of every service follows");
+    for (name, service) in sup.services() {
+        match service.pid() {
+            Some(pid) => tracing::info!(
+                "{name}: {} (pid {pid}, {} restarts)",
+                service.status(),
+                service.restarts
+            ),
+            None => tracing::info!(
+                "{name}: {} ({} restarts)",
+                service.status(),
+                service.restarts
+            ),
+        }
     }
 }
 

@@ -153,6 +153,9 @@ pub struct Service {
     pub early_output: Option<(i32, Vec<String>)>,
     /// The last `STATUS=` the service sent over sd_notify.
     pub status_text: Option<String>,
+    /// While it starts: why its last readiness probe failed (such as who else holds its
+    /// port). Cleared when it becomes ready and on every change of phase.
+    pub not_ready: Option<String>,
     /// A restart was asked for (operator, changed spec, restarted dependency) and waits for
     /// its turn: dependents stop first.
     pub restart_pending: bool,
@@ -175,6 +178,7 @@ impl Service {
             stopped_by_operator: false,
             early_output: None,
             status_text: None,
+            not_ready: None,
             restart_pending: false,
             removing: false,
             rank: 0,
@@ -225,6 +229,7 @@ impl Service {
     pub fn set_phase(&mut self, phase: Phase, now: SystemTime) {
         self.phase = phase;
         self.since = now;
+        self.not_ready = None;
     }
 
     pub fn record_exit(

@@ -6,17 +6,36 @@
 //! and a `git checkout` touching ten unit files are each one reload, made after the files
 //! settled rather than halfway through.
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::time::{Instant, timeout_at};
 
-use super::filter::{Target, concerns};
+use super::filter::{Target, Verdict, concerns};
+use super::fingerprint::{Fingerprint, fingerprint};
+
+/// What is watched now, shared with the [`Watcher`](super::Watcher) that changes it after a
+/// reload, and what the watched files resolved to after the last notification.
+#[derive(Debug)]
+pub(super) struct Watched {
+    pub(super) target: Target,
+    pub(super) known: Fingerprint,
+}
+
+impl Watched {
+    pub(super) fn new(target: Target) -> Watched {
+        let known = fingerprint(&target);
+        Watched { target, known }
+    }
+}
+
+pub(super) type Shared = Arc<Mutex<Watched>>;
 
 /// Runs until the event source closes (the watcher was dropped) or nobody listens.
 pub(super) async fn debounce(
     mut events: UnboundedReceiver<notify::Result<notify::Event>>,
-    target: Target,
+    watched: Shared,
     window: Duration,
     out: UnboundedSender<()>,
 ) {
@@ -24,7 +43,7 @@ pub(super) async fn debounce(
         loop {
             match events.recv().await {
                 None => return,
-                Some(event) if concerns(&target, &event) => break,
+                Some(event) if settle(&watched, &event) => break,
                 Some(_) => {}
             }
         }
@@ -35,14 +54,38 @@ pub(super) async fn debounce(
                 // Dropped mid-burst: the owner no longer wants reloads.
                 Ok(None) => return,
                 Ok(Some(event)) => {
-                    if concerns(&target, &event) {
+                    if settle(&watched, &event) {
                         deadline = Instant::now() + window;
                     }
                 }
             }
         }
+        // What the reload is about to read: the next event not naming a file compares
+        // against this.
+        let mut w = watched.lock().unwrap_or_else(PoisonError::into_inner);
+        w.known = fingerprint(&w.target);
+        drop(w);
         if out.send(()).is_err() {
             return;
+        }
+    }
+}
+
+/// Whether `event` concerns the config, looking at the files when the event alone cannot
+/// tell.
+fn settle(watched: &Mutex<Watched>, event: &notify::Result<notify::Event>) -> bool {
+    let mut w = watched.lock().unwrap_or_else(PoisonError::into_inner);
+    match concerns(&w.target, event) {
+        Verdict::Yes => true,
+        Verdict::No => false,
+        Verdict::Maybe => {
+            let now = fingerprint(&w.target);
+            if now == w.known {
+                false
+            } else {
+                w.known = now;
+                true
+            }
         }
     }
 }
@@ -58,11 +101,11 @@ mod tests {
 
     const WINDOW: Duration = Duration::from_millis(150);
 
-    fn target() -> Target {
-        Target::File {
-            dir: "/p".into(),
-            name: "services.toml".into(),
-        }
+    fn target() -> Shared {
+        Arc::new(Mutex::new(Watched::new(Target {
+            files: vec!["/p/services.toml".into()],
+            unit_dir: None,
+        })))
     }
 
     fn write(tx: &UnboundedSender<notify::Result<Event>>, path: &str) {

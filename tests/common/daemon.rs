@@ -44,6 +44,27 @@ impl Project {
     /// Runs `cmd` (a `runpm up -d` of some form) and returns the guard of the daemon that
     /// locks `state_dir`.
     pub fn up_detached_with(&self, cmd: std::process::Command, state_dir: &Path) -> Daemon {
+        self.up_detached_expecting(cmd, state_dir, Some(0))
+    }
+
+    /// `runpm up -f services.toml -d EXTRA…` for services some of which fail at start (so
+    /// that `up -d` exits 0 or 1, depending on the moment): the guard of the daemon, which
+    /// must be running.
+    pub fn up_detached_failing(&self, extra: &[&str]) -> Daemon {
+        let file = self.file("services.toml");
+        let mut args: Vec<&OsStr> =
+            vec!["up".as_ref(), "-f".as_ref(), file.as_ref(), "-d".as_ref()];
+        args.extend(extra.iter().map(OsStr::new));
+        self.up_detached_expecting(self.command(args), &self.file(".runpm"), None)
+    }
+
+    /// As [`Project::up_detached_with`], asserting `runpm up -d`'s exit code when given.
+    pub fn up_detached_expecting(
+        &self,
+        cmd: std::process::Command,
+        state_dir: &Path,
+        code: Option<i32>,
+    ) -> Daemon {
         let mut up = Runpm::start(cmd);
         let status = up.wait_exit(COMMAND_LIMIT);
         let finished = Finished {
@@ -74,12 +95,14 @@ impl Project {
         if let Some(pid) = pid {
             LIVE.lock().unwrap().push(pid as u32);
         }
-        assert_eq!(
-            daemon.up.code(),
-            Some(0),
-            "`runpm up -d` should succeed\n{}",
-            daemon.describe()
-        );
+        if let Some(code) = code {
+            assert_eq!(
+                daemon.up.code(),
+                Some(code),
+                "`runpm up -d` should exit {code}\n{}",
+                daemon.describe()
+            );
+        }
         assert!(
             pid.is_some_and(is_alive),
             "no live daemon pid in {lock:?} after `runpm up -d`\n{}",

@@ -39,12 +39,26 @@ fn runpmctl() -> String {
 const RUNPM_EXTRA: &[Block<'static>] = &[
     Block::Section("SIGNALS"),
     Block::Item(
-        "SIGTERM, SIGINT",
+        "SIGTERM, SIGINT, SIGQUIT, SIGPWR",
         "Stop every service in reverse dependency order (`stop_signal` to each, SIGKILL after \
          `kill_timeout`, the whole stop bounded by `shutdown_timeout`), then exit. A second \
-         one kills what is left at once.",
+         one kills what is left at once. Signals that arrive within 200 ms of the first count \
+         as that one: a single Ctrl-C under `timeout 600 runpm up` reaches runpm twice (from \
+         the terminal and from `timeout`). SIGPWR is how `lxc-stop` asks a container's init to \
+         shut down.",
     ),
     Block::Item("SIGHUP", "Reload the config, as `runpmctl reload` does."),
+    Block::Item(
+        "SIGUSR1",
+        "Write every service's status (status word, pid, restarts) to runpm's log: its \
+         stderr, or the daemon log of `up -d`.",
+    ),
+    Block::Item(
+        "SIGUSR2, SIGPIPE, SIGALRM, SIGVTALRM, SIGPROF, SIGIO, SIGSTKFLT, SIGXCPU, SIGXFSZ, \
+         SIGSYS, SIGRTMIN to SIGRTMAX",
+        "Ignored, so that a stray signal never ends runpm and orphans its services. The \
+         services themselves start with every signal at its default and none blocked.",
+    ),
     Block::Paragraph(
         "runpm reaps every orphaned process: as PID 1 (in a container), and otherwise as a \
          subreaper (PR_SET_CHILD_SUBREAPER).",
@@ -54,13 +68,17 @@ const RUNPM_EXTRA: &[Block<'static>] = &[
         "0",
         "Success: every service stopped cleanly (it exited with a code in \
          `success_exit_codes`, or was ended by the stop signal runpm sent); `validate`: the \
-         config is valid; `up -d`: the daemon is running.",
+         config is valid; `up -d`: the daemon is running and every service it started runs \
+         or completed.",
     ),
     Block::Item(
         "1",
         "The operation failed: an invalid config (every error is printed as \
          FILE:LINE:COL), an unknown service name, a daemon already running for the state \
-         directory, a daemon that died before it was ready.",
+         directory, a daemon that died before it was ready; `up -d`: a service failed (crash \
+         loop, spawn error, readiness timeout, a failed task), is restarting after a failed \
+         run, or gave up waiting for a dependency that failed (the daemon keeps running; \
+         the message names them).",
     ),
     Block::Item("2", "Usage error: an unknown option or command."),
     Block::Item(

@@ -148,6 +148,7 @@ pub(crate) fn service_info(svc: &Service, now: Now) -> ServiceInfo {
         status_text: svc.status_text.clone(),
         waiting_for: Vec::new(),
         dependencies: Vec::new(),
+        not_ready: svc.not_ready.clone(),
         exits,
     }
 }

@@ -70,9 +70,11 @@ impl Supervisor {
         };
         let spec = svc.spec.clone();
         if !run.ready && run.ready_deadline.is_some_and(|d| d <= now.at) {
+            let last = svc.not_ready.as_ref().map(|d| format!(": {d}"));
             let why = format!(
-                "not ready within {}",
-                humantime::format_duration(spec.ready_timeout)
+                "not ready within {}{}",
+                humantime::format_duration(spec.ready_timeout),
+                last.unwrap_or_default()
             );
             return self.fail_run(name, why, now, fx);
         }
@@ -143,6 +145,9 @@ impl Supervisor {
                 run.probe_due = Some(now.after(retry_interval(run.probe_attempts)));
                 run.probe_attempts = run.probe_attempts.saturating_add(1);
                 tracing::debug!("{name}: not ready yet: {detail}");
+                if let Some(svc) = self.services.get_mut(name) {
+                    svc.not_ready = Some(detail);
+                }
             }
             (Purpose::Health, true) => {
                 run.health_failures = 0;
@@ -185,6 +190,7 @@ impl Supervisor {
         }
         run.ready = true;
         run.ready_deadline = None;
+        svc.not_ready = None;
         run.probe_due = health.map(|interval| now.after(interval));
         let took = now.at.saturating_duration_since(run.started);
         svc.since = now.wall;

@@ -7,6 +7,8 @@
 //! (or that deadline) escalates to SIGKILL at once. Only the stops of a shutdown speak for
 //! runpm's exit code.
 
+use std::time::{Duration, Instant};
+
 use nix::sys::signal::Signal as NixSignal;
 
 use crate::ipc::{ErrorKind, ProtocolError};
@@ -42,7 +44,54 @@ pub(super) fn push_stop_signal(
 
 const SIGCONT: crate::config::Signal = crate::config::Signal(NixSignal::SIGCONT);
 
+/// Terminating signals closer together than this are one request. A single Ctrl-C under
+/// `timeout 600 runpm up` reaches runpm twice within microseconds (from the terminal, and
+/// forwarded by `timeout`), and must not read as the "second Ctrl-C" that kills everything;
+/// a person pressing Ctrl-C again takes longer than this.
+pub(crate) const SAME_SIGNAL: Duration = Duration::from_millis(200);
+
+/// What a terminating signal (SIGTERM, SIGINT, SIGQUIT, SIGPWR) asks for, given the
+/// shutdown already under way, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum OnTerminate {
+    /// The first: stop every service in order.
+    Begin,
+    /// The same request delivered again (within [`SAME_SIGNAL`] of the first).
+    Repeat,
+    /// A second request: kill what is left now.
+    Escalate,
+    /// Everything is being killed already.
+    Nothing,
+}
+
+pub(super) fn on_terminate(shutdown: Option<&Shutdown>, now: Instant) -> OnTerminate {
+    match shutdown {
+        None => OnTerminate::Begin,
+        Some(s) if s.escalated => OnTerminate::Nothing,
+        Some(s) if now.saturating_duration_since(s.began) < SAME_SIGNAL => OnTerminate::Repeat,
+        Some(_) => OnTerminate::Escalate,
+    }
+}
+
 impl Supervisor {
+    pub(super) fn on_terminate(&mut self, signal: &str, now: Now, fx: &mut Vec<Effect>) {
+        match on_terminate(self.shutdown.as_ref(), now.at) {
+            OnTerminate::Begin => {
+                tracing::info!("received {signal}: stopping all services");
+                self.begin_shutdown(now, fx);
+            }
+            OnTerminate::Repeat => tracing::debug!(
+                "received {signal} again within {}ms: the same request",
+                SAME_SIGNAL.as_millis()
+            ),
+            OnTerminate::Escalate => {
+                tracing::warn!("received {signal} again: killing all services now");
+                self.escalate_all(now, fx);
+            }
+            OnTerminate::Nothing => {}
+        }
+    }
+
     pub(super) fn begin_shutdown(&mut self, now: Now, fx: &mut Vec<Effect>) {
         self.frozen = Some(self.snapshot());
         for w in std::mem::take(&mut self.waiters) {
@@ -53,6 +102,7 @@ impl Supervisor {
             });
         }
         self.shutdown = Some(Shutdown {
+            began: now.at,
             deadline: now.after(self.settings.shutdown_timeout),
             escalated: false,
             exit_sent: false,
@@ -184,5 +234,61 @@ impl Supervisor {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shutdown(began: Instant, escalated: bool) -> Shutdown {
+        Shutdown {
+            began,
+            deadline: began + Duration::from_secs(30),
+            escalated,
+            exit_sent: false,
+        }
+    }
+
+    #[test]
+    fn the_first_signal_begins_the_shutdown() {
+        assert_eq!(on_terminate(None, Instant::now()), OnTerminate::Begin);
+    }
+
+    #[test]
+    fn a_repeat_within_the_window_is_the_same_request() {
+        let t0 = Instant::now();
+        let s = shutdown(t0, false);
+        for after in [Duration::ZERO, Duration::from_millis(1), SAME_SIGNAL / 2] {
+            assert_eq!(on_terminate(Some(&s), t0 + after), OnTerminate::Repeat);
+        }
+        let just_before = SAME_SIGNAL - Duration::from_nanos(1);
+        assert_eq!(
+            on_terminate(Some(&s), t0 + just_before),
+            OnTerminate::Repeat
+        );
+    }
+
+    #[test]
+    fn a_signal_after_the_window_escalates() {
+        let t0 = Instant::now();
+        let s = shutdown(t0, false);
+        assert_eq!(
+            on_terminate(Some(&s), t0 + SAME_SIGNAL),
+            OnTerminate::Escalate
+        );
+        let later = t0 + Duration::from_secs(5);
+        assert_eq!(on_terminate(Some(&s), later), OnTerminate::Escalate);
+    }
+
+    #[test]
+    fn nothing_is_left_to_do_once_escalated() {
+        let t0 = Instant::now();
+        let s = shutdown(t0, true);
+        assert_eq!(on_terminate(Some(&s), t0), OnTerminate::Nothing);
+        assert_eq!(
+            on_terminate(Some(&s), t0 + SAME_SIGNAL * 10),
+            OnTerminate::Nothing
+        );
     }
 }

@@ -429,8 +429,28 @@ fn a_second_terminate_kills_at_once() {
     h.settle(fx);
     let pid = h.pid("a");
     h.sup.handle(Event::Terminate { signal: "SIGINT" }, h.now());
+    h.advance(super::stop::SAME_SIGNAL);
     let fx = h.sup.handle(Event::Terminate { signal: "SIGINT" }, h.now());
     assert_eq!(signals(&fx), [("a", Target::Group(pid), Nix::SIGKILL)]);
+}
+
+#[test]
+fn the_same_signal_delivered_twice_at_once_is_one_request() {
+    // `timeout 600 runpm up`: one Ctrl-C arrives from the terminal and from `timeout`.
+    let mut s = spec("a");
+    s.kill_timeout = Duration::from_secs(60);
+    let mut h = Harness::new(vec![s]);
+    let fx = h.start_all();
+    h.settle(fx);
+    h.sup.handle(Event::Terminate { signal: "SIGINT" }, h.now());
+    h.advance(Duration::from_millis(1));
+    let fx = h.sup.handle(Event::Terminate { signal: "SIGINT" }, h.now());
+    assert!(signals(&fx).is_empty(), "no SIGKILL: {fx:?}");
+    let fx = h.exit("a", TERM);
+    assert!(
+        fx.iter().any(|e| matches!(e, Effect::CheckGroup { .. })),
+        "{fx:?}"
+    );
 }
 
 #[test]
