@@ -42,7 +42,7 @@ fn the_daemon_runs_stops_and_shuts_down_with_every_value_at_its_limit() {
     let out = p.run(&["validate", "-f", "services.toml"], secs(5));
     assert_eq!(out.code(), Some(0), "{out:#?}");
 
-    let daemon = p.up_detached(&["--no-watch"]);
+    let daemon = p.up_detached_failing(&["--no-watch"]);
     p.wait_status("steady", "running", secs(10));
     // The next start of crashy is a year away (in a later calendar year), and said so.
     let crashy = p.wait_status("crashy", "backoff", secs(10));

@@ -22,6 +22,11 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
+fn up_d(p: &Project) -> std::process::Command {
+    let file = p.file("services.toml");
+    p.command(["up", "-f", file.to_str().expect("UTF-8"), "-d"])
+}
+
 fn service<'a>(status: &'a Value, name: &str) -> &'a Value {
     status["services"]
         .as_array()
@@ -115,7 +120,8 @@ shell = "echo $$ > early.pid; exec sleep 1000000"
 depends_on = { slow = "started" }
 "#,
     );
-    let _daemon = p.up_detached(&[]);
+    // migrate fails, so app gives up: `up -d` says so (exit 1), and the daemon runs on.
+    let _daemon = p.up_detached_expecting(up_d(&p), &p.file(".runpm"), Some(1));
     p.running_pid("early", secs(10));
     p.running_pid("slow", secs(10));
 
@@ -188,7 +194,7 @@ shell = "exec sleep 1000000"
 depends_on = ["worker"]
 "#,
     );
-    let _daemon = p.up_detached(&[]);
+    let _daemon = p.up_detached_failing(&[]);
     wait_for(secs(10), || p.statuses()["worker"] == "failed");
     for args in [&["restart", "app"][..], &["start", "app"]] {
         let out = p.ctl(args);
@@ -296,7 +302,7 @@ max_restarts = 3
 env = { VERSION = "1" }
 "#,
     );
-    let _daemon = p.up_detached(&["--no-watch"]);
+    let _daemon = p.up_detached_failing(&["--no-watch"]);
     p.wait_lines("runs.log", 3, secs(20));
     let text = p.read("services.toml").replace("\"1\"", "\"2\"");
     p.config(&text);
