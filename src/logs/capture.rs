@@ -78,14 +78,18 @@ pub fn capture(
             // Otherwise stdout first: when both pipes have lines, the order they were
             // written in is most often stdout's first (a random pick reorders them
             // needlessly).
+            // Two branches with the order swapped, rather than three: every branch's
+            // future lives in this task for as long as the service runs.
+            let (first, second) = if err_first {
+                (&mut err, &mut out)
+            } else {
+                (&mut out, &mut err)
+            };
             let turn = tokio::select! {
                 biased;
-                ready = err.rx.readable(), if err.open && err_first => {
-                    err.turn(ready, &*sink, &service)
-                }
-                ready = out.rx.readable(), if out.open => out.turn(ready, &*sink, &service),
-                ready = err.rx.readable(), if err.open && !err_first => {
-                    err.turn(ready, &*sink, &service)
+                ready = first.rx.readable(), if first.open => first.turn(ready, &*sink, &service),
+                ready = second.rx.readable(), if second.open => {
+                    second.turn(ready, &*sink, &service)
                 }
             };
             if let Turn::Read { stream, full } = turn {

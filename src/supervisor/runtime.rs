@@ -225,14 +225,6 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
             executor.drain().await;
             return Ok(code);
         }
-        if !sup.is_starting() && !told_ready {
-            told_ready = true;
-            release_free_memory();
-            if let Some(parent) = &parent {
-                let running = sup.services().filter(|(_, s)| s.pid().is_some()).count();
-                parent.send(&format!("READY=1\nSTATUS={running} services running"));
-            }
-        }
         if let Some(tell) = &mut options.on_startup {
             let news = report.turn(startup::outcomes(&sup));
             let done = news.result.is_some();
@@ -241,6 +233,17 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
             }
             if done {
                 options.on_startup = None;
+                // What it remembered per service is not needed again: let it go before the
+                // heap is trimmed below.
+                report = StartupReport::default();
+            }
+        }
+        if !sup.is_starting() && !told_ready {
+            told_ready = true;
+            release_free_memory();
+            if let Some(parent) = &parent {
+                let running = sup.services().filter(|(_, s)| s.pid().is_some()).count();
+                parent.send(&format!("READY=1\nSTATUS={running} services running"));
             }
         }
         if sup.is_shutting_down() && !told_stopping {
