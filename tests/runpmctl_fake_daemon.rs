@@ -22,6 +22,8 @@ fn service(name: &str, status: &str, pid: Option<i32>) -> ServiceInfo {
         since: "2024-01-01T00:00:00Z".into(),
         uptime_ms: pid.map(|_| 192_000),
         stopped_by_operator: false,
+        wanted: "up".into(),
+        completed: false,
         reason: None,
         next_start: None,
         status_text: None,
@@ -86,6 +88,7 @@ fn respond(request: Request) -> Reply {
             err(ErrorKind::BadRequest, "this fake daemon keeps no state")
         }
         Request::Logs { .. } => err(ErrorKind::BadRequest, "this fake daemon keeps no logs"),
+        Request::Kill { .. } => err(ErrorKind::Failed, "this fake daemon has no processes"),
         Request::Reload { dry_run: false } => err(
             ErrorKind::InvalidConfig,
             "services.toml:3:1: unknown field `cmdd` in service `web` (did you mean `cmd`?)",

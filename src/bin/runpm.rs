@@ -41,7 +41,12 @@ fn main() -> ExitCode {
     let daemon = matches!(cli.command, Command::Up { detach: true, .. });
     init_tracing(cli.log_format, daemon);
     ExitCode::from(match cli.command {
-        Command::Validate { file } => validate(file),
+        Command::Validate { file, json } => validate(file, json),
+        Command::Down {
+            file,
+            state_dir,
+            timeout,
+        } => down(&file, state_dir.as_deref(), timeout),
         Command::Up {
             file,
             detach,
@@ -102,7 +107,7 @@ fn init_tracing(format: LogFormat, daemon: bool) {
     }
     let terminal = !daemon && std::io::stderr().is_terminal();
     let text = EventFormat {
-        ansi: terminal && std::env::var_os("NO_COLOR").is_none(),
+        ansi: !daemon && runpm::cli::colour::stderr(false),
         timestamps: !terminal,
     };
     // The field formatter colours by itself unless told: a daemon log must be plain.
@@ -123,13 +128,104 @@ fn load(file: &FileArg) -> Result<Config, u8> {
     })
 }
 
-fn validate(file: FileArg) -> u8 {
-    match load(&file) {
-        Ok(cfg) => {
-            println!("ok: {} services in {}", cfg.services.len(), cfg.source);
+fn validate(file: FileArg, json: bool) -> u8 {
+    if !json {
+        return match load(&file) {
+            Ok(cfg) => {
+                println!("ok: {} services in {}", cfg.services.len(), cfg.source);
+                exit::OK
+            }
+            Err(code) => code,
+        };
+    }
+    let cwd = current_dir();
+    let (value, code) = match config::discover(file.file.as_deref(), &cwd) {
+        Err(e) => (
+            serde_json::json!({ "ok": false, "errors": [{
+                "file": file.file.as_ref().map(|f| f.as_str()),
+                "line": null, "column": null, "service": null,
+                "message": e.to_string(),
+            }]}),
+            exit::FAILED,
+        ),
+        Ok(path) => match config::load(&path) {
+            Ok(cfg) => (
+                serde_json::json!({
+                    "ok": true,
+                    "config": cfg.source.as_str(),
+                    "services": cfg.services.len(),
+                }),
+                exit::OK,
+            ),
+            Err(errors) => {
+                let errors: Vec<serde_json::Value> = errors
+                    .iter()
+                    .map(|d| {
+                        serde_json::json!({
+                            "file": d.file.as_str(),
+                            "line": d.line,
+                            "column": d.column,
+                            "service": d.service,
+                            "message": d.message,
+                        })
+                    })
+                    .collect();
+                (
+                    serde_json::json!({ "ok": false, "errors": errors }),
+                    exit::FAILED,
+                )
+            }
+        },
+    };
+    match serde_json::to_string_pretty(&value) {
+        Ok(text) => println!("{text}"),
+        Err(e) => {
+            eprintln!("runpm: cannot print the result: {e}");
+            return exit::FAILED;
+        }
+    }
+    code
+}
+
+/// `runpm down`: `runpmctl shutdown --yes` for the project, waiting until the daemon has
+/// exited. Nothing running is not an error (as with `docker compose down`): the goal, a
+/// stopped project, holds.
+fn down(file: &FileArg, state_dir: Option<&Utf8Path>, timeout: std::time::Duration) -> u8 {
+    let cwd = current_dir();
+    let state = match ipc::locate(file.file.as_deref(), &cwd, state_dir) {
+        Ok(state) => state,
+        Err(e) => {
+            eprintln!("runpm: {e}");
+            return exit::FAILED;
+        }
+    };
+    let mut client = match ipc::Client::connect_state_dir(&state) {
+        Ok(client) => client,
+        Err(e) if e.is_no_daemon() => {
+            println!("runpm: nothing is running for this project ({})", state.dir);
+            return exit::OK;
+        }
+        Err(e) => {
+            eprintln!("runpm: {}", error_chain(&e));
+            return exit::FAILED;
+        }
+    };
+    let pid = client.hello().daemon_pid;
+    let stopped = client
+        .call(&ipc::Request::Shutdown, timeout)
+        .map_err(|e| error_chain(&e))
+        .and_then(|reply| reply.into_result().map_err(|e| e.message))
+        // Done when the daemon is gone: its connection closes as it exits.
+        .and_then(|_| client.wait_closed(timeout).map_err(|e| error_chain(&e)));
+    match stopped {
+        Ok(_) => {
+            println!("runpm (pid {pid}) stopped every service and exited");
             exit::OK
         }
-        Err(code) => code,
+        Err(e) => {
+            eprintln!("runpm: cannot stop the project's runpm (pid {pid}): {e}");
+            exit::FAILED
+        }
     }
 }
 
@@ -252,8 +348,7 @@ fn up(args: UpArgs) -> u8 {
         eprintln!("runpm: cannot become a subreaper: {e}");
         return exit::FAILED;
     }
-    let colour =
-        !args.no_color && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let colour = runpm::cli::colour::stdout(args.no_color);
     let logs = Arc::new(LogHub::new(&state.logs_dir));
     // A detached daemon's own output is its log file; the services' lines are in theirs.
     let console = ready_pipe

@@ -5,7 +5,7 @@
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, anyhow};
 use camino::Utf8PathBuf;
@@ -40,6 +40,11 @@ enum Failure {
     NoDaemon(anyhow::Error),
     /// The daemon answered with an error.
     Daemon(ProtocolError),
+    /// `status --check`: this many of the checked services are not running or completed.
+    Unhealthy {
+        bad: usize,
+        checked: usize,
+    },
     Other(anyhow::Error),
 }
 
@@ -48,7 +53,7 @@ impl Failure {
         match self {
             Failure::Usage(_) => exit::USAGE,
             Failure::NoDaemon(_) => exit::NO_DAEMON,
-            Failure::Daemon(_) | Failure::Other(_) => exit::FAILED,
+            Failure::Daemon(_) | Failure::Unhealthy { .. } | Failure::Other(_) => exit::FAILED,
         }
     }
 
@@ -67,6 +72,9 @@ impl Failure {
                 eprintln!("runpmctl: the config is invalid; nothing was changed");
             }
             Failure::Daemon(e) => eprintln!("runpmctl: {}", e.message),
+            Failure::Unhealthy { bad, checked } => {
+                eprintln!("runpmctl: {bad} of {checked} services are not running or completed")
+            }
         }
     }
 }
@@ -117,24 +125,44 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Completions { shell } => return completions(*shell),
         Command::Export { target } => return export(&cli, target),
         Command::CompleteServices => return complete_services(&cli),
+        Command::Logs { .. } => return logs(&cli),
         _ => {}
     }
     let request = request(&cli.command)?;
     let mut client = connect(&cli)?;
-    if let Command::Logs { timestamps, .. } = &cli.command {
-        return logs(&mut client, &request, cli.timeout, *timestamps);
-    }
     let reply = client.call(&request, cli.timeout)?;
-    let result = reply.into_result().map_err(Failure::Daemon)?;
-    let mut out = String::new();
-    match &cli.command {
-        Command::Status { json: true, .. } | Command::Reload { json: true, .. } => {
+    let result = match reply.into_result() {
+        Ok(result) => result,
+        Err(e) => {
+            // A script that asked for JSON gets the error as JSON too (and the exit code).
+            if wants_json(&cli.command) {
+                let error = serde_json::json!({ "error": e });
+                print(&format!("{}\n", pretty(&error)?))?;
+            }
+            return Err(Failure::Daemon(e));
+        }
+    };
+    let out = match &cli.command {
+        Command::Status {
+            check: true, json, ..
+        } => return check(&cli.command, result, *json),
+        Command::Shutdown { json, .. } => {
+            // Done when the daemon is gone: its connection closes as it exits.
+            client.wait_closed(cli.timeout)?;
+            let pid = client.hello().daemon_pid;
+            if *json {
+                let done = serde_json::json!({ "daemon_pid": pid, "shut_down": true });
+                format!("{}\n", pretty(&done)?)
+            } else {
+                format!("runpm (pid {pid}) shut down\n")
+            }
+        }
+        command if wants_json(command) => {
             // Re-indented for people; the daemon sends it on one line.
             let value: serde_json::Value = decode(result, "the command")?;
-            out = serde_json::to_string_pretty(&value).context("cannot print the result")?;
-            out.push('\n');
+            format!("{}\n", pretty(&value)?)
         }
-        Command::Status { .. } => {
+        Command::Status { names, .. } => {
             let status: StatusResult = decode(result, "status")?;
             if let Some(errors) = &status.running_from_snapshot {
                 eprintln!(
@@ -144,49 +172,119 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
             // Named services are shown in detail (exit history included); all of them, as a
             // table.
-            out = match &cli.command {
-                Command::Status { names, .. } if !names.is_empty() => status
+            if names.is_empty() {
+                let colour = runpm::cli::colour::stdout(false);
+                ipc::status_table_styled(&status.services, colour)
+            } else {
+                status
                     .services
                     .iter()
                     .map(ipc::service_detail)
                     .collect::<Vec<_>>()
-                    .join("\n"),
-                _ => ipc::status_table(&status.services),
-            };
+                    .join("\n")
+            }
         }
         Command::Start(_) | Command::Stop { .. } | Command::Restart(_) => {
             let status: StatusResult = decode(result, "the command")?;
-            for service in &status.services {
-                out.push_str(&ipc::service_line(service));
-                out.push('\n');
-            }
+            status
+                .services
+                .iter()
+                .map(|s| format!("{}\n", ipc::service_line(s)))
+                .collect()
         }
-        Command::Reload { .. } => {
-            let plan: ReloadResult = decode(result, "reload")?;
-            out = ipc::reload_plan(&plan);
+        Command::Kill { signal, group, .. } => {
+            let status: StatusResult = decode(result, "kill")?;
+            let whom = if *group { "process group" } else { "pid" };
+            status
+                .services
+                .iter()
+                .map(|s| match s.pid {
+                    Some(pid) => format!("{}: {signal} sent to {whom} {pid}\n", s.name),
+                    None => format!("{}: {signal} sent ({})\n", s.name, s.status),
+                })
+                .collect()
         }
-        // Answered by `logs` above.
-        Command::Logs { .. } => {}
-        // Answered before connecting.
-        Command::Completions { .. } | Command::CompleteServices | Command::Export { .. } => {}
-        Command::Save => {
+        Command::Reload { .. } => ipc::reload_plan(&decode::<ReloadResult>(result, "reload")?),
+        Command::Resurrect { .. } => {
+            ipc::reload_plan(&decode::<ReloadResult>(result, "resurrect")?)
+        }
+        Command::Save { .. } => {
             let saved: serde_json::Value = decode(result, "save")?;
             let path = saved.get("path").and_then(|p| p.as_str()).unwrap_or("?");
-            out = format!("{path}\n");
+            format!("{path}\n")
         }
-        Command::Resurrect => {
-            let plan: ReloadResult = decode(result, "resurrect")?;
-            out = ipc::reload_plan(&plan);
-        }
-        Command::Shutdown { .. } => {
-            // Done when the daemon is gone: its connection closes as it exits.
-            client.wait_closed(cli.timeout)?;
-            out = format!("runpm (pid {}) shut down\n", client.hello().daemon_pid);
-        }
+        // Answered before connecting.
+        Command::Logs { .. }
+        | Command::Completions { .. }
+        | Command::CompleteServices
+        | Command::Export { .. } => String::new(),
+    };
+    print(&out)
+}
+
+/// Whether the command was asked for JSON output.
+fn wants_json(command: &Command) -> bool {
+    match command {
+        Command::Status { json, .. }
+        | Command::Kill { json, .. }
+        | Command::Reload { json, .. }
+        | Command::Save { json }
+        | Command::Resurrect { json }
+        | Command::Shutdown { json, .. } => *json,
+        Command::Start(t) | Command::Restart(t) | Command::Stop { targets: t, .. } => t.json,
+        Command::Logs { .. }
+        | Command::Completions { .. }
+        | Command::CompleteServices
+        | Command::Export { .. } => false,
     }
+}
+
+/// `status --check`: the services that should run (or the named ones) must each be running
+/// or completed; the others are printed, one line each, and the exit code is 1.
+fn check(command: &Command, result: Json, json: bool) -> Result<(), Failure> {
+    let status: StatusResult = decode(result, "status")?;
+    let named = matches!(command, Command::Status { names, .. } if !names.is_empty());
+    let checked: Vec<&ipc::ServiceInfo> = status
+        .services
+        .iter()
+        .filter(|s| named || ipc::should_run(s))
+        .collect();
+    let bad: Vec<String> = checked
+        .iter()
+        .filter_map(|s| ipc::check_failure(s))
+        .collect();
+    if json {
+        let value = serde_json::json!({
+            "ok": bad.is_empty(),
+            "services": checked,
+        });
+        print(&format!("{}\n", pretty(&value)?))?;
+    } else if bad.is_empty() {
+        print(&format!(
+            "ok: {} services running or completed\n",
+            checked.len()
+        ))?;
+    } else {
+        print(&bad.iter().map(|b| format!("{b}\n")).collect::<String>())?;
+    }
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::Unhealthy {
+            bad: bad.len(),
+            checked: checked.len(),
+        })
+    }
+}
+
+fn pretty(value: &impl serde::Serialize) -> Result<String, Failure> {
+    Ok(serde_json::to_string_pretty(value).context("cannot print the result")?)
+}
+
+fn print(text: &str) -> Result<(), Failure> {
     std::io::stdout()
         .lock()
-        .write_all(out.as_bytes())
+        .write_all(text.as_bytes())
         .context("cannot write to stdout")?;
     Ok(())
 }
@@ -196,6 +294,16 @@ fn request(command: &Command) -> Result<Request, Failure> {
     Ok(match command {
         Command::Status { names, .. } => Request::Status {
             services: names.clone(),
+        },
+        Command::Kill {
+            signal,
+            group,
+            names,
+            ..
+        } => Request::Kill {
+            services: names.clone(),
+            signal: signal.clone(),
+            group: *group,
         },
         Command::Start(t) => Request::Start {
             services: t.names.clone(),
@@ -218,19 +326,9 @@ fn request(command: &Command) -> Result<Request, Failure> {
             all: t.all,
         },
         Command::Reload { dry_run, .. } => Request::Reload { dry_run: *dry_run },
-        Command::Save => Request::Save,
-        Command::Resurrect => Request::Resurrect,
-        Command::Logs {
-            names,
-            follow,
-            lines,
-            ..
-        } => Request::Logs {
-            services: names.clone(),
-            lines: *lines,
-            follow: *follow,
-        },
-        Command::Shutdown { yes } => {
+        Command::Save { .. } => Request::Save,
+        Command::Resurrect { .. } => Request::Resurrect,
+        Command::Shutdown { yes, .. } => {
             if !yes {
                 return Err(usage(
                     "shutdown",
@@ -239,7 +337,10 @@ fn request(command: &Command) -> Result<Request, Failure> {
             }
             Request::Shutdown
         }
-        Command::Completions { .. } | Command::CompleteServices | Command::Export { .. } => {
+        Command::Completions { .. }
+        | Command::CompleteServices
+        | Command::Export { .. }
+        | Command::Logs { .. } => {
             return Err(Failure::Other(anyhow!("this command sends no request")));
         }
     })
@@ -351,18 +452,47 @@ fn export(cli: &Cli, target: &ExportTarget) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Prints log lines as `NAME | line` as they arrive, until the daemon ends the stream
-/// (without -f, after the first reply).
-fn logs(
-    client: &mut Client,
-    request: &Request,
-    timeout: Duration,
-    timestamps: bool,
-) -> Result<(), Failure> {
-    let follow = matches!(request, Request::Logs { follow: true, .. });
+/// `runpmctl logs`: from the daemon, which also follows; or, when none runs, from the log
+/// files it left in the state directory.
+fn logs(cli: &Cli) -> Result<(), Failure> {
+    let Command::Logs {
+        names,
+        follow,
+        lines,
+        since,
+        timestamps,
+    } = &cli.command
+    else {
+        return Ok(());
+    };
+    // `--since` alone shows everything since then, as `docker compose logs --since` does.
+    let per_service = lines.unwrap_or(if since.is_some() { usize::MAX } else { 10 });
+    let since = since.map(|s| s.at(SystemTime::now()));
+    let mut client = match connect(cli) {
+        Ok(client) => client,
+        Err(Failure::NoDaemon(e)) => {
+            return logs_from_files(cli, names, per_service, since, *timestamps, *follow, e);
+        }
+        Err(e) => return Err(e),
+    };
+    // Prefixes keep one width for the whole stream: that of the longest name shown.
+    let shown = if names.is_empty() {
+        let reply = client.call(&Request::Status { services: vec![] }, cli.timeout)?;
+        let status: StatusResult = decode(reply.into_result().map_err(Failure::Daemon)?, "status")?;
+        status.services.into_iter().map(|s| s.name).collect()
+    } else {
+        names.clone()
+    };
+    let width = shown.iter().map(|n| n.chars().count()).max().unwrap_or(0);
+    let request = Request::Logs {
+        services: names.clone(),
+        lines: per_service,
+        follow: *follow,
+        since,
+    };
     let mut failure = None;
     let mut stdout = std::io::stdout().lock();
-    client.stream(request, timeout, |reply| {
+    client.stream(&request, cli.timeout, |reply| {
         let result = match reply.into_result() {
             Ok(result) => result,
             Err(e) => {
@@ -377,15 +507,54 @@ fn logs(
                 return false;
             }
         };
-        let text = ipc::log_lines(&batch, timestamps);
+        let text = ipc::log_lines(&batch, *timestamps, width);
         // A closed stdout (`| head`) ends the stream quietly; without -f, one batch is all.
         stdout
             .write_all(text.as_bytes())
             .and_then(|()| stdout.flush())
             .is_ok()
-            && follow
+            && *follow
     })?;
     failure.map_or(Ok(()), Err)
+}
+
+/// `runpmctl logs` with no daemon: the files under STATE_DIR/logs. There is nothing to
+/// follow, which is said on stderr; the lines are still worth showing (after a crash or a
+/// `runpm down`, they are where the last words are).
+fn logs_from_files(
+    cli: &Cli,
+    names: &[String],
+    per_service: usize,
+    since: Option<SystemTime>,
+    timestamps: bool,
+    follow: bool,
+    no_daemon: anyhow::Error,
+) -> Result<(), Failure> {
+    // Without a project (only a socket given, or no config) there are no files to read.
+    let Ok(state) = locate_state(cli) else {
+        return Err(Failure::NoDaemon(no_daemon));
+    };
+    let lines = runpm::logs::read_logs(&state.logs_dir, names, per_service, since)
+        .map_err(anyhow::Error::from)?;
+    let shown = if names.is_empty() {
+        runpm::logs::logged_services(&state.logs_dir).map_err(anyhow::Error::from)?
+    } else {
+        names.to_vec()
+    };
+    let width = shown.iter().map(|n| n.chars().count()).max().unwrap_or(0);
+    let batch = LogsResult {
+        lines,
+        missed: None,
+    };
+    print(&ipc::log_lines(&batch, timestamps, width))?;
+    if follow {
+        eprintln!(
+            "runpmctl: no runpm daemon is running for this project; these lines are from {} \
+             and nothing more will come",
+            state.logs_dir
+        );
+    }
+    Ok(())
 }
 
 /// A usage error in clap's format, with the usage line of `subcommand`.
@@ -405,13 +574,19 @@ fn connect(cli: &Cli) -> Result<Client, Failure> {
     if let Some(socket) = nonempty(&cli.socket) {
         return Ok(Client::connect(&socket)?);
     }
+    let state = locate_state(cli)?;
+    Ok(Client::connect_state_dir(&state)?)
+}
+
+/// The project's state directory, found from `--state-dir` or the config.
+fn locate_state(cli: &Cli) -> Result<ipc::StateDir, Failure> {
+    let nonempty = |p: &Option<Utf8PathBuf>| p.clone().filter(|p| !p.as_str().is_empty());
     let cwd = std::env::current_dir().context("cannot find the current directory")?;
     let cwd = Utf8PathBuf::try_from(cwd).context("the current directory is not UTF-8")?;
     let state_dir = nonempty(&cli.state_dir);
     // Without a config there is no project, so no daemon can run for it.
-    let state = ipc::locate(cli.file.as_deref(), &cwd, state_dir.as_deref())
-        .map_err(|e| Failure::NoDaemon(e.into()))?;
-    Ok(Client::connect_state_dir(&state)?)
+    ipc::locate(cli.file.as_deref(), &cwd, state_dir.as_deref())
+        .map_err(|e| Failure::NoDaemon(e.into()))
 }
 
 fn decode<T: DeserializeOwned>(result: Json, what: &str) -> Result<T, Failure> {

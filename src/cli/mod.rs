@@ -4,6 +4,7 @@
 //! (`tests/man.rs`) and the shell completions (`runpmctl completions`) are generated from the
 //! very definitions the binaries parse with, and can never describe another command line.
 
+pub mod colour;
 pub mod complete;
 pub mod runpm;
 pub mod runpmctl;

@@ -58,7 +58,8 @@ pub enum Command {
         /// complete; the flag is accepted for scripts that pass it
         #[arg(long = "subreaper")]
         _subreaper: bool,
-        /// Never colour the log prefixes (also: NO_COLOR set)
+        /// Never colour the log prefixes (also: NO_COLOR set and not empty; CLICOLOR_FORCE=1
+        /// colours even when stdout is not a terminal)
         #[arg(long)]
         no_color: bool,
         /// Start only these services (and what they depend on)
@@ -69,6 +70,24 @@ pub enum Command {
     Validate {
         #[command(flatten)]
         file: FileArg,
+        /// Print the result as JSON: `{"ok": true, "config": PATH, "services": N}`, or
+        /// `{"ok": false, "errors": [{"file", "line", "column", "service", "message"}]}`
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop the project started with `runpm up -d`: every service, then the daemon; waits
+    /// until the daemon has exited. Succeeds, saying so, when nothing runs
+    Down {
+        #[command(flatten)]
+        file: FileArg,
+        /// The project's state directory (holds runpm.sock) [default: $RUNPM_STATE_DIR, else
+        /// the config's `state_dir`, else .runpm beside the config]
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<Utf8PathBuf>,
+        /// How long to wait for everything to stop (runpm's own `shutdown_timeout` applies
+        /// first: it kills what does not stop in time)
+        #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
     },
 }
 

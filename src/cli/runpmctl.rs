@@ -1,6 +1,6 @@
 //! `runpmctl`'s command line.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use camino::Utf8PathBuf;
 use clap::{Args, Parser, Subcommand};
@@ -48,7 +48,8 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Command {
     /// Show the services: a table (with what a starting service waits for), or the daemon's
-    /// JSON
+    /// JSON; `ps` is the same command
+    #[command(visible_alias = "ps")]
     Status {
         /// Only these services
         #[arg(value_name = "NAME")]
@@ -56,6 +57,11 @@ pub enum Command {
         /// Print the daemon's result as JSON (`{"services": [...]}`, pretty-printed; stable)
         #[arg(long)]
         json: bool,
+        /// Exit 0 only when every named service (default: every service that should run) is
+        /// running or completed successfully; else print the others and exit 1. For
+        /// scripts and container health checks
+        #[arg(long)]
+        check: bool,
     },
     /// Start services and wait until they run
     Start(Targets),
@@ -69,6 +75,22 @@ pub enum Command {
     },
     /// Restart services and wait until they run again
     Restart(Targets),
+    /// Send a signal to services' main processes (`-s HUP` to make nginx or gunicorn reload);
+    /// the restart policy then applies as to any exit
+    Kill {
+        /// The signal, by name with or without SIG (`HUP`, `SIGUSR1`) or by number
+        #[arg(short = 's', long, value_name = "SIGNAL", default_value = "SIGTERM", value_parser = parse_signal)]
+        signal: String,
+        /// Signal every process of each service's process group, not only its main process
+        #[arg(long)]
+        group: bool,
+        /// The services (each must have a process)
+        #[arg(value_name = "NAME", required = true)]
+        names: Vec<String>,
+        /// Print the services' status afterwards as JSON (as `status --json`)
+        #[arg(long)]
+        json: bool,
+    },
     /// Re-read the config and apply the difference
     Reload {
         /// Print the plan without applying it
@@ -79,20 +101,34 @@ pub enum Command {
         json: bool,
     },
     /// Write the state file (the resurrect snapshot) now and print its path
-    Save,
+    Save {
+        /// Print `{"path": "..."}`
+        #[arg(long)]
+        json: bool,
+    },
     /// Bring back what the state file says was running
-    Resurrect,
-    /// Show the services' recent output, and follow it with -f
+    Resurrect {
+        /// Print the plan as JSON (as `reload --json`)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the services' recent output, and follow it with -f. Without a running daemon,
+    /// the log files in STATE_DIR/logs are read instead
     Logs {
         /// Only these services [default: all]
         #[arg(value_name = "NAME")]
         names: Vec<String>,
-        /// Keep printing new lines as they come (Ctrl-C to stop)
+        /// Keep printing new lines as they come, and runpm's lifecycle lines for these
+        /// services (Ctrl-C to stop)
         #[arg(short = 'f', long)]
         follow: bool,
-        /// How many recent lines to show first
-        #[arg(short = 'n', long = "lines", value_name = "N", default_value_t = 10)]
-        lines: usize,
+        /// How many recent lines to show first, per service [default: 10; all with --since]
+        #[arg(short = 'n', long = "lines", value_name = "N")]
+        lines: Option<usize>,
+        /// Only lines printed since then: a duration ago (`10m`, `1h 30m`) or a time
+        /// (`2026-11-22T03:45:00Z`, `2026-11-22 03:45:00`, UTC)
+        #[arg(long, value_name = "DURATION|TIMESTAMP", value_parser = parse_since)]
+        since: Option<Since>,
         /// Prefix each line with the time it was printed
         #[arg(short = 't', long)]
         timestamps: bool,
@@ -102,6 +138,9 @@ pub enum Command {
         /// Confirm
         #[arg(long)]
         yes: bool,
+        /// Print `{"daemon_pid": N, "shut_down": true}` once the daemon is gone
+        #[arg(long)]
+        json: bool,
     },
     /// Print a completion script for SHELL on stdout (service names come from the running
     /// daemon)
@@ -171,6 +210,59 @@ pub struct Targets {
     /// Every service
     #[arg(long)]
     pub all: bool,
+    /// Print the services as they are once done, as JSON (as `status --json`)
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `--since`: how long ago, or when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Since {
+    Ago(Duration),
+    At(SystemTime),
+}
+
+impl Since {
+    /// The moment it names, counted back from `now`.
+    pub fn at(self, now: SystemTime) -> SystemTime {
+        match self {
+            Since::Ago(ago) => now.checked_sub(ago).unwrap_or(SystemTime::UNIX_EPOCH),
+            Since::At(at) => at,
+        }
+    }
+}
+
+/// `10m` or `2026-11-22T03:45:00Z` (also with a space, fractions, or no `Z`: UTC).
+pub fn parse_since(text: &str) -> Result<Since, String> {
+    if let Ok(ago) = humantime::parse_duration(text) {
+        return Ok(Since::Ago(ago));
+    }
+    humantime::parse_rfc3339_weak(text.trim())
+        .map(Since::At)
+        .map_err(|_| {
+            format!("`{text}` is neither a duration (`10m`, `1h 30m`) nor a time (`2026-11-22T03:45:00Z`)")
+        })
+}
+
+/// A signal name (`HUP`, `sighup`, `SIGHUP`) or number, as its canonical name; an unknown
+/// one gets the nearest name as a hint.
+pub fn parse_signal(text: &str) -> Result<String, String> {
+    use nix::sys::signal::Signal;
+    if let Ok(number) = text.trim().parse::<i32>() {
+        return Signal::try_from(number)
+            .map(|s| s.as_str().to_owned())
+            .map_err(|_| format!("{number} is not a signal number (`kill -l` lists them)"));
+    }
+    if let Some(signal) = crate::config::Signal::parse(text) {
+        return Ok(signal.name().to_owned());
+    }
+    let upper = text.trim().to_ascii_uppercase();
+    let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+    let names: Vec<&str> = Signal::iterator().map(|s| &s.as_str()[3..]).collect();
+    let hint = crate::config::did_you_mean(bare, names.iter().copied())
+        .map(|near| format!(" (did you mean `{near}`?)"))
+        .unwrap_or_else(|| " (`kill -l` lists them)".to_owned());
+    Err(format!("unknown signal `{text}`{hint}"))
 }
 
 /// The whole command line, for man pages and completions.

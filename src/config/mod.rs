@@ -22,6 +22,7 @@ pub use diagnostic::{ConfigErrors, Diagnostic};
 pub use discover::{DEFAULT_FILE, DiscoverError, discover};
 pub use load::load;
 pub use spec::*;
+pub use suggest::did_you_mean;
 
 /// The defaults of optional fields, for code that must tell a value that was set from one
 /// that was not (the exporters warn only about the former).

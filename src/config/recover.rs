@@ -14,7 +14,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
-use super::suggest::did_you_mean;
+use super::suggest::{did_you_mean, foreign_key, value_hint};
 
 /// A table's value after recovery.
 #[derive(Debug)]
@@ -80,12 +80,25 @@ pub(super) fn deserialize<T: for<'de> Deserialize<'de> + Default>(
                 // "no `cmd` given" after `cmnd`) would only repeat this error.
                 dropped.insert(meant.to_owned());
             }
-            let hint = suggestion
-                .map(|s| format!(" (did you mean `{s}`?)"))
-                .unwrap_or_default();
+            // A key from another tool (`command`, `environment`) is too far from ours for a
+            // typo distance; it gets its translation when the table is a service's.
+            let foreign = schema(parent)
+                .filter(|fields| fields.contains(&"cmd"))
+                .and(suggestion.is_none().then(|| foreign_key(key)).flatten());
+            if let (true, Some((meant, _))) = (parent.is_empty(), foreign) {
+                dropped.insert(meant.to_owned());
+            }
+            let hint = match (suggestion, foreign) {
+                (Some(s), _) => format!(" (did you mean `{s}`?)"),
+                (None, Some((_, advice))) => format!(": {advice}"),
+                (None, None) => String::new(),
+            };
             format!("unknown field `{key}`{within}{hint}")
         } else {
-            format!("`{}`: {}", located.path.join("."), error.message())
+            let advice = value_hint(&located.path, error.message())
+                .map(|a| format!("; {a}"))
+                .unwrap_or_default();
+            format!("`{}`: {}{advice}", located.path.join("."), error.message())
         };
         report(error_span, message);
         remove(&mut table, &located.path);

@@ -3,7 +3,7 @@
 
 /// The candidate nearest to `word`, if any is within a third of its length (at least one
 /// edit). Case is ignored, so `CMD` suggests `cmd`.
-pub(super) fn did_you_mean<'a>(
+pub fn did_you_mean<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
@@ -24,31 +24,50 @@ pub(super) fn hint<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>
         .unwrap_or_default()
 }
 
+/// What a key from another tool's service definitions is called here: users of docker
+/// compose, process-compose, supervisord and pm2 bring their words along, and a typo
+/// distance cannot bridge `environment` to `env`.
+pub(super) fn foreign_key(key: &str) -> Option<(&'static str, &'static str)> {
+    Some(match key.to_ascii_lowercase().as_str() {
+        "command" | "exec" | "script" | "args" | "entrypoint" => (
+            "cmd",
+            "use `cmd = [\"prog\", \"arg\"]` (a list, no shell) or `shell = \"...\"` (run by sh -c)",
+        ),
+        "environment" | "environ" => ("env", "use `env = { KEY = \"value\" }`"),
+        "working_dir" | "workdir" | "working_directory" | "directory" | "chdir" => {
+            ("cwd", "use `cwd` (relative to the config file's directory)")
+        }
+        "env_files" => ("env_file", "use `env_file` (one file)"),
+        "autorestart" | "restart_policy" | "availability" => (
+            "restart",
+            "use `restart = \"always\" | \"on-failure\" | \"never\"`",
+        ),
+        "stopsignal" => ("stop_signal", "use `stop_signal`"),
+        "healthcheck" | "liveness_probe" => ("health", "use `health = { exec = [...] }`"),
+        "readiness_probe" => (
+            "ready",
+            "use `ready = { tcp = ... }` (or exec, http, log, notify)",
+        ),
+        "depends" | "requires" | "after" => ("depends_on", "use `depends_on = [\"name\"]`"),
+        _ => return None,
+    })
+}
+
+/// Advice for a value of the wrong type where users of other tools expect another shape.
+pub(super) fn value_hint(path: &[String], message: &str) -> Option<&'static str> {
+    match path {
+        [key] if key == "cmd" && message.starts_with("invalid type: string") => Some(
+            "`cmd` is a list of arguments, run without a shell: `cmd = [\"python3\", \"app.py\"]`; \
+             to run a command line with sh -c, write `shell = \"...\"` instead",
+        ),
+        _ => None,
+    }
+}
+
 /// Optimal string alignment distance: Levenshtein plus adjacent transpositions, which are
 /// the most common typo (`cmd` → `cdm`).
 fn distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut rows = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in rows.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in rows[0].iter_mut().enumerate() {
-        *cell = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut d = (rows[i - 1][j] + 1)
-                .min(rows[i][j - 1] + 1)
-                .min(rows[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                d = d.min(rows[i - 2][j - 2] + 1);
-            }
-            rows[i][j] = d;
-        }
-    }
-    rows[a.len()][b.len()]
+    strsim::osa_distance(a, b)
 }
 
 #[cfg(test)]
@@ -75,6 +94,19 @@ mod tests {
             did_you_mean("on-failur", ["always", "on-failure", "never"]),
             Some("on-failure")
         );
+    }
+
+    #[test]
+    fn keys_from_other_tools_are_translated() {
+        assert_eq!(foreign_key("command").map(|f| f.0), Some("cmd"));
+        assert_eq!(foreign_key("environment").map(|f| f.0), Some("env"));
+        assert_eq!(foreign_key("working_dir").map(|f| f.0), Some("cwd"));
+        assert_eq!(foreign_key("nonsense"), None);
+        let cmd = ["cmd".to_string()];
+        assert!(
+            value_hint(&cmd, "invalid type: string \"x\"").is_some_and(|h| h.contains("shell"))
+        );
+        assert_eq!(value_hint(&cmd, "invalid type: integer `1`"), None);
     }
 
     #[test]

@@ -307,7 +307,25 @@ fn wrong_type() {
         errors("[services.web]\ncmd = \"python3 app.py\"\n"),
         [
             "services.toml:2:7: service `web`: `cmd`: invalid type: string \"python3 app.py\", \
-             expected a sequence"
+             expected a sequence; `cmd` is a list of arguments, run without a shell: \
+             `cmd = [\"python3\", \"app.py\"]`; to run a command line with sh -c, write \
+             `shell = \"...\"` instead"
+        ]
+    );
+}
+
+#[test]
+fn keys_from_other_tools_get_their_names_here() {
+    assert_eq!(
+        errors(
+            "[services.web]\ncommand = \"python3 app.py\"\nenvironment = { A = \"1\" }\nworking_dir = \"x\"\n"
+        ),
+        [
+            "services.toml:2:1: service `web`: unknown field `command`: use `cmd = [\"prog\", \"arg\"]` \
+             (a list, no shell) or `shell = \"...\"` (run by sh -c)",
+            "services.toml:3:1: service `web`: unknown field `environment`: use `env = { KEY = \"value\" }`",
+            "services.toml:4:1: service `web`: unknown field `working_dir`: use `cwd` (relative to the \
+             config file's directory)",
         ]
     );
 }

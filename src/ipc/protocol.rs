@@ -69,15 +69,36 @@ pub enum Request {
     Logs {
         #[serde(default)]
         services: Vec<String>,
+        /// Per service: each followed service shows its own last `lines` lines.
         #[serde(default = "default_log_lines")]
         lines: usize,
         #[serde(default)]
         follow: bool,
+        /// Only lines printed at or after this time (RFC 3339).
+        #[serde(
+            default,
+            with = "humantime_serde",
+            skip_serializing_if = "Option::is_none"
+        )]
+        since: Option<std::time::SystemTime>,
+    },
+    /// Sends `signal` (a name such as `HUP` or `SIGHUP`) to each service's main process, or
+    /// with `group` to its whole process group. Refused for a service that has no process.
+    /// Replies as `status` does, for these services.
+    Kill {
+        services: Vec<String>,
+        signal: String,
+        #[serde(default)]
+        group: bool,
     },
 }
 
 fn default_log_lines() -> usize {
     10
+}
+
+fn default_wanted() -> String {
+    "up".into()
 }
 
 /// A `logs` reply: lines, or (while following) how many lines this client missed because
@@ -259,6 +280,13 @@ pub struct ServiceInfo {
     /// How long the current process has run, while there is one.
     pub uptime_ms: Option<u64>,
     pub stopped_by_operator: bool,
+    /// Whether the service should run: `up` (autostart, or started by the operator) or
+    /// `down` (stopped by the operator, or `autostart = false` and never started).
+    #[serde(default = "default_wanted")]
+    pub wanted: String,
+    /// A task that ended with one of its `success_exit_codes` and stays down.
+    #[serde(default)]
+    pub completed: bool,
     /// For `failed`: why.
     #[serde(default)]
     pub reason: Option<String>,

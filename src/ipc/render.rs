@@ -84,6 +84,25 @@ fn info(s: &ServiceInfo) -> String {
 /// The `runpmctl status` table, header included, every line newline-terminated. An INFO
 /// column follows when any service has something to add (see [`info`]).
 pub fn status_table(services: &[ServiceInfo]) -> String {
+    status_table_styled(services, false)
+}
+
+/// How a status reads at a glance on a terminal: green is well, yellow is on its way, red
+/// needs a look, dim is deliberately down.
+pub fn status_style(s: &ServiceInfo) -> anstyle::Style {
+    use anstyle::{AnsiColor, Style};
+    let colour = |c: AnsiColor| Style::new().fg_color(Some(c.into()));
+    match s.status.as_str() {
+        "running" => colour(AnsiColor::Green),
+        "exited" if s.completed => colour(AnsiColor::Green),
+        "starting" | "stopping" => colour(AnsiColor::Yellow),
+        "failed" | "backoff" | "exited" => colour(AnsiColor::Red).bold(),
+        _ => Style::new().dimmed(),
+    }
+}
+
+/// [`status_table`], with the STATUS cells coloured by [`status_style`] when `colour`.
+pub fn status_table_styled(services: &[ServiceInfo], colour: bool) -> String {
     let with_info = services.iter().any(|s| !info(s).is_empty());
     let mut header = vec!["NAME", "STATUS", "PID", "UPTIME", "RESTARTS", "LAST-EXIT"];
     if with_info {
@@ -115,11 +134,19 @@ pub fn status_table(services: &[ServiceInfo]) -> String {
         }
     }
     let mut out = String::new();
-    for row in &rows {
+    for (row_index, row) in rows.iter().enumerate() {
         let mut line = String::new();
+        let style = match row_index.checked_sub(1) {
+            Some(i) if colour => status_style(&services[i]),
+            _ => anstyle::Style::new(),
+        };
         for (i, (cell, width)) in row.iter().zip(&widths).enumerate() {
             if i + 1 == row.len() {
                 line.push_str(cell);
+            } else if i == 1 {
+                // Padded outside the escape codes, so the columns stay aligned.
+                let pad = width - cell.chars().count();
+                line.push_str(&format!("{style}{cell}{style:#}{:pad$}  ", ""));
             } else {
                 line.push_str(&format!("{cell:<width$}  "));
             }
@@ -201,15 +228,10 @@ fn change_line(change: &Change) -> String {
     line
 }
 
-/// Log lines as `NAME | line`, the names padded to the widest in the batch; with
+/// Log lines as `NAME | line`, the names padded to `width` (the widest of the services
+/// shown, so that prefixes keep one width across batches of a follow stream); with
 /// `timestamps`, the time each line was printed first. A gap in a follow stream is said.
-pub fn log_lines(batch: &crate::ipc::LogsResult, timestamps: bool) -> String {
-    let width = batch
-        .lines
-        .iter()
-        .map(|l| l.service.chars().count())
-        .max()
-        .unwrap_or(0);
+pub fn log_lines(batch: &crate::ipc::LogsResult, timestamps: bool, width: usize) -> String {
     let mut out = String::new();
     if let Some(missed) = batch.missed {
         out.push_str(&format!(
@@ -223,6 +245,21 @@ pub fn log_lines(batch: &crate::ipc::LogsResult, timestamps: bool) -> String {
         out.push_str(&format!("{:width$} | {}\n", l.service, l.line));
     }
     out
+}
+
+/// Why a service does not pass `status --check`, or `None` when it does: it runs (ready),
+/// or it is a task that completed successfully.
+pub fn check_failure(s: &ServiceInfo) -> Option<String> {
+    if s.status == "running" || (s.status == "exited" && s.completed) {
+        return None;
+    }
+    Some(service_line(s))
+}
+
+/// The services `status --check` looks at without names: those that should run (not
+/// stopped by the operator, not left down by `autostart = false`).
+pub fn should_run(s: &ServiceInfo) -> bool {
+    s.wanted == "up" && !s.stopped_by_operator
 }
 
 /// One service in detail, for `runpmctl status NAME`: its state, why it failed or when it
@@ -298,6 +335,8 @@ mod tests {
             since: "2024-01-01T00:00:00Z".into(),
             uptime_ms: pid.map(|_| 192_000),
             stopped_by_operator: false,
+            wanted: "up".into(),
+            completed: false,
             reason: None,
             next_start: None,
             status_text: None,
@@ -394,6 +433,43 @@ worker  backoff  -     -       12        code 1
             status_table(&[]),
             "NAME  STATUS  PID  UPTIME  RESTARTS  LAST-EXIT\n"
         );
+    }
+
+    #[test]
+    fn check_passes_running_services_and_completed_tasks_only() {
+        assert_eq!(check_failure(&service("web", "running", Some(1))), None);
+        let mut task = service("migrate", "exited", None);
+        task.completed = true;
+        assert_eq!(check_failure(&task), None);
+        task.completed = false;
+        task.exits = vec![exit(Some(2), None, "exited")];
+        assert_eq!(
+            check_failure(&task).as_deref(),
+            Some("migrate: exited (last exit: code 2)")
+        );
+        for status in ["starting", "backoff", "failed", "stopped", "stopping"] {
+            assert!(
+                check_failure(&service("x", status, None)).is_some(),
+                "{status}"
+            );
+        }
+        let mut down = service("x", "stopped", None);
+        assert!(should_run(&down));
+        down.wanted = "down".into();
+        assert!(!should_run(&down));
+    }
+
+    #[test]
+    fn coloured_table_keeps_its_columns() {
+        let services = [
+            service("web", "running", Some(4242)),
+            service("db", "failed", None),
+        ];
+        let plain = status_table(&services);
+        let coloured = status_table_styled(&services, true);
+        assert!(coloured.contains("\u{1b}["), "{coloured:?}");
+        let stripped: String = anstream::adapter::strip_str(&coloured).to_string();
+        assert_eq!(stripped, plain);
     }
 
     #[test]

@@ -167,6 +167,42 @@ impl LogHub {
         merge_last(per_service, n)
     }
 
+    /// What `runpmctl logs -n N --since T` shows: each service's own last `per_service`
+    /// lines printed at or after `since` (as `docker compose logs --tail` counts), merged in
+    /// time order.
+    pub fn history(
+        &self,
+        services: &[String],
+        per_service: usize,
+        since: Option<SystemTime>,
+    ) -> Vec<LogLine> {
+        let per_service_runs = self
+            .entries(services)
+            .into_iter()
+            .map(|(name, entry)| snapshot_since(&name, &lock(&entry), per_service, since))
+            .collect();
+        merge_last(per_service_runs, usize::MAX)
+    }
+
+    /// [`LogHub::history`] and [`LogHub::subscribe`] at one instant (see [`LogHub::follow`]).
+    pub fn follow_history(
+        &self,
+        services: &[String],
+        per_service: usize,
+        since: Option<SystemTime>,
+    ) -> (Vec<LogLine>, Follower) {
+        let entries = self.entries(services);
+        let guards: Vec<_> = entries.iter().map(|(_, e)| lock(e)).collect();
+        let follower = self.subscribe(services);
+        let runs = entries
+            .iter()
+            .zip(&guards)
+            .map(|((name, _), log)| snapshot_since(name, log, per_service, since))
+            .collect();
+        drop(guards);
+        (merge_last(runs, usize::MAX), follower)
+    }
+
     /// Drops the channel once its last follower has gone. Never waits: this runs on the
     /// output path, and a `follow` that holds the lock will find the channel still usable.
     fn let_go_of_followers(&self) {
@@ -353,6 +389,32 @@ fn snapshot(name: &str, log: &ServiceLog, n: usize) -> Vec<LogLine> {
             line: l.line.clone(),
         })
         .collect()
+}
+
+/// The last `n` of the lines printed at or after `since`.
+fn snapshot_since(
+    name: &str,
+    log: &ServiceLog,
+    n: usize,
+    since: Option<SystemTime>,
+) -> Vec<LogLine> {
+    let Some(since) = since else {
+        return snapshot(name, log, n);
+    };
+    let mut lines: Vec<LogLine> = log
+        .tail
+        .last(n)
+        .rev()
+        .take_while(|l| l.at >= since)
+        .map(|l| LogLine {
+            service: name.to_owned(),
+            at: l.at,
+            stream: l.stream,
+            line: l.line.clone(),
+        })
+        .collect();
+    lines.reverse();
+    lines
 }
 
 /// The last `n` lines of a merge of per-service runs: repeatedly take the earliest of the

@@ -8,6 +8,7 @@ mod console;
 mod events;
 mod file;
 mod hub;
+mod read;
 pub mod stderr;
 mod tail;
 
@@ -16,5 +17,6 @@ pub use console::Console;
 pub use events::{EventFormat, JsonFormat};
 pub use file::{LogFile, LogFileError, check_name, stream_marker};
 pub use hub::{FOLLOW_BUFFER, Followed, Follower, LogHub, LogLine};
+pub use read::{ReadError, logged_services, parse_record, read_logs};
 pub use stderr::EventWriter;
 pub use tail::{TAIL_BYTES, TAIL_LINES, Tail, TailLine};

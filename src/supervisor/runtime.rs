@@ -415,8 +415,9 @@ impl Executor {
                 services,
                 lines,
                 follow,
+                since,
             } => {
-                self.logs(services, lines, follow, call.replies, sup);
+                self.logs(services, (lines, since), follow, call.replies, sup);
                 return None;
             }
             Request::Save => {
@@ -449,7 +450,7 @@ impl Executor {
     fn logs(
         &self,
         services: Vec<String>,
-        lines: usize,
+        (lines, since): (usize, Option<std::time::SystemTime>),
         follow: bool,
         replies: mpsc::UnboundedSender<Reply>,
         sup: &Supervisor,
@@ -476,13 +477,13 @@ impl Executor {
             send(
                 &replies,
                 LogsResult {
-                    lines: self.logs.tail(&services, lines),
+                    lines: self.logs.history(&services, lines, since),
                     missed: None,
                 },
             );
             return;
         }
-        let (history, mut follower) = self.logs.follow(&services, lines);
+        let (history, mut follower) = self.logs.follow_history(&services, lines, since);
         if !send(
             &replies,
             LogsResult {

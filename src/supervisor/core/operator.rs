@@ -143,6 +143,12 @@ pub(crate) fn service_info(svc: &Service, now: Now) -> ServiceInfo {
         since: rfc3339(svc.since),
         uptime_ms,
         stopped_by_operator: svc.stopped_by_operator,
+        wanted: match svc.want {
+            Want::Up => "up",
+            Want::Down => "down",
+        }
+        .into(),
+        completed: svc.completed(),
         reason,
         next_start,
         status_text: svc.status_text.clone(),
@@ -211,7 +217,69 @@ impl Supervisor {
             Request::Restart { services, all } => {
                 self.operate(token, Op::Restart, &services, all, now, fx)
             }
+            Request::Kill {
+                services,
+                signal,
+                group,
+            } => {
+                let reply_with = self.kill(&services, &signal, group, now, fx);
+                reply(fx, reply_with);
+            }
         }
+    }
+
+    /// `runpmctl kill`: the signal goes to each named service's main process (or its whole
+    /// group), and what happens next is up to the service and its restart policy, as with
+    /// `systemctl kill`. Nothing is sent unless every named service has a process, so a
+    /// typo or a stopped service cannot leave half of the request done.
+    fn kill(
+        &mut self,
+        services: &[String],
+        signal: &str,
+        group: bool,
+        now: Now,
+        fx: &mut Vec<Effect>,
+    ) -> Result<Json, ProtocolError> {
+        let Some(parsed) = crate::config::Signal::parse(signal) else {
+            let message = format!("unknown signal `{signal}` (use a name such as HUP or SIGTERM)");
+            return Err(ProtocolError::new(ErrorKind::BadRequest, message));
+        };
+        let names = self.resolve(services, false)?;
+        if names.is_empty() {
+            let message = "name at least one service to signal";
+            return Err(ProtocolError::new(ErrorKind::BadRequest, message));
+        }
+        let mut targets = Vec::new();
+        let mut idle = Vec::new();
+        for name in &names {
+            let svc = &self.services[name];
+            let run = match &svc.phase {
+                Phase::Running(run) => Some(run),
+                Phase::Stopping(st) if st.main_exit.is_none() => Some(&st.run),
+                _ => None,
+            };
+            match run {
+                Some(run) if group => targets.push((name, crate::process::Target::Group(run.pgid))),
+                Some(run) => targets.push((name, crate::process::Target::Process(run.pid))),
+                None => idle.push(format!("{name} ({})", svc.status())),
+            }
+        }
+        if !idle.is_empty() {
+            let message = format!(
+                "no process to signal: {}; nothing was sent (start it first)",
+                idle.join(", ")
+            );
+            return Err(ProtocolError::new(ErrorKind::Failed, message));
+        }
+        for (name, target) in targets {
+            tracing::info!("{name}: sending {} as the operator asked", parsed.name());
+            fx.push(Effect::Signal {
+                service: name.clone(),
+                target,
+                signal: parsed,
+            });
+        }
+        self.status_json(&names, now)
     }
 
     fn operate(
