@@ -92,6 +92,7 @@ fn init_tracing(format: LogFormat, daemon: bool) {
                 tracing_subscriber::registry()
                     .with(journal.with_syslog_identifier("runpm".into()))
                     .with(filter)
+                    .with(runpm::logs::lifecycle::Tap)
                     .init();
                 return;
             }
@@ -102,7 +103,8 @@ fn init_tracing(format: LogFormat, daemon: bool) {
         .with_writer(EventWriter)
         .with_max_level(level);
     if format == LogFormat::Json {
-        builder.with_ansi(false).event_format(JsonFormat).init();
+        let json = builder.with_ansi(false).event_format(JsonFormat).finish();
+        json.with(runpm::logs::lifecycle::Tap).init();
         return;
     }
     let terminal = !daemon && std::io::stderr().is_terminal();
@@ -111,7 +113,9 @@ fn init_tracing(format: LogFormat, daemon: bool) {
         timestamps: !terminal,
     };
     // The field formatter colours by itself unless told: a daemon log must be plain.
-    builder.with_ansi(text.ansi).event_format(text).init();
+    // The lifecycle tap shows what runpm does to a service in `runpmctl logs -f` of it.
+    let text = builder.with_ansi(text.ansi).event_format(text).finish();
+    text.with(runpm::logs::lifecycle::Tap).init();
 }
 
 /// Finds and loads the config, printing every diagnostic on failure.
@@ -350,6 +354,7 @@ fn up(args: UpArgs) -> u8 {
     }
     let colour = runpm::cli::colour::stdout(args.no_color);
     let logs = Arc::new(LogHub::new(&state.logs_dir));
+    runpm::logs::lifecycle::attach(&logs);
     // A detached daemon's own output is its log file; the services' lines are in theirs.
     let console = ready_pipe
         .is_none()

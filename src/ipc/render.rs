@@ -242,7 +242,11 @@ pub fn log_lines(batch: &crate::ipc::LogsResult, timestamps: bool, width: usize)
         if timestamps {
             out.push_str(&format!("{} ", humantime::format_rfc3339_millis(l.at)));
         }
-        out.push_str(&format!("{:width$} | {}\n", l.service, l.line));
+        if l.runpm {
+            out.push_str(&format!("[runpm] {}\n", l.line));
+        } else {
+            out.push_str(&format!("{:width$} | {}\n", l.service, l.line));
+        }
     }
     out
 }

@@ -42,6 +42,10 @@ pub struct LogLine {
     #[serde(with = "stream_serde")]
     pub stream: Stream,
     pub line: String,
+    /// runpm's own lifecycle line about this service (`worker restarted (env changed)`),
+    /// sent to `logs -f` followers only: it is in no log file and no tail.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub runpm: bool,
 }
 
 /// What a follower receives.
@@ -252,6 +256,24 @@ impl LogHub {
         (merge_last(per_service, n), follower)
     }
 
+    /// Hands runpm's lifecycle line about `service` to the followers, if any. Never waits
+    /// for a lock: it is called from inside logging, which may run anywhere, even where a
+    /// lock of the hub is held.
+    pub fn lifecycle(&self, service: &str, text: &str) {
+        let Ok(followers) = self.followers.try_read() else {
+            return;
+        };
+        if let Some(tx) = followers.as_ref().filter(|tx| tx.receiver_count() > 0) {
+            let _ = tx.send(Arc::new(LogLine {
+                service: service.to_owned(),
+                at: SystemTime::now(),
+                stream: Stream::Stdout,
+                line: text.to_owned(),
+                runpm: true,
+            }));
+        }
+    }
+
     /// Lines of `name` that could not be written to its file.
     pub fn lost_lines(&self, name: &str) -> u64 {
         self.get(name)
@@ -352,6 +374,7 @@ impl LineSink for LogHub {
                             at,
                             stream,
                             line: line.to_owned(),
+                            runpm: false,
                         }));
                     }
                 }
@@ -387,6 +410,7 @@ fn snapshot(name: &str, log: &ServiceLog, n: usize) -> Vec<LogLine> {
             at: l.at,
             stream: l.stream,
             line: l.line.clone(),
+            runpm: false,
         })
         .collect()
 }
@@ -411,6 +435,7 @@ fn snapshot_since(
             at: l.at,
             stream: l.stream,
             line: l.line.clone(),
+            runpm: false,
         })
         .collect();
     lines.reverse();

@@ -147,6 +147,7 @@ pub fn parse_record(service: &str, record: &str) -> Option<LogLine> {
         at: humantime::parse_rfc3339(at).ok()?,
         stream,
         line: line.to_owned(),
+        runpm: false,
     })
 }
 

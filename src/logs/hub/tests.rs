@@ -289,6 +289,7 @@ fn merge_keeps_each_services_order_even_when_the_clock_steps_back() {
         at: t(ms),
         stream: Stream::Stdout,
         line: text.into(),
+        runpm: false,
     };
     let a = vec![line("a", 10, "a1"), line("a", 30, "a2"), line("a", 5, "a3")];
     let b = vec![line("b", 20, "b1"), line("b", 40, "b2")];
@@ -338,6 +339,7 @@ fn a_log_line_serializes_for_the_socket() {
         at: SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_319_112_345),
         stream: Stream::Stderr,
         line: "boom".into(),
+        runpm: false,
     };
     let json = serde_json::to_string(&line).unwrap();
     assert_eq!(

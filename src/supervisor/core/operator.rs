@@ -272,7 +272,7 @@ impl Supervisor {
             return Err(ProtocolError::new(ErrorKind::Failed, message));
         }
         for (name, target) in targets {
-            tracing::info!("{name}: sending {} as the operator asked", parsed.name());
+            tracing::info!("{name}: signalled with {} (runpmctl kill)", parsed.name());
             fx.push(Effect::Signal {
                 service: name.clone(),
                 target,
