@@ -20,7 +20,7 @@ pub enum Shell {
 }
 
 /// The subcommands whose NAME arguments are service names.
-pub const TAKES_SERVICES: &[&str] = &["status", "start", "stop", "restart", "logs"];
+pub const TAKES_SERVICES: &[&str] = &["status", "ps", "start", "stop", "restart", "kill", "logs"];
 
 /// The completion script for `cmd` (runpmctl's command line), with service names.
 pub fn script(shell: Shell, cmd: &mut clap::Command) -> String {

@@ -102,7 +102,16 @@ const RUNPM_EXTRA: &[Block<'static>] = &[
          `trace`.",
     ),
     Block::Item("RUNPM_LOG_FORMAT", "The default of `--log-format`."),
-    Block::Item("NO_COLOR", "When set, the log prefixes are never coloured."),
+    Block::Item(
+        "NO_COLOR",
+        "When set and not empty, the log prefixes are never coloured (an empty NO_COLOR \
+         counts as unset).",
+    ),
+    Block::Item(
+        "CLICOLOR_FORCE",
+        "When set and not `0`, the log prefixes are coloured even when stdout is not a \
+         terminal.",
+    ),
     Block::Item(
         "XDG_RUNTIME_DIR",
         "Where the control socket goes when its usual path is longer than a Unix socket \
@@ -161,14 +170,16 @@ const RUNPM_EXTRA: &[Block<'static>] = &[
     ),
     Block::Item(
         ".runpm/runpm.log",
-        "The log of a daemon started with `up -d`: its events and its services' prefixed \
-         output.",
+        "The log of a daemon started with `up -d`: runpm's own events (what it started, \
+         stopped and restarted, and why; warnings and errors), one line each with a \
+         timestamp. The services' output is not in it: it is in .runpm/logs/NAME.log, and \
+         `runpmctl logs -f NAME` shows both together.",
     ),
     Block::Section("EXAMPLES"),
     Block::Paragraph("Run the services of the current project in the foreground:"),
     Block::Verbatim("runpm up"),
     Block::Paragraph("Run them in the background, then steer them with runpmctl(1):"),
-    Block::Verbatim("runpm up -d\nrunpmctl status\nrunpmctl shutdown --yes"),
+    Block::Verbatim("runpm up -d\nrunpmctl status\nrunpm down"),
     Block::Paragraph("Start only `web` and what it depends on:"),
     Block::Verbatim("runpm up -f deploy/services.toml web"),
     Block::Paragraph("Check a config in CI:"),
@@ -194,7 +205,15 @@ const RUNPMCTL_EXTRA: &[Block<'static>] = &[
         "Usage error: an unknown option or command, a missing name, `stop --all` or \
          `shutdown` without `--yes`.",
     ),
-    Block::Item("3", "No runpm daemon is running for this project."),
+    Block::Item(
+        "3",
+        "No runpm daemon is running for this project (`logs` reads the log files instead, \
+         and succeeds).",
+    ),
+    Block::Paragraph(
+        "`status --check` exits 0 when every named service (default: every service that \
+         should run) is running or completed successfully, 1 otherwise, printing the others.",
+    ),
     Block::Section("ENVIRONMENT"),
     Block::Item(
         "RUNPM_SOCKET",
@@ -208,6 +227,15 @@ const RUNPMCTL_EXTRA: &[Block<'static>] = &[
         "RUNPM_STATE_DIR",
         "The state directory, when `--state-dir` is not given.",
     ),
+    Block::Item(
+        "NO_COLOR",
+        "When set and not empty, `status` is not coloured (an empty NO_COLOR counts as \
+         unset).",
+    ),
+    Block::Item(
+        "CLICOLOR_FORCE",
+        "When set and not `0`, `status` is coloured even when stdout is not a terminal.",
+    ),
     Block::Section("FILES"),
     Block::Item(
         ".runpm/runpm.sock",
@@ -218,6 +246,11 @@ const RUNPMCTL_EXTRA: &[Block<'static>] = &[
     Block::Item(
         ".runpm/state.json",
         "The snapshot written by `save` and read by `resurrect`.",
+    ),
+    Block::Item(
+        ".runpm/logs/NAME.log",
+        "What `logs` reads when no daemon runs (NAME.log.1 and older too, as far back as \
+         `-n` or `--since` reach).",
     ),
     Block::Section("COMPLETION"),
     Block::Paragraph(
@@ -235,7 +268,10 @@ const RUNPMCTL_EXTRA: &[Block<'static>] = &[
         "runpmctl status\n\
          runpmctl status --json | jq -r '.services[] | select(.status == \"failed\") | .name'\n\
          runpmctl restart worker\n\
+         runpmctl status --check || echo unhealthy\n\
+         runpmctl kill -s HUP nginx\n\
          runpmctl logs -f web\n\
+         runpmctl logs --since 10m -n 50 worker\n\
          runpmctl reload --dry-run\n\
          runpmctl -f /srv/app/services.toml stop --all --yes",
     ),
