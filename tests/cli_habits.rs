@@ -375,20 +375,30 @@ fn logs_count_per_service_keep_one_width_and_read_files_without_a_daemon() {
 #[test]
 fn logs_follow_shows_runpms_lifecycle_lines_of_the_followed_services() {
     let p = Project::new(secs(60));
-    p.config(&format!(
-        "[services.worker]\n{COUNTER}\n\n[services.other]\n{COUNTER}\n"
-    ));
-    let _d = p.up_detached(&[]);
+    let config = |x: &str| {
+        format!(
+            "[services.worker]\n{COUNTER}\nenv = {{ X = \"{x}\" }}\n\n[services.other]\n{COUNTER}\n"
+        )
+    };
+    p.config(&config("1"));
+    let _d = p.up_detached(&["--no-watch"]);
     p.running_pid("worker", secs(10));
     let follow = Runpm::start(p.program(RUNPMCTL, ["logs", "-f", "-n", "0", "worker"]));
     follow.wait_for_output("worker | line", secs(10));
 
+    // The tour's reload, seen where the user is looking.
+    p.config(&config("2"));
+    p.ctl_ok(&["reload"]);
+    follow.wait_for_output("[runpm] worker restarted (env changed)", secs(10));
+    follow.wait_for_output("[runpm] worker started (pid", secs(10));
     p.ctl_ok(&["restart", "other"]);
     p.ctl_ok(&["restart", "worker"]);
     follow.wait_for_output("[runpm] worker restarted (restart requested)", secs(10));
-    follow.wait_for_output("[runpm] worker started (pid", secs(10));
     let out = follow.stdout();
-    assert!(!out.contains("other"), "{out}");
+    assert!(
+        !out.contains("other"),
+        "lines about other reached its non-follower: {out}"
+    );
 }
 
 #[test]

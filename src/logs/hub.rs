@@ -256,6 +256,13 @@ impl LogHub {
         (merge_last(per_service, n), follower)
     }
 
+    /// Whether anyone follows (as far as can be told without waiting for a lock).
+    pub fn has_followers(&self) -> bool {
+        self.followers
+            .try_read()
+            .is_ok_and(|f| f.as_ref().is_some_and(|tx| tx.receiver_count() > 0))
+    }
+
     /// Hands runpm's lifecycle line about `service` to the followers, if any. Never waits
     /// for a lock: it is called from inside logging, which may run anywhere, even where a
     /// lock of the hub is held.

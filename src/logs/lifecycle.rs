@@ -37,6 +37,9 @@ impl<S: Subscriber> Layer<S> for Tap {
             return;
         };
         drop(slot);
+        if !hub.has_followers() {
+            return;
+        }
         let mut message = Message(String::new());
         event.record(&mut message);
         if let Some((service, text)) = about(&message.0) {
