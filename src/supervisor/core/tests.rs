@@ -1747,3 +1747,48 @@ fn a_second_stop_or_shutdown_while_the_first_waits_kills_at_once() {
     );
     assert!(reply(&fx, 4).unwrap().is_ok());
 }
+
+#[test]
+fn kill_signals_the_main_process_or_its_group_and_refuses_a_service_without_one() {
+    let mut off = spec("off");
+    off.autostart = false;
+    let mut h = Harness::new(vec![spec("web"), off]);
+    let fx = h.start_all();
+    h.settle(fx);
+    let web = h.pid("web");
+    let kill = |signal: &str, group: bool, names: &[&str]| Request::Kill {
+        services: names.iter().map(|n| n.to_string()).collect(),
+        signal: signal.into(),
+        group,
+    };
+
+    let fx = h.request(1, kill("hup", false, &["web"]));
+    assert_eq!(
+        all_signals(&fx),
+        [("web", Target::Process(web), Nix::SIGHUP)]
+    );
+    assert!(reply(&fx, 1).unwrap().is_ok());
+    let fx = h.request(2, kill("SIGUSR1", true, &["web"]));
+    assert_eq!(
+        all_signals(&fx),
+        [("web", Target::Group(web), Nix::SIGUSR1)]
+    );
+    assert_eq!(h.status("web"), Status::Running, "a signal is not a stop");
+
+    // Nothing is sent when one of the services has no process, or the signal is unknown.
+    let fx = h.request(3, kill("TERM", false, &["web", "off"]));
+    assert!(all_signals(&fx).is_empty());
+    let error = reply(&fx, 3).unwrap().unwrap_err();
+    assert!(error.message.contains("off (stopped)"), "{}", error.message);
+    let fx = h.request(4, kill("NOPE", false, &["web"]));
+    assert!(all_signals(&fx).is_empty());
+    assert_eq!(
+        reply(&fx, 4).unwrap().unwrap_err().kind,
+        ErrorKind::BadRequest
+    );
+    let fx = h.request(5, kill("TERM", false, &["nope"]));
+    assert_eq!(
+        reply(&fx, 5).unwrap().unwrap_err().kind,
+        ErrorKind::UnknownService
+    );
+}
