@@ -325,7 +325,8 @@ fn down_stops_the_project_and_succeeds_when_nothing_runs() {
 fn logs_count_per_service_keep_one_width_and_read_files_without_a_daemon() {
     let p = Project::new(secs(60));
     p.config(&format!(
-        "[services.a]\n{COUNTER}\n\n[services.longer-name]\n{COUNTER}\n"
+        "[services.a]\n{COUNTER}\n\n[services.longer-name]\n{COUNTER}\n\n\
+         [services.quiet]\ncmd = [\"sleep\", \"1000\"]\n"
     ));
     let _d = p.up_detached(&[]);
     assert!(wait_for(secs(10), || p.log_file("a").len() >= 5
@@ -360,7 +361,9 @@ fn logs_count_per_service_keep_one_width_and_read_files_without_a_daemon() {
         "{}",
         offline.describe()
     );
-    // Unknown names are still errors, with the names that have files.
+    // A service that never printed has no file and no lines; other unknown names are still
+    // errors, with the names that have files.
+    assert_eq!(p.ctl_ok(&["logs", "quiet"]), "");
     let unknown = p.ctl(&["logs", "nope"]);
     assert_eq!(unknown.code(), Some(1), "{}", unknown.describe());
     assert!(

@@ -534,10 +534,23 @@ fn logs_from_files(
     let Ok(state) = locate_state(cli) else {
         return Err(Failure::NoDaemon(no_daemon));
     };
-    let lines = runpm::logs::read_logs(&state.logs_dir, names, per_service, since)
-        .map_err(anyhow::Error::from)?;
+    // A service of the config that never printed has no file: it has no lines, which is no
+    // error. Any other name without a file is (a typo gets the names that have files).
+    let logged = runpm::logs::logged_services(&state.logs_dir).map_err(anyhow::Error::from)?;
+    let configured = configured_services(cli);
+    let wanted: Vec<String> = names
+        .iter()
+        .filter(|n| logged.contains(n) || !configured.contains(n))
+        .cloned()
+        .collect();
+    let lines = if wanted.is_empty() && !names.is_empty() {
+        Vec::new()
+    } else {
+        runpm::logs::read_logs(&state.logs_dir, &wanted, per_service, since)
+            .map_err(anyhow::Error::from)?
+    };
     let shown = if names.is_empty() {
-        runpm::logs::logged_services(&state.logs_dir).map_err(anyhow::Error::from)?
+        logged
     } else {
         names.to_vec()
     };
@@ -555,6 +568,21 @@ fn logs_from_files(
         );
     }
     Ok(())
+}
+
+/// The service names of the project's config, when it can be loaded (empty otherwise).
+fn configured_services(cli: &Cli) -> Vec<String> {
+    let Ok(cwd) = std::env::current_dir() else {
+        return Vec::new();
+    };
+    let Ok(cwd) = Utf8PathBuf::try_from(cwd) else {
+        return Vec::new();
+    };
+    runpm::config::discover(cli.file.as_deref(), &cwd)
+        .ok()
+        .and_then(|path| runpm::config::load(&path).ok())
+        .map(|config| config.services.into_keys().collect())
+        .unwrap_or_default()
 }
 
 /// A usage error in clap's format, with the usage line of `subcommand`.
