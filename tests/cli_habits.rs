@@ -183,6 +183,14 @@ fn json_on_every_command_a_script_reads() {
     let unknown = p.ctl(&["restart", "nope", "--json"]);
     assert_eq!(unknown.code(), Some(1), "{}", unknown.describe());
     assert_eq!(json(&unknown)["error"]["kind"], "unknown_service");
+    let typo = p.ctl(&["restart", "wrokre"]);
+    assert_eq!(typo.code(), Some(1), "{}", typo.describe());
+    assert!(
+        typo.stderr
+            .contains("no service named `wrokre` (did you mean `worker`? services: web, worker)"),
+        "{}",
+        typo.describe()
+    );
 
     let shutdown = p.ctl(&["shutdown", "--yes", "--json"]);
     assert_eq!(shutdown.code(), Some(0), "{}", shutdown.describe());

@@ -405,8 +405,11 @@ fn check_names(cfg: &Config, names: &[String]) -> Option<u8> {
         .iter()
         .find(|n| !cfg.services.contains_key(n.as_str()))?;
     let known: Vec<&str> = cfg.services.keys().map(String::as_str).collect();
+    let hint = config::did_you_mean(unknown, known.iter().copied())
+        .map(|near| format!("did you mean `{near}`? "))
+        .unwrap_or_default();
     eprintln!(
-        "runpm: no service named `{unknown}` in {} (services: {})",
+        "runpm: no service named `{unknown}` in {} ({hint}services: {})",
         cfg.source,
         known.join(", ")
     );

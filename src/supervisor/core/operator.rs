@@ -386,9 +386,15 @@ impl Supervisor {
             .collect();
         if !unknown.is_empty() {
             let known: Vec<&str> = self.services.keys().map(String::as_str).collect();
+            let hint = match unknown.as_slice() {
+                [one] => crate::config::did_you_mean(one, known.iter().copied())
+                    .map(|near| format!("did you mean `{near}`? ")),
+                _ => None,
+            };
             let message = format!(
-                "no service named `{}` (services: {})",
+                "no service named `{}` ({}services: {})",
                 unknown.join("`, `"),
+                hint.unwrap_or_default(),
                 known.join(", ")
             );
             return Err(ProtocolError::new(ErrorKind::UnknownService, message));
