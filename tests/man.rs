@@ -174,3 +174,81 @@ fn the_format_page_lists_every_key_status_and_file() {
         );
     }
 }
+
+/// Every command path a user can type (`export`, `export systemd`, …) below `cmd`.
+fn command_paths(cmd: &clap::Command, prefix: &[String], out: &mut Vec<Vec<String>>) {
+    for sub in man::roff::visible_subcommands(cmd) {
+        let mut path = prefix.to_vec();
+        path.push(sub.get_name().to_owned());
+        out.push(path.clone());
+        command_paths(sub, &path, out);
+    }
+}
+
+/// The long options a `--help` text offers (`--json`, `--state-dir`, …).
+fn long_options(help: &str) -> std::collections::BTreeSet<String> {
+    help.split(|c: char| c.is_whitespace() || c == ',' || c == '[' || c == ']')
+        .filter_map(|word| {
+            let name = word.strip_prefix("--")?;
+            let name: String = name
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect();
+            (!name.is_empty() && name != "help" && name != "version").then(|| format!("--{name}"))
+        })
+        .collect()
+}
+
+/// What each binary's own `--help` says, command by command, is in its man page: a
+/// subsection per command (nested ones included) and every long option it lists.
+#[test]
+fn every_command_and_option_of_help_is_in_the_man_pages() {
+    let binaries = [
+        (
+            env!("CARGO_BIN_EXE_runpm"),
+            runpm::cli::runpm::command(),
+            "runpm.1",
+        ),
+        (
+            env!("CARGO_BIN_EXE_runpmctl"),
+            runpm::cli::runpmctl::command(),
+            "runpmctl.1",
+        ),
+    ];
+    let mut missing = Vec::new();
+    for (binary, cmd, page) in binaries {
+        let text = std::fs::read_to_string(man_dir().join(page))
+            .unwrap_or_else(|e| panic!("man/{page}: {e}"))
+            .replace("\\-", "-");
+        let mut paths = vec![Vec::new()];
+        command_paths(&cmd, &[], &mut paths);
+        for path in paths {
+            let help = Command::new(binary)
+                .args(&path)
+                .arg("--help")
+                .output()
+                .unwrap_or_else(|e| panic!("run {binary} --help: {e}"));
+            assert!(help.status.success(), "{binary} {path:?} --help failed");
+            let help = String::from_utf8_lossy(&help.stdout);
+            let title = path.join(" ");
+            let has_subsection = text.contains(&format!(".SS \"{title}\""))
+                || text.contains(&format!(".SS {title}\n"));
+            if !path.is_empty() && !has_subsection {
+                missing.push(format!("man/{page}: no subsection for `{title}`"));
+            }
+            for option in long_options(&help) {
+                if !text.contains(&option) {
+                    missing.push(format!(
+                        "man/{page}: `{option}` (from `{} {title} --help`) is not described",
+                        cmd.get_name()
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "the man pages do not cover `--help`; run `{BLESS}`:\n{}",
+        missing.join("\n")
+    );
+}

@@ -108,27 +108,33 @@ pub fn command_page(page: &mut Page, cmd: clap::Command, manual: &str) {
     let mut roff = Roff::new();
     roff.control("SH", ["COMMANDS"]);
     page.roff(&roff);
-    for sub in cmd.get_subcommands() {
-        if sub.is_hide_set() || sub.get_name() == "help" {
-            continue;
-        }
+    subcommands(page, &cmd, "", &shared);
+}
+
+/// A subsection per subcommand (`export`, then `export systemd`, …), with its usage, what it
+/// does and its own options: every command a user can type is in the page.
+fn subcommands(page: &mut Page, cmd: &clap::Command, prefix: &str, shared: &[clap::Id]) {
+    for sub in visible_subcommands(cmd) {
         let mut sub = sub.clone();
-        for id in &shared {
-            sub = sub.mut_arg(id, |a| a.hide(true));
+        for id in shared {
+            if sub.get_arguments().any(|a| a.get_id() == id) {
+                sub = sub.mut_arg(id, |a| a.hide(true));
+            }
         }
+        let title = format!("{prefix}{}", sub.get_name());
         let usage = sub
             .render_usage()
             .to_string()
             .trim_start_matches("Usage: ")
             .to_owned();
         let mut roff = Roff::new();
-        roff.control("SS", [sub.get_name()]);
+        roff.control("SS", [title.as_str()]);
         roff.control("PP", []).text([bold(usage)]);
         if let Some(about) = sub.get_long_about().or(sub.get_about()) {
             roff.control("PP", []).text(inline(&about.to_string()));
         }
         page.roff(&roff);
-        let man = Man::new(sub);
+        let man = Man::new(sub.clone());
         let mut options = Vec::new();
         man.render_options_section(&mut options)
             .expect("rendering into memory cannot fail");
@@ -136,5 +142,12 @@ pub fn command_page(page: &mut Page, cmd: clap::Command, manual: &str) {
         // The subcommand's arguments belong to its own subsection, not a new section.
         let options = options.replace(".SH OPTIONS\n", "");
         page.render(|w| std::io::Write::write_all(w, options.as_bytes()));
+        subcommands(page, &sub, &format!("{title} "), shared);
     }
+}
+
+/// The subcommands a user sees in `--help` (not the hidden ones, not `help`).
+pub fn visible_subcommands(cmd: &clap::Command) -> impl Iterator<Item = &clap::Command> {
+    cmd.get_subcommands()
+        .filter(|sub| !sub.is_hide_set() && sub.get_name() != "help")
 }
