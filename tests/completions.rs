@@ -157,3 +157,71 @@ fn service_names_come_from_the_running_daemon() {
         assert_eq!(names, ["db", "web", "worker"], "fish completions:\n{out}");
     }
 }
+
+/// `runpm completions SHELL`: the same scripts for runpm itself, where `runpm up <TAB>`
+/// completes the service names of the config (no daemon needed), found from `-f` anywhere on
+/// the line or from the current directory.
+#[test]
+fn runpm_up_completes_the_configs_service_names() {
+    let p = Project::new(secs(60));
+    p.config(SERVICES);
+    for (shell, hook) in [
+        ("bash", "complete -F _runpm_with_services"),
+        ("zsh", ":_runpm_services' \\"),
+        ("fish", "-a \"(__fish_runpm_services)\""),
+    ] {
+        let text = p.run(&["completions", shell], COMMAND_LIMIT);
+        assert_eq!(text.code(), Some(0), "{}", text.stderr);
+        assert!(
+            text.stdout.contains(hook),
+            "the {shell} script lacks `{hook}`:\n{}",
+            text.stdout
+        );
+        for command in ["up", "validate", "down", "completions", "detach"] {
+            assert!(
+                text.stdout.contains(command),
+                "the {shell} script lacks `{command}`"
+            );
+        }
+        if shell == "bash" || has_shell(shell) {
+            let file = p.write(&format!("runpm.{shell}"), &text.stdout);
+            shell_ok(&p, shell, &["-n", file.to_str().unwrap()]);
+        }
+    }
+    assert_eq!(
+        p.run(&["__complete-services"], COMMAND_LIMIT).stdout,
+        "db\nweb\nworker\n"
+    );
+    // Without a config: nothing, and no error in the prompt.
+    let none = run_to_end({
+        let mut cmd = p.command(["__complete-services"]);
+        cmd.current_dir("/");
+        cmd
+    });
+    assert_eq!(
+        (none.code(), none.stdout.as_str(), none.stderr.as_str()),
+        (Some(0), "", "")
+    );
+
+    // bash, as it completes `runpm up -f FILE w<TAB>` from another directory.
+    let bash = p.write(
+        "runpm.bash",
+        &p.run(&["completions", "bash"], COMMAND_LIMIT).stdout,
+    );
+    let file = p.file("services.toml");
+    let drive = format!(
+        "source {bash:?}; cd /; \
+         COMP_WORDS=({runpm:?} up -f {file:?} w); COMP_CWORD=4; \
+         _runpm_with_services runpm w {file:?}; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        runpm = RUNPM,
+    );
+    assert_eq!(shell_ok(&p, "bash", &["-c", &drive]), "web\nworker\n");
+    // In the project's directory, no -f needed; names already given are still offered
+    // (a service may be named twice harmlessly).
+    let drive = format!(
+        "source {bash:?}; COMP_WORDS=({runpm:?} up d); COMP_CWORD=2; \
+         _runpm_with_services runpm d up; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        runpm = RUNPM,
+    );
+    assert_eq!(shell_ok(&p, "bash", &["-c", &drive]), "db\n");
+}

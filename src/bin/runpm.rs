@@ -8,7 +8,8 @@ use std::sync::Arc;
 use camino::{Utf8Path, Utf8PathBuf};
 use clap::Parser;
 
-use runpm::cli::runpm::{Cli, Command, FileArg, LogFormat};
+use runpm::cli::complete;
+use runpm::cli::runpm::{self as cli_runpm, Cli, Command, FileArg, LogFormat};
 use runpm::config::{self, Config, ExitWhen};
 use runpm::detach;
 use runpm::errors::error_chain;
@@ -42,6 +43,12 @@ fn main() -> ExitCode {
     init_tracing(cli.log_format, daemon);
     ExitCode::from(match cli.command {
         Command::Validate { file, json } => validate(file, json),
+        Command::Completions { shell } => {
+            let script = complete::script_with(shell, &mut cli_runpm::command(), &complete::RUNPM);
+            print!("{script}");
+            exit::OK
+        }
+        Command::CompleteServices { file } => complete_services(&file),
         Command::Down {
             file,
             state_dir,
@@ -130,6 +137,18 @@ fn load(file: &FileArg) -> Result<Config, u8> {
         eprintln!("runpm: {} is invalid; nothing was started", path);
         exit::FAILED
     })
+}
+
+/// The config's service names for the completion scripts; nothing (and success) when the
+/// config cannot be found or read: a completion must never print errors into the prompt.
+fn complete_services(file: &FileArg) -> u8 {
+    let names = config::discover(file.file.as_deref(), &current_dir())
+        .ok()
+        .and_then(|path| config::load(&path).ok());
+    for name in names.iter().flat_map(|cfg| cfg.services.keys()) {
+        println!("{name}");
+    }
+    exit::OK
 }
 
 fn validate(file: FileArg, json: bool) -> u8 {

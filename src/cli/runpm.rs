@@ -3,6 +3,8 @@
 use camino::Utf8PathBuf;
 use clap::{Parser, Subcommand};
 
+use super::complete::{COMPLETE_SERVICES, Shell};
+
 #[derive(Parser)]
 #[command(
     name = "runpm",
@@ -88,6 +90,19 @@ pub enum Command {
         /// first: it kills what does not stop in time)
         #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = humantime::parse_duration)]
         timeout: std::time::Duration,
+    },
+    /// Print a completion script for SHELL on stdout (`runpm up <Tab>` completes the service
+    /// names of the config)
+    Completions {
+        /// The shell to complete for
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// The config's service names, one per line, for the completion scripts
+    #[command(name = COMPLETE_SERVICES, hide = true)]
+    CompleteServices {
+        #[command(flatten)]
+        file: FileArg,
     },
 }
 

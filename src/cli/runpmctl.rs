@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 use camino::Utf8PathBuf;
 use clap::{Args, Parser, Subcommand};
 
-use super::complete::Shell;
+use super::complete::{COMPLETE_SERVICES, Shell};
 
 /// The exit codes as `--help` shows them; the binary's `exit` module holds the values.
 pub const EXIT_STATUS_HELP: &str = "\
@@ -14,9 +14,6 @@ Exit status:
   1  the operation failed (the message says why)
   2  usage error
   3  no runpm daemon is running for this project";
-
-/// The hidden command the completion scripts call for service names.
-pub const COMPLETE_SERVICES: &str = "__complete-services";
 
 #[derive(Parser)]
 #[command(
