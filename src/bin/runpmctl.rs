@@ -293,6 +293,7 @@ fn export(cli: &Cli, target: &ExportTarget) -> Result<(), Failure> {
             out,
             prefix,
             no_target,
+            user,
             force,
         } => {
             let which = |program: &str, path: &str| files::which(program, path);
@@ -301,6 +302,7 @@ fn export(cli: &Cli, target: &ExportTarget) -> Result<(), Failure> {
                 target: !no_target,
                 which: &which,
                 path: std::env::var("PATH").unwrap_or_default(),
+                user: *user,
             };
             let export = systemd::export(&config, &options);
             match out {

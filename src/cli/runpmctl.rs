@@ -135,6 +135,9 @@ pub enum ExportTarget {
         /// Do not write `PREFIXall.target`
         #[arg(long)]
         no_target: bool,
+        /// User units for `systemctl --user` (WantedBy=default.target, no User=/Group=)
+        #[arg(long)]
+        user: bool,
         /// Overwrite existing files in DIR
         #[arg(long, requires = "out")]
         force: bool,

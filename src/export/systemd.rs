@@ -21,8 +21,16 @@
 //!   messages from the whole process group); `ready.exec` → `Type=exec` and an
 //!   `ExecStartPost=` loop that runs the probe until it succeeds, so dependents ordered
 //!   `After=` wait for readiness as under runpm; `ready_timeout` → `TimeoutStartSec=`.
-//! - `depends_on` → `After=` + `Requires=`; a `restart = "never"` task gets
-//!   `RemainAfterExit=yes`, so a completed task keeps satisfying its dependents as in runpm.
+//! - `depends_on` → `After=` + `Requires=`. A task (`restart = "never"`, or `"on-failure"`
+//!   with a dependent that waits for it to be `completed`) becomes `Type=oneshot` +
+//!   `RemainAfterExit=yes`: systemd counts a oneshot as started only once it has exited
+//!   successfully, so its dependents wait for it to finish, and a finished task stays "active
+//!   (exited)" and keeps satisfying them, as in runpm. A `started` condition has no systemd
+//!   equivalent when the dependency has a readiness mapping: reported.
+//! - Every path (`WorkingDirectory=`, `EnvironmentFile=`, the program) is normalized: systemd
+//!   refuses `a/../b`.
+//! - `--user` writes user units: `WantedBy=default.target`, and no `User=`/`Group=` (a user
+//!   manager runs everything as its own user).
 //! - The stop policy: `stop_signal` → `KillSignal=`, `kill_timeout` → `TimeoutStopSec=`,
 //!   `kill_mode` → `KillMode=control-group|process` (the cgroup holds the process group and
 //!   anything that escaped it).
@@ -33,7 +41,9 @@ use std::time::Duration;
 use camino::{Utf8Path, Utf8PathBuf};
 
 use super::{Warning, split_host_port};
-use crate::config::{Command, Config, KillMode, Ready, RestartPolicy, ServiceSpec, defaults};
+use crate::config::{
+    Command, Condition, Config, KillMode, Ready, RestartPolicy, ServiceSpec, defaults,
+};
 
 /// The systemd release that introduced `RestartSteps=` and `RestartMaxDelaySec=`.
 const EXPONENTIAL_RESTART_SINCE: u32 = 254;
@@ -49,6 +59,20 @@ pub struct Options<'a> {
     pub which: &'a dyn Fn(&str, &str) -> Option<Utf8PathBuf>,
     /// The `PATH` runpm would search (the exporting shell's), unless a service sets its own.
     pub path: String,
+    /// Units for a user's own manager (`systemctl --user`) instead of the system's.
+    pub user: bool,
+}
+
+impl Options<'_> {
+    /// The target that `[Install]` hooks the units into: the one each manager reaches at boot
+    /// (or at login, for a user manager).
+    fn wanted_by(&self) -> &'static str {
+        if self.user {
+            "default.target"
+        } else {
+            "multi-user.target"
+        }
+    }
 }
 
 /// One generated file.
@@ -158,6 +182,7 @@ fn service_unit(
     for dep in &spec.depends_on {
         kv(&mut out, "After", &unit_name(&options.prefix, dep));
         kv(&mut out, "Requires", &unit_name(&options.prefix, dep));
+        dependency_warnings(config, spec, dep, &mut warn);
     }
     if options.target {
         // Stopping or restarting the target stops or restarts everything, like `runpm down`.
@@ -179,7 +204,14 @@ fn service_unit(
     // [Service]
     out.push_str("\n[Service]\n");
     let mut line = |key: &str, value: &str| kv(&mut out, key, value);
+    let task = is_task(config, spec);
     match &spec.ready {
+        _ if task => {
+            line("Type", "oneshot");
+            // A finished task stays "active (exited)": it keeps satisfying Requires= of its
+            // dependents and is not run again when one of them restarts, as under runpm.
+            line("RemainAfterExit", "yes");
+        }
         Some(Ready::Notify) => {
             line("Type", "notify");
             // runpm accepts sd_notify messages from any process of the service's group.
@@ -191,7 +223,14 @@ fn service_unit(
     let program = program_path(spec, &argv[0], options, &mut warn);
     line("ExecStart", &exec_line(&program, &argv[1..]));
     match &spec.ready {
-        None | Some(Ready::Notify) => {}
+        None => {}
+        Some(_) if task => warn(
+            "ready",
+            "a oneshot unit counts as started once it has exited successfully, so its \
+             dependents wait for the task to finish rather than for its readiness check"
+                .into(),
+        ),
+        Some(Ready::Notify) => {}
         Some(Ready::Exec(probe)) => {
             line("ExecStartPost", &poll_until(probe));
         }
@@ -216,16 +255,33 @@ fn service_unit(
                 .into(),
         ),
     }
-    if spec.ready.is_some() {
+    if task {
+        // systemd's start timeout covers a oneshot's whole run (90 s by default); runpm
+        // gives a task as long as it takes.
+        line("TimeoutStartSec", "infinity");
+    } else if spec.ready.is_some() {
         line("TimeoutStartSec", &duration(spec.ready_timeout));
     }
-    line("WorkingDirectory", &specifiers(spec.cwd.as_str()));
+    line(
+        "WorkingDirectory",
+        &specifiers(normalize(&spec.cwd).as_str()),
+    );
     environment(spec, &mut line, &mut warn);
-    if let Some(user) = &spec.user {
-        line("User", &specifiers(user));
-    }
-    if let Some(group) = &spec.group {
-        line("Group", &specifiers(group));
+    for (field, key, value) in [
+        ("user", "User", &spec.user),
+        ("group", "Group", &spec.group),
+    ] {
+        match value {
+            None => {}
+            Some(value) if options.user => warn(
+                field,
+                format!(
+                    "a user manager runs every unit as its own user, so `{value}` is left out \
+                     (export without --user for a system unit)"
+                ),
+            ),
+            Some(value) => line(key, &specifiers(value)),
+        }
     }
 
     line(
@@ -236,11 +292,7 @@ fn service_unit(
             RestartPolicy::Never => "no",
         },
     );
-    if spec.restart == RestartPolicy::Never {
-        // A finished task stays "active (exited)": it keeps satisfying Requires= of its
-        // dependents and is not run again when one of them restarts, as under runpm.
-        line("RemainAfterExit", "yes");
-    } else {
+    if spec.restart != RestartPolicy::Never {
         line("RestartSec", &duration(spec.restart_delay));
         if spec.restart_delay_max > spec.restart_delay && !spec.restart_delay.is_zero() {
             line("RestartSteps", &restart_steps(spec).to_string());
@@ -282,7 +334,7 @@ fn service_unit(
     );
 
     if spec.autostart {
-        out.push_str("\n[Install]\nWantedBy=multi-user.target\n");
+        let _ = write!(out, "\n[Install]\nWantedBy={}\n", options.wanted_by());
     }
 
     unmapped(spec, &mut warn);
@@ -329,7 +381,64 @@ fn environment(
         );
     }
     if let Some(file) = &spec.env_file {
-        line("EnvironmentFile", &specifiers(file.path.as_str()));
+        line(
+            "EnvironmentFile",
+            &specifiers(normalize(&file.path).as_str()),
+        );
+    }
+}
+
+/// Whether `spec` becomes a `Type=oneshot` unit: a task that never restarts, or one that
+/// restarts only on failure and that a dependent waits for to be `completed`. systemd allows
+/// a oneshot only `Restart=no` or `on-failure`, and starts its dependents ordered `After=` it
+/// only once it has exited successfully: runpm's `completed`.
+fn is_task(config: &Config, spec: &ServiceSpec) -> bool {
+    match spec.restart {
+        RestartPolicy::Never => true,
+        RestartPolicy::Always => false,
+        RestartPolicy::OnFailure => config
+            .services
+            .values()
+            .any(|s| s.conditions.get(&spec.name) == Some(&Condition::Completed)),
+    }
+}
+
+/// What `After=` + `Requires=` on `dep` does not say of the condition `spec` waits for.
+fn dependency_warnings(
+    config: &Config,
+    spec: &ServiceSpec,
+    dep: &str,
+    warn: &mut impl FnMut(&'static str, String),
+) {
+    let Some(dependency) = config.services.get(dep) else {
+        return;
+    };
+    let task = is_task(config, dependency);
+    match spec.condition(dep) {
+        Condition::Completed if !task => warn(
+            "depends_on",
+            format!(
+                "`{dep}` restarts always, so it never completes; this unit is ordered after \
+                 its start instead"
+            ),
+        ),
+        Condition::Started if task => warn(
+            "depends_on",
+            format!(
+                "`{dep}` is a oneshot unit, so systemd starts this one after `{dep}` has \
+                 finished, not as soon as it was spawned"
+            ),
+        ),
+        Condition::Started if matches!(dependency.ready, Some(Ready::Notify | Ready::Exec(_))) => {
+            warn(
+                "depends_on",
+                format!(
+                    "systemd starts this unit once `{dep}` is ready, not as soon as it was \
+                     spawned (`started`)"
+                ),
+            )
+        }
+        _ => {}
     }
 }
 
@@ -381,7 +490,7 @@ fn target_unit(config: &Config, options: &Options) -> Unit {
             let _ = writeln!(text, "Wants={}", unit_name(&options.prefix, name));
         }
     }
-    text.push_str("\n[Install]\nWantedBy=multi-user.target\n");
+    let _ = write!(text, "\n[Install]\nWantedBy={}\n", options.wanted_by());
     Unit {
         name: target_name(&options.prefix),
         text,
@@ -573,6 +682,7 @@ mod tests {
             target: true,
             which: &which,
             path: "/usr/bin:/bin".into(),
+            user: false,
         }
     }
 
@@ -725,11 +835,101 @@ mod tests {
         let mut spec = test_spec("migrate");
         spec.restart = RestartPolicy::Never;
         let (unit, _) = unit_of(vec![spec], "migrate");
+        assert_eq!(lines(&unit, "Type"), ["oneshot"]);
         assert_eq!(lines(&unit, "Restart"), ["no"]);
         assert_eq!(lines(&unit, "RemainAfterExit"), ["yes"]);
+        assert_eq!(lines(&unit, "TimeoutStartSec"), ["infinity"]);
         for key in ["RestartSec", "RestartSteps", "StartLimitBurst"] {
             assert!(lines(&unit, key).is_empty(), "{key} in\n{unit}");
         }
+    }
+
+    #[test]
+    fn conditions_map_to_oneshots_and_what_systemd_cannot_say_is_reported() {
+        let mut build = test_spec("build");
+        build.restart = RestartPolicy::OnFailure;
+        let mut db = test_spec("db");
+        db.restart = RestartPolicy::Always;
+        db.ready = Some(Ready::Notify);
+        let mut app = test_spec("app");
+        app.depends_on = vec!["build".into(), "db".into()];
+        app.conditions = [
+            ("build".to_owned(), Condition::Completed),
+            ("db".to_owned(), Condition::Started),
+        ]
+        .into();
+        let mut tail = test_spec("tail");
+        tail.depends_on = vec!["db".into()];
+        tail.conditions = [("db".to_owned(), Condition::Completed)].into();
+        let specs = vec![build, db, app, tail];
+
+        // An on-failure service that a dependent waits to be `completed` is a oneshot that
+        // may still restart on failure.
+        let (unit, _) = unit_of(specs.clone(), "build");
+        assert_eq!(lines(&unit, "Type"), ["oneshot"]);
+        assert_eq!(lines(&unit, "Restart"), ["on-failure"]);
+        assert_eq!(lines(&unit, "RemainAfterExit"), ["yes"]);
+        let (unit, _) = unit_of(specs.clone(), "db");
+        assert_eq!(lines(&unit, "Type"), ["notify"]);
+        let (unit, warnings) = unit_of(specs, "app");
+        assert_eq!(
+            lines(&unit, "After"),
+            ["app-build.service", "app-db.service"]
+        );
+        assert_eq!(
+            lines(&unit, "Requires"),
+            ["app-build.service", "app-db.service"]
+        );
+        let deps: Vec<&String> = warnings
+            .iter()
+            .filter(|w| w.contains(": depends_on: "))
+            .collect();
+        assert_eq!(deps.len(), 2, "{deps:#?}");
+        assert!(deps[0].starts_with("app: depends_on: systemd starts this unit once `db`"));
+        assert!(deps[1].starts_with("tail: depends_on: `db` restarts always"));
+    }
+
+    #[test]
+    fn paths_are_normalized() {
+        let mut web = test_spec("web");
+        web.cwd = "/srv/app/units/../site/./static".into();
+        web.env_file = Some(EnvFile {
+            path: "/srv/app/units/../.env".into(),
+            keys: Default::default(),
+        });
+        let (unit, _) = unit_of(vec![web], "web");
+        assert_eq!(lines(&unit, "WorkingDirectory"), ["/srv/app/site/static"]);
+        assert_eq!(lines(&unit, "EnvironmentFile"), ["/srv/app/.env"]);
+    }
+
+    #[test]
+    fn user_units_are_wanted_by_default_target_and_run_as_the_user() {
+        let mut web = test_spec("web");
+        web.user = Some("www-data".into());
+        let config = test_config(vec![web]);
+        let export = export(
+            &config,
+            &Options {
+                user: true,
+                ..options()
+            },
+        );
+        for unit in &export.units {
+            assert_eq!(
+                lines(&unit.text, "WantedBy"),
+                ["default.target"],
+                "{unit:?}"
+            );
+            assert!(lines(&unit.text, "User").is_empty(), "{unit:?}");
+        }
+        assert!(
+            export
+                .warnings
+                .iter()
+                .any(|w| w.service == "web" && w.field == "user"),
+            "{:#?}",
+            export.warnings
+        );
     }
 
     #[test]
