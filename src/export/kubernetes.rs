@@ -132,7 +132,7 @@ pub fn export(config: &Config, options: &Options) -> Export {
             warnings.push(Warning::new(name, field, message));
         };
         let container = container(config, spec, &names[name], &image, role, options, &mut warn);
-        dependencies(spec, role, &roles, &mut warn);
+        dependencies(spec, &roles, &mut warn);
         restart(spec, role, &mut warn);
         unmapped(spec, &mut warn);
         grace = grace.max(spec.kill_timeout);
@@ -419,9 +419,9 @@ fn working_dir(
     }
 }
 
+/// Reports the dependencies that the containers' start order does not honour.
 fn dependencies(
     spec: &ServiceSpec,
-    role: Role,
     roles: &BTreeMap<&str, Role>,
     warn: &mut impl FnMut(&'static str, String),
 ) {
