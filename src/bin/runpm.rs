@@ -13,7 +13,7 @@ use runpm::config::{self, Config, ExitWhen};
 use runpm::detach;
 use runpm::errors::error_chain;
 use runpm::ipc;
-use runpm::logs::{Console, EventFormat, EventWriter, JsonFormat, LineSink, LogHub};
+use runpm::logs::{Console, EventFormat, EventWriter, JsonFormat, LineSink, LogHub, journal};
 use runpm::process;
 use runpm::state;
 use runpm::supervisor::{self, Control, RunOptions};
@@ -62,8 +62,6 @@ fn main() -> ExitCode {
 }
 
 fn init_tracing(format: LogFormat, daemon: bool) {
-    use tracing_subscriber::prelude::*;
-
     let level = match std::env::var("RUNPM_LOG").as_deref() {
         Ok("debug") => tracing::Level::DEBUG,
         Ok("trace") => tracing::Level::TRACE,
@@ -71,26 +69,30 @@ fn init_tracing(format: LogFormat, daemon: bool) {
         Ok("error") => tracing::Level::ERROR,
         _ => tracing::Level::INFO,
     };
-    // journald only where it is known to be there and reading: a journal that stops
-    // reading blocks every log call, which for a supervisor (or PID 1) means no reaping.
-    let under_journal = std::env::var_os("JOURNAL_STREAM").is_some()
-        && std::path::Path::new("/run/systemd/journal/socket").exists();
+    // The journal when runpm's stderr is the journal (systemd's JOURNAL_STREAM names it).
+    // Its socket is non-blocking: a journal that stops reading costs lines, never a wait,
+    // which for a supervisor (or PID 1) would mean no reaping.
     let format = match format {
-        LogFormat::Auto if under_journal => LogFormat::Journald,
+        LogFormat::Auto if journal::stderr_is_journal() => LogFormat::Journald,
         LogFormat::Auto => LogFormat::Text,
         other => other,
     };
     if format == LogFormat::Journald {
-        match tracing_journald::layer() {
-            Ok(journal) => {
-                let filter = tracing_subscriber::filter::LevelFilter::from_level(level);
-                tracing_subscriber::registry()
-                    .with(journal.with_syslog_identifier("runpm".into()))
-                    .with(filter)
+        match journal::Journal::connect(std::path::Path::new(journal::SOCKET)) {
+            Ok(socket) => {
+                // The journal stamps every entry itself and keeps the level as its priority.
+                tracing_subscriber::fmt()
+                    .with_writer(journal::EventJournal(Arc::new(socket)))
+                    .with_max_level(level)
+                    .with_ansi(false)
+                    .event_format(journal::JournalFormat)
                     .init();
                 return;
             }
-            Err(e) => eprintln!("runpm: the journal cannot be used ({e}); logging to stderr"),
+            Err(e) => eprintln!(
+                "runpm: the journal cannot be used ({}: {e}); logging to stderr",
+                journal::SOCKET
+            ),
         }
     }
     let builder = tracing_subscriber::fmt()
@@ -255,12 +257,28 @@ fn up(args: UpArgs) -> u8 {
     let colour =
         !args.no_color && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let logs = Arc::new(LogHub::new(&state.logs_dir));
+    // Under systemd (runpm's stderr is the journal), each service's lines go to the journal
+    // under its own name instead of the prefixed console: `journalctl -t web`.
+    let journal = (ready_pipe.is_none() && journal::stderr_is_journal())
+        .then(|| journal::Journal::connect(std::path::Path::new(journal::SOCKET)))
+        .and_then(|connected| {
+            connected
+                .inspect_err(|e| {
+                    tracing::warn!(
+                        "the services' lines go to stdout, not to the journal ({}: {e})",
+                        journal::SOCKET
+                    );
+                })
+                .ok()
+        });
     // A detached daemon's own output is its log file; the services' lines are in theirs.
-    let console = ready_pipe
-        .is_none()
+    let console = (ready_pipe.is_none() && journal.is_none())
         .then(|| Arc::new(Console::new(cfg.start_order(), colour)));
     if let Some(console) = &console {
         logs.set_console(Some(console.clone() as Arc<dyn LineSink>));
+    }
+    if let Some(journal) = journal {
+        logs.set_console(Some(Arc::new(journal) as Arc<dyn LineSink>));
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
