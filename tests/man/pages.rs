@@ -104,6 +104,15 @@ const RUNPM_EXTRA: &[Block<'static>] = &[
     Block::Item("RUNPM_LOG_FORMAT", "The default of `--log-format`."),
     Block::Item("NO_COLOR", "When set, the log prefixes are never coloured."),
     Block::Item(
+        "JOURNAL_STREAM",
+        "Set by systemd when runpm's output goes to the journal. When its DEVICE:INODE is \
+         runpm's stderr, each service's lines go to the journal instead of the console, one \
+         entry per line with SYSLOG_IDENTIFIER=NAME and RUNPM_SERVICE=NAME, priority 6 from \
+         stdout and 3 from stderr (`journalctl -t web`); runpm's own events go there under \
+         `runpm`. The journal's socket is never waited for: lines it has no room for are \
+         dropped and counted in a later entry. Not passed on to the services.",
+    ),
+    Block::Item(
         "XDG_RUNTIME_DIR",
         "Where the control socket goes when its usual path is longer than a Unix socket \
          path may be (108 bytes); else /tmp/runpm-UID/.",
