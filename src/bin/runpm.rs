@@ -61,6 +61,12 @@ fn main() -> ExitCode {
     })
 }
 
+/// Where runpm's own events go under the journal, kept to be flushed on the way out.
+static EVENT_JOURNAL: std::sync::OnceLock<Arc<journal::Journal>> = std::sync::OnceLock::new();
+
+/// How long runpm's exit waits for the journal to take the last lines.
+const JOURNAL_FLUSH: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn init_tracing(format: LogFormat, daemon: bool) {
     let level = match std::env::var("RUNPM_LOG").as_deref() {
         Ok("debug") => tracing::Level::DEBUG,
@@ -80,9 +86,11 @@ fn init_tracing(format: LogFormat, daemon: bool) {
     if format == LogFormat::Journald {
         match journal::Journal::connect(std::path::Path::new(journal::SOCKET)) {
             Ok(socket) => {
+                let socket = Arc::new(socket);
+                let _ = EVENT_JOURNAL.set(socket.clone());
                 // The journal stamps every entry itself and keeps the level as its priority.
                 tracing_subscriber::fmt()
-                    .with_writer(journal::EventJournal(Arc::new(socket)))
+                    .with_writer(journal::EventJournal(socket))
                     .with_max_level(level)
                     .with_ansi(false)
                     .event_format(journal::JournalFormat)
@@ -277,8 +285,9 @@ fn up(args: UpArgs) -> u8 {
     if let Some(console) = &console {
         logs.set_console(Some(console.clone() as Arc<dyn LineSink>));
     }
-    if let Some(journal) = journal {
-        logs.set_console(Some(Arc::new(journal) as Arc<dyn LineSink>));
+    let journal = journal.map(Arc::new);
+    if let Some(journal) = &journal {
+        logs.set_console(Some(journal.clone() as Arc<dyn LineSink>));
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -310,9 +319,13 @@ fn up(args: UpArgs) -> u8 {
             exit::FAILED
         }
     };
-    // The console's writer thread may still hold the services' last lines.
+    // The console's writer thread may still hold the services' last lines, and so may the
+    // journal's (which gives up after a while: journald may be gone).
     if let Some(console) = &console {
         console.flush();
+    }
+    for journal in journal.iter().chain(EVENT_JOURNAL.get()) {
+        journal.flush(JOURNAL_FLUSH);
     }
     code
 }

@@ -14,17 +14,21 @@
 //! MESSAGE=the line
 //! ```
 //!
-//! The socket is non-blocking. A journald that stops reading would otherwise block every
-//! write forever (FACTS.md), and with it the supervisor, or PID 1's reaping. When the
-//! socket's queue is full a line is dropped and counted; the next line that gets through is
-//! preceded by a `runpm` notice at priority 4 saying how many were lost.
+//! The supervisor never writes to the socket itself: a journald that stops reading would
+//! block every write forever (FACTS.md), and with it the supervisor, or PID 1's reaping.
+//! Entries are queued for a writer thread, at most [`MAX_QUEUED`] bytes of them, as the
+//! console does for a slow terminal; beyond that a line is dropped and counted, and the next
+//! line that fits is preceded by a `runpm` entry at priority 4 saying how many were lost. The
+//! thread's own sends give up after a second, so a journald that is gone cannot hold it (or
+//! runpm's exit) for good.
 
+use std::collections::VecDeque;
 use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use tracing::{Event, Level, Metadata, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
@@ -62,55 +66,152 @@ pub fn stderr_is_journal() -> bool {
     std::env::var("JOURNAL_STREAM").is_ok_and(|value| is_stream(&value, io::stderr()))
 }
 
-/// A connection to journald's native socket.
+/// Bytes of entries that may wait for a journal that is slower than the services.
+pub const MAX_QUEUED: usize = 1024 * 1024;
+
+/// How long the writer thread waits for room in journald's queue before it gives an entry
+/// up: a journald that has stopped reading costs the thread this per entry, never forever.
+const SEND_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A connection to journald's native socket, written by a thread of its own.
+///
+/// Callers only queue entries (at most [`MAX_QUEUED`] bytes of them), so they never wait
+/// for journald. The writer thread sends them; journald's socket queue is short (the kernel's
+/// `max_dgram_qlen`, a few hundred datagrams), so a burst from a service waits in this queue
+/// instead of being lost.
 pub struct Journal {
-    socket: UnixDatagram,
-    /// Lines dropped since the last notice about them.
-    dropped: AtomicU64,
+    queue: Arc<Queue>,
+}
+
+#[derive(Default)]
+struct Queue {
+    pending: Mutex<Pending>,
+    /// Signalled when an entry is queued.
+    queued: Condvar,
+    /// Signalled when the writer has sent what it took.
+    sent: Condvar,
+}
+
+#[derive(Default)]
+struct Pending {
+    entries: VecDeque<Vec<u8>>,
+    bytes: usize,
+    /// Entries dropped since the last one queued (the queue was full, or journald did not
+    /// take them within the send timeout).
+    dropped: u64,
+    /// The writer holds entries that it has not sent yet.
+    sending: bool,
 }
 
 impl Journal {
-    /// Connects to journald's socket at `path` ([`SOCKET`] outside of tests).
+    /// Connects to journald's socket at `path` ([`SOCKET`] outside of tests) and starts the
+    /// writer thread.
     pub fn connect(path: &Path) -> io::Result<Journal> {
         let socket = UnixDatagram::unbound()?;
         socket.connect(path)?;
-        socket.set_nonblocking(true)?;
-        Ok(Journal {
-            socket,
-            dropped: AtomicU64::new(0),
-        })
+        socket.set_write_timeout(Some(SEND_TIMEOUT))?;
+        let queue = Arc::new(Queue::default());
+        let writer = queue.clone();
+        std::thread::Builder::new()
+            .name("journal".into())
+            .spawn(move || writer.send_forever(&socket))?;
+        Ok(Journal { queue })
     }
 
-    /// Sends one entry; never waits. A full queue, a journald gone away or an entry too
-    /// large drops it, counted and reported with the next entry that gets through.
+    /// Queues one entry; never waits. With the queue full it is dropped, counted, and
+    /// reported by a `runpm` entry at priority 4 before the next one that fits.
     pub fn send(&self, priority: u8, identifier: &str, service: Option<&str>, message: &str) {
-        let pending = self.dropped.load(Ordering::Relaxed);
-        if pending > 0 {
-            let notice = format!(
-                "{pending} log lines were dropped: the journal was not reading fast enough"
-            );
-            if self
-                .socket
-                .send(&entry(PRIORITY_WARNING, IDENTIFIER, None, &notice))
-                .is_err()
-            {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-            self.dropped.fetch_sub(pending, Ordering::Relaxed);
+        let record = entry(priority, identifier, service, message);
+        let mut pending = self.queue.lock();
+        if pending.bytes + record.len() > MAX_QUEUED {
+            pending.dropped += 1;
+            return;
         }
-        if self
-            .socket
-            .send(&entry(priority, identifier, service, message))
-            .is_err()
-        {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+        if pending.dropped > 0 {
+            let dropped = std::mem::take(&mut pending.dropped);
+            pending.push(notice(dropped));
         }
+        pending.push(record);
+        self.queue.queued.notify_one();
     }
 
     /// Lines dropped and not yet reported.
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.queue.lock().dropped
+    }
+
+    /// Waits until every queued entry was sent, or `timeout` passed (journald may be gone):
+    /// on the way out, so the last lines are not lost. Returns whether all were sent.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut pending = self.queue.lock();
+        loop {
+            if pending.entries.is_empty() && !pending.sending {
+                // Losses since the last notice, with no line after them to carry one.
+                let dropped = std::mem::take(&mut pending.dropped);
+                if dropped == 0 {
+                    return true;
+                }
+                pending.push(notice(dropped));
+                self.queue.queued.notify_one();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            pending = self
+                .queue
+                .sent
+                .wait_timeout(pending, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+}
+
+/// The `runpm` entry that reports `dropped` lost lines.
+fn notice(dropped: u64) -> Vec<u8> {
+    let text = format!("{dropped} log lines were dropped: the journal was not reading fast enough");
+    entry(PRIORITY_WARNING, IDENTIFIER, None, &text)
+}
+
+impl Pending {
+    fn push(&mut self, entry: Vec<u8>) {
+        self.bytes += entry.len();
+        self.entries.push_back(entry);
+    }
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn send_forever(&self, socket: &UnixDatagram) {
+        let mut batch: VecDeque<Vec<u8>> = VecDeque::new();
+        loop {
+            let mut failed = 0;
+            for entry in batch.drain(..) {
+                // A full queue past the timeout, a journald gone away, an entry too large:
+                // the entry is lost, and counted.
+                if socket.send(&entry).is_err() {
+                    failed += 1;
+                }
+            }
+            let mut pending = self.lock();
+            pending.dropped += failed;
+            pending.sending = false;
+            self.sent.notify_all();
+            while pending.entries.is_empty() {
+                pending = self
+                    .queued
+                    .wait(pending)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+            std::mem::swap(&mut batch, &mut pending.entries);
+            pending.bytes = 0;
+            pending.sending = true;
+        }
     }
 }
 
@@ -270,28 +371,64 @@ mod tests {
         for i in 0..100 {
             lines.push(&format!("line {i} {}", "x".repeat(1000)));
         }
-        // Nobody reads: the queue fills, and the rest is dropped without waiting.
+        // Nobody reads: 10 MB of lines fill the socket and the queue, and the rest is dropped
+        // without waiting (this returns although the writer thread is stuck).
         for _ in 0..100 {
             journal.lines("web", Stream::Stderr, &lines);
         }
         let dropped = journal.dropped();
-        assert!(dropped > 0, "the socket never filled");
-        // Once the journal reads again, the next line brings a notice of the loss.
-        server.set_nonblocking(true).unwrap();
-        let mut buf = vec![0; 64 * 1024];
-        while server.recv(&mut buf).is_ok() {}
-        journal.line("web", Stream::Stdout, "back");
-        let n = server.recv(&mut buf).unwrap();
-        let notice = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert!(dropped > 0, "nothing was dropped");
+
+        // The journal reads again: what was queued arrives, then the notice and the next line.
+        server
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut buf = vec![0; 64 * 1024];
+            let mut got = Vec::new();
+            while let Ok(n) = server.recv(&mut buf) {
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let last = text.ends_with("MESSAGE=back\n");
+                got.push(text);
+                if last {
+                    break;
+                }
+            }
+            got
+        });
         assert!(
-            notice.contains("PRIORITY=4\nSYSLOG_IDENTIFIER=runpm\n")
-                && notice.contains(&format!("MESSAGE={dropped} log lines were dropped")),
+            journal.flush(Duration::from_secs(10)),
+            "the queue never drained"
+        );
+        journal.line("web", Stream::Stdout, "back");
+        let got = reader.join().unwrap();
+        let [.., notice, back] = &got[..] else {
+            panic!("got {} entries", got.len());
+        };
+        assert!(
+            notice.starts_with("PRIORITY=4\nSYSLOG_IDENTIFIER=runpm\n")
+                && notice.contains("log lines were dropped"),
             "{notice}"
         );
-        let n = server.recv(&mut buf).unwrap();
         assert_eq!(
-            &buf[..n],
-            b"PRIORITY=6\nSYSLOG_IDENTIFIER=web\nRUNPM_SERVICE=web\nMESSAGE=back\n"
+            back,
+            "PRIORITY=6\nSYSLOG_IDENTIFIER=web\nRUNPM_SERVICE=web\nMESSAGE=back\n"
+        );
+        // Every line was either delivered or counted in a notice (there is one after each
+        // stretch of drops, so a writer that caught up in between makes several).
+        let dropped: u64 = got
+            .iter()
+            .filter_map(|e| e.split("SYSLOG_IDENTIFIER=runpm\nMESSAGE=").nth(1))
+            .filter_map(|m| m.split(' ').next()?.parse::<u64>().ok())
+            .sum();
+        let delivered = got
+            .iter()
+            .filter(|e| e.contains("RUNPM_SERVICE=web\nMESSAGE=line"))
+            .count() as u64;
+        assert_eq!(
+            delivered + dropped,
+            100 * 100,
+            "delivered {delivered}, dropped {dropped}"
         );
         assert_eq!(journal.dropped(), 0);
     }
