@@ -362,6 +362,48 @@ mod tests {
     }
 
     #[test]
+    fn losses_that_no_later_line_reports_are_reported_on_the_way_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("socket");
+        let server = UnixDatagram::bind(&path).unwrap();
+        let journal = Journal::connect(&path).unwrap();
+        let line = "x".repeat(1000);
+        let mut sent = 0u64;
+        while journal.dropped() == 0 {
+            journal.line("web", Stream::Stdout, &line);
+            sent += 1;
+        }
+        server
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut buf = vec![0; 64 * 1024];
+            let mut got = Vec::new();
+            while let Ok(n) = server.recv(&mut buf) {
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let notice = text.contains("SYSLOG_IDENTIFIER=runpm\n");
+                got.push(text);
+                if notice {
+                    break;
+                }
+            }
+            got
+        });
+        assert!(
+            journal.flush(Duration::from_secs(10)),
+            "the queue never drained"
+        );
+        let got = reader.join().unwrap();
+        let notice = got.last().unwrap();
+        assert!(
+            notice.contains("MESSAGE=1 log lines were dropped"),
+            "{notice}"
+        );
+        assert_eq!(got.len() as u64 - 1, sent - 1, "every other line arrived");
+        assert_eq!(journal.dropped(), 0);
+    }
+
+    #[test]
     fn a_journal_that_stops_reading_costs_lines_not_time() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("socket");

@@ -109,8 +109,9 @@ const RUNPM_EXTRA: &[Block<'static>] = &[
          runpm's stderr, each service's lines go to the journal instead of the console, one \
          entry per line with SYSLOG_IDENTIFIER=NAME and RUNPM_SERVICE=NAME, priority 6 from \
          stdout and 3 from stderr (`journalctl -t web`); runpm's own events go there under \
-         `runpm`. The journal's socket is never waited for: lines it has no room for are \
-         dropped and counted in a later entry. Not passed on to the services.",
+         `runpm`. runpm never waits for the journal: up to 1 MiB of entries wait for a slow \
+         one, and lines beyond that are dropped and counted in a later `runpm` entry. Not \
+         passed on to the services.",
     ),
     Block::Item(
         "XDG_RUNTIME_DIR",
