@@ -395,11 +395,17 @@ mod tests {
         );
         let got = reader.join().unwrap();
         let notice = got.last().unwrap();
-        assert!(
-            notice.contains("MESSAGE=1 log lines were dropped"),
-            "{notice}"
-        );
-        assert_eq!(got.len() as u64 - 1, sent - 1, "every other line arrived");
+        let dropped: u64 = notice
+            .split("MESSAGE=")
+            .nth(1)
+            .and_then(|m| m.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{notice}"));
+        // The line that found the queue full (and, on a slow machine, one the writer gave up
+        // on) is counted; every other one arrived.
+        assert!(notice.contains("log lines were dropped"), "{notice}");
+        assert!(dropped >= 1);
+        assert_eq!(got.len() as u64 - 1 + dropped, sent);
         assert_eq!(journal.dropped(), 0);
     }
 
