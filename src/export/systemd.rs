@@ -316,8 +316,16 @@ fn service_unit(
                 .into(),
         );
     }
-    if let Some(watchdog) = spec.watchdog {
-        line("WatchdogSec", &duration(watchdog));
+    match spec.watchdog {
+        None => {}
+        // A oneshot takes no sd_notify messages: systemd would kill it when the first
+        // WATCHDOG=1 it ignored was due.
+        Some(_) if task => warn(
+            "watchdog",
+            "a oneshot unit takes no sd_notify messages, so the task runs without a watchdog"
+                .into(),
+        ),
+        Some(watchdog) => line("WatchdogSec", &duration(watchdog)),
     }
     line(
         "KillMode",
@@ -834,8 +842,17 @@ mod tests {
     fn a_task_remains_after_exit_and_has_no_restart_settings() {
         let mut spec = test_spec("migrate");
         spec.restart = RestartPolicy::Never;
-        let (unit, _) = unit_of(vec![spec], "migrate");
+        spec.ready = Some(Ready::Notify);
+        spec.watchdog = Some(Duration::from_secs(5));
+        let (unit, warnings) = unit_of(vec![spec], "migrate");
         assert_eq!(lines(&unit, "Type"), ["oneshot"]);
+        assert!(lines(&unit, "WatchdogSec").is_empty(), "{unit}");
+        assert!(lines(&unit, "NotifyAccess").is_empty(), "{unit}");
+        let fields: Vec<&str> = warnings
+            .iter()
+            .filter_map(|w| w.strip_prefix("migrate: ")?.split(':').next())
+            .collect();
+        assert_eq!(fields, ["ready", "watchdog"]);
         assert_eq!(lines(&unit, "Restart"), ["no"]);
         assert_eq!(lines(&unit, "RemainAfterExit"), ["yes"]);
         assert_eq!(lines(&unit, "TimeoutStartSec"), ["infinity"]);
