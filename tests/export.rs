@@ -186,7 +186,7 @@ fn verify(dir: &Path, export_stderr: &str) {
     );
     if old_systemd && out.stderr.contains("RestartSteps") {
         assert!(
-            export_stderr.contains("warning: [export]: restart_delay_max: RestartSteps="),
+            export_stderr.contains("warning: [export]: restart_delay_max: systemd "),
             "the export must say that old systemd ignores RestartSteps=:\n{export_stderr}"
         );
     }

@@ -294,6 +294,7 @@ fn export(cli: &Cli, target: &ExportTarget) -> Result<(), Failure> {
             prefix,
             no_target,
             user,
+            systemd_version,
             force,
         } => {
             let which = |program: &str, path: &str| files::which(program, path);
@@ -303,6 +304,16 @@ fn export(cli: &Cli, target: &ExportTarget) -> Result<(), Failure> {
                 which: &which,
                 path: std::env::var("PATH").unwrap_or_default(),
                 user: *user,
+                systemd_version: systemd_version.unwrap_or_else(|| {
+                    std::process::Command::new("systemctl")
+                        .arg("--version")
+                        .output()
+                        .ok()
+                        .and_then(|out| {
+                            systemd::parse_version(&String::from_utf8_lossy(&out.stdout))
+                        })
+                        .unwrap_or(systemd::DEFAULT_SYSTEMD_VERSION)
+                }),
             };
             let export = systemd::export(&config, &options);
             match out {

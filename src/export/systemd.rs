@@ -14,7 +14,9 @@
 //!   lets the file override `Environment=`.
 //! - `restart`, `restart_delay`, `restart_delay_max` → `Restart=`, `RestartSec=`,
 //!   `RestartSteps=` + `RestartMaxDelaySec=` (systemd ≥ 254 grows the delay exponentially
-//!   from one to the other, as runpm doubles it).
+//!   from one to the other, as runpm doubles it). For an older systemd (`--systemd-version`,
+//!   by default the exporting machine's) they are left out, since it would warn about each
+//!   as an unknown key, and that is reported once.
 //! - `max_restarts` within `restart_window` → `StartLimitBurst=` (max_restarts + 1: the first
 //!   start plus that many restarts) within `StartLimitIntervalSec=`.
 //! - `ready = { notify = true }` → `Type=notify` with `NotifyAccess=all` (runpm accepts
@@ -48,6 +50,10 @@ use crate::config::{
 /// The systemd release that introduced `RestartSteps=` and `RestartMaxDelaySec=`.
 const EXPONENTIAL_RESTART_SINCE: u32 = 254;
 
+/// The release assumed when the exporting machine has no systemd to ask: Debian 12's and
+/// RHEL 9's.
+pub const DEFAULT_SYSTEMD_VERSION: u32 = 252;
+
 /// How units are named and how programs are found.
 pub struct Options<'a> {
     /// Put before every service name: `runpm-` gives `runpm-web.service`.
@@ -61,6 +67,9 @@ pub struct Options<'a> {
     pub path: String,
     /// Units for a user's own manager (`systemctl --user`) instead of the system's.
     pub user: bool,
+    /// The systemd release the units are for: keys that came later are not written (systemd
+    /// would warn about each as unknown), and what they would have said is reported.
+    pub systemd_version: u32,
 }
 
 impl Options<'_> {
@@ -105,20 +114,23 @@ pub fn export(config: &Config, options: &Options) -> Export {
         units.push(target_unit(config, options));
     }
     settings_warnings(config, &mut warnings);
-    let backoff: Vec<&str> = units
-        .iter()
-        .filter(|u| u.text.contains("\nRestartSteps="))
-        .map(|u| u.name.as_str())
+    let backoff: Vec<String> = config
+        .start_order()
+        .into_iter()
+        .filter(|name| doubles(&config.services[*name]))
+        .map(|name| unit_name(&options.prefix, name))
         .collect();
-    if !backoff.is_empty() {
+    if !backoff.is_empty() && options.systemd_version < EXPONENTIAL_RESTART_SINCE {
         // About the target's version rather than a service: said once.
         warnings.push(Warning::new(
             "[export]",
             "restart_delay_max",
             format!(
-                "RestartSteps= and RestartMaxDelaySec= (in {}) need systemd \
-                 {EXPONENTIAL_RESTART_SINCE} or later; older versions ignore them with a \
-                 warning and always wait RestartSec=",
+                "systemd {} has no RestartSteps= and RestartMaxDelaySec= (they came with \
+                 {EXPONENTIAL_RESTART_SINCE}), so {} wait RestartSec= before every restart \
+                 instead of doubling it; pass --systemd-version {EXPONENTIAL_RESTART_SINCE} \
+                 (or later) when the units are for a newer systemd",
+                options.systemd_version,
                 backoff.join(", ")
             ),
         ));
@@ -294,7 +306,7 @@ fn service_unit(
     );
     if spec.restart != RestartPolicy::Never {
         line("RestartSec", &duration(spec.restart_delay));
-        if spec.restart_delay_max > spec.restart_delay && !spec.restart_delay.is_zero() {
+        if doubles(spec) && options.systemd_version >= EXPONENTIAL_RESTART_SINCE {
             line("RestartSteps", &restart_steps(spec).to_string());
             line("RestartMaxDelaySec", &duration(spec.restart_delay_max));
         }
@@ -576,6 +588,25 @@ fn poll_until(probe: &[String]) -> String {
     exec_line("/bin/sh", &["-c".into(), script])
 }
 
+/// Whether runpm doubles the service's restart delay, which systemd can say only from
+/// [`EXPONENTIAL_RESTART_SINCE`] on.
+fn doubles(spec: &ServiceSpec) -> bool {
+    spec.restart != RestartPolicy::Never
+        && spec.restart_delay_max > spec.restart_delay
+        && !spec.restart_delay.is_zero()
+}
+
+/// The release in the first line of `systemctl --version` (`systemd 252 (252.38-1~deb12u1)`).
+pub fn parse_version(text: &str) -> Option<u32> {
+    text.lines()
+        .next()?
+        .strip_prefix("systemd ")?
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// The number of steps systemd takes from `RestartSec=` to `RestartMaxDelaySec=`: as many as
 /// runpm's doublings.
 fn restart_steps(spec: &ServiceSpec) -> u32 {
@@ -691,6 +722,7 @@ mod tests {
             which: &which,
             path: "/usr/bin:/bin".into(),
             user: false,
+            systemd_version: 254,
         }
     }
 
@@ -1028,7 +1060,6 @@ mod tests {
             ("web", "failed_cooldown"),
             ("web", "log_max_size"),
             ("[runpm]", "exit_when"),
-            ("[export]", "restart_delay_max"),
         ]
         .map(|(s, f)| (s.to_owned(), f));
         assert_eq!(fields, expected);
@@ -1037,8 +1068,44 @@ mod tests {
     #[test]
     fn defaults_raise_no_warning_beyond_the_systemd_version_note() {
         let export = export(&test_config(vec![test_spec("a")]), &options());
-        let fields: Vec<&str> = export.warnings.iter().map(|w| w.field).collect();
-        assert_eq!(fields, ["restart_delay_max"]);
+        assert_eq!(export.warnings, []);
+        assert!(export.units[0].text.contains("\nRestartSteps="));
+    }
+
+    #[test]
+    fn keys_newer_than_the_target_systemd_are_left_out_and_reported() {
+        let old = Options {
+            systemd_version: 252,
+            ..options()
+        };
+        let mut task = test_spec("task");
+        task.restart = RestartPolicy::Never;
+        let export = export(&test_config(vec![test_spec("a"), task]), &old);
+        for unit in &export.units {
+            assert!(!unit.text.contains("RestartSteps="), "{}", unit.text);
+            assert!(!unit.text.contains("RestartMaxDelaySec="), "{}", unit.text);
+        }
+        assert_eq!(export.warnings.len(), 1, "{:#?}", export.warnings);
+        let warning = export.warnings[0].to_string();
+        assert!(
+            warning.starts_with(
+                "[export]: restart_delay_max: systemd 252 has no RestartSteps= and \
+                 RestartMaxDelaySec= (they came with 254), so app-a.service wait"
+            ),
+            "{warning}"
+        );
+    }
+
+    #[test]
+    fn the_version_is_read_from_systemctl() {
+        assert_eq!(
+            parse_version("systemd 252 (252.38-1~deb12u1)\n+PAM +AUDIT\n"),
+            Some(252)
+        );
+        assert_eq!(parse_version("systemd 256.7\n"), Some(256));
+        assert_eq!(parse_version("systemd 255 (255.4-1ubuntu8)"), Some(255));
+        assert_eq!(parse_version(""), None);
+        assert_eq!(parse_version("bash 5"), None);
     }
 
     #[test]
