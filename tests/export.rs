@@ -186,7 +186,7 @@ fn verify(dir: &Path, export_stderr: &str) {
     );
     if old_systemd && out.stderr.contains("RestartSteps") {
         assert!(
-            export_stderr.contains("warning: [export]: restart_delay_max: RestartSteps="),
+            export_stderr.contains("warning: [export]: restart_delay_max: systemd "),
             "the export must say that old systemd ignores RestartSteps=:\n{export_stderr}"
         );
     }
@@ -473,16 +473,19 @@ fn kubernetes_manifest_of_the_quickstart_passes_the_api_schema() {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    // The migration web waits for (`completed`) runs as an init container.
-    assert_eq!(names, ["web", "worker"]);
+    // The migration web waits for (`completed`) runs as an init container; web, which the
+    // worker waits for, is a native sidecar started after it; the worker is the pod's container.
+    assert_eq!(names, ["worker"]);
     assert_eq!(pod["initContainers"][0]["name"], "migrate");
-    assert_eq!(pod["containers"][0]["workingDir"], "/app/site");
+    assert!(pod["initContainers"][0].get("restartPolicy").is_none());
+    assert_eq!(pod["initContainers"][1]["name"], "web");
+    assert_eq!(pod["initContainers"][1]["restartPolicy"], "Always");
+    assert_eq!(pod["initContainers"][1]["workingDir"], "/app/site");
     let expected: BTreeSet<(String, String)> = [
         ("[export]", "image"),
         ("web", "restart"),
         ("worker", "restart"),
         ("worker", "restart_delay"),
-        ("worker", "depends_on"),
     ]
     .into_iter()
     .map(|(s, f)| (s.to_owned(), f.to_owned()))
@@ -501,13 +504,27 @@ fn kubernetes_manifest_of_the_richer_fixture_passes_the_api_schema() {
     assert_eq!(pod["initContainers"][0]["name"], "migrate");
     assert_eq!(pod["terminationGracePeriodSeconds"], 20);
     let containers = pod["containers"].as_array().unwrap();
+    let init = pod["initContainers"].as_array().unwrap();
     let by_name = |name: &str| {
         containers
             .iter()
+            .chain(init)
             .find(|c| c["name"] == name)
             .unwrap_or_else(|| panic!("no container {name}"))
     };
     assert!(containers.iter().all(|c| c["name"] != "admin"));
+    // What the worker waits for starts first: the migration to its end, then redis and web as
+    // native sidecars, each once its startupProbe passed (redis has none: sd_notify).
+    let init_names: Vec<&str> = init.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(init_names, ["migrate", "redis", "web"]);
+    for name in ["redis", "web"] {
+        assert_eq!(by_name(name)["restartPolicy"], "Always", "{name}");
+    }
+    let container_names: Vec<&str> = containers
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(container_names, ["worker"]);
     let web = by_name("web");
     assert_eq!(web["readinessProbe"]["tcpSocket"]["port"], 8000);
     assert_eq!(web["startupProbe"]["failureThreshold"], 10);
@@ -534,7 +551,6 @@ fn kubernetes_manifest_of_the_richer_fixture_passes_the_api_schema() {
         ("web", "health"),
         ("web", "restart_delay"),
         ("web", "restart_delay_max"),
-        ("worker", "depends_on"),
         ("worker", "restart"),
         ("worker", "min_uptime"),
         ("worker", "max_restarts"),

@@ -14,7 +14,7 @@ use runpm::config::{self, Config, ExitWhen};
 use runpm::detach;
 use runpm::errors::error_chain;
 use runpm::ipc;
-use runpm::logs::{Console, EventFormat, EventWriter, JsonFormat, LineSink, LogHub};
+use runpm::logs::{Console, EventFormat, EventWriter, JsonFormat, LineSink, LogHub, journal};
 use runpm::process;
 use runpm::state;
 use runpm::supervisor::{self, Control, RunOptions};
@@ -73,9 +73,14 @@ fn main() -> ExitCode {
     })
 }
 
+/// Where runpm's own events go under the journal, kept to be flushed on the way out.
+static EVENT_JOURNAL: std::sync::OnceLock<Arc<journal::Journal>> = std::sync::OnceLock::new();
+
+/// How long runpm's exit waits for the journal to take the last lines.
+const JOURNAL_FLUSH: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn init_tracing(format: LogFormat, daemon: bool) {
     use tracing_subscriber::prelude::*;
-
     let level = match std::env::var("RUNPM_LOG").as_deref() {
         Ok("debug") => tracing::Level::DEBUG,
         Ok("trace") => tracing::Level::TRACE,
@@ -83,27 +88,34 @@ fn init_tracing(format: LogFormat, daemon: bool) {
         Ok("error") => tracing::Level::ERROR,
         _ => tracing::Level::INFO,
     };
-    // journald only where it is known to be there and reading: a journal that stops
-    // reading blocks every log call, which for a supervisor (or PID 1) means no reaping.
-    let under_journal = std::env::var_os("JOURNAL_STREAM").is_some()
-        && std::path::Path::new("/run/systemd/journal/socket").exists();
+    // The journal when runpm's stderr is the journal (systemd's JOURNAL_STREAM names it).
+    // Its socket is non-blocking: a journal that stops reading costs lines, never a wait,
+    // which for a supervisor (or PID 1) would mean no reaping.
     let format = match format {
-        LogFormat::Auto if under_journal => LogFormat::Journald,
+        LogFormat::Auto if journal::stderr_is_journal() => LogFormat::Journald,
         LogFormat::Auto => LogFormat::Text,
         other => other,
     };
     if format == LogFormat::Journald {
-        match tracing_journald::layer() {
-            Ok(journal) => {
-                let filter = tracing_subscriber::filter::LevelFilter::from_level(level);
-                tracing_subscriber::registry()
-                    .with(journal.with_syslog_identifier("runpm".into()))
-                    .with(filter)
+        match journal::Journal::connect(std::path::Path::new(journal::SOCKET)) {
+            Ok(socket) => {
+                let socket = Arc::new(socket);
+                let _ = EVENT_JOURNAL.set(socket.clone());
+                // The journal stamps every entry itself and keeps the level as its priority.
+                tracing_subscriber::fmt()
+                    .with_writer(journal::EventJournal(socket))
+                    .with_max_level(level)
+                    .with_ansi(false)
+                    .event_format(journal::JournalFormat)
+                    .finish()
                     .with(runpm::logs::lifecycle::Tap)
                     .init();
                 return;
             }
-            Err(e) => eprintln!("runpm: the journal cannot be used ({e}); logging to stderr"),
+            Err(e) => eprintln!(
+                "runpm: the journal cannot be used ({}: {e}); logging to stderr",
+                journal::SOCKET
+            ),
         }
     }
     let builder = tracing_subscriber::fmt()
@@ -234,12 +246,23 @@ fn down(file: &FileArg, state_dir: Option<&Utf8Path>, timeout: std::time::Durati
         }
     };
     let pid = client.hello().daemon_pid;
+    // Taken before the shutdown, so that the process watched is the daemon, whatever
+    // takes its pid later.
+    let pidfd = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok());
     let stopped = client
         .call(&ipc::Request::Shutdown, timeout)
         .map_err(|e| error_chain(&e))
         .and_then(|reply| reply.into_result().map_err(|e| e.message))
-        // Done when the daemon is gone: its connection closes as it exits.
-        .and_then(|_| client.wait_closed(timeout).map_err(|e| error_chain(&e)));
+        // Its connection closes as it exits; the process itself is gone a moment later
+        // (its threads end after the socket is closed).
+        .and_then(|_| client.wait_closed(timeout).map_err(|e| error_chain(&e)))
+        .and_then(|_| match &pidfd {
+            Some(pidfd) => wait_gone(pidfd, timeout),
+            None => Ok(()),
+        });
     match stopped {
         Ok(_) => {
             println!("runpm (pid {pid}) stopped every service and exited");
@@ -249,6 +272,23 @@ fn down(file: &FileArg, state_dir: Option<&Utf8Path>, timeout: std::time::Durati
             eprintln!("runpm: cannot stop the project's runpm (pid {pid}): {e}");
             exit::FAILED
         }
+    }
+}
+
+/// Waits until the process behind `pidfd` has ended (the pidfd turns readable).
+fn wait_gone(pidfd: &std::os::fd::OwnedFd, timeout: std::time::Duration) -> Result<(), String> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd;
+    // Beyond what poll can wait (24 days), wait as long as it can.
+    let wait = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+    let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+    match poll(&mut fds, wait) {
+        Ok(0) => Err(format!(
+            "it closed its connection but had not exited {}s later",
+            timeout.as_secs()
+        )),
+        Ok(_) => Ok(()),
+        Err(e) => Err(format!("cannot wait for it to exit: {e}")),
     }
 }
 
@@ -374,12 +414,29 @@ fn up(args: UpArgs) -> u8 {
     let colour = runpm::cli::colour::stdout(args.no_color);
     let logs = Arc::new(LogHub::new(&state.logs_dir));
     runpm::logs::lifecycle::attach(&logs);
+    // Under systemd (runpm's stderr is the journal), each service's lines go to the journal
+    // under its own name instead of the prefixed console: `journalctl -t web`.
+    let journal = (ready_pipe.is_none() && journal::stderr_is_journal())
+        .then(|| journal::Journal::connect(std::path::Path::new(journal::SOCKET)))
+        .and_then(|connected| {
+            connected
+                .inspect_err(|e| {
+                    tracing::warn!(
+                        "the services' lines go to stdout, not to the journal ({}: {e})",
+                        journal::SOCKET
+                    );
+                })
+                .ok()
+        });
     // A detached daemon's own output is its log file; the services' lines are in theirs.
-    let console = ready_pipe
-        .is_none()
+    let console = (ready_pipe.is_none() && journal.is_none())
         .then(|| Arc::new(Console::new(cfg.start_order(), colour)));
     if let Some(console) = &console {
         logs.set_console(Some(console.clone() as Arc<dyn LineSink>));
+    }
+    let journal = journal.map(Arc::new);
+    if let Some(journal) = &journal {
+        logs.set_console(Some(journal.clone() as Arc<dyn LineSink>));
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -411,9 +468,13 @@ fn up(args: UpArgs) -> u8 {
             exit::FAILED
         }
     };
-    // The console's writer thread may still hold the services' last lines.
+    // The console's writer thread may still hold the services' last lines, and so may the
+    // journal's (which gives up after a while: journald may be gone).
     if let Some(console) = &console {
         console.flush();
+    }
+    for journal in journal.iter().chain(EVENT_JOURNAL.get()) {
+        journal.flush(JOURNAL_FLUSH);
     }
     code
 }

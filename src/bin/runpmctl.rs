@@ -394,6 +394,8 @@ fn export(cli: &Cli, target: &ExportTarget) -> Result<(), Failure> {
             out,
             prefix,
             no_target,
+            user,
+            systemd_version,
             force,
         } => {
             let which = |program: &str, path: &str| files::which(program, path);
@@ -402,6 +404,17 @@ fn export(cli: &Cli, target: &ExportTarget) -> Result<(), Failure> {
                 target: !no_target,
                 which: &which,
                 path: std::env::var("PATH").unwrap_or_default(),
+                user: *user,
+                systemd_version: systemd_version.unwrap_or_else(|| {
+                    std::process::Command::new("systemctl")
+                        .arg("--version")
+                        .output()
+                        .ok()
+                        .and_then(|out| {
+                            systemd::parse_version(&String::from_utf8_lossy(&out.stdout))
+                        })
+                        .unwrap_or(systemd::DEFAULT_SYSTEMD_VERSION)
+                }),
             };
             let export = systemd::export(&config, &options);
             match out {

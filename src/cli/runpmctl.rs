@@ -171,6 +171,13 @@ pub enum ExportTarget {
         /// Do not write `PREFIXall.target`
         #[arg(long)]
         no_target: bool,
+        /// User units for `systemctl --user` (WantedBy=default.target, no User=/Group=)
+        #[arg(long)]
+        user: bool,
+        /// The systemd release the units are for; keys it lacks are left out and reported
+        /// [default: this machine's, from `systemctl --version`, else 252]
+        #[arg(long, value_name = "N")]
+        systemd_version: Option<u32>,
         /// Overwrite existing files in DIR
         #[arg(long, requires = "out")]
         force: bool,

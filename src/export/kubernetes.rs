@@ -8,10 +8,20 @@
 //! Kubernetes Service per dependency and addresses rewritten from `127.0.0.1` to service
 //! names, which an export cannot do for the user.
 //!
-//! Containers in a pod have no start order. The Kubernetes idiom for "run this first" is
-//! an init container, which runs to completion before the others start, so a one-shot task
-//! (`restart = "never"`) that other services depend on becomes one, in dependency order. Every
-//! other dependency is reported: those containers must wait for what they need themselves.
+//! Regular containers in a pod have no start order. Init containers do: they run one after
+//! the other, in the order listed, before the regular containers start. A service that others
+//! depend on is therefore an init container, in dependency order, when everything it needs
+//! is one too:
+//!
+//! - a task (`restart = "never"`, or `"on-failure"` with a dependent that waits for it to be
+//!   `completed`) is a plain init container, which runs to completion before the next starts;
+//! - a long-running service is a **native sidecar** (Kubernetes ≥ 1.29): an init container
+//!   with `restartPolicy: Always`, which keeps running beside the pod's containers and lets
+//!   the next one start once its `startupProbe` (from `ready`) has passed, so a `ready`
+//!   dependency is honoured as under runpm.
+//!
+//! Only a dependency that cannot be placed there (it needs a regular container itself) is
+//! reported: then the dependent must wait for it by itself.
 //!
 //! Probes: `ready` (tcp or exec) becomes a `startupProbe` polling every second for
 //! `ready_timeout` (Kubernetes then restarts the container, where runpm counts a failed start)
@@ -28,7 +38,9 @@ use camino::Utf8PathBuf;
 use serde_json::{Map, Value, json};
 
 use super::{Warning, is_local_host, split_host_port};
-use crate::config::{Command, Config, Probe, Ready, RestartPolicy, ServiceSpec, defaults};
+use crate::config::{
+    Command, Condition, Config, Probe, Ready, RestartPolicy, ServiceSpec, defaults,
+};
 
 /// The image used when none is given: obviously a placeholder, so the manifest cannot be
 /// applied by accident without choosing one.
@@ -67,9 +79,19 @@ pub struct Export {
 /// How a service ends up in the pod.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
+    /// An init container that runs to completion before the next one starts.
     Init,
+    /// A native sidecar: an init container with `restartPolicy: Always`.
+    Sidecar,
     Container,
     Omitted,
+}
+
+impl Role {
+    /// Whether the service is listed in `initContainers`, before every regular container.
+    fn starts_first(self) -> bool {
+        matches!(self, Role::Init | Role::Sidecar)
+    }
 }
 
 /// The Deployment for `config`.
@@ -110,13 +132,14 @@ pub fn export(config: &Config, options: &Options) -> Export {
             warnings.push(Warning::new(name, field, message));
         };
         let container = container(config, spec, &names[name], &image, role, options, &mut warn);
-        dependencies(spec, role, &roles, &mut warn);
+        dependencies(spec, &roles, &mut warn);
         restart(spec, role, &mut warn);
         unmapped(spec, &mut warn);
         grace = grace.max(spec.kill_timeout);
-        match role {
-            Role::Init => init_containers.push(container),
-            _ => containers.push(container),
+        if role.starts_first() {
+            init_containers.push(container);
+        } else {
+            containers.push(container);
         }
     }
     if containers.is_empty() {
@@ -173,30 +196,39 @@ pub fn render(config: &Config, export: &Export) -> String {
     )
 }
 
-/// Init containers: one-shot tasks that an autostart service depends on, whose own
-/// dependencies are init containers too (they run before any regular container exists).
+/// Init containers and sidecars: the services an autostart service depends on whose own
+/// dependencies start first too (init containers run before any regular container exists).
 fn roles<'a>(config: &'a Config, order: &[&'a str]) -> BTreeMap<&'a str, Role> {
-    let depended_on: BTreeSet<&str> = config
-        .services
-        .values()
-        .filter(|s| s.autostart)
-        .flat_map(|s| s.depends_on.iter().map(String::as_str))
-        .collect();
+    let dependents = config.services.values().filter(|s| s.autostart);
+    let mut depended_on = BTreeSet::new();
+    let mut completed = BTreeSet::new();
+    for spec in dependents {
+        for dep in &spec.depends_on {
+            depended_on.insert(dep.as_str());
+            if spec.condition(dep) == Condition::Completed {
+                completed.insert(dep.as_str());
+            }
+        }
+    }
     let mut roles = BTreeMap::new();
     for &name in order {
         let spec = &config.services[name];
+        let first = depended_on.contains(name)
+            && spec.depends_on.iter().all(|d| {
+                roles
+                    .get(d.as_str())
+                    .is_some_and(|r: &Role| r.starts_first())
+            });
         let role = if !spec.autostart {
             Role::Omitted
+        } else if !first {
+            Role::Container
         } else if spec.restart == RestartPolicy::Never
-            && depended_on.contains(name)
-            && spec
-                .depends_on
-                .iter()
-                .all(|d| roles.get(d.as_str()) == Some(&Role::Init))
+            || (spec.restart == RestartPolicy::OnFailure && completed.contains(name))
         {
             Role::Init
         } else {
-            Role::Container
+            Role::Sidecar
         };
         roles.insert(name, role);
     }
@@ -253,6 +285,11 @@ fn container(
         );
     }
 
+    if role == Role::Sidecar {
+        // Kubernetes restarts a sidecar whenever it exits, and starts the next init container
+        // once this one's startupProbe has passed (at once without one).
+        c.insert("restartPolicy".into(), json!("Always"));
+    }
     if role == Role::Init {
         if spec.ready.is_some() {
             warn(
@@ -382,19 +419,29 @@ fn working_dir(
     }
 }
 
+/// Reports the dependencies that the containers' start order does not honour.
 fn dependencies(
     spec: &ServiceSpec,
-    role: Role,
     roles: &BTreeMap<&str, Role>,
     warn: &mut impl FnMut(&'static str, String),
 ) {
-    if role == Role::Init {
-        return;
-    }
     for dep in &spec.depends_on {
+        let condition = spec.condition(dep);
         match roles.get(dep.as_str()) {
-            // Init containers have completed before any regular container starts.
+            // Init containers have completed before the next one or any regular container
+            // starts: `completed`, and so `ready` and `started`, hold.
             Some(Role::Init) => {}
+            // A sidecar lets the next container start once its startupProbe has passed.
+            Some(Role::Sidecar) => match condition {
+                Condition::Ready | Condition::Started => {}
+                Condition::Completed => warn(
+                    "depends_on",
+                    format!(
+                        "`{dep}` restarts always, so it never completes; it runs as a sidecar \
+                         and this container starts once it has started"
+                    ),
+                ),
+            },
             Some(Role::Omitted) => warn(
                 "depends_on",
                 format!("`{dep}` is not exported (autostart = false)"),
@@ -403,8 +450,9 @@ fn dependencies(
                 "depends_on",
                 format!(
                     "containers of a pod start together, so this one may start before `{dep}` \
-                     is ready: it must retry until `{dep}` answers (only one-shot tasks can \
-                     become init containers)"
+                     is ready: it must retry until `{dep}` answers (`{dep}` needs a regular \
+                     container itself, so it cannot start first as an init container or \
+                     sidecar)"
                 ),
             ),
         }
@@ -683,41 +731,81 @@ mod tests {
     }
 
     #[test]
-    fn one_shot_tasks_that_others_need_become_init_containers_in_order() {
+    fn dependencies_start_first_as_init_containers_and_native_sidecars() {
+        let mut db = server("db", &[]);
+        db.ready = Some(Ready::Tcp("127.0.0.1:5432".into()));
+        db.ready_timeout = Duration::from_secs(20);
+        let mut build = test_spec("build");
+        build.restart = RestartPolicy::OnFailure;
+        let mut web = server("web", &["build", "seed", "warmup", "cache"]);
+        web.conditions = [("build".to_owned(), Condition::Completed)].into();
+        let mut manual = server("manual", &[]);
+        manual.autostart = false;
         let specs = vec![
             task("schema", &[]),
             task("seed", &["schema"]),
-            server("db", &[]),
-            // Needs a running db, so it cannot run before the pod's containers.
+            db,
+            // Needs a running db, which starts first as a sidecar.
             task("warmup", &["db"]),
-            server("web", &["seed", "warmup"]),
+            build,
+            // Needs a service that is not exported, so it cannot start first.
+            server("cache", &["manual"]),
+            web,
             // Nothing depends on it: a container, restarted (reported).
             task("report", &[]),
+            manual,
         ];
         let export = export(&test_config(specs), &options());
         let pod = pod(&export);
-        assert_eq!(names(&pod["initContainers"]), ["schema", "seed"]);
-        assert_eq!(names(&pod["containers"]), ["db", "report", "warmup", "web"]);
-        let fields = fields(&export);
-        for expected in [
-            ("report", "restart"),
-            ("warmup", "restart"),
-            ("warmup", "depends_on"),
-            ("web", "depends_on"),
-        ] {
-            assert!(
-                fields.contains(&(expected.0.to_owned(), expected.1)),
-                "{expected:?} in {fields:?}"
-            );
+        assert_eq!(
+            names(&pod["initContainers"]),
+            ["build", "db", "schema", "seed", "warmup"]
+        );
+        assert_eq!(names(&pod["containers"]), ["cache", "report", "web"]);
+        let init = |name: &str| {
+            pod["initContainers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["name"] == name)
+                .unwrap()
+        };
+        // The long-running db is a native sidecar that lets the next one start once ready.
+        assert_eq!(init("db")["restartPolicy"], "Always");
+        assert_eq!(
+            init("db")["startupProbe"],
+            json!({"tcpSocket": {"port": 5432}, "periodSeconds": 1, "failureThreshold": 20})
+        );
+        // Tasks, and an on-failure service that web waits to be `completed`, run to the end.
+        for name in ["build", "schema", "seed", "warmup"] {
+            assert!(init(name).get("restartPolicy").is_none(), "{name}");
         }
-        // The dependencies on init containers are satisfied, so only `warmup` is reported.
-        let web_deps: Vec<&Warning> = export
+        let fields = fields(&export);
+        assert!(
+            fields.contains(&("report".to_owned(), "restart")),
+            "{fields:?}"
+        );
+        // Only the dependency that could not start first is reported.
+        let deps: Vec<&Warning> = export
             .warnings
             .iter()
-            .filter(|w| w.service == "web" && w.field == "depends_on")
+            .filter(|w| w.field == "depends_on")
             .collect();
-        assert_eq!(web_deps.len(), 1);
-        assert!(web_deps[0].message.contains("`warmup`"));
+        assert_eq!(deps.len(), 2, "{deps:#?}");
+        assert_eq!(deps[0].service, "cache");
+        assert!(deps[0].message.contains("`manual` is not exported"));
+        assert_eq!(deps[1].service, "web");
+        assert!(deps[1].message.contains("before `cache` is ready"));
+    }
+
+    #[test]
+    fn a_completed_dependency_that_always_restarts_is_a_sidecar_and_reported() {
+        let mut app = server("app", &["db"]);
+        app.conditions = [("db".to_owned(), Condition::Completed)].into();
+        let export = export(&test_config(vec![server("db", &[]), app]), &options());
+        assert_eq!(names(&pod(&export)["initContainers"]), ["db"]);
+        assert_eq!(fields(&export), [("app".to_owned(), "depends_on")]);
+        assert!(export.warnings[0].message.contains("never completes"));
     }
 
     #[test]

@@ -14,15 +14,25 @@
 //!   lets the file override `Environment=`.
 //! - `restart`, `restart_delay`, `restart_delay_max` → `Restart=`, `RestartSec=`,
 //!   `RestartSteps=` + `RestartMaxDelaySec=` (systemd ≥ 254 grows the delay exponentially
-//!   from one to the other, as runpm doubles it).
+//!   from one to the other, as runpm doubles it). For an older systemd (`--systemd-version`,
+//!   by default the exporting machine's) they are left out, since it would warn about each
+//!   as an unknown key, and that is reported once.
 //! - `max_restarts` within `restart_window` → `StartLimitBurst=` (max_restarts + 1: the first
 //!   start plus that many restarts) within `StartLimitIntervalSec=`.
 //! - `ready = { notify = true }` → `Type=notify` with `NotifyAccess=all` (runpm accepts
 //!   messages from the whole process group); `ready.exec` → `Type=exec` and an
 //!   `ExecStartPost=` loop that runs the probe until it succeeds, so dependents ordered
 //!   `After=` wait for readiness as under runpm; `ready_timeout` → `TimeoutStartSec=`.
-//! - `depends_on` → `After=` + `Requires=`; a `restart = "never"` task gets
-//!   `RemainAfterExit=yes`, so a completed task keeps satisfying its dependents as in runpm.
+//! - `depends_on` → `After=` + `Requires=`. A task (`restart = "never"`, or `"on-failure"`
+//!   with a dependent that waits for it to be `completed`) becomes `Type=oneshot` +
+//!   `RemainAfterExit=yes`: systemd counts a oneshot as started only once it has exited
+//!   successfully, so its dependents wait for it to finish, and a finished task stays "active
+//!   (exited)" and keeps satisfying them, as in runpm. A `started` condition has no systemd
+//!   equivalent when the dependency has a readiness mapping: reported.
+//! - Every path (`WorkingDirectory=`, `EnvironmentFile=`, the program) is normalized: systemd
+//!   refuses `a/../b`.
+//! - `--user` writes user units: `WantedBy=default.target`, and no `User=`/`Group=` (a user
+//!   manager runs everything as its own user).
 //! - The stop policy: `stop_signal` → `KillSignal=`, `kill_timeout` → `TimeoutStopSec=`,
 //!   `kill_mode` → `KillMode=control-group|process` (the cgroup holds the process group and
 //!   anything that escaped it).
@@ -33,10 +43,16 @@ use std::time::Duration;
 use camino::{Utf8Path, Utf8PathBuf};
 
 use super::{Warning, split_host_port};
-use crate::config::{Command, Config, KillMode, Ready, RestartPolicy, ServiceSpec, defaults};
+use crate::config::{
+    Command, Condition, Config, KillMode, Ready, RestartPolicy, ServiceSpec, defaults,
+};
 
 /// The systemd release that introduced `RestartSteps=` and `RestartMaxDelaySec=`.
 const EXPONENTIAL_RESTART_SINCE: u32 = 254;
+
+/// The release assumed when the exporting machine has no systemd to ask: Debian 12's and
+/// RHEL 9's.
+pub const DEFAULT_SYSTEMD_VERSION: u32 = 252;
 
 /// How units are named and how programs are found.
 pub struct Options<'a> {
@@ -49,6 +65,23 @@ pub struct Options<'a> {
     pub which: &'a dyn Fn(&str, &str) -> Option<Utf8PathBuf>,
     /// The `PATH` runpm would search (the exporting shell's), unless a service sets its own.
     pub path: String,
+    /// Units for a user's own manager (`systemctl --user`) instead of the system's.
+    pub user: bool,
+    /// The systemd release the units are for: keys that came later are not written (systemd
+    /// would warn about each as unknown), and what they would have said is reported.
+    pub systemd_version: u32,
+}
+
+impl Options<'_> {
+    /// The target that `[Install]` hooks the units into: the one each manager reaches at boot
+    /// (or at login, for a user manager).
+    fn wanted_by(&self) -> &'static str {
+        if self.user {
+            "default.target"
+        } else {
+            "multi-user.target"
+        }
+    }
 }
 
 /// One generated file.
@@ -81,20 +114,23 @@ pub fn export(config: &Config, options: &Options) -> Export {
         units.push(target_unit(config, options));
     }
     settings_warnings(config, &mut warnings);
-    let backoff: Vec<&str> = units
-        .iter()
-        .filter(|u| u.text.contains("\nRestartSteps="))
-        .map(|u| u.name.as_str())
+    let backoff: Vec<String> = config
+        .start_order()
+        .into_iter()
+        .filter(|name| doubles(&config.services[*name]))
+        .map(|name| unit_name(&options.prefix, name))
         .collect();
-    if !backoff.is_empty() {
+    if !backoff.is_empty() && options.systemd_version < EXPONENTIAL_RESTART_SINCE {
         // About the target's version rather than a service: said once.
         warnings.push(Warning::new(
             "[export]",
             "restart_delay_max",
             format!(
-                "RestartSteps= and RestartMaxDelaySec= (in {}) need systemd \
-                 {EXPONENTIAL_RESTART_SINCE} or later; older versions ignore them with a \
-                 warning and always wait RestartSec=",
+                "systemd {} has no RestartSteps= and RestartMaxDelaySec= (they came with \
+                 {EXPONENTIAL_RESTART_SINCE}), so {} wait RestartSec= before every restart \
+                 instead of doubling it; pass --systemd-version {EXPONENTIAL_RESTART_SINCE} \
+                 (or later) when the units are for a newer systemd",
+                options.systemd_version,
                 backoff.join(", ")
             ),
         ));
@@ -158,6 +194,7 @@ fn service_unit(
     for dep in &spec.depends_on {
         kv(&mut out, "After", &unit_name(&options.prefix, dep));
         kv(&mut out, "Requires", &unit_name(&options.prefix, dep));
+        dependency_warnings(config, spec, dep, &mut warn);
     }
     if options.target {
         // Stopping or restarting the target stops or restarts everything, like `runpm down`.
@@ -179,7 +216,14 @@ fn service_unit(
     // [Service]
     out.push_str("\n[Service]\n");
     let mut line = |key: &str, value: &str| kv(&mut out, key, value);
+    let task = is_task(config, spec);
     match &spec.ready {
+        _ if task => {
+            line("Type", "oneshot");
+            // A finished task stays "active (exited)": it keeps satisfying Requires= of its
+            // dependents and is not run again when one of them restarts, as under runpm.
+            line("RemainAfterExit", "yes");
+        }
         Some(Ready::Notify) => {
             line("Type", "notify");
             // runpm accepts sd_notify messages from any process of the service's group.
@@ -191,7 +235,14 @@ fn service_unit(
     let program = program_path(spec, &argv[0], options, &mut warn);
     line("ExecStart", &exec_line(&program, &argv[1..]));
     match &spec.ready {
-        None | Some(Ready::Notify) => {}
+        None => {}
+        Some(_) if task => warn(
+            "ready",
+            "a oneshot unit counts as started once it has exited successfully, so its \
+             dependents wait for the task to finish rather than for its readiness check"
+                .into(),
+        ),
+        Some(Ready::Notify) => {}
         Some(Ready::Exec(probe)) => {
             line("ExecStartPost", &poll_until(probe));
         }
@@ -216,16 +267,33 @@ fn service_unit(
                 .into(),
         ),
     }
-    if spec.ready.is_some() {
+    if task {
+        // systemd's start timeout covers a oneshot's whole run (90 s by default); runpm
+        // gives a task as long as it takes.
+        line("TimeoutStartSec", "infinity");
+    } else if spec.ready.is_some() {
         line("TimeoutStartSec", &duration(spec.ready_timeout));
     }
-    line("WorkingDirectory", &specifiers(spec.cwd.as_str()));
+    line(
+        "WorkingDirectory",
+        &specifiers(normalize(&spec.cwd).as_str()),
+    );
     environment(spec, &mut line, &mut warn);
-    if let Some(user) = &spec.user {
-        line("User", &specifiers(user));
-    }
-    if let Some(group) = &spec.group {
-        line("Group", &specifiers(group));
+    for (field, key, value) in [
+        ("user", "User", &spec.user),
+        ("group", "Group", &spec.group),
+    ] {
+        match value {
+            None => {}
+            Some(value) if options.user => warn(
+                field,
+                format!(
+                    "a user manager runs every unit as its own user, so `{value}` is left out \
+                     (export without --user for a system unit)"
+                ),
+            ),
+            Some(value) => line(key, &specifiers(value)),
+        }
     }
 
     line(
@@ -236,13 +304,9 @@ fn service_unit(
             RestartPolicy::Never => "no",
         },
     );
-    if spec.restart == RestartPolicy::Never {
-        // A finished task stays "active (exited)": it keeps satisfying Requires= of its
-        // dependents and is not run again when one of them restarts, as under runpm.
-        line("RemainAfterExit", "yes");
-    } else {
+    if spec.restart != RestartPolicy::Never {
         line("RestartSec", &duration(spec.restart_delay));
-        if spec.restart_delay_max > spec.restart_delay && !spec.restart_delay.is_zero() {
+        if doubles(spec) && options.systemd_version >= EXPONENTIAL_RESTART_SINCE {
             line("RestartSteps", &restart_steps(spec).to_string());
             line("RestartMaxDelaySec", &duration(spec.restart_delay_max));
         }
@@ -264,8 +328,16 @@ fn service_unit(
                 .into(),
         );
     }
-    if let Some(watchdog) = spec.watchdog {
-        line("WatchdogSec", &duration(watchdog));
+    match spec.watchdog {
+        None => {}
+        // A oneshot takes no sd_notify messages: systemd would kill it when the first
+        // WATCHDOG=1 it ignored was due.
+        Some(_) if task => warn(
+            "watchdog",
+            "a oneshot unit takes no sd_notify messages, so the task runs without a watchdog"
+                .into(),
+        ),
+        Some(watchdog) => line("WatchdogSec", &duration(watchdog)),
     }
     line(
         "KillMode",
@@ -282,7 +354,7 @@ fn service_unit(
     );
 
     if spec.autostart {
-        out.push_str("\n[Install]\nWantedBy=multi-user.target\n");
+        let _ = write!(out, "\n[Install]\nWantedBy={}\n", options.wanted_by());
     }
 
     unmapped(spec, &mut warn);
@@ -329,7 +401,64 @@ fn environment(
         );
     }
     if let Some(file) = &spec.env_file {
-        line("EnvironmentFile", &specifiers(file.path.as_str()));
+        line(
+            "EnvironmentFile",
+            &specifiers(normalize(&file.path).as_str()),
+        );
+    }
+}
+
+/// Whether `spec` becomes a `Type=oneshot` unit: a task that never restarts, or one that
+/// restarts only on failure and that a dependent waits for to be `completed`. systemd allows
+/// a oneshot only `Restart=no` or `on-failure`, and starts its dependents ordered `After=` it
+/// only once it has exited successfully: runpm's `completed`.
+fn is_task(config: &Config, spec: &ServiceSpec) -> bool {
+    match spec.restart {
+        RestartPolicy::Never => true,
+        RestartPolicy::Always => false,
+        RestartPolicy::OnFailure => config
+            .services
+            .values()
+            .any(|s| s.conditions.get(&spec.name) == Some(&Condition::Completed)),
+    }
+}
+
+/// What `After=` + `Requires=` on `dep` does not say of the condition `spec` waits for.
+fn dependency_warnings(
+    config: &Config,
+    spec: &ServiceSpec,
+    dep: &str,
+    warn: &mut impl FnMut(&'static str, String),
+) {
+    let Some(dependency) = config.services.get(dep) else {
+        return;
+    };
+    let task = is_task(config, dependency);
+    match spec.condition(dep) {
+        Condition::Completed if !task => warn(
+            "depends_on",
+            format!(
+                "`{dep}` restarts always, so it never completes; this unit is ordered after \
+                 its start instead"
+            ),
+        ),
+        Condition::Started if task => warn(
+            "depends_on",
+            format!(
+                "`{dep}` is a oneshot unit, so systemd starts this one after `{dep}` has \
+                 finished, not as soon as it was spawned"
+            ),
+        ),
+        Condition::Started if matches!(dependency.ready, Some(Ready::Notify | Ready::Exec(_))) => {
+            warn(
+                "depends_on",
+                format!(
+                    "systemd starts this unit once `{dep}` is ready, not as soon as it was \
+                     spawned (`started`)"
+                ),
+            )
+        }
+        _ => {}
     }
 }
 
@@ -381,7 +510,7 @@ fn target_unit(config: &Config, options: &Options) -> Unit {
             let _ = writeln!(text, "Wants={}", unit_name(&options.prefix, name));
         }
     }
-    text.push_str("\n[Install]\nWantedBy=multi-user.target\n");
+    let _ = write!(text, "\n[Install]\nWantedBy={}\n", options.wanted_by());
     Unit {
         name: target_name(&options.prefix),
         text,
@@ -457,6 +586,25 @@ fn poll_until(probe: &[String]) -> String {
         probe.join(" ")
     );
     exec_line("/bin/sh", &["-c".into(), script])
+}
+
+/// Whether runpm doubles the service's restart delay, which systemd can say only from
+/// [`EXPONENTIAL_RESTART_SINCE`] on.
+fn doubles(spec: &ServiceSpec) -> bool {
+    spec.restart != RestartPolicy::Never
+        && spec.restart_delay_max > spec.restart_delay
+        && !spec.restart_delay.is_zero()
+}
+
+/// The release in the first line of `systemctl --version` (`systemd 252 (252.38-1~deb12u1)`).
+pub fn parse_version(text: &str) -> Option<u32> {
+    text.lines()
+        .next()?
+        .strip_prefix("systemd ")?
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// The number of steps systemd takes from `RestartSec=` to `RestartMaxDelaySec=`: as many as
@@ -573,6 +721,8 @@ mod tests {
             target: true,
             which: &which,
             path: "/usr/bin:/bin".into(),
+            user: false,
+            systemd_version: 254,
         }
     }
 
@@ -724,12 +874,111 @@ mod tests {
     fn a_task_remains_after_exit_and_has_no_restart_settings() {
         let mut spec = test_spec("migrate");
         spec.restart = RestartPolicy::Never;
-        let (unit, _) = unit_of(vec![spec], "migrate");
+        spec.ready = Some(Ready::Notify);
+        spec.watchdog = Some(Duration::from_secs(5));
+        let (unit, warnings) = unit_of(vec![spec], "migrate");
+        assert_eq!(lines(&unit, "Type"), ["oneshot"]);
+        assert!(lines(&unit, "WatchdogSec").is_empty(), "{unit}");
+        assert!(lines(&unit, "NotifyAccess").is_empty(), "{unit}");
+        let fields: Vec<&str> = warnings
+            .iter()
+            .filter_map(|w| w.strip_prefix("migrate: ")?.split(':').next())
+            .collect();
+        assert_eq!(fields, ["ready", "watchdog"]);
         assert_eq!(lines(&unit, "Restart"), ["no"]);
         assert_eq!(lines(&unit, "RemainAfterExit"), ["yes"]);
+        assert_eq!(lines(&unit, "TimeoutStartSec"), ["infinity"]);
         for key in ["RestartSec", "RestartSteps", "StartLimitBurst"] {
             assert!(lines(&unit, key).is_empty(), "{key} in\n{unit}");
         }
+    }
+
+    #[test]
+    fn conditions_map_to_oneshots_and_what_systemd_cannot_say_is_reported() {
+        let mut build = test_spec("build");
+        build.restart = RestartPolicy::OnFailure;
+        let mut db = test_spec("db");
+        db.restart = RestartPolicy::Always;
+        db.ready = Some(Ready::Notify);
+        let mut app = test_spec("app");
+        app.depends_on = vec!["build".into(), "db".into()];
+        app.conditions = [
+            ("build".to_owned(), Condition::Completed),
+            ("db".to_owned(), Condition::Started),
+        ]
+        .into();
+        let mut tail = test_spec("tail");
+        tail.depends_on = vec!["db".into()];
+        tail.conditions = [("db".to_owned(), Condition::Completed)].into();
+        let specs = vec![build, db, app, tail];
+
+        // An on-failure service that a dependent waits to be `completed` is a oneshot that
+        // may still restart on failure.
+        let (unit, _) = unit_of(specs.clone(), "build");
+        assert_eq!(lines(&unit, "Type"), ["oneshot"]);
+        assert_eq!(lines(&unit, "Restart"), ["on-failure"]);
+        assert_eq!(lines(&unit, "RemainAfterExit"), ["yes"]);
+        let (unit, _) = unit_of(specs.clone(), "db");
+        assert_eq!(lines(&unit, "Type"), ["notify"]);
+        let (unit, warnings) = unit_of(specs, "app");
+        assert_eq!(
+            lines(&unit, "After"),
+            ["app-build.service", "app-db.service"]
+        );
+        assert_eq!(
+            lines(&unit, "Requires"),
+            ["app-build.service", "app-db.service"]
+        );
+        let deps: Vec<&String> = warnings
+            .iter()
+            .filter(|w| w.contains(": depends_on: "))
+            .collect();
+        assert_eq!(deps.len(), 2, "{deps:#?}");
+        assert!(deps[0].starts_with("app: depends_on: systemd starts this unit once `db`"));
+        assert!(deps[1].starts_with("tail: depends_on: `db` restarts always"));
+    }
+
+    #[test]
+    fn paths_are_normalized() {
+        let mut web = test_spec("web");
+        web.cwd = "/srv/app/units/../site/./static".into();
+        web.env_file = Some(EnvFile {
+            path: "/srv/app/units/../.env".into(),
+            keys: Default::default(),
+        });
+        let (unit, _) = unit_of(vec![web], "web");
+        assert_eq!(lines(&unit, "WorkingDirectory"), ["/srv/app/site/static"]);
+        assert_eq!(lines(&unit, "EnvironmentFile"), ["/srv/app/.env"]);
+    }
+
+    #[test]
+    fn user_units_are_wanted_by_default_target_and_run_as_the_user() {
+        let mut web = test_spec("web");
+        web.user = Some("www-data".into());
+        let config = test_config(vec![web]);
+        let export = export(
+            &config,
+            &Options {
+                user: true,
+                ..options()
+            },
+        );
+        for unit in &export.units {
+            assert_eq!(
+                lines(&unit.text, "WantedBy"),
+                ["default.target"],
+                "{unit:?}"
+            );
+            assert!(lines(&unit.text, "User").is_empty(), "{unit:?}");
+        }
+        assert!(
+            export
+                .warnings
+                .iter()
+                .any(|w| w.service == "web" && w.field == "user"),
+            "{:#?}",
+            export.warnings
+        );
     }
 
     #[test]
@@ -811,7 +1060,6 @@ mod tests {
             ("web", "failed_cooldown"),
             ("web", "log_max_size"),
             ("[runpm]", "exit_when"),
-            ("[export]", "restart_delay_max"),
         ]
         .map(|(s, f)| (s.to_owned(), f));
         assert_eq!(fields, expected);
@@ -820,8 +1068,44 @@ mod tests {
     #[test]
     fn defaults_raise_no_warning_beyond_the_systemd_version_note() {
         let export = export(&test_config(vec![test_spec("a")]), &options());
-        let fields: Vec<&str> = export.warnings.iter().map(|w| w.field).collect();
-        assert_eq!(fields, ["restart_delay_max"]);
+        assert_eq!(export.warnings, []);
+        assert!(export.units[0].text.contains("\nRestartSteps="));
+    }
+
+    #[test]
+    fn keys_newer_than_the_target_systemd_are_left_out_and_reported() {
+        let old = Options {
+            systemd_version: 252,
+            ..options()
+        };
+        let mut task = test_spec("task");
+        task.restart = RestartPolicy::Never;
+        let export = export(&test_config(vec![test_spec("a"), task]), &old);
+        for unit in &export.units {
+            assert!(!unit.text.contains("RestartSteps="), "{}", unit.text);
+            assert!(!unit.text.contains("RestartMaxDelaySec="), "{}", unit.text);
+        }
+        assert_eq!(export.warnings.len(), 1, "{:#?}", export.warnings);
+        let warning = export.warnings[0].to_string();
+        assert!(
+            warning.starts_with(
+                "[export]: restart_delay_max: systemd 252 has no RestartSteps= and \
+                 RestartMaxDelaySec= (they came with 254), so app-a.service wait"
+            ),
+            "{warning}"
+        );
+    }
+
+    #[test]
+    fn the_version_is_read_from_systemctl() {
+        assert_eq!(
+            parse_version("systemd 252 (252.38-1~deb12u1)\n+PAM +AUDIT\n"),
+            Some(252)
+        );
+        assert_eq!(parse_version("systemd 256.7\n"), Some(256));
+        assert_eq!(parse_version("systemd 255 (255.4-1ubuntu8)"), Some(255));
+        assert_eq!(parse_version(""), None);
+        assert_eq!(parse_version("bash 5"), None);
     }
 
     #[test]

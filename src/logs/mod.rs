@@ -8,6 +8,7 @@ mod console;
 mod events;
 mod file;
 mod hub;
+pub mod journal;
 pub mod lifecycle;
 mod read;
 pub mod stderr;

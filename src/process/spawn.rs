@@ -139,6 +139,9 @@ fn environment(spec: &ServiceSpec, extra: &[(String, String)]) -> BTreeMap<Strin
     }
     env.remove("LISTEN_FDS");
     env.remove("LISTEN_PID");
+    // systemd's JOURNAL_STREAM names runpm's stderr; a service's stderr is runpm's pipe, and
+    // its lines reach the journal through runpm under the service's own identifier.
+    env.remove("JOURNAL_STREAM");
     env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
     env.extend(extra.iter().cloned());
     env

@@ -113,6 +113,16 @@ const RUNPM_EXTRA: &[Block<'static>] = &[
          terminal.",
     ),
     Block::Item(
+        "JOURNAL_STREAM",
+        "Set by systemd when runpm's output goes to the journal. When its DEVICE:INODE is \
+         runpm's stderr, each service's lines go to the journal instead of the console, one \
+         entry per line with SYSLOG_IDENTIFIER=NAME and RUNPM_SERVICE=NAME, priority 6 from \
+         stdout and 3 from stderr (`journalctl -t web`); runpm's own events go there under \
+         `runpm`. runpm never waits for the journal: up to 1 MiB of entries wait for a slow \
+         one, and lines beyond that are dropped and counted in a later `runpm` entry. Not \
+         passed on to the services.",
+    ),
+    Block::Item(
         "XDG_RUNTIME_DIR",
         "Where the control socket goes when its usual path is longer than a Unix socket \
          path may be (108 bytes); else /tmp/runpm-UID/.",

@@ -13,7 +13,8 @@ Every document of MANIFEST is checked against the model class of its apiVersion/
   in the pydantic-based clients from v35 on, a value of the wrong type);
 - a few rules the API server enforces and the models do not: every container has an image,
   DNS-label container names, unique across the pod, and a selector that matches the pod
-  template's labels.
+  template's labels; `restartPolicy: Always` and probes only on native sidecars (init
+  containers, Kubernetes >= 1.29).
 
 With EXPECTED.json, the YAML must also load to exactly that JSON value, which checks the
 YAML emitter's quoting.
@@ -120,6 +121,21 @@ def pod_rules(doc, problems):
         problems.append(f"container names are not unique: {names}")
     if not pod.get("containers"):
         problems.append("the pod has no containers")
+    # Native sidecars (Kubernetes >= 1.29): an init container may set `restartPolicy`, only to
+    # `Always`; probes are allowed on such sidecars and refused on plain init containers; a
+    # regular container may not set `restartPolicy` at all.
+    for c in pod.get("initContainers") or []:
+        policy = c.get("restartPolicy")
+        if policy not in (None, "Always"):
+            problems.append(f"init container `{c.get('name')}`: restartPolicy {policy!r}")
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            if probe in c and policy != "Always":
+                problems.append(f"init container `{c.get('name')}` without restartPolicy "
+                                f"Always has a {probe}")
+    for c in pod.get("containers") or []:
+        if "restartPolicy" in c:
+            problems.append(f"container `{c.get('name')}` sets restartPolicy (only init "
+                            "containers may, as sidecars)")
     selector = doc.get("spec", {}).get("selector", {}).get("matchLabels", {})
     labels = template.get("metadata", {}).get("labels", {})
     for key, value in selector.items():
