@@ -137,8 +137,10 @@ impl Supervisor {
         if let Some(resume) = resume {
             for (name, svc) in self.services.iter_mut() {
                 svc.restarts = resume.restarts.get(name).copied().unwrap_or(0);
-                svc.stopped_by_operator =
-                    only.is_none() && resume.stopped_by_operator.contains(name);
+                if only.is_none() && resume.stopped_by_operator.contains(name) && svc.want.is_down()
+                {
+                    svc.want = Want::Down { by_operator: true };
+                }
                 // A task that completed before the daemon died is done: its dependents go
                 // on from it, and it is not run again unless its definition changed.
                 if resume
@@ -172,12 +174,12 @@ impl Supervisor {
         let svc = self.services.entry(s.name.clone()).or_insert_with(|| {
             // No longer in the config: stop it, then forget it.
             let mut svc = Service::new(Arc::new(s.spec.clone()), now.wall);
-            svc.removing = true;
+            svc.want = Want::Remove;
             svc
         });
         let mut run = Run::new(s.pid, now.at, now.wall);
         run.start_time = Some(s.start_time);
-        let then = if svc.want == Want::Up && !svc.removing {
+        let then = if svc.want.is_up() {
             AfterStop::Start
         } else {
             AfterStop::Stay
@@ -242,7 +244,7 @@ impl Supervisor {
     pub(super) fn snapshot(&self) -> Vec<Snapshot> {
         self.services
             .iter()
-            .filter(|(_, s)| !s.removing)
+            .filter(|(_, s)| s.want != Want::Remove)
             .map(|(name, s)| {
                 let run = match &s.phase {
                     Phase::Running(run) => Some(run),
@@ -255,7 +257,7 @@ impl Supervisor {
                     pid: run.map(|r| r.pid),
                     start_time: run.and_then(|r| r.start_time),
                     restarts: s.restarts,
-                    stopped_by_operator: s.stopped_by_operator,
+                    stopped_by_operator: s.want.by_operator(),
                     completed: s.completed(),
                     spec: s.spec.clone(),
                 }
@@ -279,9 +281,9 @@ impl Supervisor {
             s.pid().hash(&mut all);
             s.pid().hash(&mut pids);
             s.restarts.hash(&mut all);
-            s.stopped_by_operator.hash(&mut all);
+            s.want.by_operator().hash(&mut all);
             s.completed().hash(&mut all);
-            s.removing.hash(&mut all);
+            (s.want == Want::Remove).hash(&mut all);
             Arc::as_ptr(&s.spec).hash(&mut all);
         }
         (all.finish(), pids.finish())
@@ -316,7 +318,7 @@ impl Supervisor {
         // A service waiting for a dependency that ended badly is not starting: it is stuck
         // until someone intervenes, and `up -d` must not wait for it.
         self.services.iter().any(|(name, s)| {
-            s.want == Want::Up
+            s.want.is_up()
                 && match s.phase {
                     Phase::Spawning => true,
                     Phase::Running(run) => !run.ready,
@@ -548,7 +550,7 @@ impl Supervisor {
                         signal: SIGKILL,
                     });
                 }
-                if svc.want == Want::Down || self.shutdown.is_some() {
+                if svc.want.is_down() || self.shutdown.is_some() {
                     svc.set_phase(Phase::Exited { status }, now.wall);
                     return;
                 }
@@ -674,7 +676,7 @@ impl Supervisor {
                         humantime::format_duration(svc.spec.failed_cooldown)
                     );
                     svc.rearm();
-                    let next = if svc.want == Want::Up {
+                    let next = if svc.want.is_up() {
                         Phase::Waiting
                     } else {
                         Phase::Stopped
@@ -727,9 +729,7 @@ impl Supervisor {
                 }
                 if let Some(s) = self.services.get(dependent)
                     && s.is_active()
-                    && (s.want == Want::Down
-                        || s.restart_pending
-                        || matches!(s.phase, Phase::Stopping(_)))
+                    && (s.want != Want::Up || matches!(s.phase, Phase::Stopping(_)))
                 {
                     return true;
                 }
@@ -748,14 +748,14 @@ impl Supervisor {
         let mut to_start: Vec<(usize, String)> = Vec::new();
         let mut to_stop: Vec<(usize, String)> = Vec::new();
         for (name, svc) in &self.services {
-            if self.shutdown.is_none() && svc.want == Want::Up && svc.phase == Phase::Waiting {
+            if self.shutdown.is_none() && svc.want.is_up() && svc.phase == Phase::Waiting {
                 to_start.push((svc.rank, name.clone()));
             }
             let stoppable = matches!(
                 svc.phase,
                 Phase::Waiting | Phase::Backoff { .. } | Phase::Running(_)
             );
-            if svc.restart_pending || (svc.want == Want::Down && stoppable) {
+            if svc.want == Want::Restart || (svc.want.is_down() && stoppable) {
                 to_stop.push((svc.rank, name.clone()));
             }
         }
@@ -771,21 +771,21 @@ impl Supervisor {
                     .expect("name comes from the table")
             }
             match (svc.want, &svc.phase) {
-                (Want::Down, Phase::Waiting | Phase::Backoff { .. }) => {
+                (Want::Down { .. } | Want::Remove, Phase::Waiting | Phase::Backoff { .. }) => {
                     svc_mut(self, &name).set_phase(Phase::Stopped, now.wall);
                 }
-                (Want::Down, Phase::Running(_)) if !waits => {
+                (Want::Down { .. } | Want::Remove, Phase::Running(_)) if !waits => {
                     self.begin_stop(&name, AfterStop::Stay, now, fx)
                 }
-                (Want::Up, _) if svc.restart_pending => match &svc.phase {
+                (Want::Restart, _) => match &svc.phase {
                     Phase::Running(_) if !waits => {
-                        svc_mut(self, &name).restart_pending = false;
+                        svc_mut(self, &name).want = Want::Up;
                         self.begin_stop(&name, AfterStop::Start, now, fx);
                     }
                     Phase::Running(_) | Phase::Spawning => {}
                     Phase::Stopping(_) => {
                         let svc = svc_mut(self, &name);
-                        svc.restart_pending = false;
+                        svc.want = Want::Up;
                         if let Phase::Stopping(st) = &mut svc.phase {
                             st.then = AfterStop::Start;
                         }
@@ -796,7 +796,7 @@ impl Supervisor {
                     | Phase::Exited { .. }
                     | Phase::Failed { .. } => {
                         let svc = svc_mut(self, &name);
-                        svc.restart_pending = false;
+                        svc.want = Want::Up;
                         svc.history = Default::default();
                         svc.set_phase(Phase::Waiting, now.wall);
                         to_start.push((svc.rank, name));
@@ -812,7 +812,7 @@ impl Supervisor {
         for (_, name) in to_start {
             let svc = &self.services[&name];
             let ready = self.shutdown.is_none()
-                && svc.want == Want::Up
+                && svc.want.is_up()
                 && svc.phase == Phase::Waiting
                 && deps::own_dependencies(&self.services, svc).is_met();
             if ready {
@@ -831,7 +831,7 @@ impl Supervisor {
         let gone: Vec<String> = self
             .services
             .iter()
-            .filter(|(_, s)| s.removing && !s.is_active())
+            .filter(|(_, s)| s.want == Want::Remove && !s.is_active())
             .map(|(n, _)| n.clone())
             .collect();
         if !gone.is_empty() {

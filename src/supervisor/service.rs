@@ -31,10 +31,65 @@ use crate::process::{ExitStatus, Target};
 use super::policy::History;
 use super::status::{EXIT_HISTORY, EndReason, ExitRecord, Status};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What is wanted of a service. One value rather than a direction plus flags, so that no
+/// combination can contradict itself: a restart is only ever pending for a service that
+/// should run, and only a service that should be down can have been stopped by hand or be
+/// on its way out of the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Want {
+    /// It should run.
     Up,
-    Down,
+    /// It should run, and a restart was asked for (operator, changed spec, restarted
+    /// dependency) that waits for its turn: dependents stop first.
+    Restart,
+    /// It should be down; `by_operator`: because someone stopped it by hand, which a
+    /// reload and a resurrect respect.
+    Down { by_operator: bool },
+    /// Removed from the config: it leaves the table once stopped.
+    Remove,
+}
+
+impl Want {
+    /// Up, with or without a restart pending.
+    pub fn is_up(self) -> bool {
+        matches!(self, Want::Up | Want::Restart)
+    }
+
+    /// Down, whether stopped by hand, by the config or on the way out.
+    pub fn is_down(self) -> bool {
+        !self.is_up()
+    }
+
+    /// Stopped by hand (what the state file records as `stopped_by_operator`).
+    pub fn by_operator(self) -> bool {
+        self == Want::Down { by_operator: true }
+    }
+
+    /// Wanted up, keeping a pending restart.
+    pub fn up(self) -> Want {
+        match self {
+            Want::Restart => Want::Restart,
+            _ => Want::Up,
+        }
+    }
+
+    /// Wanted down, keeping who stopped it and whether it is being removed; a pending
+    /// restart is dropped.
+    pub fn down(self) -> Want {
+        match self {
+            Want::Up | Want::Restart => Want::Down { by_operator: false },
+            down => down,
+        }
+    }
+
+    /// A start (by the operator or a resurrect) is on its way: a stop by hand no longer
+    /// stands.
+    pub fn forget_operator_stop(self) -> Want {
+        match self {
+            Want::Down { by_operator: true } => Want::Down { by_operator: false },
+            other => other,
+        }
+    }
 }
 
 /// A process of this service that is (or was just) alive.
@@ -148,7 +203,6 @@ pub struct Service {
     pub restarts: u32,
     pub history: History,
     pub exits: VecDeque<ExitRecord>,
-    pub stopped_by_operator: bool,
     /// Last lines of a run whose pipes closed before its exit was reaped.
     pub early_output: Option<(i32, Vec<String>)>,
     /// The last `STATUS=` the service sent over sd_notify.
@@ -156,11 +210,6 @@ pub struct Service {
     /// While it starts: why its last readiness probe failed (such as who else holds its
     /// port). Cleared when it becomes ready and on every change of phase.
     pub not_ready: Option<String>,
-    /// A restart was asked for (operator, changed spec, restarted dependency) and waits for
-    /// its turn: dependents stop first.
-    pub restart_pending: bool,
-    /// Removed from the config: leaves the table once stopped.
-    pub removing: bool,
     /// Position in the supervisor's dependency order (dependencies first).
     pub rank: usize,
 }
@@ -169,18 +218,15 @@ impl Service {
     pub fn new(spec: Arc<ServiceSpec>, now: SystemTime) -> Service {
         Service {
             spec,
-            want: Want::Down,
+            want: Want::Down { by_operator: false },
             phase: Phase::Stopped,
             since: now,
             restarts: 0,
             history: History::default(),
             exits: VecDeque::new(),
-            stopped_by_operator: false,
             early_output: None,
             status_text: None,
             not_ready: None,
-            restart_pending: false,
-            removing: false,
             rank: 0,
         }
     }

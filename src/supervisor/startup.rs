@@ -13,7 +13,7 @@ use std::fmt;
 
 use super::core::Supervisor;
 use super::policy::is_success;
-use super::service::{Phase, Service, Want};
+use super::service::{Phase, Service};
 
 /// Where a service that was asked to start has got.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,7 +127,7 @@ impl StartupReport {
 /// The outcome of every service the supervisor wants up.
 pub fn outcomes(sup: &Supervisor) -> Vec<(String, Outcome)> {
     sup.services()
-        .filter(|(_, s)| s.want == Want::Up)
+        .filter(|(_, s)| s.want.is_up())
         .map(|(name, s)| (name.clone(), outcome(s, sup.blocked_by(name))))
         .collect()
 }
@@ -139,7 +139,7 @@ mod tests {
 
     use super::*;
     use crate::process::ExitStatus;
-    use crate::supervisor::service::Run;
+    use crate::supervisor::service::{Run, Want};
     use crate::testing::spec;
 
     fn service(phase: Phase) -> Service {

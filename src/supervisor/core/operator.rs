@@ -142,7 +142,7 @@ pub(crate) fn service_info(svc: &Service, now: Now) -> ServiceInfo {
         restarts: svc.restarts,
         since: rfc3339(svc.since),
         uptime_ms,
-        stopped_by_operator: svc.stopped_by_operator,
+        stopped_by_operator: svc.want.by_operator(),
         reason,
         next_start,
         status_text: svc.status_text.clone(),
@@ -266,7 +266,7 @@ impl Supervisor {
                 }
                 for name in &names {
                     if let Some(svc) = self.services.get_mut(name) {
-                        svc.stopped_by_operator = false;
+                        svc.want = svc.want.forget_operator_stop();
                     }
                 }
             }
@@ -278,7 +278,7 @@ impl Supervisor {
                     // A second stop while the first still waits for the process: SIGKILL now,
                     // as a second Ctrl-C does.
                     let svc = &self.services[name];
-                    if svc.want == Want::Down && matches!(svc.phase, Phase::Stopping(_)) {
+                    if svc.want.is_down() && matches!(svc.phase, Phase::Stopping(_)) {
                         tracing::warn!("{name}: stop requested again: sending SIGKILL");
                         self.kill_now(name, now, fx);
                     }
@@ -293,8 +293,9 @@ impl Supervisor {
         if op == Op::Stop {
             for name in &names {
                 if let Some(svc) = self.services.get_mut(name) {
-                    svc.stopped_by_operator = true;
-                    svc.want = Want::Down;
+                    if svc.want != Want::Remove {
+                        svc.want = Want::Down { by_operator: true };
+                    }
                     if matches!(svc.phase, Phase::Exited { .. } | Phase::Failed { .. }) {
                         svc.set_phase(Phase::Stopped, now.wall);
                     }
@@ -395,7 +396,7 @@ impl Supervisor {
                 continue;
             };
             let fresh = svc.since >= w.since;
-            if *op != Op::Stop && svc.want == Want::Up && svc.phase == Phase::Waiting {
+            if *op != Op::Stop && svc.want.is_up() && svc.phase == Phase::Waiting {
                 let hopeless = svc.spec.depends_on.iter().find_map(|dep| {
                     let wait = deps::check(&self.services, dep, svc.spec.condition(dep));
                     wait.hopeless(now.at, PATIENCE).then_some((dep, wait))
@@ -410,8 +411,8 @@ impl Supervisor {
             match (op, svc.status()) {
                 (Op::Stop, _) if svc.is_active() => return None,
                 (Op::Stop, _) => {}
-                (Op::Start, Status::Running) if !svc.restart_pending => {}
-                (Op::Restart, Status::Running) if fresh && !svc.restart_pending => {}
+                (Op::Start, Status::Running) if svc.want != Want::Restart => {}
+                (Op::Restart, Status::Running) if fresh && svc.want != Want::Restart => {}
                 (_, Status::Failed | Status::Exited | Status::Backoff | Status::Stopped)
                     if fresh =>
                 {
@@ -436,13 +437,13 @@ impl Supervisor {
     pub(super) fn desired_now(&self) -> BTreeMap<String, Desired> {
         self.services
             .iter()
-            .filter(|(_, s)| !s.removing)
+            .filter(|(_, s)| s.want != Want::Remove)
             .map(|(n, s)| {
                 (
                     n.clone(),
                     Desired {
                         spec: Arc::clone(&s.spec),
-                        up: s.want == Want::Up,
+                        up: s.want.is_up(),
                     },
                 )
             })

@@ -15,7 +15,7 @@ use crate::ipc::{ErrorKind, ProtocolError};
 use crate::process::ExitStatus;
 use crate::supervisor::event::{Effect, Now};
 use crate::supervisor::policy;
-use crate::supervisor::service::{AfterStop, Phase, Stopping, Want};
+use crate::supervisor::service::{AfterStop, Phase, Stopping};
 use crate::supervisor::status::EndReason;
 
 use super::{SIGKILL, Shutdown, Supervisor};
@@ -108,7 +108,7 @@ impl Supervisor {
             exit_sent: false,
         });
         for svc in self.services.values_mut() {
-            svc.want = Want::Down;
+            svc.want = svc.want.down();
         }
     }
 
@@ -227,7 +227,7 @@ impl Supervisor {
             AfterStop::Stay => svc.set_phase(Phase::Stopped, now.wall),
             AfterStop::Start => svc.set_phase(Phase::Waiting, now.wall),
             AfterStop::Policy { reason } => {
-                if self.shutdown.is_some() || svc.want == Want::Down {
+                if self.shutdown.is_some() || svc.want.is_down() {
                     svc.set_phase(Phase::Stopped, now.wall);
                 } else {
                     self.after_run(name, status, uptime, false, Some(reason), now);

@@ -862,7 +862,7 @@ fn stop_is_remembered_across_a_reload() {
         Status::Stopped,
         "the operator's stop stands"
     );
-    assert!(h.sup.service("web").unwrap().stopped_by_operator);
+    assert!(h.sup.service("web").unwrap().want.by_operator());
     let fx = h.request(
         3,
         Request::Start {
