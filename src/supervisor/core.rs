@@ -65,6 +65,8 @@ pub struct Supervisor {
     /// Set while running the last-known-good specs because the config is invalid: why.
     last_known_good: Option<String>,
     jitter: Jitter,
+    /// runpm's own service manager, when one listens.
+    parent: Option<parent::Parent>,
 }
 
 const SIGKILL: Signal = Signal(NixSignal::SIGKILL);
@@ -87,6 +89,7 @@ impl Supervisor {
             frozen: None,
             last_known_good: None,
             jitter,
+            parent: None,
         }
     }
 
@@ -164,6 +167,7 @@ impl Supervisor {
             self.reorder();
         }
         self.drive(now, &mut fx);
+        self.tell_parent(false, now, &mut fx);
         fx
     }
 
@@ -373,10 +377,13 @@ impl Supervisor {
     /// come back together, and a thousand of them need not each walk a thousand services.
     pub fn handle_all(&mut self, events: impl IntoIterator<Item = Event>, now: Now) -> Vec<Effect> {
         let mut fx = Vec::new();
+        let mut reload_done = false;
         for event in events {
+            reload_done |= parent::ends_reload(&event);
             self.apply_event(event, now, &mut fx);
         }
         self.drive(now, &mut fx);
+        self.tell_parent(reload_done, now, &mut fx);
         fx
     }
 
@@ -508,7 +515,10 @@ impl Supervisor {
             _ => None,
         });
         let shutdown = self.shutdown.filter(|s| !s.escalated).map(|s| s.deadline);
-        per_service.chain(shutdown).min()
+        per_service
+            .chain(shutdown)
+            .chain(self.parent_deadline())
+            .min()
     }
 
     fn on_exit(&mut self, pid: i32, status: ExitStatus, now: Now, fx: &mut Vec<Effect>) {
@@ -920,6 +930,7 @@ fn round_ms(d: Duration) -> Duration {
 
 mod apply;
 mod operator;
+mod parent;
 mod readiness;
 mod stop;
 #[cfg(test)]

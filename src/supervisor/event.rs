@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::config::{Config, Probe, ServiceSpec, Signal};
 use crate::ipc::{ProtocolError, Request};
-use crate::notify::Notification;
+use crate::notify::{Notification, ParentNote};
 use crate::process::{ExitStatus, Target};
 
 /// The moment an event is handled, on both clocks: the monotonic one for every deadline and
@@ -153,6 +153,8 @@ pub enum Effect {
         token: u64,
         reply: Result<crate::ipc::Json, ProtocolError>,
     },
+    /// Tell runpm's own service manager (`NOTIFY_SOCKET`) how runpm is doing.
+    NotifyParent(ParentNote),
     /// runpm is done: exit with this code.
     Exit { code: u8 },
 }

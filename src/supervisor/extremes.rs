@@ -250,7 +250,7 @@ impl World {
                     dry_run,
                     result: Ok(self.cfg.clone()),
                 }),
-                Effect::Reply { .. } => None,
+                Effect::Reply { .. } | Effect::NotifyParent(_) => None,
                 Effect::Exit { .. } => {
                     self.exited = true;
                     None

@@ -167,10 +167,14 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
         token: options.control.as_ref().map(|c| c.token.clone()),
         deferred: Vec::new(),
         reloaded: false,
+        // When a service manager started runpm (systemd Type=notify), it hears from runpm
+        // too; what it hears and when is the supervisor's decision.
+        parent: notify::Parent::from_env(),
     };
-    // When a service manager started runpm (systemd Type=notify), it hears from runpm too.
-    let parent = notify::Parent::from_env();
-    let (mut told_ready, mut told_stopping) = (false, false);
+    if executor.parent.is_some() {
+        sup.notify_parent(notify::watchdog_from_env(), Now::real());
+    }
+    let mut trimmed = false;
     let mut report = StartupReport::default();
     let (resume, last_known_good) = options.startup.take().unwrap_or((None, None));
     sup.set_last_known_good(last_known_good);
@@ -238,19 +242,9 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
                 report = StartupReport::default();
             }
         }
-        if !sup.is_starting() && !told_ready {
-            told_ready = true;
+        if !trimmed && !sup.is_starting() {
+            trimmed = true;
             release_free_memory();
-            if let Some(parent) = &parent {
-                let running = sup.services().filter(|(_, s)| s.pid().is_some()).count();
-                parent.send(&format!("READY=1\nSTATUS={running} services running"));
-            }
-        }
-        if sup.is_shutting_down() && !told_stopping {
-            told_stopping = true;
-            if let Some(parent) = &parent {
-                parent.send("STOPPING=1\nSTATUS=stopping services");
-            }
         }
         let deadline = [sup.next_deadline(), persist.as_ref().and_then(Persist::due)]
             .into_iter()
@@ -357,6 +351,8 @@ struct Executor {
     deferred: Vec<(process::Spawned, Arc<str>, Arc<RunOutput>)>,
     /// Set when a config was loaded for a reload: the watcher may need to follow it.
     reloaded: bool,
+    /// runpm's own service manager (`NOTIFY_SOCKET`), if any.
+    parent: Option<notify::Parent>,
 }
 
 impl Executor {
@@ -701,6 +697,12 @@ impl Executor {
                         let reply = Reply::from_result(None, reply);
                         // The client may have gone away; its connection task then ended.
                         let _ = to.send(reply);
+                    }
+                    None
+                }
+                Effect::NotifyParent(note) => {
+                    if let Some(parent) = &self.parent {
+                        parent.send(&note.message(notify::monotonic_usec()));
                     }
                     None
                 }

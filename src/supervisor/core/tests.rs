@@ -1747,3 +1747,148 @@ fn a_second_stop_or_shutdown_while_the_first_waits_kills_at_once() {
     );
     assert!(reply(&fx, 4).unwrap().is_ok());
 }
+
+// ---------------------------------------------------------------------------------------------
+// runpm's own service manager (NOTIFY_SOCKET)
+// ---------------------------------------------------------------------------------------------
+
+fn notes(fx: &[Effect]) -> Vec<crate::notify::ParentNote> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::NotifyParent(note) => Some(note.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn without_a_manager_nothing_is_told() {
+    let mut h = Harness::new(vec![spec("web")]);
+    let fx = h.start_all();
+    let fx = h.settle(fx);
+    assert!(notes(&fx).is_empty());
+    let fx = h.sup.handle(Event::Hangup, h.now());
+    assert!(notes(&fx).is_empty(), "{fx:?}");
+}
+
+#[test]
+fn the_manager_hears_ready_once_the_services_run_then_each_change_of_status() {
+    use crate::notify::ParentNote;
+    let mut task = spec("task");
+    task.restart = RestartPolicy::Never;
+    let mut h = Harness::new(vec![spec("web"), spec("db"), task]);
+    h.sup.notify_parent(None, h.now());
+    let fx = h.start_all();
+    assert!(notes(&fx).is_empty(), "not ready while spawning: {fx:?}");
+    let mut told = Vec::new();
+    // Answer the spawns one by one, as a slow runtime might.
+    for effect in fx {
+        if let Effect::Spawn { service, .. } = effect {
+            h.next_pid += 1;
+            let ev = Event::Spawned {
+                service,
+                pid: h.next_pid,
+                start_time: None,
+            };
+            told.extend(notes(&h.sup.handle(ev, h.now())));
+        }
+    }
+    assert_eq!(
+        told,
+        [ParentNote::Ready {
+            status: "3 running".into()
+        }]
+    );
+    // A task that ends under `never` is no longer running; the status says so.
+    h.advance(Duration::from_secs(5));
+    let fx = h.exit("task", ExitStatus::Code(3));
+    assert_eq!(
+        notes(&fx),
+        [ParentNote::Status("2 running".into())],
+        "an exited task is not running: {fx:?}"
+    );
+    // Nothing changed: nothing is said.
+    let fx = h.sup.handle(Event::Tick, h.now());
+    assert!(notes(&fx).is_empty(), "{fx:?}");
+}
+
+#[test]
+fn a_reload_is_told_as_reloading_then_ready() {
+    use crate::notify::ParentNote;
+    let mut h = Harness::new(vec![spec("web")]);
+    h.sup.notify_parent(None, h.now());
+    let fx = h.start_all();
+    h.settle(fx);
+    let fx = h.sup.handle(Event::Hangup, h.now());
+    assert!(
+        matches!(
+            fx.as_slice(),
+            [
+                Effect::NotifyParent(ParentNote::Reloading),
+                Effect::LoadConfig { dry_run: false, .. }
+            ]
+        ),
+        "RELOADING=1 goes out before the config is read: {fx:?}"
+    );
+    let loaded = Event::ConfigLoaded {
+        token: None,
+        dry_run: false,
+        result: Ok(h.cfg.clone()),
+    };
+    let fx = h.sup.handle(loaded, h.now());
+    assert_eq!(
+        notes(&fx),
+        [ParentNote::Ready {
+            status: "1 running".into()
+        }]
+    );
+    // A config that cannot be loaded ends the reload too: the old one keeps running.
+    let fx = h.sup.handle(Event::Hangup, h.now());
+    assert_eq!(notes(&fx), [ParentNote::Reloading]);
+    let failed = Event::ConfigLoaded {
+        token: None,
+        dry_run: false,
+        result: Err("services.toml:1:1: bad".into()),
+    };
+    let fx = h.sup.handle(failed, h.now());
+    assert!(matches!(notes(&fx).as_slice(), [ParentNote::Ready { .. }]));
+}
+
+#[test]
+fn the_shutdown_is_told_once_as_stopping() {
+    use crate::notify::ParentNote;
+    let mut h = Harness::new(vec![spec("web")]);
+    h.sup.notify_parent(None, h.now());
+    let fx = h.start_all();
+    h.settle(fx);
+    let fx = h
+        .sup
+        .handle(Event::Terminate { signal: "SIGTERM" }, h.now());
+    assert_eq!(
+        notes(&fx),
+        [ParentNote::Stopping {
+            status: "stopping services".into()
+        }]
+    );
+    let fx = h.exit("web", ExitStatus::Signal(15));
+    assert!(notes(&fx).is_empty(), "{fx:?}");
+}
+
+#[test]
+fn the_watchdog_is_a_deadline_at_half_the_managers_interval() {
+    use crate::notify::ParentNote;
+    let mut h = Harness::new(vec![spec("web")]);
+    h.sup.notify_parent(Some(Duration::from_secs(10)), h.now());
+    let fx = h.start_all();
+    assert_eq!(
+        notes(&fx),
+        [ParentNote::Watchdog],
+        "the first ping is due at once"
+    );
+    h.settle(fx);
+    let t0 = h.now().at;
+    assert_eq!(h.sup.next_deadline(), Some(t0 + Duration::from_secs(5)));
+    let fx = h.tick();
+    assert_eq!(notes(&fx), [ParentNote::Watchdog]);
+    assert_eq!(h.sup.next_deadline(), Some(t0 + Duration::from_secs(10)));
+}
