@@ -29,7 +29,7 @@ use super::deps;
 use super::event::{Effect, Event, Now};
 use super::exit::{exit_when_fired, stuck};
 use super::policy::{self, Decision, Jitter};
-use super::service::{AfterStop, Phase, Run, Service, Stopping, Want};
+use super::service::{AfterStop, Kill, Phase, Run, Service, Stopping, Want};
 use super::status::EndReason;
 
 #[derive(Debug, Clone, Copy)]
@@ -202,17 +202,11 @@ impl Supervisor {
         );
         stop::push_stop_signal(&s.name, run.target(svc.spec.kill_mode), signal, fx);
         let deadline = now.after(svc.spec.kill_timeout);
-        svc.set_phase(
-            Phase::Stopping(Stopping {
-                run,
-                deadline,
-                forced: false,
-                main_exit: None,
-                then,
-                orphaned: true,
-            }),
-            now.wall,
-        );
+        let stopping = Stopping {
+            orphaned: true,
+            ..Stopping::new(run, deadline, then)
+        };
+        svc.set_phase(Phase::Stopping(stopping), now.wall);
         self.by_pid.insert(s.pid, s.name.clone());
     }
 
@@ -325,7 +319,7 @@ impl Supervisor {
             s.want.is_up()
                 && match s.phase {
                     Phase::Spawning => true,
-                    Phase::Running(run) => !run.ready,
+                    Phase::Running(run) => !run.is_ready(),
                     Phase::Waiting => !stuck(name, &self.services),
                     _ => false,
                 }
@@ -400,7 +394,7 @@ impl Supervisor {
                 {
                     let mut run = readiness::first_run(&svc.spec, pid, now);
                     run.start_time = start_time;
-                    if run.ready {
+                    if run.is_ready() {
                         tracing::info!("{service}: started (pid {pid})");
                     } else {
                         tracing::info!("{service}: started (pid {pid}), waiting until it is ready");
@@ -506,9 +500,9 @@ impl Supervisor {
     pub fn next_deadline(&self) -> Option<Instant> {
         let per_service = self.services.values().filter_map(|s| match &s.phase {
             Phase::Backoff { until } => Some(*until),
-            Phase::Stopping(st) if !st.forced => Some(st.deadline),
+            Phase::Stopping(st) => st.kill_deadline(),
             Phase::Failed { rearm_at, .. } => *rearm_at,
-            Phase::Running(run) => [run.ready_deadline, run.probe_due, run.watchdog_deadline]
+            Phase::Running(run) => [run.ready_deadline(), run.probe_due, run.watchdog_deadline]
                 .into_iter()
                 .flatten()
                 .min(),
@@ -577,7 +571,7 @@ impl Supervisor {
                         signal: SIGKILL,
                     });
                     self.finish_stop(&name, now);
-                } else if svc.spec.kill_mode == KillMode::Group && !stop.forced {
+                } else if svc.spec.kill_mode == KillMode::Group && stop.kill != Kill::Forced {
                     fx.push(Effect::CheckGroup {
                         service: name.clone(),
                         pgid: stop.run.pgid,
@@ -694,7 +688,7 @@ impl Supervisor {
                     svc.set_phase(next, now.wall);
                 }
                 Phase::Running(_) => running.push(name.clone()),
-                Phase::Stopping(st) if !st.forced && st.deadline <= now.at => {
+                Phase::Stopping(st) if st.kill_deadline().is_some_and(|d| d <= now.at) => {
                     overdue.push(name.clone())
                 }
                 _ => {}

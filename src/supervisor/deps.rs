@@ -91,7 +91,7 @@ pub fn check(services: &BTreeMap<String, Service>, dep: &str, condition: Conditi
         Phase::Running(_) if svc.want == Want::Restart => Wait::Pending,
         Phase::Running(run) => match condition {
             Condition::Started => Wait::Met,
-            Condition::Ready if run.ready => Wait::Met,
+            Condition::Ready if run.is_ready() => Wait::Met,
             Condition::Ready | Condition::Completed => Wait::Pending,
         },
         Phase::Exited { status } => {
@@ -218,7 +218,7 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     use super::*;
-    use crate::supervisor::service::{Run, Stopping};
+    use crate::supervisor::service::{Readiness, Run, Stopping};
     use crate::testing::spec;
 
     fn table(rows: Vec<(&str, &[&str], Phase, Want)>) -> BTreeMap<String, Service> {
@@ -236,7 +236,11 @@ mod tests {
 
     fn running(ready: bool) -> Phase {
         let mut run = Run::new(10, Instant::now(), SystemTime::UNIX_EPOCH);
-        run.ready = ready;
+        if !ready {
+            run.readiness = Readiness::Pending {
+                deadline: Instant::now(),
+            };
+        }
         Phase::Running(run)
     }
 
@@ -303,14 +307,11 @@ mod tests {
             [Wait::Pending, Wait::Pending, Wait::Pending]
         );
         let stopping = |then| {
-            Phase::Stopping(Stopping {
-                run: Run::new(10, Instant::now(), SystemTime::UNIX_EPOCH),
-                deadline: Instant::now(),
-                forced: false,
-                main_exit: None,
+            Phase::Stopping(Stopping::new(
+                Run::new(10, Instant::now(), SystemTime::UNIX_EPOCH),
+                Instant::now(),
                 then,
-                orphaned: false,
-            })
+            ))
         };
         assert_eq!(
             each(stopping(AfterStop::Start), Want::Up),

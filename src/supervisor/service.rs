@@ -104,10 +104,8 @@ pub struct Run {
     pub start_time: Option<u64>,
     pub started: Instant,
     pub started_wall: SystemTime,
-    /// Readiness reported (or none asked for): dependents may start, status is `running`.
-    pub ready: bool,
-    /// Readiness must come before this, or the run has failed.
-    pub ready_deadline: Option<Instant>,
+    /// Whether dependents may start yet and the status is `running`.
+    pub readiness: Readiness,
     /// The next readiness or health probe, while none is in flight.
     pub probe_due: Option<Instant>,
     /// Readiness probes tried so far (the retry interval grows with it).
@@ -118,7 +116,29 @@ pub struct Run {
     pub watchdog_deadline: Option<Instant>,
 }
 
+/// Where a run stands with its `ready` check. A run waiting for readiness always has a
+/// deadline, and a ready one none: one value, so the two cannot disagree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// Readiness reported (or none asked for).
+    Ready,
+    /// Readiness must come before `deadline`, or the run has failed.
+    Pending { deadline: Instant },
+}
+
 impl Run {
+    pub fn is_ready(&self) -> bool {
+        self.readiness == Readiness::Ready
+    }
+
+    /// When readiness must have come, while it has not.
+    pub fn ready_deadline(&self) -> Option<Instant> {
+        match self.readiness {
+            Readiness::Ready => None,
+            Readiness::Pending { deadline } => Some(deadline),
+        }
+    }
+
     /// Who the kill policy signals: the whole group, or only the main process.
     pub fn target(&self, mode: KillMode) -> Target {
         match mode {
@@ -134,8 +154,7 @@ impl Run {
             start_time: None,
             started: now_at,
             started_wall: now_wall,
-            ready: true,
-            ready_deadline: None,
+            readiness: Readiness::Ready,
             probe_due: None,
             probe_attempts: 0,
             health_failures: 0,
@@ -155,13 +174,20 @@ pub enum AfterStop {
     },
 }
 
+/// How a stop is going: the stop signal went out, or SIGKILL did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kill {
+    /// The stop signal was sent; SIGKILL follows at `deadline` if the process (or its
+    /// group) is still there.
+    Graceful { deadline: Instant },
+    /// SIGKILL was sent: the stop no longer counts as clean, and no deadline is left.
+    Forced,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stopping {
     pub run: Run,
-    /// When SIGKILL follows if the process (or its group) is still there.
-    pub deadline: Instant,
-    /// SIGKILL was sent: the stop no longer counts as clean.
-    pub forced: bool,
+    pub kill: Kill,
     /// The main process has ended; in group mode the rest of the group may linger.
     pub main_exit: Option<ExitStatus>,
     pub then: AfterStop,
@@ -169,6 +195,30 @@ pub struct Stopping {
     /// group become zombies only init can reap, so their end is never seen. Its stop ends
     /// with the main process, and whatever is left of the group is killed.
     pub orphaned: bool,
+}
+
+impl Stopping {
+    /// The stop signal just went to `run`'s process (or group); SIGKILL follows at
+    /// `kill_deadline`.
+    pub fn new(run: Run, kill_deadline: Instant, then: AfterStop) -> Stopping {
+        Stopping {
+            run,
+            kill: Kill::Graceful {
+                deadline: kill_deadline,
+            },
+            main_exit: None,
+            then,
+            orphaned: false,
+        }
+    }
+
+    /// When SIGKILL is due, unless it was sent already.
+    pub fn kill_deadline(&self) -> Option<Instant> {
+        match self.kill {
+            Kill::Graceful { deadline } => Some(deadline),
+            Kill::Forced => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -235,7 +285,7 @@ impl Service {
         match self.phase {
             Phase::Stopped => Status::Stopped,
             Phase::Waiting | Phase::Spawning => Status::Starting,
-            Phase::Running(run) if !run.ready => Status::Starting,
+            Phase::Running(run) if !run.is_ready() => Status::Starting,
             Phase::Running(_) => Status::Running,
             Phase::Stopping(_) => Status::Stopping,
             Phase::Backoff { .. } => Status::Backoff,

@@ -15,7 +15,7 @@ use crate::ipc::{ErrorKind, ProtocolError};
 use crate::process::ExitStatus;
 use crate::supervisor::event::{Effect, Now};
 use crate::supervisor::policy;
-use crate::supervisor::service::{AfterStop, Phase, Stopping};
+use crate::supervisor::service::{AfterStop, Kill, Phase, Stopping};
 use crate::supervisor::status::EndReason;
 
 use super::{SIGKILL, Shutdown, Supervisor};
@@ -136,20 +136,14 @@ impl Supervisor {
                     target: run.target(mode),
                     signal: SIGKILL,
                 });
-                svc.set_phase(
-                    Phase::Stopping(Stopping {
-                        run,
-                        deadline: now.at,
-                        forced: true,
-                        main_exit: None,
-                        then: AfterStop::Stay,
-                        orphaned: false,
-                    }),
-                    now.wall,
-                );
+                let stopping = Stopping {
+                    kill: Kill::Forced,
+                    ..Stopping::new(run, now.at, AfterStop::Stay)
+                };
+                svc.set_phase(Phase::Stopping(stopping), now.wall);
             }
-            Phase::Stopping(st) if !st.forced => {
-                st.forced = true;
+            Phase::Stopping(st) if st.kill != Kill::Forced => {
+                st.kill = Kill::Forced;
                 fx.push(Effect::Signal {
                     service: name.into(),
                     target: st.run.target(mode),
@@ -180,14 +174,7 @@ impl Supervisor {
         let target = run.target(svc.spec.kill_mode);
         tracing::info!("{name}: stopping ({})", signal.name());
         push_stop_signal(name, target, signal, fx);
-        let stop = Stopping {
-            run,
-            deadline: now.after(svc.spec.kill_timeout),
-            forced: false,
-            main_exit: None,
-            then,
-            orphaned: false,
-        };
+        let stop = Stopping::new(run, now.after(svc.spec.kill_timeout), then);
         svc.set_phase(Phase::Stopping(stop), now.wall);
     }
 
@@ -209,7 +196,7 @@ impl Supervisor {
         };
         svc.record_exit(stop.run.pid, status, now.wall, uptime, reason, detail); // A survivor of an earlier daemon ends with a status nobody can know: it ended after
         // the stop signal, which is all a clean stop asks.
-        let clean = !stop.forced
+        let clean = stop.kill != Kill::Forced
             && (policy::is_success(&svc.spec, status)
                 || status == ExitStatus::Signal(svc.spec.stop_signal.number())
                 || stop.orphaned && status == ExitStatus::Unknown);
