@@ -32,7 +32,8 @@ use super::policy::{self, Decision, Jitter};
 use super::service::{AfterStop, Kill, Phase, Run, Service, Stopping, Want};
 use super::status::EndReason;
 
-#[derive(Debug, Clone, Copy)]
+/// A shutdown under way. What only a shutdown has lives here, so that none of it can be
+/// set while runpm still serves.
 struct Shutdown {
     /// When the signal or request that began it was handled: a repeat within
     /// [`stop::SAME_SIGNAL`] is the same request arriving twice.
@@ -40,6 +41,12 @@ struct Shutdown {
     deadline: Instant,
     escalated: bool,
     exit_sent: bool,
+    /// The state file's records as they were when it began: what was running then is what
+    /// the next start brings back.
+    frozen: Vec<Snapshot>,
+    /// runpm's exit code as decided so far: set by `exit_when`, or by the first stop that
+    /// was not clean. Failed services are consulted when it is unset.
+    exit_code: Option<u8>,
 }
 
 pub struct Supervisor {
@@ -55,13 +62,8 @@ pub struct Supervisor {
     /// Where the config was loaded from, for reload replies.
     source: String,
     shutdown: Option<Shutdown>,
-    /// runpm's exit code as decided so far: set by `exit_when`, or by the first stop that
-    /// was not clean. Failed services are consulted when it is unset.
-    exit_code: Option<u8>,
     /// Operator requests that reply once their services got where they were sent.
     waiters: Vec<Waiter>,
-    /// The state file's records as they were when shutdown began.
-    frozen: Option<Vec<Snapshot>>,
     /// Set while running the last-known-good specs because the config is invalid: why.
     last_known_good: Option<String>,
     jitter: Jitter,
@@ -84,9 +86,7 @@ impl Supervisor {
             settings: config.settings.clone(),
             source: config.source.to_string(),
             shutdown: None,
-            exit_code: None,
             waiters: Vec::new(),
-            frozen: None,
             last_known_good: None,
             jitter,
             parent: None,
@@ -215,8 +215,8 @@ impl Supervisor {
     /// was running then is what the next start brings back.
     pub fn records(&self) -> Vec<ServiceRecord> {
         let now;
-        let snapshot = match &self.frozen {
-            Some(frozen) => frozen,
+        let snapshot = match &self.shutdown {
+            Some(shutdown) => &shutdown.frozen,
             None => {
                 now = self.snapshot();
                 &now
@@ -272,7 +272,7 @@ impl Supervisor {
             std::collections::hash_map::DefaultHasher::new(),
             std::collections::hash_map::DefaultHasher::new(),
         );
-        self.frozen.is_some().hash(&mut all);
+        self.shutdown.is_some().hash(&mut all);
         for (name, s) in &self.services {
             name.hash(&mut all);
             s.status().hash(&mut all);
@@ -360,7 +360,7 @@ impl Supervisor {
     /// The session ended by runpm's own decision (a shutdown that completed): the state
     /// file says so, and the next start begins from the config.
     pub fn ended_cleanly(&self) -> bool {
-        self.shutdown.is_some_and(|s| s.exit_sent)
+        self.shutdown.as_ref().is_some_and(|s| s.exit_sent)
     }
 
     pub fn handle(&mut self, event: Event, now: Now) -> Vec<Effect> {
@@ -508,7 +508,11 @@ impl Supervisor {
                 .min(),
             _ => None,
         });
-        let shutdown = self.shutdown.filter(|s| !s.escalated).map(|s| s.deadline);
+        let shutdown = self
+            .shutdown
+            .as_ref()
+            .filter(|s| !s.escalated)
+            .map(|s| s.deadline);
         per_service
             .chain(shutdown)
             .chain(self.parent_deadline())
@@ -707,7 +711,7 @@ impl Supervisor {
             }
             self.kill_now(&name, now, fx);
         }
-        if let Some(s) = self.shutdown
+        if let Some(s) = &self.shutdown
             && !s.escalated
             && s.deadline <= now.at
         {
@@ -855,10 +859,7 @@ impl Supervisor {
                 return;
             };
             tracing::info!("exit_when is met: stopping");
-            if code != 0 {
-                self.exit_code.get_or_insert(code);
-            }
-            self.begin_shutdown(now, fx);
+            self.begin_shutdown((code != 0).then_some(code), now, fx);
             // Stop whatever still runs, in order, before the exit below can be reached.
             self.drive(now, fx);
             return;
@@ -870,7 +871,7 @@ impl Supervisor {
             return;
         }
         shutdown.exit_sent = true;
-        let code = self
+        let code = shutdown
             .exit_code
             .or_else(|| {
                 self.services.values().find_map(|s| match s.phase {

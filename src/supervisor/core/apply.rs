@@ -152,13 +152,7 @@ impl Supervisor {
             }
         };
         if self.shutdown.is_some() {
-            reply(
-                fx,
-                Err(ProtocolError::new(
-                    ErrorKind::ShuttingDown,
-                    "runpm is shutting down",
-                )),
-            );
+            reply(fx, Err(ProtocolError::shutting_down()));
             return;
         }
         let config = match result {

@@ -172,10 +172,10 @@ impl Supervisor {
                 Err(e) => reply(fx, Err(e)),
             },
             Request::Shutdown => {
-                match self.shutdown {
+                match &self.shutdown {
                     None => {
                         tracing::info!("shutdown requested: stopping all services");
-                        self.begin_shutdown(now, fx);
+                        self.begin_shutdown(None, now, fx);
                     }
                     // As a second Ctrl-C: whoever asks again does not want to wait.
                     Some(s) if !s.escalated => {
@@ -468,7 +468,7 @@ pub(super) fn want_up_with_dependencies(desired: &mut BTreeMap<String, Desired>,
 }
 
 fn shutting_down() -> ProtocolError {
-    ProtocolError::new(ErrorKind::ShuttingDown, "runpm is shutting down")
+    ProtocolError::shutting_down()
 }
 
 pub(super) fn describe_action(action: &reconcile::Action) -> String {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal as NixSignal;
 
-use crate::ipc::{ErrorKind, ProtocolError};
+use crate::ipc::ProtocolError;
 use crate::process::ExitStatus;
 use crate::supervisor::event::{Effect, Now};
 use crate::supervisor::policy;
@@ -78,7 +78,7 @@ impl Supervisor {
         match on_terminate(self.shutdown.as_ref(), now.at) {
             OnTerminate::Begin => {
                 tracing::info!("received {signal}: stopping all services");
-                self.begin_shutdown(now, fx);
+                self.begin_shutdown(None, now, fx);
             }
             OnTerminate::Repeat => tracing::debug!(
                 "received {signal} again within {}ms: the same request",
@@ -92,13 +92,14 @@ impl Supervisor {
         }
     }
 
-    pub(super) fn begin_shutdown(&mut self, now: Now, fx: &mut Vec<Effect>) {
-        self.frozen = Some(self.snapshot());
+    /// Begins the shutdown; `exit_code`: runpm's exit code when `exit_when` already decided
+    /// it (the first unclean stop decides it otherwise).
+    pub(super) fn begin_shutdown(&mut self, exit_code: Option<u8>, now: Now, fx: &mut Vec<Effect>) {
+        let frozen = self.snapshot();
         for w in std::mem::take(&mut self.waiters) {
-            let error = ProtocolError::new(ErrorKind::ShuttingDown, "runpm is shutting down");
             fx.push(Effect::Reply {
                 token: w.token,
-                reply: Err(error),
+                reply: Err(ProtocolError::shutting_down()),
             });
         }
         self.shutdown = Some(Shutdown {
@@ -106,6 +107,8 @@ impl Supervisor {
             deadline: now.after(self.settings.shutdown_timeout),
             escalated: false,
             exit_sent: false,
+            frozen,
+            exit_code,
         });
         for svc in self.services.values_mut() {
             svc.want = svc.want.down();
@@ -206,8 +209,8 @@ impl Supervisor {
             tracing::warn!("{name}: stopped uncleanly: {status}");
             // Only the stops of runpm's own shutdown speak for its exit code; a restart
             // that needed SIGKILL an hour ago does not.
-            if self.shutdown.is_some() {
-                self.exit_code.get_or_insert(status.as_exit_code());
+            if let Some(shutdown) = &mut self.shutdown {
+                shutdown.exit_code.get_or_insert(status.as_exit_code());
             }
         }
         match stop.then {
@@ -234,6 +237,8 @@ mod tests {
             deadline: began + Duration::from_secs(30),
             escalated,
             exit_sent: false,
+            frozen: Vec::new(),
+            exit_code: None,
         }
     }
 
