@@ -1,25 +1,33 @@
 //! One service's state: what is wanted of it beside what it is doing.
 //!
-//! `want` is the operator's and the config's intent; `phase` is what the process is doing.
-//! The handler moves `phase` toward `want`; the combinations and what each one means:
+//! `want` is the operator's and the config's intent ([`Want`]: up, up with a restart
+//! pending, down (by hand or not), or on the way out of the table); `phase` is what the
+//! process is doing. The handler moves `phase` toward `want`; the combinations and what
+//! each one means (each row has its test in `core/tests.rs`, module `table`):
 //!
-//! | want | phase      | meaning / next step                                                |
-//! |------|------------|--------------------------------------------------------------------|
-//! | up   | `Waiting`  | start requested; spawns once every dependency is running           |
-//! | up   | `Spawning` | spawn effect issued; `Spawned`/`SpawnFailed` answers it            |
-//! | up   | `Running`  | `starting` until ready, then `running`; an exit (or a missed       |
-//! |      |            | readiness, health or watchdog deadline) goes to the restart policy |
-//! | up   | `Stopping` | a restart: stop first, then `Waiting` again                        |
-//! | up   | `Backoff`  | restart delay running; `Waiting` when it expires                   |
-//! | up   | `Exited`   | the policy said stay down; only a start re-arms it                 |
-//! | up   | `Failed`   | crash loop, spawn error, missed readiness under `never`; a start,  |
-//! |      |            | a config change or `failed_cooldown` re-arms it                    |
-//! | up   | `Stopped`  | not reached: a start request moves `Stopped` to `Waiting`          |
-//! | down | `Waiting`, `Backoff` | dropped at once to `Stopped`                             |
-//! | down | `Spawning` | stopped as soon as the spawn is answered                           |
-//! | down | `Running`  | stop signal sent once no dependent is still going down             |
-//! | down | `Stopping` | waiting for the exit (and an empty group), or the kill deadline    |
-//! | down | `Stopped`, `Exited`, `Failed` | at rest                                     |
+//! | want    | phase      | meaning / next step                                             |
+//! |---------|------------|-----------------------------------------------------------------|
+//! | up      | `Waiting`  | start requested; spawns once every dependency is running        |
+//! | up      | `Spawning` | spawn effect issued; `Spawned`/`SpawnFailed` answers it         |
+//! | up      | `Running`  | `starting` until ready, then `running`; an exit (or a missed    |
+//! |         |            | readiness, health or watchdog deadline) goes to the policy      |
+//! | up      | `Stopping` | a restart: stop first, then `Waiting` again                     |
+//! | up      | `Backoff`  | restart delay running; `Waiting` when it expires                |
+//! | up      | `Exited`   | the policy said stay down; only a start re-arms it              |
+//! | up      | `Failed`   | crash loop, spawn error, missed readiness under `never`; a      |
+//! |         |            | start, a config change or `failed_cooldown` re-arms it          |
+//! | up      | `Stopped`  | not reached: a start request moves `Stopped` to `Waiting`       |
+//! | restart | `Running`  | stop signal once no dependent is still going down, then start   |
+//! | restart | `Stopping` | the stop under way ends in a start; want is up again            |
+//! | restart | `Waiting`, `Backoff`, `Stopped`, `Exited`, `Failed` | `Waiting` at once,     |
+//! |         |            | with a fresh crash window                                       |
+//! | restart | `Spawning` | waits for the spawn's answer, then as `Running`                 |
+//! | down    | `Waiting`, `Backoff` | dropped at once to `Stopped`                          |
+//! | down    | `Spawning` | stopped as soon as the spawn is answered                        |
+//! | down    | `Running`  | stop signal sent once no dependent is still going down          |
+//! | down    | `Stopping` | waiting for the exit (and an empty group), or the kill deadline |
+//! | down    | `Stopped`, `Exited`, `Failed` | at rest                                      |
+//! | remove  | any        | as down; leaves the table once nothing of it runs               |
 
 use std::collections::VecDeque;
 use std::sync::Arc;

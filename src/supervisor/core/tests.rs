@@ -1892,3 +1892,339 @@ fn the_watchdog_is_a_deadline_at_half_the_managers_interval() {
     assert_eq!(notes(&fx), [ParentNote::Watchdog]);
     assert_eq!(h.sup.next_deadline(), Some(t0 + Duration::from_secs(10)));
 }
+
+// ---------------------------------------------------------------------------------------------
+// One test per row of the want × phase table in service.rs
+// ---------------------------------------------------------------------------------------------
+
+mod table {
+    use super::*;
+    use crate::supervisor::service::{AfterStop, Want};
+
+    fn one(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
+    fn start(names: &[&str]) -> Request {
+        Request::Start {
+            services: one(names),
+            all: false,
+        }
+    }
+
+    fn stop(names: &[&str]) -> Request {
+        Request::Stop {
+            services: one(names),
+            all: false,
+        }
+    }
+
+    fn restart(names: &[&str]) -> Request {
+        Request::Restart {
+            services: one(names),
+            all: false,
+        }
+    }
+
+    /// `web` running, then set to `want` and `phase` by hand; `other` keeps running, so
+    /// that the harness's `exit_when = all-exited` never ends the session.
+    fn forced(want: Want, phase: Phase) -> Harness {
+        let mut h = Harness::new(vec![spec("web"), spec("other")]);
+        let fx = h.start_all();
+        h.settle(fx);
+        let pid = h.pid("web");
+        h.sup.by_pid.remove(&pid);
+        let svc = h.sup.services.get_mut("web").unwrap();
+        svc.want = want;
+        svc.phase = phase;
+        h
+    }
+
+    fn phase(h: &Harness, name: &str) -> Phase {
+        h.sup.service(name).unwrap().phase.clone()
+    }
+
+    #[test]
+    fn up_waiting_spawns_once_every_dependency_runs() {
+        let mut h = Harness::new(vec![dep("app", &["db"]), spec("db")]);
+        let fx = h.start_all();
+        assert_eq!(spawned(&fx), ["db"]);
+        assert_eq!(phase(&h, "app"), Phase::Waiting);
+        assert_eq!(h.sup.service("app").unwrap().want, Want::Up);
+        let fx = h.sup.handle(
+            Event::Spawned {
+                service: "db".into(),
+                pid: 50,
+                start_time: None,
+            },
+            h.now(),
+        );
+        assert_eq!(spawned(&fx), ["app"]);
+    }
+
+    #[test]
+    fn up_spawning_is_answered_by_spawned_or_spawn_failed() {
+        let mut h = Harness::new(vec![spec("web"), spec("bad")]);
+        h.start_all();
+        assert_eq!(phase(&h, "web"), Phase::Spawning);
+        let ok = Event::Spawned {
+            service: "web".into(),
+            pid: 50,
+            start_time: None,
+        };
+        h.sup.handle(ok, h.now());
+        assert!(matches!(phase(&h, "web"), Phase::Running(_)));
+        let failed = Event::SpawnFailed {
+            service: "bad".into(),
+            error: "not found".into(),
+            code: 127,
+        };
+        h.sup.handle(failed, h.now());
+        assert!(!matches!(
+            phase(&h, "bad"),
+            Phase::Spawning | Phase::Running(_)
+        ));
+    }
+
+    #[test]
+    fn up_running_is_starting_until_ready_and_an_exit_goes_to_the_policy() {
+        let mut s = spec("web");
+        s.ready = Some(Ready::Notify);
+        let mut h = Harness::new(vec![s]);
+        let fx = h.start_all();
+        h.settle(fx);
+        assert_eq!(h.status("web"), Status::Starting);
+        h.notify("web", vec![Notification::Ready]);
+        assert_eq!(h.status("web"), Status::Running);
+        h.exit("web", ExitStatus::Code(1));
+        assert_eq!(h.status("web"), Status::Backoff, "on-failure restarts it");
+    }
+
+    #[test]
+    fn up_stopping_is_a_restart_that_waits_again_after_the_exit() {
+        let mut h = Harness::new(vec![spec("web")]);
+        let fx = h.start_all();
+        h.settle(fx);
+        let pid = h.pid("web");
+        h.request(1, restart(&["web"]));
+        assert!(matches!(
+            phase(&h, "web"),
+            Phase::Stopping(Stopping {
+                then: AfterStop::Start,
+                ..
+            })
+        ));
+        let fx = h
+            .sup
+            .handle(Event::ChildExited { pid, status: TERM }, h.now());
+        let fx = h.obey(fx);
+        assert_eq!(h.status("web"), Status::Running, "started again: {fx:?}");
+        assert_ne!(h.pid("web"), pid);
+    }
+
+    #[test]
+    fn up_backoff_waits_then_spawns_when_the_delay_expires() {
+        let mut h = Harness::new(vec![spec("web")]);
+        let fx = h.start_all();
+        h.settle(fx);
+        h.exit("web", ExitStatus::Code(1));
+        assert_eq!(h.status("web"), Status::Backoff);
+        let fx = h.tick();
+        assert_eq!(spawned(&fx), ["web"]);
+    }
+
+    #[test]
+    fn up_exited_stays_down_until_a_start() {
+        let mut s = spec("task");
+        s.restart = RestartPolicy::Never;
+        let mut h = Harness::new(vec![s, spec("web")]);
+        let fx = h.start_all();
+        h.settle(fx);
+        h.exit("task", ExitStatus::Code(0));
+        assert_eq!(h.status("task"), Status::Exited);
+        assert_eq!(h.sup.service("task").unwrap().want, Want::Up);
+        let fx = h.sup.handle(Event::Tick, h.now());
+        assert!(spawned(&fx).is_empty());
+        let fx = h.request(1, start(&["task"]));
+        assert_eq!(spawned(&fx), ["task"]);
+    }
+
+    #[test]
+    fn up_failed_stays_until_a_start_rearms_it() {
+        let failed = Phase::Failed {
+            reason: "crash loop".into(),
+            code: 1,
+            rearm_at: None,
+        };
+        let mut h = forced(Want::Up, failed);
+        let fx = h.sup.handle(Event::Tick, h.now());
+        assert!(spawned(&fx).is_empty());
+        let fx = h.request(1, start(&["web"]));
+        assert_eq!(spawned(&fx), ["web"]);
+    }
+
+    #[test]
+    fn up_stopped_is_not_reached_a_start_moves_it_on() {
+        let mut h = forced(Want::Down { by_operator: true }, Phase::Stopped);
+        let fx = h.request(1, start(&["web"]));
+        assert_eq!(spawned(&fx), ["web"]);
+        let svc = h.sup.service("web").unwrap();
+        assert_eq!(svc.want, Want::Up);
+        assert_eq!(svc.phase, Phase::Spawning);
+    }
+
+    #[test]
+    fn restart_running_stops_after_its_dependents_then_starts() {
+        let mut h = Harness::new(vec![dep("app", &["db"]), spec("db")]);
+        let fx = h.start_all();
+        h.settle(fx);
+        let fx = h.request(1, restart(&["db"]));
+        let stopped: Vec<&str> = signals(&fx).iter().map(|(s, _, _)| *s).collect();
+        assert_eq!(stopped, ["app"], "the dependent stops first");
+        assert_eq!(h.sup.service("db").unwrap().want, Want::Restart);
+        let db = h.pid("db");
+        let fx = h.obey(fx);
+        assert_eq!(h.status("db"), Status::Running, "{fx:?}");
+        assert_ne!(h.pid("db"), db, "db was restarted");
+        assert_eq!(h.status("app"), Status::Running, "app came back after db");
+        assert_eq!(h.sup.service("db").unwrap().want, Want::Up);
+    }
+
+    #[test]
+    fn restart_stopping_ends_the_stop_under_way_in_a_start() {
+        let mut h = Harness::new(vec![spec("web")]);
+        let fx = h.start_all();
+        h.settle(fx);
+        h.request(1, stop(&["web"]));
+        assert!(matches!(
+            phase(&h, "web"),
+            Phase::Stopping(Stopping {
+                then: AfterStop::Stay,
+                ..
+            })
+        ));
+        h.request(2, restart(&["web"]));
+        assert!(matches!(
+            phase(&h, "web"),
+            Phase::Stopping(Stopping {
+                then: AfterStop::Start,
+                ..
+            })
+        ));
+        assert_eq!(h.sup.service("web").unwrap().want, Want::Up);
+    }
+
+    #[test]
+    fn restart_at_rest_waits_again_at_once_with_a_fresh_crash_window() {
+        let at_rest = Phase::Exited {
+            status: ExitStatus::Code(1),
+        };
+        let mut h = forced(Want::Restart, at_rest);
+        h.sup.services.get_mut("web").unwrap().restarts = 4;
+        let fx = h.sup.handle(Event::Tick, h.now());
+        assert_eq!(spawned(&fx), ["web"]);
+        assert_eq!(h.sup.service("web").unwrap().want, Want::Up);
+    }
+
+    #[test]
+    fn restart_spawning_waits_for_the_answer_then_stops() {
+        let mut h = forced(Want::Restart, Phase::Spawning);
+        let fx = h.sup.handle(Event::Tick, h.now());
+        assert!(signals(&fx).is_empty() && spawned(&fx).is_empty());
+        let fx = h.sup.handle(
+            Event::Spawned {
+                service: "web".into(),
+                pid: 77,
+                start_time: None,
+            },
+            h.now(),
+        );
+        assert_eq!(signals(&fx), [("web", Target::Group(77), Nix::SIGTERM)]);
+    }
+
+    #[test]
+    fn down_waiting_or_backoff_drops_to_stopped_at_once() {
+        for before in [
+            Phase::Waiting,
+            Phase::Backoff {
+                until: Instant::now() + Duration::from_secs(60),
+            },
+        ] {
+            let mut h = forced(Want::Down { by_operator: false }, before);
+            let fx = h.sup.handle(Event::Tick, h.now());
+            assert!(spawned(&fx).is_empty());
+            assert_eq!(phase(&h, "web"), Phase::Stopped);
+        }
+    }
+
+    #[test]
+    fn down_spawning_stops_as_soon_as_the_spawn_is_answered() {
+        let mut h = forced(Want::Down { by_operator: true }, Phase::Spawning);
+        let fx = h.sup.handle(
+            Event::Spawned {
+                service: "web".into(),
+                pid: 77,
+                start_time: None,
+            },
+            h.now(),
+        );
+        assert_eq!(signals(&fx), [("web", Target::Group(77), Nix::SIGTERM)]);
+    }
+
+    #[test]
+    fn down_running_is_signalled_once_no_dependent_is_going_down() {
+        let mut h = Harness::new(vec![dep("app", &["db"]), spec("db")]);
+        let fx = h.start_all();
+        h.settle(fx);
+        let fx = h.request(1, stop(&["app", "db"]));
+        let stopped: Vec<&str> = signals(&fx).iter().map(|(s, _, _)| *s).collect();
+        assert_eq!(stopped, ["app"], "db waits for app: {fx:?}");
+        let fx = h.obey(fx);
+        assert_eq!(h.status("db"), Status::Stopped, "{fx:?}");
+    }
+
+    #[test]
+    fn down_stopping_waits_for_the_exit_or_the_kill_deadline() {
+        let mut h = Harness::new(vec![spec("web")]);
+        let fx = h.start_all();
+        h.settle(fx);
+        let pid = h.pid("web");
+        h.request(1, stop(&["web"]));
+        let fx = h.sup.handle(Event::Tick, h.now());
+        assert!(signals(&fx).is_empty(), "nothing before the deadline");
+        let fx = h.tick();
+        assert_eq!(signals(&fx), [("web", Target::Group(pid), Nix::SIGKILL)]);
+    }
+
+    #[test]
+    fn down_at_rest_does_nothing() {
+        for at_rest in [
+            Phase::Stopped,
+            Phase::Exited {
+                status: ExitStatus::Code(0),
+            },
+            Phase::Failed {
+                reason: "x".into(),
+                code: 1,
+                rearm_at: None,
+            },
+        ] {
+            let mut h = forced(Want::Down { by_operator: false }, at_rest.clone());
+            let fx = h.sup.handle(Event::Tick, h.now());
+            assert!(fx.is_empty(), "{at_rest:?}: {fx:?}");
+            assert_eq!(phase(&h, "web"), at_rest);
+        }
+    }
+
+    #[test]
+    fn remove_stops_it_then_it_leaves_the_table() {
+        let mut h = Harness::new(vec![spec("web"), spec("old")]);
+        let fx = h.start_all();
+        h.settle(fx);
+        let fx = h.reload(1, vec![spec("web")], false);
+        assert_eq!(h.sup.service("old").unwrap().want, Want::Remove);
+        h.obey(fx);
+        assert!(h.sup.service("old").is_none(), "gone once stopped");
+        assert!(h.sup.service("web").is_some());
+    }
+}
