@@ -142,7 +142,7 @@ impl Slots {
             keep: keep as c_uint,
             stack,
             // Read once, here: at the first spawn, after the runtime installed every handler
-            // it will ever install (see `supervisor::runtime::run`), and runpm never ignores
+            // it will ever install (see `daemon::runtime::run`), and runpm never ignores
             // a signal later. Resetting only these, rather than all 64, saves each child 60
             // system calls.
             reset: signals::non_default(),

@@ -17,7 +17,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::config::{Command, Probe, ServiceSpec};
 use crate::process::{self, ExitStatus, Listener, Target};
 
-use super::event::{Event, Purpose};
+use crate::supervisor::{Event, Purpose};
 
 /// An exec probe in flight.
 struct Running {

@@ -34,14 +34,12 @@ use crate::process::{ExitStatus, Target};
 use crate::state::{self, Resume};
 use crate::watch::{DEFAULT_DEBOUNCE, Watcher};
 
-use super::core::Supervisor;
-use super::event::{Effect, Event, Now};
+use crate::supervisor::{self, Effect, Event, Jitter, News, Now, StartupReport, Supervisor};
+
 use super::output::RunOutput;
 use super::persist::Persist;
-use super::policy::Jitter;
 use super::probes::{Internal, Probes};
 use super::signals::{DaemonSignals, Received};
-use super::startup::{self, News, StartupReport};
 
 pub struct RunOptions {
     /// Services to start (with their dependencies); `None`: every `autostart` service.
@@ -230,7 +228,7 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
             return Ok(code);
         }
         if let Some(tell) = &mut options.on_startup {
-            let news = report.turn(startup::outcomes(&sup));
+            let news = report.turn(supervisor::startup_outcomes(&sup));
             let done = news.result.is_some();
             if news != News::default() {
                 tell(news);
