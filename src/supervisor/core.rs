@@ -97,6 +97,7 @@ impl Supervisor {
     /// on) when given; else what the snapshot in `resume` says was running, plus services
     /// new since the snapshot that are `autostart`; else every `autostart` service.
     /// Processes that survived the previous daemon are stopped first, then replaced.
+    #[must_use = "the effects must be carried out"]
     pub fn boot(
         &mut self,
         config: &Config,
@@ -244,11 +245,7 @@ impl Supervisor {
             .iter()
             .filter(|(_, s)| s.want != Want::Remove)
             .map(|(name, s)| {
-                let run = match &s.phase {
-                    Phase::Running(run) => Some(run),
-                    Phase::Stopping(st) if st.main_exit.is_none() => Some(&st.run),
-                    _ => None,
-                };
+                let run = s.live_run();
                 Snapshot {
                     name: name.clone(),
                     status: s.status(),
@@ -363,12 +360,14 @@ impl Supervisor {
         self.shutdown.as_ref().is_some_and(|s| s.exit_sent)
     }
 
+    #[must_use = "the effects must be carried out"]
     pub fn handle(&mut self, event: Event, now: Now) -> Vec<Effect> {
         self.handle_all(std::iter::once(event), now)
     }
 
     /// Several events, then one look at the whole table: the answers to a turn's spawns
     /// come back together, and a thousand of them need not each walk a thousand services.
+    #[must_use = "the effects must be carried out"]
     pub fn handle_all(&mut self, events: impl IntoIterator<Item = Event>, now: Now) -> Vec<Effect> {
         let mut fx = Vec::new();
         let mut reload_done = false;

@@ -302,12 +302,17 @@ impl Service {
         }
     }
 
-    pub fn pid(&self) -> Option<i32> {
+    /// The run whose main process is alive: running, or stopping and not yet exited.
+    pub fn live_run(&self) -> Option<&Run> {
         match &self.phase {
-            Phase::Running(run) => Some(run.pid),
-            Phase::Stopping(s) if s.main_exit.is_none() => Some(s.run.pid),
+            Phase::Running(run) => Some(run),
+            Phase::Stopping(s) if s.main_exit.is_none() => Some(&s.run),
             _ => None,
         }
+    }
+
+    pub fn pid(&self) -> Option<i32> {
+        self.live_run().map(|run| run.pid)
     }
 
     /// A task that ended with a success code and stays down.

@@ -96,12 +96,9 @@ fn dependency_info(
 }
 
 pub(crate) fn service_info(svc: &Service, now: Now) -> ServiceInfo {
-    let uptime_ms = match &svc.phase {
-        Phase::Running(run) => Some(run),
-        Phase::Stopping(st) if st.main_exit.is_none() => Some(&st.run),
-        _ => None,
-    }
-    .map(|run| now.at.saturating_duration_since(run.started).as_millis() as u64);
+    let uptime_ms = svc
+        .live_run()
+        .map(|run| now.at.saturating_duration_since(run.started).as_millis() as u64);
     let next_start = match svc.phase {
         Phase::Backoff { until }
         | Phase::Failed {

@@ -378,7 +378,7 @@ fn kill_timeout_escalates_to_sigkill_and_the_exit_code_tells() {
     let fx = h.start_all();
     h.settle(fx);
     let pid = h.pid("stubborn");
-    h.sup.handle(Event::Terminate { signal: "SIGINT" }, h.now());
+    let _ = h.sup.handle(Event::Terminate { signal: "SIGINT" }, h.now());
     assert_eq!(
         h.sup.next_deadline(),
         Some(h.t0 + Duration::from_millis(300))
@@ -400,7 +400,8 @@ fn a_lingering_group_is_killed_at_the_deadline() {
     let fx = h.start_all();
     h.settle(fx);
     let pid = h.pid("a");
-    h.sup
+    let _ = h
+        .sup
         .handle(Event::Terminate { signal: "SIGTERM" }, h.now());
     let fx = h.exit("a", TERM);
     assert_eq!(
@@ -428,7 +429,7 @@ fn a_second_terminate_kills_at_once() {
     let fx = h.start_all();
     h.settle(fx);
     let pid = h.pid("a");
-    h.sup.handle(Event::Terminate { signal: "SIGINT" }, h.now());
+    let _ = h.sup.handle(Event::Terminate { signal: "SIGINT" }, h.now());
     h.advance(super::stop::SAME_SIGNAL);
     let fx = h.sup.handle(Event::Terminate { signal: "SIGINT" }, h.now());
     assert_eq!(signals(&fx), [("a", Target::Group(pid), Nix::SIGKILL)]);
@@ -442,7 +443,7 @@ fn the_same_signal_delivered_twice_at_once_is_one_request() {
     let mut h = Harness::new(vec![s]);
     let fx = h.start_all();
     h.settle(fx);
-    h.sup.handle(Event::Terminate { signal: "SIGINT" }, h.now());
+    let _ = h.sup.handle(Event::Terminate { signal: "SIGINT" }, h.now());
     h.advance(Duration::from_millis(1));
     let fx = h.sup.handle(Event::Terminate { signal: "SIGINT" }, h.now());
     assert!(signals(&fx).is_empty(), "no SIGKILL: {fx:?}");
@@ -465,7 +466,8 @@ fn shutdown_timeout_kills_services_still_waiting_for_dependents() {
     let fx = h.start_all();
     h.settle(fx);
     let (a, b) = (h.pid("a"), h.pid("b"));
-    h.sup
+    let _ = h
+        .sup
         .handle(Event::Terminate { signal: "SIGTERM" }, h.now());
     let fx = h.tick();
     assert_eq!(h.elapsed, Duration::from_secs(5));
@@ -514,7 +516,7 @@ fn a_spawn_failure_fails_that_service_only() {
     let fx = h.sup.handle(ev, h.now());
     assert!(exit_code(&fx).is_none());
     assert_eq!(h.status("broken"), Status::Failed);
-    h.sup.handle(
+    let _ = h.sup.handle(
         Event::Spawned {
             service: "fine".into(),
             pid: 50,
@@ -523,7 +525,8 @@ fn a_spawn_failure_fails_that_service_only() {
         h.now(),
     );
     assert_eq!(h.status("fine"), Status::Running);
-    h.sup
+    let _ = h
+        .sup
         .handle(Event::Terminate { signal: "SIGTERM" }, h.now());
     h.exit("fine", TERM);
     let fx = h.sup.handle(
@@ -554,7 +557,7 @@ fn shutdown_drops_backoff_at_once_and_stops_a_spawn_in_flight() {
         h.now(),
     );
     assert_eq!(spawned(&fx), ["b"], "spawn of b issued, not yet answered");
-    h.sup.handle(
+    let _ = h.sup.handle(
         Event::ChildExited {
             pid: 7,
             status: ExitStatus::Code(1),
@@ -582,7 +585,7 @@ fn shutdown_drops_backoff_at_once_and_stops_a_spawn_in_flight() {
         [("b", Target::Group(8), Nix::SIGTERM)],
         "stopped as soon as it exists"
     );
-    h.sup.handle(
+    let _ = h.sup.handle(
         Event::ChildExited {
             pid: 8,
             status: TERM,
@@ -641,7 +644,8 @@ fn orphans_are_ignored_but_recheck_lingering_groups() {
         h.now(),
     );
     assert!(fx.is_empty());
-    h.sup
+    let _ = h
+        .sup
         .handle(Event::Terminate { signal: "SIGTERM" }, h.now());
     h.exit("a", TERM);
     let fx = h.sup.handle(
@@ -966,7 +970,7 @@ fn restarting_a_dependency_restarts_its_dependents_in_order() {
         spawned(&fx2).is_empty(),
         "web does not start against the old db"
     );
-    h.sup.handle(
+    let _ = h.sup.handle(
         Event::ChildExited {
             pid: db,
             status: TERM,
@@ -1263,7 +1267,7 @@ fn a_stale_probe_answer_is_ignored() {
         ok: true,
         detail: String::new(),
     };
-    h.sup.handle(ev, h.now());
+    let _ = h.sup.handle(ev, h.now());
     assert_eq!(h.status("a"), Status::Starting, "4242 is not a's process");
 }
 
@@ -1301,7 +1305,7 @@ fn the_crash_report_keeps_the_last_lines_whenever_they_arrive() {
     let a = h.pid("a");
     h.exit("a", ExitStatus::Code(3));
     let lines = vec!["boom".to_string()];
-    h.sup.handle(
+    let _ = h.sup.handle(
         Event::OutputClosed {
             service: "a".into(),
             pid: a,
@@ -1310,7 +1314,7 @@ fn the_crash_report_keeps_the_last_lines_whenever_they_arrive() {
         h.now(),
     );
     let b = h.pid("b");
-    h.sup.handle(
+    let _ = h.sup.handle(
         Event::OutputClosed {
             service: "b".into(),
             pid: b,
@@ -1972,14 +1976,14 @@ mod table {
             pid: 50,
             start_time: None,
         };
-        h.sup.handle(ok, h.now());
+        let _ = h.sup.handle(ok, h.now());
         assert!(matches!(phase(&h, "web"), Phase::Running(_)));
         let failed = Event::SpawnFailed {
             service: "bad".into(),
             error: "not found".into(),
             code: 127,
         };
-        h.sup.handle(failed, h.now());
+        let _ = h.sup.handle(failed, h.now());
         assert!(!matches!(
             phase(&h, "bad"),
             Phase::Spawning | Phase::Running(_)
