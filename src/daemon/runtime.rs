@@ -22,7 +22,7 @@ use regex_lite::Regex;
 
 use crate::config::{self, Config, ExitWhen, Ready, ServiceSpec};
 use crate::ipc::{self, Call, HelloInfo, InstanceLock, Json, Reply, StateDir};
-use crate::ipc::{ErrorKind, LogsResult, ProtocolError, Request};
+use crate::ipc::{ErrorKind, LogsResult, ProtocolError};
 use crate::logs::{Followed, LineSink, LogHub, capture, stderr};
 use crate::notify::{self, Datagram, NotifySocket};
 use crate::process;
@@ -165,6 +165,10 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
         token: options.control.as_ref().map(|c| c.token.clone()),
         deferred: Vec::new(),
         reloaded: false,
+        persist: options
+            .control
+            .as_ref()
+            .map(|c| Persist::new(c.state.state_file.clone())),
         // When a service manager started runpm (systemd Type=notify), it hears from runpm
         // too; what it hears and when is the supervisor's decision.
         parent: notify::Parent::from_env(),
@@ -189,10 +193,6 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
             executor.watch_survivor(survivor.pid, survivor.pidfd);
         }
     }
-    let mut persist = options
-        .control
-        .as_ref()
-        .map(|c| Persist::new(c.state.state_file.clone()));
     // Events are written once per turn (see logs::stderr); not while waiting, when other
     // tasks may log with no turn to follow.
     stderr::hold();
@@ -207,7 +207,7 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
                 &env_files(sup.services().map(|(_, s)| s.spec.as_ref())),
             );
         }
-        if let Some(persist) = &mut persist {
+        if let Some(persist) = &mut executor.persist {
             // After the turn's effects (a restart is spawned before its pid is written), and
             // once more on the way out.
             let now = Now::real().at;
@@ -244,10 +244,13 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
             trimmed = true;
             release_free_memory();
         }
-        let deadline = [sup.next_deadline(), persist.as_ref().and_then(Persist::due)]
-            .into_iter()
-            .flatten()
-            .min();
+        let deadline = [
+            sup.next_deadline(),
+            executor.persist.as_ref().and_then(Persist::due),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let sleep = async {
             match deadline {
                 Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -280,7 +283,7 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
             },
             // A due state write is done at the top of the next turn.
             () = sleep => vec![Event::Tick],
-            Some(call) = calls.recv() => executor.accept(call, &sup, persist.as_mut()).into_iter().collect(),
+            Some(call) = calls.recv() => vec![executor.accept(call)],
             Some(message) = internal.recv() => match message {
                 Internal::Event(event) => vec![event],
                 Internal::ProbeTimeout(pid) => {
@@ -349,6 +352,8 @@ struct Executor {
     deferred: Vec<(process::Spawned, Arc<str>, Arc<RunOutput>)>,
     /// Set when a config was loaded for a reload: the watcher may need to follow it.
     reloaded: bool,
+    /// The state file's writer (none without a state directory).
+    persist: Option<Persist>,
     /// runpm's own service manager (`NOTIFY_SOCKET`), if any.
     parent: Option<notify::Parent>,
 }
@@ -398,46 +403,29 @@ impl Executor {
 
     /// Turns a control call into an event, keeping where its reply goes. Log requests are
     /// answered here, from the log hub, without the supervisor.
-    fn accept(
-        &mut self,
-        call: Call,
-        sup: &Supervisor,
-        persist: Option<&mut Persist>,
-    ) -> Option<Event> {
-        let request = match call.request {
-            Request::Logs {
-                services,
-                lines,
-                follow,
-            } => {
-                self.logs(services, lines, follow, call.replies, sup);
-                return None;
-            }
-            Request::Save => {
-                let reply = match persist {
-                    Some(persist) => match persist.write(sup, std::time::Instant::now()) {
-                        Ok(()) => Reply::from_result(
-                            None,
-                            Json::of(&serde_json::json!({ "path": persist.path.as_str() })),
-                        ),
-                        Err(e) => Reply::err(None, ProtocolError::new(ErrorKind::Failed, e)),
-                    },
-                    None => Reply::err(
-                        None,
-                        ProtocolError::new(ErrorKind::Failed, "this runpm keeps no state file"),
-                    ),
-                };
-                let _ = call.replies.send(reply);
-                return None;
-            }
-            other => other,
-        };
+    /// Every control request goes to the core, which answers it (through effects such as
+    /// [`Effect::Reply`], [`Effect::ServeLogs`] and [`Effect::SaveState`]).
+    fn accept(&mut self, call: Call) -> Event {
         self.next_token += 1;
         self.pending.insert(self.next_token, call.replies);
-        Some(Event::Request {
+        Event::Request {
             token: self.next_token,
-            request,
-        })
+            request: call.request,
+        }
+    }
+
+    /// `runpmctl save`: the state file written now, its path in the reply.
+    fn save(&mut self, sup: &Supervisor) -> Result<Json, ProtocolError> {
+        let Some(persist) = &mut self.persist else {
+            return Err(ProtocolError::new(
+                ErrorKind::Failed,
+                "this runpm keeps no state file",
+            ));
+        };
+        match persist.write(sup, std::time::Instant::now()) {
+            Ok(()) => Json::of(&serde_json::json!({ "path": persist.path.as_str() })),
+            Err(e) => Err(ProtocolError::new(ErrorKind::Failed, e)),
+        }
     }
 
     fn logs(
@@ -446,21 +434,7 @@ impl Executor {
         lines: usize,
         follow: bool,
         replies: mpsc::UnboundedSender<Reply>,
-        sup: &Supervisor,
     ) {
-        let unknown: Vec<&str> = services
-            .iter()
-            .filter(|n| sup.service(n).is_none())
-            .map(String::as_str)
-            .collect();
-        if !unknown.is_empty() {
-            let message = format!("no service named `{}`", unknown.join("`, `"));
-            let _ = replies.send(Reply::err(
-                None,
-                ProtocolError::new(ErrorKind::UnknownService, message),
-            ));
-            return;
-        }
         let send =
             |replies: &mpsc::UnboundedSender<Reply>, result: LogsResult| match Json::of(&result) {
                 Ok(value) => replies.send(Reply::ok(None, value)).is_ok(),
@@ -695,6 +669,24 @@ impl Executor {
                         let reply = Reply::from_result(None, reply);
                         // The client may have gone away; its connection task then ended.
                         let _ = to.send(reply);
+                    }
+                    None
+                }
+                Effect::ServeLogs {
+                    token,
+                    services,
+                    lines,
+                    follow,
+                } => {
+                    if let Some(replies) = self.pending.remove(&token) {
+                        self.logs(services, lines, follow, replies);
+                    }
+                    None
+                }
+                Effect::SaveState { token } => {
+                    let reply = self.save(sup);
+                    if let Some(to) = self.pending.remove(&token) {
+                        let _ = to.send(Reply::from_result(None, reply));
                     }
                     None
                 }

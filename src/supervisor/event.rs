@@ -144,6 +144,17 @@ pub enum Effect {
         probe: Probe,
         timeout: Duration,
     },
+    /// Answer the control request `token` with the recent lines of `services` (every
+    /// service when empty), the last `lines` of each, then follow them when `follow`: the
+    /// lines are the shell's (the log hub), the names were checked here.
+    ServeLogs {
+        token: u64,
+        services: Vec<String>,
+        lines: usize,
+        follow: bool,
+    },
+    /// Write the state file now and answer the control request `token` with its path.
+    SaveState { token: u64 },
     /// Read the state file for `resurrect`; answer with `SnapshotLoaded`.
     LoadSnapshot { token: u64 },
     /// Read and validate the config file again; answer with `ConfigLoaded`.

@@ -250,7 +250,10 @@ impl World {
                     dry_run,
                     result: Ok(self.cfg.clone()),
                 }),
-                Effect::Reply { .. } | Effect::NotifyParent(_) => None,
+                Effect::Reply { .. }
+                | Effect::NotifyParent(_)
+                | Effect::ServeLogs { .. }
+                | Effect::SaveState { .. } => None,
                 Effect::Exit { .. } => {
                     self.exited = true;
                     None

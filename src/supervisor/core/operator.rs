@@ -194,11 +194,20 @@ impl Supervisor {
                 }
             }
             Request::Resurrect => fx.push(Effect::LoadSnapshot { token }),
-            // Logs and saves are answered by the runtime, never here.
-            Request::Logs { .. } | Request::Save => {
-                let error = ProtocolError::new(ErrorKind::BadRequest, "logs cannot be served here");
-                reply(fx, Err(error));
-            }
+            Request::Logs {
+                services,
+                lines,
+                follow,
+            } => match self.resolve(&services, false) {
+                Ok(services) => fx.push(Effect::ServeLogs {
+                    token,
+                    services,
+                    lines,
+                    follow,
+                }),
+                Err(e) => reply(fx, Err(e)),
+            },
+            Request::Save => fx.push(Effect::SaveState { token }),
             Request::Start { services, all } => {
                 self.operate(token, Op::Start, &services, all, now, fx)
             }

@@ -2232,3 +2232,31 @@ mod table {
         assert!(h.sup.service("web").is_some());
     }
 }
+
+#[test]
+fn logs_and_saves_are_answered_by_the_core_through_effects() {
+    let mut h = Harness::new(vec![spec("web")]);
+    let fx = h.start_all();
+    h.settle(fx);
+    let logs = |services: &[&str]| Request::Logs {
+        services: services.iter().map(|s| s.to_string()).collect(),
+        lines: 10,
+        follow: true,
+    };
+    let fx = h.request(1, logs(&["web"]));
+    assert_eq!(
+        fx,
+        [Effect::ServeLogs {
+            token: 1,
+            services: vec!["web".into()],
+            lines: 10,
+            follow: true,
+        }]
+    );
+    let fx = h.request(2, logs(&["wbe"]));
+    let err = reply(&fx, 2).unwrap().unwrap_err();
+    assert_eq!(err.kind, ErrorKind::UnknownService);
+    assert!(err.message.contains("no service named `wbe`"), "{err:?}");
+    let fx = h.request(3, Request::Save);
+    assert_eq!(fx, [Effect::SaveState { token: 3 }]);
+}
