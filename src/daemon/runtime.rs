@@ -34,7 +34,9 @@ use crate::process::{ExitStatus, Target};
 use crate::state::{self, Resume};
 use crate::watch::{DEFAULT_DEBOUNCE, Watcher};
 
-use crate::supervisor::{self, Effect, Event, Jitter, News, Now, StartupReport, Supervisor};
+use crate::supervisor::{
+    self, Effect, Event, Jitter, News, NotifyRoute, Now, StartupReport, Supervisor,
+};
 
 use super::output::RunOutput;
 use super::persist::Persist;
@@ -499,7 +501,12 @@ impl Executor {
         while self.captures.try_join_next().is_some() {}
     }
 
-    fn spawn(&mut self, service: String, spec: &Arc<ServiceSpec>) -> Event {
+    fn spawn(
+        &mut self,
+        service: String,
+        spec: &Arc<ServiceSpec>,
+        notify: Option<NotifyRoute>,
+    ) -> Event {
         if let Err(e) = self
             .logs
             .configure(&service, spec.log_max_size, spec.log_keep)
@@ -515,14 +522,12 @@ impl Executor {
         if let Some(token) = &self.token {
             env.push((state::TOKEN_VAR.to_string(), token.value().to_owned()));
         }
-        let address = if spec.user.is_some() || spec.group.is_some() {
-            &self.notify_others_address
-        } else {
-            &self.notify_address
+        let address = match notify {
+            Some(NotifyRoute::Own) => self.notify_address.as_ref(),
+            Some(NotifyRoute::Abstract) => self.notify_others_address.as_ref(),
+            None => None,
         };
-        if let Some(address) = address
-            && (matches!(spec.ready, Some(Ready::Notify)) || spec.watchdog.is_some())
-        {
+        if let Some(address) = address {
             env.extend(notify::service_env(address, spec.watchdog));
         }
         match process::spawn(spec, &env) {
@@ -597,8 +602,12 @@ impl Executor {
                 continue;
             };
             let answer = match effect {
-                Effect::Spawn { service, spec } => {
-                    spawned.push(self.spawn(service, &spec));
+                Effect::Spawn {
+                    service,
+                    spec,
+                    notify,
+                } => {
+                    spawned.push(self.spawn(service, &spec, notify));
                     None
                 }
                 Effect::Probe {

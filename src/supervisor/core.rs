@@ -26,7 +26,7 @@ use crate::reconcile::Desired;
 use crate::state::{Resume, ServiceRecord, Survivor};
 
 use super::deps;
-use super::event::{Effect, Event, Now};
+use super::event::{Effect, Event, NotifyRoute, Now};
 use super::exit::{exit_when_fired, stuck};
 use super::policy::{self, Decision, Jitter};
 use super::service::{AfterStop, Kill, Phase, Run, Service, Stopping, Want};
@@ -829,6 +829,7 @@ impl Supervisor {
                     .expect("name comes from the table");
                 svc.set_phase(Phase::Spawning, now.wall);
                 fx.push(Effect::Spawn {
+                    notify: NotifyRoute::of(&svc.spec),
                     spec: svc.spec.clone(),
                     service: name,
                 });

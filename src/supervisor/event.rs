@@ -5,7 +5,7 @@ use std::time::{Instant, SystemTime};
 
 use std::time::Duration;
 
-use crate::config::{Config, Probe, ServiceSpec, Signal};
+use crate::config::{Config, Probe, Ready, ServiceSpec, Signal};
 use crate::ipc::{ProtocolError, Request};
 use crate::notify::{Notification, ParentNote};
 use crate::process::{ExitStatus, Target};
@@ -112,6 +112,29 @@ pub enum Event {
     },
 }
 
+/// Which sd_notify socket a service is told about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotifyRoute {
+    /// The socket in the state directory.
+    Own,
+    /// The abstract socket, for a service that runs as another user or group and cannot
+    /// enter the private state directory.
+    Abstract,
+}
+
+impl NotifyRoute {
+    /// Whether `spec` hears of a notify socket at all (it asked for `ready.notify` or a
+    /// `watchdog`), and which one.
+    pub fn of(spec: &ServiceSpec) -> Option<NotifyRoute> {
+        let wants = matches!(spec.ready, Some(Ready::Notify)) || spec.watchdog.is_some();
+        match (wants, spec.user.is_some() || spec.group.is_some()) {
+            (false, _) => None,
+            (true, false) => Some(NotifyRoute::Own),
+            (true, true) => Some(NotifyRoute::Abstract),
+        }
+    }
+}
+
 /// What a probe is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Purpose {
@@ -123,10 +146,12 @@ pub enum Purpose {
 #[must_use]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
-    /// Start the service; answer with `Spawned` or `SpawnFailed`.
+    /// Start the service; answer with `Spawned` or `SpawnFailed`. `notify`: which of
+    /// runpm's sd_notify sockets it is given in `NOTIFY_SOCKET`, if any.
     Spawn {
         service: String,
         spec: Arc<ServiceSpec>,
+        notify: Option<NotifyRoute>,
     },
     Signal {
         service: String,
@@ -168,4 +193,25 @@ pub enum Effect {
     NotifyParent(ParentNote),
     /// runpm is done: exit with this code.
     Exit { code: u8 },
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::testing::spec;
+
+    #[test]
+    fn a_service_hears_of_the_notify_socket_it_can_reach_when_it_needs_one() {
+        let mut s = spec("web");
+        assert_eq!(NotifyRoute::of(&s), None);
+        s.ready = Some(Ready::Notify);
+        assert_eq!(NotifyRoute::of(&s), Some(NotifyRoute::Own));
+        s.user = Some("nobody".into());
+        assert_eq!(NotifyRoute::of(&s), Some(NotifyRoute::Abstract));
+        let mut w = spec("worker");
+        w.watchdog = Some(Duration::from_secs(5));
+        assert_eq!(NotifyRoute::of(&w), Some(NotifyRoute::Own));
+    }
 }
