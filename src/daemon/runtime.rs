@@ -640,28 +640,7 @@ impl Executor {
                     process::group_is_empty(pgid).then_some(Event::GroupEmpty { service, pgid })
                 }
                 Effect::LoadSnapshot { token } => {
-                    let wanted_up = match &self.state_file {
-                        Some(path) => match state::load(path) {
-                            state::LoadOutcome::Loaded(file) => Ok(file
-                                .services
-                                .iter()
-                                .filter(|r| state::wanted_up(r))
-                                .map(|r| r.name.clone())
-                                .collect()),
-                            state::LoadOutcome::Missing => {
-                                Err(format!("there is no state file at {path}"))
-                            }
-                            state::LoadOutcome::Bad {
-                                error, moved_to, ..
-                            } => Err(format!(
-                                "the state file {path} cannot be used ({error}){}",
-                                moved_to
-                                    .map(|to| format!("; it was moved aside to {to}"))
-                                    .unwrap_or_default()
-                            )),
-                        },
-                        None => Err("this runpm keeps no state file".into()),
-                    };
+                    let wanted_up = state::wanted_up_in(self.state_file.as_deref());
                     Some(Event::SnapshotLoaded { token, wanted_up })
                 }
                 Effect::LoadConfig { token, dry_run } => {

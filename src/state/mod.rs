@@ -19,6 +19,7 @@ mod error;
 mod file;
 mod identity;
 mod proc;
+mod snapshot;
 mod startup;
 mod store;
 #[cfg(test)]
@@ -36,6 +37,7 @@ pub use identity::{Identity, Verified, parse_ns_link, parse_start_time, parse_st
 pub use proc::{
     INSTANCE_VAR, SERVICE_VAR, Tagged, boot_id, pid_ns, start_time, tagged_processes, verify,
 };
+pub use snapshot::{SnapshotError, wanted_up_in};
 pub use startup::{Resume, Startup, Survivor, startup};
 pub use store::{LoadOutcome, MAX_STATE_BYTES, load, move_aside, sweep_temp_files, write_atomic};
 pub use token::{TOKEN_VAR, Token, TokenError};

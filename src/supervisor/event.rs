@@ -84,7 +84,7 @@ pub enum Event {
     /// run, or why it could not be read.
     SnapshotLoaded {
         token: u64,
-        wanted_up: Result<Vec<String>, String>,
+        wanted_up: Result<Vec<String>, crate::state::SnapshotError>,
     },
     /// A control request; answered by one [`Effect::Reply`] with the same token.
     Request { token: u64, request: Request },

@@ -243,7 +243,7 @@ impl World {
                 }),
                 Effect::LoadSnapshot { token } => Some(Event::SnapshotLoaded {
                     token,
-                    wanted_up: Err("no state file".into()),
+                    wanted_up: Err(crate::state::SnapshotError::NoStateFile),
                 }),
                 Effect::LoadConfig { token, dry_run } => Some(Event::ConfigLoaded {
                     token,

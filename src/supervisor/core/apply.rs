@@ -241,16 +241,16 @@ impl Supervisor {
     pub(super) fn on_snapshot(
         &mut self,
         token: u64,
-        wanted_up: Result<Vec<String>, String>,
+        wanted_up: Result<Vec<String>, crate::state::SnapshotError>,
         now: Now,
         fx: &mut Vec<Effect>,
     ) {
         let wanted = match wanted_up {
             Ok(wanted) => wanted,
-            Err(message) => {
+            Err(error) => {
                 fx.push(Effect::Reply {
                     token,
-                    reply: Err(ProtocolError::new(ErrorKind::Failed, message)),
+                    reply: Err(ProtocolError::new(ErrorKind::Failed, error.to_string())),
                 });
                 return;
             }
