@@ -553,8 +553,7 @@ impl Executor {
                 }
             }
             Err(e) => Event::SpawnFailed {
-                code: e.exit_code(),
-                error: e.to_string(),
+                error: Arc::new(e),
                 service,
             },
         }

@@ -403,15 +403,14 @@ impl Supervisor {
                     svc.set_phase(Phase::Running(run), now.wall);
                 }
             }
-            Event::SpawnFailed {
-                service,
-                error,
-                code,
-            } => {
+            Event::SpawnFailed { service, error } => {
                 if let Some(svc) = self.services.get_mut(&service)
                     && svc.phase == Phase::Spawning
                 {
                     tracing::error!("{service}: failed to start: {error}");
+                    // What a shell would report: 127 not found, 126 otherwise.
+                    let code = error.exit_code();
+                    let error = error.to_string();
                     let status = ExitStatus::Code(code);
                     svc.record_exit(
                         0,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::config::{Config, Probe, Ready, ServiceSpec, Signal};
 use crate::ipc::{ProtocolError, Request};
 use crate::notify::{Notification, ParentNote};
-use crate::process::{ExitStatus, Target};
+use crate::process::{ExitStatus, SpawnError, Target};
 
 /// The moment an event is handled, on both clocks: the monotonic one for every deadline and
 /// duration, the wall clock only for what people read.
@@ -57,12 +57,11 @@ pub enum Event {
         pid: i32,
         start_time: Option<u64>,
     },
-    /// Answer to [`Effect::Spawn`]: it could not be started. `code` is what a shell would
-    /// report (127 not found, 126 otherwise).
+    /// Answer to [`Effect::Spawn`]: it could not be started. Shared, because events are
+    /// cloned and an I/O error is not.
     SpawnFailed {
         service: String,
-        error: String,
-        code: i32,
+        error: Arc<SpawnError>,
     },
     /// Answer to [`Effect::CheckGroup`] when no process is left in the group.
     GroupEmpty { service: String, pgid: i32 },

@@ -157,6 +157,19 @@ fn exit_code(fx: &[Effect]) -> Option<u8> {
 
 const TERM: ExitStatus = ExitStatus::Signal(15);
 
+fn not_found(program: &str) -> std::sync::Arc<crate::process::SpawnError> {
+    std::sync::Arc::new(crate::process::SpawnError::NotFound {
+        program: program.into(),
+        cwd: "/".into(),
+    })
+}
+
+fn denied(program: &str) -> std::sync::Arc<crate::process::SpawnError> {
+    std::sync::Arc::new(crate::process::SpawnError::PermissionDenied {
+        program: program.into(),
+    })
+}
+
 #[test]
 fn starts_in_dependency_order_one_layer_per_answer() {
     let mut h = Harness::new(vec![dep("c", &["b"]), dep("b", &["a"]), dep("a", &[])]);
@@ -510,8 +523,7 @@ fn a_spawn_failure_fails_that_service_only() {
     assert_eq!(spawned(&fx), ["broken", "fine"]);
     let ev = Event::SpawnFailed {
         service: "broken".into(),
-        error: "command `x` not found".into(),
-        code: 127,
+        error: not_found("x"),
     };
     let fx = h.sup.handle(ev, h.now());
     assert!(exit_code(&fx).is_none());
@@ -614,8 +626,7 @@ fn all_exited_counts_a_service_blocked_by_a_failed_dependency() {
     let fx = h.start_all();
     let ev = Event::SpawnFailed {
         service: "a".into(),
-        error: "x".into(),
-        code: 126,
+        error: denied("x"),
     };
     assert_eq!(spawned(&fx), ["a"]);
     let fx = h.sup.handle(ev, h.now());
@@ -1067,8 +1078,7 @@ fn a_failed_service_rearms_after_its_cooldown() {
     assert_eq!(spawned(&fx), ["a"]);
     let ev = Event::SpawnFailed {
         service: "a".into(),
-        error: "x".into(),
-        code: 126,
+        error: denied("x"),
     };
     let fx = h.sup.handle(ev, h.now());
     assert_eq!(exit_code(&fx), None, "a will be tried again: not the end");
@@ -1980,8 +1990,7 @@ mod table {
         assert!(matches!(phase(&h, "web"), Phase::Running(_)));
         let failed = Event::SpawnFailed {
             service: "bad".into(),
-            error: "not found".into(),
-            code: 127,
+            error: not_found("bad"),
         };
         let _ = h.sup.handle(failed, h.now());
         assert!(!matches!(
