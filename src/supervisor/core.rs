@@ -462,16 +462,8 @@ impl Supervisor {
                 service,
                 pid,
                 purpose,
-                ok,
-                detail,
-            } => self.on_probe(
-                &service,
-                pid,
-                purpose,
-                if ok { Ok(detail) } else { Err(detail) },
-                now,
-                fx,
-            ),
+                outcome,
+            } => self.on_probe(&service, pid, purpose, outcome, now, fx),
             Event::Notified {
                 service,
                 sender,

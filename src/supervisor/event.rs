@@ -92,8 +92,7 @@ pub enum Event {
         service: String,
         pid: i32,
         purpose: Purpose,
-        ok: bool,
-        detail: String,
+        outcome: Result<(), ProbeFailure>,
     },
     /// sd_notify messages from `sender`, a process of `service`.
     Notified {
@@ -132,6 +131,37 @@ impl NotifyRoute {
             (true, true) => Some(NotifyRoute::Abstract),
         }
     }
+}
+
+/// Why a readiness or health probe failed: shown as the service's `not ready` reason and
+/// in the health-check failure it leads to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProbeFailure {
+    #[error("cannot connect to {addr}: {error}")]
+    Connect { addr: String, error: String },
+    #[error("connecting to {addr} timed out after {}", rounded(*after))]
+    ConnectTimedOut { addr: String, after: Duration },
+    /// Something accepts connections at `addr`, but it is not this service (`holder`:
+    /// who it is, when runpm can see it).
+    #[error(
+        "{addr} accepts connections, but the listening socket belongs to {}, not to this service",
+        holder.as_deref().unwrap_or("a process runpm cannot see")
+    )]
+    OtherListener {
+        addr: String,
+        holder: Option<String>,
+    },
+    #[error("probe could not start: {0}")]
+    NotStarted(String),
+    #[error("probe timed out after {}", rounded(*after))]
+    TimedOut { after: Duration },
+    #[error("probe {0}")]
+    Exited(ExitStatus),
+}
+
+/// A duration as people read it, to the millisecond.
+fn rounded(d: Duration) -> humantime::FormattedDuration {
+    humantime::format_duration(Duration::from_millis(d.as_millis() as u64))
 }
 
 /// What a probe is for.
@@ -212,5 +242,29 @@ mod tests {
         let mut w = spec("worker");
         w.watchdog = Some(Duration::from_secs(5));
         assert_eq!(NotifyRoute::of(&w), Some(NotifyRoute::Own));
+    }
+
+    #[test]
+    fn probe_failures_read_as_the_not_ready_reason_people_see() {
+        let other = ProbeFailure::OtherListener {
+            addr: "127.0.0.1:8000".into(),
+            holder: Some("pid 42 (nc)".into()),
+        };
+        assert_eq!(
+            other.to_string(),
+            "127.0.0.1:8000 accepts connections, but the listening socket belongs to \
+             pid 42 (nc), not to this service"
+        );
+        let unseen = ProbeFailure::OtherListener {
+            addr: "a:1".into(),
+            holder: None,
+        };
+        assert!(unseen.to_string().contains("a process runpm cannot see"));
+        let slow = ProbeFailure::TimedOut {
+            after: Duration::from_micros(1_500_400),
+        };
+        assert_eq!(slow.to_string(), "probe timed out after 1s 500ms");
+        let exited = ProbeFailure::Exited(ExitStatus::Code(3));
+        assert!(exited.to_string().starts_with("probe "), "{exited}");
     }
 }

@@ -14,7 +14,7 @@ use crate::ipc::Request;
 use crate::process::{ExitStatus, Target};
 
 use super::core::Supervisor;
-use super::event::{Effect, Event, Now};
+use super::event::{Effect, Event, Now, ProbeFailure};
 use super::policy::Jitter;
 
 const SERVICES: [&str; 3] = ["alpha", "beta", "gamma"];
@@ -238,8 +238,11 @@ impl World {
                     service,
                     pid,
                     purpose,
-                    ok: pid % 2 == 0,
-                    detail: "probe".into(),
+                    outcome: if pid % 2 == 0 {
+                        Ok(())
+                    } else {
+                        Err(ProbeFailure::Exited(ExitStatus::Code(1)))
+                    },
                 }),
                 Effect::LoadSnapshot { token } => Some(Event::SnapshotLoaded {
                     token,

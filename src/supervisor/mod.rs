@@ -13,7 +13,7 @@ mod startup;
 mod status;
 
 pub use self::core::Supervisor;
-pub use event::{Effect, Event, NotifyRoute, Now, Purpose};
+pub use event::{Effect, Event, NotifyRoute, Now, ProbeFailure, Purpose};
 pub use policy::{Decision, History, Jitter};
 // The shell moved to `daemon/`; its entry points stay reachable here for the binaries.
 pub use crate::daemon::{Control, RunError, RunOptions, run};

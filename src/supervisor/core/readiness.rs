@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::config::{Probe, Ready, ServiceSpec};
 use crate::notify::Notification;
-use crate::supervisor::event::{Effect, Now, Purpose};
+use crate::supervisor::event::{Effect, Now, ProbeFailure, Purpose};
 use crate::supervisor::service::{AfterStop, Phase, Readiness, Run};
 
 use super::Supervisor;
@@ -123,12 +123,12 @@ impl Supervisor {
         name: &str,
         pid: i32,
         purpose: Purpose,
-        result: Result<String, String>,
+        outcome: Result<(), ProbeFailure>,
         now: Now,
         fx: &mut Vec<Effect>,
     ) {
-        let ok = result.is_ok();
-        let detail = result.unwrap_or_else(|failure| failure);
+        let ok = outcome.is_ok();
+        let detail = outcome.err().map(|e| e.to_string()).unwrap_or_default();
         let Some(spec) = self.services.get(name).map(|s| s.spec.clone()) else {
             return;
         };

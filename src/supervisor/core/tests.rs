@@ -8,6 +8,7 @@ use nix::sys::signal::Signal as Nix;
 use super::*;
 use crate::config::{Condition, ExitWhen, RestartPolicy, ServiceSpec};
 use crate::ipc::ProtocolError;
+use crate::supervisor::ProbeFailure;
 use crate::supervisor::{Phase, Status};
 use crate::testing::spec;
 
@@ -1119,8 +1120,11 @@ impl Harness {
             service: name.into(),
             pid,
             purpose,
-            ok,
-            detail: "d".into(),
+            outcome: if ok {
+                Ok(())
+            } else {
+                Err(ProbeFailure::Exited(ExitStatus::Code(1)))
+            },
         };
         self.sup.handle(ev, self.now())
     }
@@ -1274,8 +1278,7 @@ fn a_stale_probe_answer_is_ignored() {
         service: "a".into(),
         pid: 4242,
         purpose: Purpose::Ready,
-        ok: true,
-        detail: String::new(),
+        outcome: Ok(()),
     };
     let _ = h.sup.handle(ev, h.now());
     assert_eq!(h.status("a"), Status::Starting, "4242 is not a's process");
