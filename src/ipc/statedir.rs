@@ -15,7 +15,10 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 
 use camino::{Utf8Path, Utf8PathBuf};
 
+// `env_path` lives with the socket path, the lower of the two: statedir uses sockpath,
+// never the other way round.
 use super::sockpath;
+pub(crate) use super::sockpath::env_path;
 use crate::owner::{self, Trust, Untrusted};
 
 /// The state directory used when nothing else is configured, beside the config.
@@ -124,14 +127,6 @@ pub fn choose(
         .or(env.filter(|p| !p.as_str().is_empty()))
         .or(from_config.filter(nonempty).map(Utf8Path::to_owned))
         .unwrap_or_else(|| base_dir.join(DEFAULT_DIR))
-}
-
-/// A path from the environment; a value that is not UTF-8 is treated as unset, since every
-/// path runpm handles is UTF-8 (camino).
-pub(crate) fn env_path(name: &str) -> Option<Utf8PathBuf> {
-    std::env::var_os(name)
-        .filter(|v: &OsString| !v.is_empty())
-        .and_then(|v| Utf8PathBuf::from_path_buf(v.into()).ok())
 }
 
 /// `path` made absolute against the current directory (lexically: no symlinks resolved, so
