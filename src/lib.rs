@@ -7,6 +7,11 @@
 //! reap); `logs` captures and prints the services' output; `watch` notices edits to the config
 //! and asks for a reload; `state` persists the snapshot that survives a crash or a reboot.
 
+// Every `unsafe` block says why it is sound, and no `unwrap` sits on a runtime path (the
+// daemon may be PID 1: a panic there takes the container down). Tests may unwrap.
+#![warn(clippy::undocumented_unsafe_blocks, clippy::unwrap_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod cli;
 pub mod config;
 pub mod daemon;
