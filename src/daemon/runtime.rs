@@ -643,7 +643,7 @@ impl Executor {
                     Some(Event::SnapshotLoaded { token, wanted_up })
                 }
                 Effect::LoadConfig { token, dry_run } => {
-                    let result = config::load(&self.source).map_err(|e| e.to_string());
+                    let result = config::load(&self.source);
                     self.reloaded |= !dry_run;
                     Some(Event::ConfigLoaded {
                         token,

@@ -5,7 +5,7 @@ use std::time::{Instant, SystemTime};
 
 use std::time::Duration;
 
-use crate::config::{Config, Probe, Ready, ServiceSpec, Signal};
+use crate::config::{Config, ConfigErrors, Probe, Ready, ServiceSpec, Signal};
 use crate::ipc::{ProtocolError, Request};
 use crate::notify::{Notification, ParentNote};
 use crate::process::{ExitStatus, SpawnError, Target};
@@ -73,11 +73,12 @@ pub enum Event {
     Hangup,
     /// The watcher saw the config change on disk.
     ConfigChanged,
-    /// Answer to [`Effect::LoadConfig`]: the new config, or every diagnostic in one message.
+    /// Answer to [`Effect::LoadConfig`]: the new config, or every diagnostic (file, line,
+    /// column, service).
     ConfigLoaded {
         token: Option<u64>,
         dry_run: bool,
-        result: Result<Config, String>,
+        result: Result<Config, ConfigErrors>,
     },
     /// Answer to [`Effect::LoadSnapshot`]: the services the state file says were meant to
     /// run, or why it could not be read.

@@ -142,7 +142,7 @@ impl Supervisor {
         &mut self,
         token: Option<u64>,
         dry_run: bool,
-        result: Result<Config, String>,
+        result: Result<Config, crate::config::ConfigErrors>,
         now: Now,
         fx: &mut Vec<Effect>,
     ) {
@@ -157,7 +157,8 @@ impl Supervisor {
         }
         let config = match result {
             Ok(config) => config,
-            Err(message) => {
+            Err(errors) => {
+                let message = errors.to_string();
                 tracing::error!(
                     "reload: the configuration is invalid; nothing was changed:\n{message}"
                 );

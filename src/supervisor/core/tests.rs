@@ -158,6 +158,19 @@ fn exit_code(fx: &[Effect]) -> Option<u8> {
 
 const TERM: ExitStatus = ExitStatus::Signal(15);
 
+/// A config that failed to load, with one diagnostic at `file:line:column`.
+fn invalid(file: &str, line: usize, column: usize) -> crate::config::ConfigErrors {
+    crate::config::ConfigErrors {
+        diagnostics: vec![crate::config::Diagnostic {
+            file: file.into(),
+            line: Some(line),
+            column: Some(column),
+            service: None,
+            message: "bad".into(),
+        }],
+    }
+}
+
 fn not_found(program: &str) -> std::sync::Arc<crate::process::SpawnError> {
     std::sync::Arc::new(crate::process::SpawnError::NotFound {
         program: program.into(),
@@ -937,7 +950,7 @@ fn an_invalid_config_changes_nothing_and_says_why() {
     let ev = Event::ConfigLoaded {
         token: Some(4),
         dry_run: false,
-        result: Err("services.toml:3:1: bad".into()),
+        result: Err(invalid("services.toml", 3, 1)),
     };
     let fx = h.sup.handle(ev, h.now());
     let err = reply(&fx, 4).unwrap().unwrap_err();
@@ -1865,7 +1878,7 @@ fn a_reload_is_told_as_reloading_then_ready() {
     let failed = Event::ConfigLoaded {
         token: None,
         dry_run: false,
-        result: Err("services.toml:1:1: bad".into()),
+        result: Err(invalid("services.toml", 1, 1)),
     };
     let fx = h.sup.handle(failed, h.now());
     assert!(matches!(notes(&fx).as_slice(), [ParentNote::Ready { .. }]));
