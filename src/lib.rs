@@ -3,12 +3,18 @@
 //! Data flows one way: config → desired state → plan → actions → running table.
 //! `config` loads and validates unit files into specs; `reconcile` diffs what is wanted
 //! against what runs; `supervisor` holds the per-service state machines and decides, as pure
-//! functions returning effects; `process` is the narrow seam to the kernel (spawn, signal,
+//! functions returning effects, which `daemon` (the async shell) carries out; `process` is the narrow seam to the kernel (spawn, signal,
 //! reap); `logs` captures and prints the services' output; `watch` notices edits to the config
 //! and asks for a reload; `state` persists the snapshot that survives a crash or a reboot.
 
+// Every `unsafe` block says why it is sound, and no `unwrap` sits on a runtime path (the
+// daemon may be PID 1: a panic there takes the container down). Tests may unwrap.
+#![warn(clippy::undocumented_unsafe_blocks, clippy::unwrap_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod detach;
 pub mod errors;
 pub mod export;

@@ -516,7 +516,10 @@ fn runpm_service_passes_systemd_analyze_verify() {
         "Type=notify",
         "NotifyAccess=main",
         "ExecStart=/usr/local/bin/runpm up -f /etc/runpm/services.toml",
-        "ExecReload=/bin/kill -HUP $MAINPID",
+        // Synchronous: `systemctl reload` fails on an invalid config (issue 12).
+        "ExecReload=/usr/local/bin/runpmctl -f /etc/runpm/services.toml reload",
+        "StateDirectory=runpm",
+        "LogsDirectory=runpm",
         "KillMode=mixed",
         "Restart=on-failure",
     ] {

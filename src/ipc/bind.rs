@@ -12,7 +12,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use camino::{Utf8Path, Utf8PathBuf};
 use tokio::net::UnixListener;
 
-use super::lock::InstanceLock;
+use crate::state::InstanceLock;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BindError {

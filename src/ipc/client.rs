@@ -13,7 +13,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use super::codec::encode_request;
 use super::protocol::{ErrorKind, HelloResult, PROTOCOL_VERSION, ProtocolError, Reply, Request};
-use super::statedir::{StateDir, StateDirError};
+use crate::state::{StateDir, StateDirError};
 
 /// How long the daemon may take to answer `hello`: it answers without consulting the
 /// supervisor, so only a wedged daemon takes long.

@@ -132,6 +132,11 @@ impl ProtocolError {
             message: message.into(),
         }
     }
+
+    /// The one answer to work asked of a daemon that is shutting down.
+    pub fn shutting_down() -> ProtocolError {
+        ProtocolError::new(ErrorKind::ShuttingDown, "runpm is shutting down")
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -204,8 +204,9 @@ impl Connection {
     async fn forward(&mut self, id: Option<u64>, request: Request) -> io::Result<()> {
         let (replies, mut received) = unbounded_channel();
         if self.calls.send(Call { request, replies }).is_err() {
-            let error = ProtocolError::new(ErrorKind::ShuttingDown, "the daemon is shutting down");
-            return self.send(Reply::err(id, error)).await;
+            return self
+                .send(Reply::err(id, ProtocolError::shutting_down()))
+                .await;
         }
         let mut answered = false;
         while let Some(mut reply) = received.recv().await {

@@ -14,5 +14,5 @@ mod socket;
 pub use attribute::{attribute, pgid_of};
 pub use env::{NOTIFY_VARS, service_env};
 pub use message::{MessageError, Notification, parse};
-pub use parent::Parent;
+pub use parent::{Parent, ParentNote, monotonic_usec, watchdog_from_env};
 pub use socket::{Datagram, MAX_MESSAGE, NotifySocket, SOCKET_NAME, socket_path};

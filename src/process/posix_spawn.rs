@@ -112,6 +112,8 @@ struct FileActions(Box<libc::posix_spawn_file_actions_t>);
 impl FileActions {
     fn new() -> io::Result<FileActions> {
         let mut raw = Box::new(MaybeUninit::<libc::posix_spawn_file_actions_t>::uninit());
+        // SAFETY: `raw` is a writable, boxed (never moving) object of the right type for
+        // glibc to initialise.
         check(unsafe { libc::posix_spawn_file_actions_init(raw.as_mut_ptr()) })?;
         // SAFETY: initialised just above; MaybeUninit<T> has T's layout.
         Ok(FileActions(unsafe {
@@ -120,22 +122,26 @@ impl FileActions {
     }
 
     fn open(&mut self, fd: libc::c_int, path: &CStr, flags: libc::c_int) -> io::Result<()> {
+        // SAFETY: the object was initialised in `new`; glibc copies `path` before returning.
         check(unsafe {
             libc::posix_spawn_file_actions_addopen(&mut *self.0, fd, path.as_ptr(), flags, 0)
         })
     }
 
     fn dup2(&mut self, source: libc::c_int, fd: libc::c_int) -> io::Result<()> {
+        // SAFETY: the object was initialised in `new`; the descriptors are plain integers.
         check(unsafe { libc::posix_spawn_file_actions_adddup2(&mut *self.0, source, fd) })
     }
 
     fn chdir(&mut self, dir: &CStr) -> io::Result<()> {
+        // SAFETY: the object was initialised in `new`; glibc copies `dir` before returning.
         check(unsafe { libc::posix_spawn_file_actions_addchdir_np(&mut *self.0, dir.as_ptr()) })
     }
 }
 
 impl Drop for FileActions {
     fn drop(&mut self) {
+        // SAFETY: initialised in `new`, destroyed once, here, and never used after.
         unsafe { libc::posix_spawn_file_actions_destroy(&mut *self.0) };
     }
 }
@@ -145,6 +151,7 @@ struct Attributes(Box<libc::posix_spawnattr_t>);
 impl Attributes {
     fn new() -> io::Result<Attributes> {
         let mut raw = Box::new(MaybeUninit::<libc::posix_spawnattr_t>::uninit());
+        // SAFETY: as for FileActions: a writable, boxed object for glibc to initialise.
         check(unsafe { libc::posix_spawnattr_init(raw.as_mut_ptr()) })?;
         // SAFETY: as for FileActions.
         Ok(Attributes(unsafe {
@@ -159,14 +166,19 @@ impl Attributes {
         default: &libc::sigset_t,
     ) -> io::Result<()> {
         let attr = &mut *self.0;
+        // SAFETY: `attr` was initialised in `new`; the signal sets are
+        // valid references that glibc copies.
         check(unsafe { libc::posix_spawnattr_setflags(attr, flags as libc::c_short) })?;
+        // SAFETY: as above.
         check(unsafe { libc::posix_spawnattr_setsigmask(attr, mask) })?;
+        // SAFETY: as above.
         check(unsafe { libc::posix_spawnattr_setsigdefault(attr, default) })
     }
 }
 
 impl Drop for Attributes {
     fn drop(&mut self) {
+        // SAFETY: initialised in `new`, destroyed once, here, and never used after.
         unsafe { libc::posix_spawnattr_destroy(&mut *self.0) };
     }
 }
@@ -199,6 +211,7 @@ mod tests {
         let mut out = String::new();
         std::io::Read::read_to_string(&mut std::fs::File::from(rx), &mut out).unwrap();
         let mut status = 0;
+        // SAFETY: waitpid writes only to `status`, a local.
         assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
         assert_eq!(libc::WEXITSTATUS(status), 0, "{out}");
         let lines: Vec<&str> = out.lines().map(str::trim).collect();

@@ -55,6 +55,7 @@ mod tests {
     #[test]
     fn finds_ignored_signals_and_sets_them_back() {
         let bit = |s: Signal| 1u64 << (s as i32 - 1);
+        // SAFETY: SIG_IGN installs no handler code; nextest runs this test alone in its process.
         unsafe { signal(Signal::SIGUSR2, SigHandler::SigIgn) }.unwrap();
         assert_ne!(non_default() & bit(Signal::SIGUSR2), 0);
         set_default(bit(Signal::SIGUSR2));

@@ -142,7 +142,7 @@ impl Slots {
             keep: keep as c_uint,
             stack,
             // Read once, here: at the first spawn, after the runtime installed every handler
-            // it will ever install (see `supervisor::runtime::run`), and runpm never ignores
+            // it will ever install (see `daemon::runtime::run`), and runpm never ignores
             // a signal later. Resetting only these, rather than all 64, saves each child 60
             // system calls.
             reset: signals::non_default(),
@@ -261,6 +261,8 @@ fn above_stdio(fd: &OwnedFd) -> io::Result<OwnedFd> {
 extern "C" fn child(arg: *mut c_void) -> c_int {
     // SAFETY: `arg` is the parent's `Shared`, alive while the parent waits for us.
     let shared = unsafe { &mut *arg.cast::<Shared>() };
+    // SAFETY: only async-signal-safe system calls follow, on memory the parent keeps
+    // alive and does not touch until this child has exec'd or exited.
     unsafe {
         let fail = |shared: &mut Shared, stage: Stage| -> ! {
             shared.errno = *libc::__errno_location();
@@ -321,6 +323,7 @@ mod tests {
 
     fn wait(pid: i32) -> i32 {
         let mut status = 0;
+        // SAFETY: waitpid writes only to `status`, a local.
         assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
         libc::WEXITSTATUS(status)
     }
@@ -354,7 +357,11 @@ mod tests {
         let ours: Vec<i32> = fds[3..]
             .iter()
             .copied()
-            .filter(|&fd| unsafe { libc::fcntl(fd, libc::F_GETFD) } & libc::FD_CLOEXEC != 0)
+            .filter(|&fd| {
+                // SAFETY: F_GETFD only reads the descriptor's flags.
+                let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+                flags & libc::FD_CLOEXEC != 0
+            })
             .collect();
         assert!(
             ours.len() <= 1,
@@ -393,6 +400,7 @@ mod tests {
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
         // Both children were collected here: nothing is left to wait for.
         assert_eq!(
+            // SAFETY: a null status pointer is allowed; nothing is written.
             unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) },
             -1
         );

@@ -26,13 +26,14 @@ use crate::reconcile::Desired;
 use crate::state::{Resume, ServiceRecord, Survivor};
 
 use super::deps;
-use super::event::{Effect, Event, Now};
+use super::event::{Effect, Event, NotifyRoute, Now};
 use super::exit::{exit_when_fired, stuck};
 use super::policy::{self, Decision, Jitter};
-use super::service::{AfterStop, Phase, Run, Service, Stopping, Want};
+use super::service::{AfterStop, Kill, Phase, Run, Service, Stopping, Want};
 use super::status::EndReason;
 
-#[derive(Debug, Clone, Copy)]
+/// A shutdown under way. What only a shutdown has lives here, so that none of it can be
+/// set while runpm still serves.
 struct Shutdown {
     /// When the signal or request that began it was handled: a repeat within
     /// [`stop::SAME_SIGNAL`] is the same request arriving twice.
@@ -40,6 +41,12 @@ struct Shutdown {
     deadline: Instant,
     escalated: bool,
     exit_sent: bool,
+    /// The state file's records as they were when it began: what was running then is what
+    /// the next start brings back.
+    frozen: Vec<Snapshot>,
+    /// runpm's exit code as decided so far: set by `exit_when`, or by the first stop that
+    /// was not clean. Failed services are consulted when it is unset.
+    exit_code: Option<u8>,
 }
 
 pub struct Supervisor {
@@ -55,16 +62,13 @@ pub struct Supervisor {
     /// Where the config was loaded from, for reload replies.
     source: String,
     shutdown: Option<Shutdown>,
-    /// runpm's exit code as decided so far: set by `exit_when`, or by the first stop that
-    /// was not clean. Failed services are consulted when it is unset.
-    exit_code: Option<u8>,
     /// Operator requests that reply once their services got where they were sent.
     waiters: Vec<Waiter>,
-    /// The state file's records as they were when shutdown began.
-    frozen: Option<Vec<Snapshot>>,
     /// Set while running the last-known-good specs because the config is invalid: why.
     last_known_good: Option<String>,
     jitter: Jitter,
+    /// runpm's own service manager, when one listens.
+    parent: Option<parent::Parent>,
 }
 
 const SIGKILL: Signal = Signal(NixSignal::SIGKILL);
@@ -82,11 +86,10 @@ impl Supervisor {
             settings: config.settings.clone(),
             source: config.source.to_string(),
             shutdown: None,
-            exit_code: None,
             waiters: Vec::new(),
-            frozen: None,
             last_known_good: None,
             jitter,
+            parent: None,
         }
     }
 
@@ -94,6 +97,7 @@ impl Supervisor {
     /// on) when given; else what the snapshot in `resume` says was running, plus services
     /// new since the snapshot that are `autostart`; else every `autostart` service.
     /// Processes that survived the previous daemon are stopped first, then replaced.
+    #[must_use = "the effects must be carried out"]
     pub fn boot(
         &mut self,
         config: &Config,
@@ -137,8 +141,10 @@ impl Supervisor {
         if let Some(resume) = resume {
             for (name, svc) in self.services.iter_mut() {
                 svc.restarts = resume.restarts.get(name).copied().unwrap_or(0);
-                svc.stopped_by_operator =
-                    only.is_none() && resume.stopped_by_operator.contains(name);
+                if only.is_none() && resume.stopped_by_operator.contains(name) && svc.want.is_down()
+                {
+                    svc.want = Want::Down { by_operator: true };
+                }
                 // A task that completed before the daemon died is done: its dependents go
                 // on from it, and it is not run again unless its definition changed.
                 if resume
@@ -162,6 +168,7 @@ impl Supervisor {
             self.reorder();
         }
         self.drive(now, &mut fx);
+        self.tell_parent(false, now, &mut fx);
         fx
     }
 
@@ -172,12 +179,12 @@ impl Supervisor {
         let svc = self.services.entry(s.name.clone()).or_insert_with(|| {
             // No longer in the config: stop it, then forget it.
             let mut svc = Service::new(Arc::new(s.spec.clone()), now.wall);
-            svc.removing = true;
+            svc.want = Want::Remove;
             svc
         });
         let mut run = Run::new(s.pid, now.at, now.wall);
         run.start_time = Some(s.start_time);
-        let then = if svc.want == Want::Up && !svc.removing {
+        let then = if svc.want.is_up() {
             AfterStop::Start
         } else {
             AfterStop::Stay
@@ -196,17 +203,11 @@ impl Supervisor {
         );
         stop::push_stop_signal(&s.name, run.target(svc.spec.kill_mode), signal, fx);
         let deadline = now.after(svc.spec.kill_timeout);
-        svc.set_phase(
-            Phase::Stopping(Stopping {
-                run,
-                deadline,
-                forced: false,
-                main_exit: None,
-                then,
-                orphaned: true,
-            }),
-            now.wall,
-        );
+        let stopping = Stopping {
+            orphaned: true,
+            ..Stopping::new(run, deadline, then)
+        };
+        svc.set_phase(Phase::Stopping(stopping), now.wall);
         self.by_pid.insert(s.pid, s.name.clone());
     }
 
@@ -215,8 +216,8 @@ impl Supervisor {
     /// was running then is what the next start brings back.
     pub fn records(&self) -> Vec<ServiceRecord> {
         let now;
-        let snapshot = match &self.frozen {
-            Some(frozen) => frozen,
+        let snapshot = match &self.shutdown {
+            Some(shutdown) => &shutdown.frozen,
             None => {
                 now = self.snapshot();
                 &now
@@ -242,20 +243,16 @@ impl Supervisor {
     pub(super) fn snapshot(&self) -> Vec<Snapshot> {
         self.services
             .iter()
-            .filter(|(_, s)| !s.removing)
+            .filter(|(_, s)| s.want != Want::Remove)
             .map(|(name, s)| {
-                let run = match &s.phase {
-                    Phase::Running(run) => Some(run),
-                    Phase::Stopping(st) if st.main_exit.is_none() => Some(&st.run),
-                    _ => None,
-                };
+                let run = s.live_run();
                 Snapshot {
                     name: name.clone(),
                     status: s.status(),
                     pid: run.map(|r| r.pid),
                     start_time: run.and_then(|r| r.start_time),
                     restarts: s.restarts,
-                    stopped_by_operator: s.stopped_by_operator,
+                    stopped_by_operator: s.want.by_operator(),
                     completed: s.completed(),
                     spec: s.spec.clone(),
                 }
@@ -272,16 +269,16 @@ impl Supervisor {
             std::collections::hash_map::DefaultHasher::new(),
             std::collections::hash_map::DefaultHasher::new(),
         );
-        self.frozen.is_some().hash(&mut all);
+        self.shutdown.is_some().hash(&mut all);
         for (name, s) in &self.services {
             name.hash(&mut all);
             s.status().hash(&mut all);
             s.pid().hash(&mut all);
             s.pid().hash(&mut pids);
             s.restarts.hash(&mut all);
-            s.stopped_by_operator.hash(&mut all);
+            s.want.by_operator().hash(&mut all);
             s.completed().hash(&mut all);
-            s.removing.hash(&mut all);
+            (s.want == Want::Remove).hash(&mut all);
             Arc::as_ptr(&s.spec).hash(&mut all);
         }
         (all.finish(), pids.finish())
@@ -316,10 +313,10 @@ impl Supervisor {
         // A service waiting for a dependency that ended badly is not starting: it is stuck
         // until someone intervenes, and `up -d` must not wait for it.
         self.services.iter().any(|(name, s)| {
-            s.want == Want::Up
+            s.want.is_up()
                 && match s.phase {
                     Phase::Spawning => true,
-                    Phase::Running(run) => !run.ready,
+                    Phase::Running(run) => !run.is_ready(),
                     Phase::Waiting => !stuck(name, &self.services),
                     _ => false,
                 }
@@ -360,21 +357,26 @@ impl Supervisor {
     /// The session ended by runpm's own decision (a shutdown that completed): the state
     /// file says so, and the next start begins from the config.
     pub fn ended_cleanly(&self) -> bool {
-        self.shutdown.is_some_and(|s| s.exit_sent)
+        self.shutdown.as_ref().is_some_and(|s| s.exit_sent)
     }
 
+    #[must_use = "the effects must be carried out"]
     pub fn handle(&mut self, event: Event, now: Now) -> Vec<Effect> {
         self.handle_all(std::iter::once(event), now)
     }
 
     /// Several events, then one look at the whole table: the answers to a turn's spawns
     /// come back together, and a thousand of them need not each walk a thousand services.
+    #[must_use = "the effects must be carried out"]
     pub fn handle_all(&mut self, events: impl IntoIterator<Item = Event>, now: Now) -> Vec<Effect> {
         let mut fx = Vec::new();
+        let mut reload_done = false;
         for event in events {
+            reload_done |= parent::ends_reload(&event);
             self.apply_event(event, now, &mut fx);
         }
         self.drive(now, &mut fx);
+        self.tell_parent(reload_done, now, &mut fx);
         fx
     }
 
@@ -391,7 +393,7 @@ impl Supervisor {
                 {
                     let mut run = readiness::first_run(&svc.spec, pid, now);
                     run.start_time = start_time;
-                    if run.ready {
+                    if run.is_ready() {
                         tracing::info!("{service}: started (pid {pid})");
                     } else {
                         tracing::info!("{service}: started (pid {pid}), waiting until it is ready");
@@ -401,15 +403,14 @@ impl Supervisor {
                     svc.set_phase(Phase::Running(run), now.wall);
                 }
             }
-            Event::SpawnFailed {
-                service,
-                error,
-                code,
-            } => {
+            Event::SpawnFailed { service, error } => {
                 if let Some(svc) = self.services.get_mut(&service)
                     && svc.phase == Phase::Spawning
                 {
                     tracing::error!("{service}: failed to start: {error}");
+                    // What a shell would report: 127 not found, 126 otherwise.
+                    let code = error.exit_code();
+                    let error = error.to_string();
                     let status = ExitStatus::Code(code);
                     svc.record_exit(
                         0,
@@ -461,16 +462,8 @@ impl Supervisor {
                 service,
                 pid,
                 purpose,
-                ok,
-                detail,
-            } => self.on_probe(
-                &service,
-                pid,
-                purpose,
-                if ok { Ok(detail) } else { Err(detail) },
-                now,
-                fx,
-            ),
+                outcome,
+            } => self.on_probe(&service, pid, purpose, outcome, now, fx),
             Event::Notified {
                 service,
                 sender,
@@ -497,16 +490,23 @@ impl Supervisor {
     pub fn next_deadline(&self) -> Option<Instant> {
         let per_service = self.services.values().filter_map(|s| match &s.phase {
             Phase::Backoff { until } => Some(*until),
-            Phase::Stopping(st) if !st.forced => Some(st.deadline),
+            Phase::Stopping(st) => st.kill_deadline(),
             Phase::Failed { rearm_at, .. } => *rearm_at,
-            Phase::Running(run) => [run.ready_deadline, run.probe_due, run.watchdog_deadline]
+            Phase::Running(run) => [run.ready_deadline(), run.probe_due, run.watchdog_deadline]
                 .into_iter()
                 .flatten()
                 .min(),
             _ => None,
         });
-        let shutdown = self.shutdown.filter(|s| !s.escalated).map(|s| s.deadline);
-        per_service.chain(shutdown).min()
+        let shutdown = self
+            .shutdown
+            .as_ref()
+            .filter(|s| !s.escalated)
+            .map(|s| s.deadline);
+        per_service
+            .chain(shutdown)
+            .chain(self.parent_deadline())
+            .min()
     }
 
     fn on_exit(&mut self, pid: i32, status: ExitStatus, now: Now, fx: &mut Vec<Effect>) {
@@ -548,7 +548,7 @@ impl Supervisor {
                         signal: SIGKILL,
                     });
                 }
-                if svc.want == Want::Down || self.shutdown.is_some() {
+                if svc.want.is_down() || self.shutdown.is_some() {
                     svc.set_phase(Phase::Exited { status }, now.wall);
                     return;
                 }
@@ -565,7 +565,7 @@ impl Supervisor {
                         signal: SIGKILL,
                     });
                     self.finish_stop(&name, now);
-                } else if svc.spec.kill_mode == KillMode::Group && !stop.forced {
+                } else if svc.spec.kill_mode == KillMode::Group && stop.kill != Kill::Forced {
                     fx.push(Effect::CheckGroup {
                         service: name.clone(),
                         pgid: stop.run.pgid,
@@ -674,7 +674,7 @@ impl Supervisor {
                         humantime::format_duration(svc.spec.failed_cooldown)
                     );
                     svc.rearm();
-                    let next = if svc.want == Want::Up {
+                    let next = if svc.want.is_up() {
                         Phase::Waiting
                     } else {
                         Phase::Stopped
@@ -682,7 +682,7 @@ impl Supervisor {
                     svc.set_phase(next, now.wall);
                 }
                 Phase::Running(_) => running.push(name.clone()),
-                Phase::Stopping(st) if !st.forced && st.deadline <= now.at => {
+                Phase::Stopping(st) if st.kill_deadline().is_some_and(|d| d <= now.at) => {
                     overdue.push(name.clone())
                 }
                 _ => {}
@@ -701,7 +701,7 @@ impl Supervisor {
             }
             self.kill_now(&name, now, fx);
         }
-        if let Some(s) = self.shutdown
+        if let Some(s) = &self.shutdown
             && !s.escalated
             && s.deadline <= now.at
         {
@@ -727,9 +727,7 @@ impl Supervisor {
                 }
                 if let Some(s) = self.services.get(dependent)
                     && s.is_active()
-                    && (s.want == Want::Down
-                        || s.restart_pending
-                        || matches!(s.phase, Phase::Stopping(_)))
+                    && (s.want != Want::Up || matches!(s.phase, Phase::Stopping(_)))
                 {
                     return true;
                 }
@@ -748,14 +746,14 @@ impl Supervisor {
         let mut to_start: Vec<(usize, String)> = Vec::new();
         let mut to_stop: Vec<(usize, String)> = Vec::new();
         for (name, svc) in &self.services {
-            if self.shutdown.is_none() && svc.want == Want::Up && svc.phase == Phase::Waiting {
+            if self.shutdown.is_none() && svc.want.is_up() && svc.phase == Phase::Waiting {
                 to_start.push((svc.rank, name.clone()));
             }
             let stoppable = matches!(
                 svc.phase,
                 Phase::Waiting | Phase::Backoff { .. } | Phase::Running(_)
             );
-            if svc.restart_pending || (svc.want == Want::Down && stoppable) {
+            if svc.want == Want::Restart || (svc.want.is_down() && stoppable) {
                 to_stop.push((svc.rank, name.clone()));
             }
         }
@@ -771,21 +769,21 @@ impl Supervisor {
                     .expect("name comes from the table")
             }
             match (svc.want, &svc.phase) {
-                (Want::Down, Phase::Waiting | Phase::Backoff { .. }) => {
+                (Want::Down { .. } | Want::Remove, Phase::Waiting | Phase::Backoff { .. }) => {
                     svc_mut(self, &name).set_phase(Phase::Stopped, now.wall);
                 }
-                (Want::Down, Phase::Running(_)) if !waits => {
+                (Want::Down { .. } | Want::Remove, Phase::Running(_)) if !waits => {
                     self.begin_stop(&name, AfterStop::Stay, now, fx)
                 }
-                (Want::Up, _) if svc.restart_pending => match &svc.phase {
+                (Want::Restart, _) => match &svc.phase {
                     Phase::Running(_) if !waits => {
-                        svc_mut(self, &name).restart_pending = false;
+                        svc_mut(self, &name).want = Want::Up;
                         self.begin_stop(&name, AfterStop::Start, now, fx);
                     }
                     Phase::Running(_) | Phase::Spawning => {}
                     Phase::Stopping(_) => {
                         let svc = svc_mut(self, &name);
-                        svc.restart_pending = false;
+                        svc.want = Want::Up;
                         if let Phase::Stopping(st) = &mut svc.phase {
                             st.then = AfterStop::Start;
                         }
@@ -796,7 +794,7 @@ impl Supervisor {
                     | Phase::Exited { .. }
                     | Phase::Failed { .. } => {
                         let svc = svc_mut(self, &name);
-                        svc.restart_pending = false;
+                        svc.want = Want::Up;
                         svc.history = Default::default();
                         svc.set_phase(Phase::Waiting, now.wall);
                         to_start.push((svc.rank, name));
@@ -812,7 +810,7 @@ impl Supervisor {
         for (_, name) in to_start {
             let svc = &self.services[&name];
             let ready = self.shutdown.is_none()
-                && svc.want == Want::Up
+                && svc.want.is_up()
                 && svc.phase == Phase::Waiting
                 && deps::own_dependencies(&self.services, svc).is_met();
             if ready {
@@ -822,6 +820,7 @@ impl Supervisor {
                     .expect("name comes from the table");
                 svc.set_phase(Phase::Spawning, now.wall);
                 fx.push(Effect::Spawn {
+                    notify: NotifyRoute::of(&svc.spec),
                     spec: svc.spec.clone(),
                     service: name,
                 });
@@ -831,7 +830,7 @@ impl Supervisor {
         let gone: Vec<String> = self
             .services
             .iter()
-            .filter(|(_, s)| s.removing && !s.is_active())
+            .filter(|(_, s)| s.want == Want::Remove && !s.is_active())
             .map(|(n, _)| n.clone())
             .collect();
         if !gone.is_empty() {
@@ -851,10 +850,7 @@ impl Supervisor {
                 return;
             };
             tracing::info!("exit_when is met: stopping");
-            if code != 0 {
-                self.exit_code.get_or_insert(code);
-            }
-            self.begin_shutdown(now, fx);
+            self.begin_shutdown((code != 0).then_some(code), now, fx);
             // Stop whatever still runs, in order, before the exit below can be reached.
             self.drive(now, fx);
             return;
@@ -866,7 +862,7 @@ impl Supervisor {
             return;
         }
         shutdown.exit_sent = true;
-        let code = self
+        let code = shutdown
             .exit_code
             .or_else(|| {
                 self.services.values().find_map(|s| match s.phase {
@@ -920,6 +916,7 @@ fn round_ms(d: Duration) -> Duration {
 
 mod apply;
 mod operator;
+mod parent;
 mod readiness;
 mod stop;
 #[cfg(test)]

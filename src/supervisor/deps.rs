@@ -88,10 +88,10 @@ pub fn check(services: &BTreeMap<String, Service>, dep: &str, condition: Conditi
         return blocked(dep, Block::Undefined, None);
     };
     match &svc.phase {
-        Phase::Running(_) if svc.restart_pending => Wait::Pending,
+        Phase::Running(_) if svc.want == Want::Restart => Wait::Pending,
         Phase::Running(run) => match condition {
             Condition::Started => Wait::Met,
-            Condition::Ready if run.ready => Wait::Met,
+            Condition::Ready if run.is_ready() => Wait::Met,
             Condition::Ready | Condition::Completed => Wait::Pending,
         },
         Phase::Exited { status } => {
@@ -109,17 +109,15 @@ pub fn check(services: &BTreeMap<String, Service>, dep: &str, condition: Conditi
             service: dep.to_owned(),
             until: *until,
         },
-        Phase::Waiting if svc.want == Want::Up => match own_dependencies(services, svc) {
+        Phase::Waiting if svc.want.is_up() => match own_dependencies(services, svc) {
             // What holds it up holds up its dependents too.
             wait @ (Wait::Blocked { .. } | Wait::Backoff { .. }) => wait,
             Wait::Met | Wait::Pending => Wait::Pending,
         },
         Phase::Spawning => Wait::Pending,
-        Phase::Stopping(stop) if svc.want == Want::Up || stop.then == AfterStop::Start => {
-            Wait::Pending
-        }
+        Phase::Stopping(stop) if svc.want.is_up() || stop.then == AfterStop::Start => Wait::Pending,
         Phase::Waiting | Phase::Stopping(_) | Phase::Stopped => {
-            let by_operator = svc.stopped_by_operator;
+            let by_operator = svc.want.by_operator();
             blocked(dep, Block::Stopped { by_operator }, None)
         }
     }
@@ -220,7 +218,7 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     use super::*;
-    use crate::supervisor::service::{Run, Stopping};
+    use crate::supervisor::service::{Readiness, Run, Stopping};
     use crate::testing::spec;
 
     fn table(rows: Vec<(&str, &[&str], Phase, Want)>) -> BTreeMap<String, Service> {
@@ -238,7 +236,11 @@ mod tests {
 
     fn running(ready: bool) -> Phase {
         let mut run = Run::new(10, Instant::now(), SystemTime::UNIX_EPOCH);
-        run.ready = ready;
+        if !ready {
+            run.readiness = Readiness::Pending {
+                deadline: Instant::now(),
+            };
+        }
         Phase::Running(run)
     }
 
@@ -262,7 +264,7 @@ mod tests {
             [Wait::Met, Wait::Met, Wait::Pending]
         );
         let mut t = table(vec![("dep", &[], running(true), Want::Up)]);
-        t.get_mut("dep").unwrap().restart_pending = true;
+        t.get_mut("dep").unwrap().want = Want::Restart;
         assert_eq!(check(&t, "dep", Condition::Started), Wait::Pending);
     }
 
@@ -295,27 +297,28 @@ mod tests {
                 .iter()
                 .all(|w| matches!(w, Wait::Backoff { .. }))
         );
-        assert!(each(Phase::Stopped, Want::Down).iter().all(is_blocked));
+        assert!(
+            each(Phase::Stopped, Want::Down { by_operator: false })
+                .iter()
+                .all(is_blocked)
+        );
         assert_eq!(
             each(Phase::Spawning, Want::Up),
             [Wait::Pending, Wait::Pending, Wait::Pending]
         );
         let stopping = |then| {
-            Phase::Stopping(Stopping {
-                run: Run::new(10, Instant::now(), SystemTime::UNIX_EPOCH),
-                deadline: Instant::now(),
-                forced: false,
-                main_exit: None,
+            Phase::Stopping(Stopping::new(
+                Run::new(10, Instant::now(), SystemTime::UNIX_EPOCH),
+                Instant::now(),
                 then,
-                orphaned: false,
-            })
+            ))
         };
         assert_eq!(
             each(stopping(AfterStop::Start), Want::Up),
             [Wait::Pending, Wait::Pending, Wait::Pending]
         );
         assert!(
-            each(stopping(AfterStop::Stay), Want::Down)
+            each(stopping(AfterStop::Stay), Want::Down { by_operator: false })
                 .iter()
                 .all(is_blocked)
         );

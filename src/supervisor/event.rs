@@ -5,10 +5,10 @@ use std::time::{Instant, SystemTime};
 
 use std::time::Duration;
 
-use crate::config::{Config, Probe, ServiceSpec, Signal};
+use crate::config::{Config, ConfigErrors, Probe, Ready, ServiceSpec, Signal};
 use crate::ipc::{ProtocolError, Request};
-use crate::notify::Notification;
-use crate::process::{ExitStatus, Target};
+use crate::notify::{Notification, ParentNote};
+use crate::process::{ExitStatus, SpawnError, Target};
 
 /// The moment an event is handled, on both clocks: the monotonic one for every deadline and
 /// duration, the wall clock only for what people read.
@@ -57,12 +57,11 @@ pub enum Event {
         pid: i32,
         start_time: Option<u64>,
     },
-    /// Answer to [`Effect::Spawn`]: it could not be started. `code` is what a shell would
-    /// report (127 not found, 126 otherwise).
+    /// Answer to [`Effect::Spawn`]: it could not be started. Shared, because events are
+    /// cloned and an I/O error is not.
     SpawnFailed {
         service: String,
-        error: String,
-        code: i32,
+        error: Arc<SpawnError>,
     },
     /// Answer to [`Effect::CheckGroup`] when no process is left in the group.
     GroupEmpty { service: String, pgid: i32 },
@@ -74,17 +73,18 @@ pub enum Event {
     Hangup,
     /// The watcher saw the config change on disk.
     ConfigChanged,
-    /// Answer to [`Effect::LoadConfig`]: the new config, or every diagnostic in one message.
+    /// Answer to [`Effect::LoadConfig`]: the new config, or every diagnostic (file, line,
+    /// column, service).
     ConfigLoaded {
         token: Option<u64>,
         dry_run: bool,
-        result: Result<Config, String>,
+        result: Result<Config, ConfigErrors>,
     },
     /// Answer to [`Effect::LoadSnapshot`]: the services the state file says were meant to
     /// run, or why it could not be read.
     SnapshotLoaded {
         token: u64,
-        wanted_up: Result<Vec<String>, String>,
+        wanted_up: Result<Vec<String>, crate::state::SnapshotError>,
     },
     /// A control request; answered by one [`Effect::Reply`] with the same token.
     Request { token: u64, request: Request },
@@ -93,8 +93,7 @@ pub enum Event {
         service: String,
         pid: i32,
         purpose: Purpose,
-        ok: bool,
-        detail: String,
+        outcome: Result<(), ProbeFailure>,
     },
     /// sd_notify messages from `sender`, a process of `service`.
     Notified {
@@ -112,6 +111,60 @@ pub enum Event {
     },
 }
 
+/// Which sd_notify socket a service is told about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotifyRoute {
+    /// The socket in the state directory.
+    Own,
+    /// The abstract socket, for a service that runs as another user or group and cannot
+    /// enter the private state directory.
+    Abstract,
+}
+
+impl NotifyRoute {
+    /// Whether `spec` hears of a notify socket at all (it asked for `ready.notify` or a
+    /// `watchdog`), and which one.
+    pub fn of(spec: &ServiceSpec) -> Option<NotifyRoute> {
+        let wants = matches!(spec.ready, Some(Ready::Notify)) || spec.watchdog.is_some();
+        match (wants, spec.user.is_some() || spec.group.is_some()) {
+            (false, _) => None,
+            (true, false) => Some(NotifyRoute::Own),
+            (true, true) => Some(NotifyRoute::Abstract),
+        }
+    }
+}
+
+/// Why a readiness or health probe failed: shown as the service's `not ready` reason and
+/// in the health-check failure it leads to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProbeFailure {
+    #[error("cannot connect to {addr}: {error}")]
+    Connect { addr: String, error: String },
+    #[error("connecting to {addr} timed out after {}", rounded(*after))]
+    ConnectTimedOut { addr: String, after: Duration },
+    /// Something accepts connections at `addr`, but it is not this service (`holder`:
+    /// who it is, when runpm can see it).
+    #[error(
+        "{addr} accepts connections, but the listening socket belongs to {}, not to this service",
+        holder.as_deref().unwrap_or("a process runpm cannot see")
+    )]
+    OtherListener {
+        addr: String,
+        holder: Option<String>,
+    },
+    #[error("probe could not start: {0}")]
+    NotStarted(String),
+    #[error("probe timed out after {}", rounded(*after))]
+    TimedOut { after: Duration },
+    #[error("probe {0}")]
+    Exited(ExitStatus),
+}
+
+/// A duration as people read it, to the millisecond.
+fn rounded(d: Duration) -> humantime::FormattedDuration {
+    humantime::format_duration(Duration::from_millis(d.as_millis() as u64))
+}
+
 /// What a probe is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Purpose {
@@ -123,10 +176,12 @@ pub enum Purpose {
 #[must_use]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
-    /// Start the service; answer with `Spawned` or `SpawnFailed`.
+    /// Start the service; answer with `Spawned` or `SpawnFailed`. `notify`: which of
+    /// runpm's sd_notify sockets it is given in `NOTIFY_SOCKET`, if any.
     Spawn {
         service: String,
         spec: Arc<ServiceSpec>,
+        notify: Option<NotifyRoute>,
     },
     Signal {
         service: String,
@@ -144,6 +199,19 @@ pub enum Effect {
         probe: Probe,
         timeout: Duration,
     },
+    /// Answer the control request `token` with the recent lines of `services` (every
+    /// service when empty), the last `lines` of each, then follow them when `follow`: the
+    /// lines are the shell's (the log hub), the names were checked here.
+    ServeLogs {
+        token: u64,
+        services: Vec<String>,
+        lines: usize,
+        /// Only lines printed since then (`logs --since`).
+        since: Option<std::time::SystemTime>,
+        follow: bool,
+    },
+    /// Write the state file now and answer the control request `token` with its path.
+    SaveState { token: u64 },
     /// Read the state file for `resurrect`; answer with `SnapshotLoaded`.
     LoadSnapshot { token: u64 },
     /// Read and validate the config file again; answer with `ConfigLoaded`.
@@ -153,6 +221,53 @@ pub enum Effect {
         token: u64,
         reply: Result<crate::ipc::Json, ProtocolError>,
     },
+    /// Tell runpm's own service manager (`NOTIFY_SOCKET`) how runpm is doing.
+    NotifyParent(ParentNote),
     /// runpm is done: exit with this code.
     Exit { code: u8 },
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::testing::spec;
+
+    #[test]
+    fn a_service_hears_of_the_notify_socket_it_can_reach_when_it_needs_one() {
+        let mut s = spec("web");
+        assert_eq!(NotifyRoute::of(&s), None);
+        s.ready = Some(Ready::Notify);
+        assert_eq!(NotifyRoute::of(&s), Some(NotifyRoute::Own));
+        s.user = Some("nobody".into());
+        assert_eq!(NotifyRoute::of(&s), Some(NotifyRoute::Abstract));
+        let mut w = spec("worker");
+        w.watchdog = Some(Duration::from_secs(5));
+        assert_eq!(NotifyRoute::of(&w), Some(NotifyRoute::Own));
+    }
+
+    #[test]
+    fn probe_failures_read_as_the_not_ready_reason_people_see() {
+        let other = ProbeFailure::OtherListener {
+            addr: "127.0.0.1:8000".into(),
+            holder: Some("pid 42 (nc)".into()),
+        };
+        assert_eq!(
+            other.to_string(),
+            "127.0.0.1:8000 accepts connections, but the listening socket belongs to \
+             pid 42 (nc), not to this service"
+        );
+        let unseen = ProbeFailure::OtherListener {
+            addr: "a:1".into(),
+            holder: None,
+        };
+        assert!(unseen.to_string().contains("a process runpm cannot see"));
+        let slow = ProbeFailure::TimedOut {
+            after: Duration::from_micros(1_500_400),
+        };
+        assert_eq!(slow.to_string(), "probe timed out after 1s 500ms");
+        let exited = ProbeFailure::Exited(ExitStatus::Code(3));
+        assert!(exited.to_string().starts_with("probe "), "{exited}");
+    }
 }

@@ -10,7 +10,7 @@ use crate::config::ExitWhen;
 
 use super::deps::{Wait, own_dependencies};
 use super::policy::is_success;
-use super::service::{Phase, Service, Want};
+use super::service::{Phase, Service};
 
 /// The code a service's final state contributes: `None` when it ended well.
 pub fn failure_code(service: &Service) -> Option<u8> {
@@ -56,7 +56,7 @@ fn ended(name: &str, services: &BTreeMap<String, Service>, rearmable_too: bool) 
 /// Whether `exit_when` asks runpm to end now, and with which code (before the remaining
 /// services are stopped). Services that nobody asked to run do not count.
 pub fn exit_when_fired(when: &ExitWhen, services: &BTreeMap<String, Service>) -> Option<u8> {
-    let wanted = || services.iter().filter(|(_, s)| s.want == Want::Up);
+    let wanted = || services.iter().filter(|(_, s)| s.want.is_up());
     match when {
         ExitWhen::AllExited => {
             let mut any = false;
@@ -71,7 +71,7 @@ pub fn exit_when_fired(when: &ExitWhen, services: &BTreeMap<String, Service>) ->
         ExitWhen::AnyFailed => wanted().find_map(|(_, s)| failure_code(s)),
         ExitWhen::Services(names) => names.iter().find_map(|n| {
             let s = services.get(n)?;
-            (s.want == Want::Up && settled(n, services)).then(|| failure_code(s).unwrap_or(0))
+            (s.want.is_up() && settled(n, services)).then(|| failure_code(s).unwrap_or(0))
         }),
     }
 }

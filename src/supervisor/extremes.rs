@@ -14,7 +14,7 @@ use crate::ipc::Request;
 use crate::process::{ExitStatus, Target};
 
 use super::core::Supervisor;
-use super::event::{Effect, Event, Now};
+use super::event::{Effect, Event, Now, ProbeFailure};
 use super::policy::Jitter;
 
 const SERVICES: [&str; 3] = ["alpha", "beta", "gamma"];
@@ -238,19 +238,25 @@ impl World {
                     service,
                     pid,
                     purpose,
-                    ok: pid % 2 == 0,
-                    detail: "probe".into(),
+                    outcome: if pid % 2 == 0 {
+                        Ok(())
+                    } else {
+                        Err(ProbeFailure::Exited(ExitStatus::Code(1)))
+                    },
                 }),
                 Effect::LoadSnapshot { token } => Some(Event::SnapshotLoaded {
                     token,
-                    wanted_up: Err("no state file".into()),
+                    wanted_up: Err(crate::state::SnapshotError::NoStateFile),
                 }),
                 Effect::LoadConfig { token, dry_run } => Some(Event::ConfigLoaded {
                     token,
                     dry_run,
                     result: Ok(self.cfg.clone()),
                 }),
-                Effect::Reply { .. } => None,
+                Effect::Reply { .. }
+                | Effect::NotifyParent(_)
+                | Effect::ServeLogs { .. }
+                | Effect::SaveState { .. } => None,
                 Effect::Exit { .. } => {
                     self.exited = true;
                     None

@@ -1,5 +1,5 @@
-//! Supervision: per-service state machines driven by one event handler, and the runtime
-//! that feeds it events and carries out its effects.
+//! Supervision: per-service state machines driven by one synchronous event handler. The
+//! async shell that feeds it events and carries out its effects is [`crate::daemon`].
 
 mod core;
 mod deps;
@@ -7,20 +7,16 @@ mod event;
 mod exit;
 #[cfg(test)]
 mod extremes;
-mod output;
-mod persist;
 mod policy;
-mod probes;
-mod runtime;
 mod service;
-mod signals;
 mod startup;
 mod status;
 
 pub use self::core::Supervisor;
-pub use event::{Effect, Event, Now, Purpose};
+pub use event::{Effect, Event, NotifyRoute, Now, ProbeFailure, Purpose};
 pub use policy::{Decision, History, Jitter};
-pub use runtime::{Control, RunError, RunOptions, run};
+// The shell moved to `daemon/`; its entry points stay reachable here for the binaries.
+pub use crate::daemon::{Control, RunError, RunOptions, run};
 pub use service::{Phase, Service, Want};
-pub use startup::{News, Outcome, StartupReport};
+pub use startup::{News, Outcome, StartupReport, outcomes as startup_outcomes};
 pub use status::{EndReason, ExitRecord, Status};

@@ -1,25 +1,33 @@
 //! One service's state: what is wanted of it beside what it is doing.
 //!
-//! `want` is the operator's and the config's intent; `phase` is what the process is doing.
-//! The handler moves `phase` toward `want`; the combinations and what each one means:
+//! `want` is the operator's and the config's intent ([`Want`]: up, up with a restart
+//! pending, down (by hand or not), or on the way out of the table); `phase` is what the
+//! process is doing. The handler moves `phase` toward `want`; the combinations and what
+//! each one means (each row has its test in `core/tests.rs`, module `table`):
 //!
-//! | want | phase      | meaning / next step                                                |
-//! |------|------------|--------------------------------------------------------------------|
-//! | up   | `Waiting`  | start requested; spawns once every dependency is running           |
-//! | up   | `Spawning` | spawn effect issued; `Spawned`/`SpawnFailed` answers it            |
-//! | up   | `Running`  | `starting` until ready, then `running`; an exit (or a missed       |
-//! |      |            | readiness, health or watchdog deadline) goes to the restart policy |
-//! | up   | `Stopping` | a restart: stop first, then `Waiting` again                        |
-//! | up   | `Backoff`  | restart delay running; `Waiting` when it expires                   |
-//! | up   | `Exited`   | the policy said stay down; only a start re-arms it                 |
-//! | up   | `Failed`   | crash loop, spawn error, missed readiness under `never`; a start,  |
-//! |      |            | a config change or `failed_cooldown` re-arms it                    |
-//! | up   | `Stopped`  | not reached: a start request moves `Stopped` to `Waiting`          |
-//! | down | `Waiting`, `Backoff` | dropped at once to `Stopped`                             |
-//! | down | `Spawning` | stopped as soon as the spawn is answered                           |
-//! | down | `Running`  | stop signal sent once no dependent is still going down             |
-//! | down | `Stopping` | waiting for the exit (and an empty group), or the kill deadline    |
-//! | down | `Stopped`, `Exited`, `Failed` | at rest                                     |
+//! | want    | phase      | meaning / next step                                             |
+//! |---------|------------|-----------------------------------------------------------------|
+//! | up      | `Waiting`  | start requested; spawns once every dependency is running        |
+//! | up      | `Spawning` | spawn effect issued; `Spawned`/`SpawnFailed` answers it         |
+//! | up      | `Running`  | `starting` until ready, then `running`; an exit (or a missed    |
+//! |         |            | readiness, health or watchdog deadline) goes to the policy      |
+//! | up      | `Stopping` | a restart: stop first, then `Waiting` again                     |
+//! | up      | `Backoff`  | restart delay running; `Waiting` when it expires                |
+//! | up      | `Exited`   | the policy said stay down; only a start re-arms it              |
+//! | up      | `Failed`   | crash loop, spawn error, missed readiness under `never`; a      |
+//! |         |            | start, a config change or `failed_cooldown` re-arms it          |
+//! | up      | `Stopped`  | not reached: a start request moves `Stopped` to `Waiting`       |
+//! | restart | `Running`  | stop signal once no dependent is still going down, then start   |
+//! | restart | `Stopping` | the stop under way ends in a start; want is up again            |
+//! | restart | `Waiting`, `Backoff`, `Stopped`, `Exited`, `Failed` | `Waiting` at once,     |
+//! |         |            | with a fresh crash window                                       |
+//! | restart | `Spawning` | waits for the spawn's answer, then as `Running`                 |
+//! | down    | `Waiting`, `Backoff` | dropped at once to `Stopped`                          |
+//! | down    | `Spawning` | stopped as soon as the spawn is answered                        |
+//! | down    | `Running`  | stop signal sent once no dependent is still going down          |
+//! | down    | `Stopping` | waiting for the exit (and an empty group), or the kill deadline |
+//! | down    | `Stopped`, `Exited`, `Failed` | at rest                                      |
+//! | remove  | any        | as down; leaves the table once nothing of it runs               |
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -31,10 +39,65 @@ use crate::process::{ExitStatus, Target};
 use super::policy::History;
 use super::status::{EXIT_HISTORY, EndReason, ExitRecord, Status};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What is wanted of a service. One value rather than a direction plus flags, so that no
+/// combination can contradict itself: a restart is only ever pending for a service that
+/// should run, and only a service that should be down can have been stopped by hand or be
+/// on its way out of the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Want {
+    /// It should run.
     Up,
-    Down,
+    /// It should run, and a restart was asked for (operator, changed spec, restarted
+    /// dependency) that waits for its turn: dependents stop first.
+    Restart,
+    /// It should be down; `by_operator`: because someone stopped it by hand, which a
+    /// reload and a resurrect respect.
+    Down { by_operator: bool },
+    /// Removed from the config: it leaves the table once stopped.
+    Remove,
+}
+
+impl Want {
+    /// Up, with or without a restart pending.
+    pub fn is_up(self) -> bool {
+        matches!(self, Want::Up | Want::Restart)
+    }
+
+    /// Down, whether stopped by hand, by the config or on the way out.
+    pub fn is_down(self) -> bool {
+        !self.is_up()
+    }
+
+    /// Stopped by hand (what the state file records as `stopped_by_operator`).
+    pub fn by_operator(self) -> bool {
+        self == Want::Down { by_operator: true }
+    }
+
+    /// Wanted up, keeping a pending restart.
+    pub fn up(self) -> Want {
+        match self {
+            Want::Restart => Want::Restart,
+            _ => Want::Up,
+        }
+    }
+
+    /// Wanted down, keeping who stopped it and whether it is being removed; a pending
+    /// restart is dropped.
+    pub fn down(self) -> Want {
+        match self {
+            Want::Up | Want::Restart => Want::Down { by_operator: false },
+            down => down,
+        }
+    }
+
+    /// A start (by the operator or a resurrect) is on its way: a stop by hand no longer
+    /// stands.
+    pub fn forget_operator_stop(self) -> Want {
+        match self {
+            Want::Down { by_operator: true } => Want::Down { by_operator: false },
+            other => other,
+        }
+    }
 }
 
 /// A process of this service that is (or was just) alive.
@@ -49,10 +112,8 @@ pub struct Run {
     pub start_time: Option<u64>,
     pub started: Instant,
     pub started_wall: SystemTime,
-    /// Readiness reported (or none asked for): dependents may start, status is `running`.
-    pub ready: bool,
-    /// Readiness must come before this, or the run has failed.
-    pub ready_deadline: Option<Instant>,
+    /// Whether dependents may start yet and the status is `running`.
+    pub readiness: Readiness,
     /// The next readiness or health probe, while none is in flight.
     pub probe_due: Option<Instant>,
     /// Readiness probes tried so far (the retry interval grows with it).
@@ -63,7 +124,29 @@ pub struct Run {
     pub watchdog_deadline: Option<Instant>,
 }
 
+/// Where a run stands with its `ready` check. A run waiting for readiness always has a
+/// deadline, and a ready one none: one value, so the two cannot disagree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// Readiness reported (or none asked for).
+    Ready,
+    /// Readiness must come before `deadline`, or the run has failed.
+    Pending { deadline: Instant },
+}
+
 impl Run {
+    pub fn is_ready(&self) -> bool {
+        self.readiness == Readiness::Ready
+    }
+
+    /// When readiness must have come, while it has not.
+    pub fn ready_deadline(&self) -> Option<Instant> {
+        match self.readiness {
+            Readiness::Ready => None,
+            Readiness::Pending { deadline } => Some(deadline),
+        }
+    }
+
     /// Who the kill policy signals: the whole group, or only the main process.
     pub fn target(&self, mode: KillMode) -> Target {
         match mode {
@@ -79,8 +162,7 @@ impl Run {
             start_time: None,
             started: now_at,
             started_wall: now_wall,
-            ready: true,
-            ready_deadline: None,
+            readiness: Readiness::Ready,
             probe_due: None,
             probe_attempts: 0,
             health_failures: 0,
@@ -100,13 +182,20 @@ pub enum AfterStop {
     },
 }
 
+/// How a stop is going: the stop signal went out, or SIGKILL did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kill {
+    /// The stop signal was sent; SIGKILL follows at `deadline` if the process (or its
+    /// group) is still there.
+    Graceful { deadline: Instant },
+    /// SIGKILL was sent: the stop no longer counts as clean, and no deadline is left.
+    Forced,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stopping {
     pub run: Run,
-    /// When SIGKILL follows if the process (or its group) is still there.
-    pub deadline: Instant,
-    /// SIGKILL was sent: the stop no longer counts as clean.
-    pub forced: bool,
+    pub kill: Kill,
     /// The main process has ended; in group mode the rest of the group may linger.
     pub main_exit: Option<ExitStatus>,
     pub then: AfterStop,
@@ -114,6 +203,30 @@ pub struct Stopping {
     /// group become zombies only init can reap, so their end is never seen. Its stop ends
     /// with the main process, and whatever is left of the group is killed.
     pub orphaned: bool,
+}
+
+impl Stopping {
+    /// The stop signal just went to `run`'s process (or group); SIGKILL follows at
+    /// `kill_deadline`.
+    pub fn new(run: Run, kill_deadline: Instant, then: AfterStop) -> Stopping {
+        Stopping {
+            run,
+            kill: Kill::Graceful {
+                deadline: kill_deadline,
+            },
+            main_exit: None,
+            then,
+            orphaned: false,
+        }
+    }
+
+    /// When SIGKILL is due, unless it was sent already.
+    pub fn kill_deadline(&self) -> Option<Instant> {
+        match self.kill {
+            Kill::Graceful { deadline } => Some(deadline),
+            Kill::Forced => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,7 +261,6 @@ pub struct Service {
     pub restarts: u32,
     pub history: History,
     pub exits: VecDeque<ExitRecord>,
-    pub stopped_by_operator: bool,
     /// Last lines of a run whose pipes closed before its exit was reaped.
     pub early_output: Option<(i32, Vec<String>)>,
     /// The last `STATUS=` the service sent over sd_notify.
@@ -156,11 +268,6 @@ pub struct Service {
     /// While it starts: why its last readiness probe failed (such as who else holds its
     /// port). Cleared when it becomes ready and on every change of phase.
     pub not_ready: Option<String>,
-    /// A restart was asked for (operator, changed spec, restarted dependency) and waits for
-    /// its turn: dependents stop first.
-    pub restart_pending: bool,
-    /// Removed from the config: leaves the table once stopped.
-    pub removing: bool,
     /// Position in the supervisor's dependency order (dependencies first).
     pub rank: usize,
 }
@@ -169,18 +276,15 @@ impl Service {
     pub fn new(spec: Arc<ServiceSpec>, now: SystemTime) -> Service {
         Service {
             spec,
-            want: Want::Down,
+            want: Want::Down { by_operator: false },
             phase: Phase::Stopped,
             since: now,
             restarts: 0,
             history: History::default(),
             exits: VecDeque::new(),
-            stopped_by_operator: false,
             early_output: None,
             status_text: None,
             not_ready: None,
-            restart_pending: false,
-            removing: false,
             rank: 0,
         }
     }
@@ -189,7 +293,7 @@ impl Service {
         match self.phase {
             Phase::Stopped => Status::Stopped,
             Phase::Waiting | Phase::Spawning => Status::Starting,
-            Phase::Running(run) if !run.ready => Status::Starting,
+            Phase::Running(run) if !run.is_ready() => Status::Starting,
             Phase::Running(_) => Status::Running,
             Phase::Stopping(_) => Status::Stopping,
             Phase::Backoff { .. } => Status::Backoff,
@@ -198,12 +302,17 @@ impl Service {
         }
     }
 
-    pub fn pid(&self) -> Option<i32> {
+    /// The run whose main process is alive: running, or stopping and not yet exited.
+    pub fn live_run(&self) -> Option<&Run> {
         match &self.phase {
-            Phase::Running(run) => Some(run.pid),
-            Phase::Stopping(s) if s.main_exit.is_none() => Some(s.run.pid),
+            Phase::Running(run) => Some(run),
+            Phase::Stopping(s) if s.main_exit.is_none() => Some(&s.run),
             _ => None,
         }
+    }
+
+    pub fn pid(&self) -> Option<i32> {
+        self.live_run().map(|run| run.pid)
     }
 
     /// A task that ended with a success code and stays down.

@@ -13,7 +13,7 @@ use std::fmt;
 
 use super::core::Supervisor;
 use super::policy::is_success;
-use super::service::{Phase, Service, Want};
+use super::service::{Phase, Service};
 
 /// Where a service that was asked to start has got.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +58,7 @@ impl fmt::Display for Outcome {
 /// that cannot get there by itself (the supervisor knows its dependency graph).
 pub fn outcome(service: &Service, blocked: Option<String>) -> Outcome {
     match &service.phase {
-        Phase::Running(run) if run.ready => Outcome::Running,
+        Phase::Running(run) if run.is_ready() => Outcome::Running,
         Phase::Exited { status } if is_success(&service.spec, *status) => Outcome::Completed,
         Phase::Exited { status } => Outcome::Failed(status.to_string()),
         Phase::Failed { reason, .. } => Outcome::Failed(reason.clone()),
@@ -127,7 +127,7 @@ impl StartupReport {
 /// The outcome of every service the supervisor wants up.
 pub fn outcomes(sup: &Supervisor) -> Vec<(String, Outcome)> {
     sup.services()
-        .filter(|(_, s)| s.want == Want::Up)
+        .filter(|(_, s)| s.want.is_up())
         .map(|(name, s)| (name.clone(), outcome(s, sup.blocked_by(name))))
         .collect()
 }
@@ -139,7 +139,7 @@ mod tests {
 
     use super::*;
     use crate::process::ExitStatus;
-    use crate::supervisor::service::Run;
+    use crate::supervisor::service::{Readiness, Run, Want};
     use crate::testing::spec;
 
     fn service(phase: Phase) -> Service {
@@ -151,7 +151,11 @@ mod tests {
 
     fn running(ready: bool) -> Phase {
         let mut run = Run::new(42, Instant::now(), SystemTime::UNIX_EPOCH);
-        run.ready = ready;
+        if !ready {
+            run.readiness = Readiness::Pending {
+                deadline: Instant::now(),
+            };
+        }
         Phase::Running(run)
     }
 

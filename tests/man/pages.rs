@@ -97,6 +97,18 @@ const RUNPM_EXTRA: &[Block<'static>] = &[
         "The state directory, when `--state-dir` is not given.",
     ),
     Block::Item(
+        "STATE_DIRECTORY, LOGS_DIRECTORY",
+        "Set by systemd for a unit with `StateDirectory=` and `LogsDirectory=`: the state \
+         directory when neither `--state-dir`, RUNPM_STATE_DIR nor `state_dir` names one, and \
+         where the service logs go.",
+    ),
+    Block::Item(
+        "NOTIFY_SOCKET, WATCHDOG_USEC",
+        "Set by systemd for `Type=notify`: runpm sends READY=1, RELOADING=1 and READY=1 \
+         around a reload, STOPPING=1, a current STATUS= (\"5 running, 1 failed\"), and \
+         WATCHDOG=1 at half WATCHDOG_USEC.",
+    ),
+    Block::Item(
         "RUNPM_LOG",
         "How much runpm says about itself: `error`, `warn`, `info` (the default), `debug` or \
          `trace`.",

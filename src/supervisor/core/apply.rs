@@ -25,7 +25,7 @@ impl Supervisor {
                 let run = match svc.phase {
                     Phase::Stopped => RunState::Stopped,
                     Phase::Exited { .. } | Phase::Failed { .. } => RunState::Settled,
-                    _ if svc.removing || svc.want == Want::Down && !svc.is_active() => {
+                    _ if svc.want == Want::Remove || svc.want.is_down() && !svc.is_active() => {
                         RunState::Stopped
                     }
                     _ => RunState::Active,
@@ -64,7 +64,7 @@ impl Supervisor {
                     let Some(svc) = self.adopt(&name, desired, now) else {
                         continue;
                     };
-                    svc.want = Want::Up;
+                    svc.want = svc.want.up();
                     if matches!(
                         svc.phase,
                         Phase::Stopped | Phase::Exited { .. } | Phase::Failed { .. }
@@ -75,16 +75,14 @@ impl Supervisor {
                 }
                 Action::Stop { name } => {
                     if let Some(svc) = self.services.get_mut(&name) {
-                        svc.want = Want::Down;
-                        svc.restart_pending = false;
+                        svc.want = svc.want.down();
                     }
                 }
                 Action::Restart { name, reason } => {
                     let Some(svc) = self.adopt(&name, desired, now) else {
                         continue;
                     };
-                    svc.want = Want::Up;
-                    svc.restart_pending = true;
+                    svc.want = Want::Restart;
                     // A new definition, or an operator's restart, starts a fresh crash
                     // window: old failures of another definition must not count. A restart
                     // caused by a dependency is neither, and keeps the count.
@@ -98,14 +96,12 @@ impl Supervisor {
                         continue;
                     };
                     if svc.phase == Phase::Stopped {
-                        svc.want = if up { Want::Up } else { Want::Down };
+                        svc.want = if up { svc.want.up() } else { svc.want.down() };
                     }
                 }
                 Action::Remove { name } => {
                     if let Some(svc) = self.services.get_mut(&name) {
-                        svc.want = Want::Down;
-                        svc.removing = true;
-                        svc.restart_pending = false;
+                        svc.want = Want::Remove;
                     }
                 }
             }
@@ -134,7 +130,10 @@ impl Supervisor {
         if let Some(spec) = spec {
             svc.spec = spec;
         }
-        svc.removing = false;
+        // Back in the config: it stays, down until an action of this plan says otherwise.
+        if svc.want == Want::Remove {
+            svc.want = Want::Down { by_operator: false };
+        }
         Some(svc)
     }
 
@@ -143,7 +142,7 @@ impl Supervisor {
         &mut self,
         token: Option<u64>,
         dry_run: bool,
-        result: Result<Config, String>,
+        result: Result<Config, crate::config::ConfigErrors>,
         now: Now,
         fx: &mut Vec<Effect>,
     ) {
@@ -153,18 +152,13 @@ impl Supervisor {
             }
         };
         if self.shutdown.is_some() {
-            reply(
-                fx,
-                Err(ProtocolError::new(
-                    ErrorKind::ShuttingDown,
-                    "runpm is shutting down",
-                )),
-            );
+            reply(fx, Err(ProtocolError::shutting_down()));
             return;
         }
         let config = match result {
             Ok(config) => config,
-            Err(message) => {
+            Err(errors) => {
+                let message = errors.to_string();
                 tracing::error!(
                     "reload: the configuration is invalid; nothing was changed:\n{message}"
                 );
@@ -184,7 +178,7 @@ impl Supervisor {
                 let up = self
                     .services
                     .get(name)
-                    .map_or(spec.autostart, |s| s.want == Want::Up && !s.removing);
+                    .map_or(spec.autostart, |s| s.want.is_up());
                 (
                     name.clone(),
                     Desired {
@@ -248,16 +242,16 @@ impl Supervisor {
     pub(super) fn on_snapshot(
         &mut self,
         token: u64,
-        wanted_up: Result<Vec<String>, String>,
+        wanted_up: Result<Vec<String>, crate::state::SnapshotError>,
         now: Now,
         fx: &mut Vec<Effect>,
     ) {
         let wanted = match wanted_up {
             Ok(wanted) => wanted,
-            Err(message) => {
+            Err(error) => {
                 fx.push(Effect::Reply {
                     token,
-                    reply: Err(ProtocolError::new(ErrorKind::Failed, message)),
+                    reply: Err(ProtocolError::new(ErrorKind::Failed, error.to_string())),
                 });
                 return;
             }
@@ -284,7 +278,7 @@ impl Supervisor {
             .collect();
         for (name, _) in &targets {
             if let Some(svc) = self.services.get_mut(name) {
-                svc.stopped_by_operator = false;
+                svc.want = svc.want.forget_operator_stop();
             }
         }
         self.apply(plan, &desired, now);

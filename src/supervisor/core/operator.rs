@@ -96,12 +96,9 @@ fn dependency_info(
 }
 
 pub(crate) fn service_info(svc: &Service, now: Now) -> ServiceInfo {
-    let uptime_ms = match &svc.phase {
-        Phase::Running(run) => Some(run),
-        Phase::Stopping(st) if st.main_exit.is_none() => Some(&st.run),
-        _ => None,
-    }
-    .map(|run| now.at.saturating_duration_since(run.started).as_millis() as u64);
+    let uptime_ms = svc
+        .live_run()
+        .map(|run| now.at.saturating_duration_since(run.started).as_millis() as u64);
     let next_start = match svc.phase {
         Phase::Backoff { until }
         | Phase::Failed {
@@ -142,10 +139,10 @@ pub(crate) fn service_info(svc: &Service, now: Now) -> ServiceInfo {
         restarts: svc.restarts,
         since: rfc3339(svc.since),
         uptime_ms,
-        stopped_by_operator: svc.stopped_by_operator,
+        stopped_by_operator: svc.want.by_operator(),
         wanted: match svc.want {
-            Want::Up => "up",
-            Want::Down => "down",
+            Want::Up | Want::Restart => "up",
+            Want::Down { .. } | Want::Remove => "down",
         }
         .into(),
         completed: svc.completed(),
@@ -178,10 +175,10 @@ impl Supervisor {
                 Err(e) => reply(fx, Err(e)),
             },
             Request::Shutdown => {
-                match self.shutdown {
+                match &self.shutdown {
                     None => {
                         tracing::info!("shutdown requested: stopping all services");
-                        self.begin_shutdown(now, fx);
+                        self.begin_shutdown(None, now, fx);
                     }
                     // As a second Ctrl-C: whoever asks again does not want to wait.
                     Some(s) if !s.escalated => {
@@ -203,11 +200,22 @@ impl Supervisor {
                 }
             }
             Request::Resurrect => fx.push(Effect::LoadSnapshot { token }),
-            // Logs and saves are answered by the runtime, never here.
-            Request::Logs { .. } | Request::Save => {
-                let error = ProtocolError::new(ErrorKind::BadRequest, "logs cannot be served here");
-                reply(fx, Err(error));
-            }
+            Request::Logs {
+                services,
+                lines,
+                follow,
+                since,
+            } => match self.resolve(&services, false) {
+                Ok(services) => fx.push(Effect::ServeLogs {
+                    token,
+                    services,
+                    lines,
+                    since,
+                    follow,
+                }),
+                Err(e) => reply(fx, Err(e)),
+            },
+            Request::Save => fx.push(Effect::SaveState { token }),
             Request::Start { services, all } => {
                 self.operate(token, Op::Start, &services, all, now, fx)
             }
@@ -334,7 +342,7 @@ impl Supervisor {
                 }
                 for name in &names {
                     if let Some(svc) = self.services.get_mut(name) {
-                        svc.stopped_by_operator = false;
+                        svc.want = svc.want.forget_operator_stop();
                     }
                 }
             }
@@ -346,7 +354,7 @@ impl Supervisor {
                     // A second stop while the first still waits for the process: SIGKILL now,
                     // as a second Ctrl-C does.
                     let svc = &self.services[name];
-                    if svc.want == Want::Down && matches!(svc.phase, Phase::Stopping(_)) {
+                    if svc.want.is_down() && matches!(svc.phase, Phase::Stopping(_)) {
                         tracing::warn!("{name}: stop requested again: sending SIGKILL");
                         self.kill_now(name, now, fx);
                     }
@@ -361,8 +369,9 @@ impl Supervisor {
         if op == Op::Stop {
             for name in &names {
                 if let Some(svc) = self.services.get_mut(name) {
-                    svc.stopped_by_operator = true;
-                    svc.want = Want::Down;
+                    if svc.want != Want::Remove {
+                        svc.want = Want::Down { by_operator: true };
+                    }
                     if matches!(svc.phase, Phase::Exited { .. } | Phase::Failed { .. }) {
                         svc.set_phase(Phase::Stopped, now.wall);
                     }
@@ -469,7 +478,7 @@ impl Supervisor {
                 continue;
             };
             let fresh = svc.since >= w.since;
-            if *op != Op::Stop && svc.want == Want::Up && svc.phase == Phase::Waiting {
+            if *op != Op::Stop && svc.want.is_up() && svc.phase == Phase::Waiting {
                 let hopeless = svc.spec.depends_on.iter().find_map(|dep| {
                     let wait = deps::check(&self.services, dep, svc.spec.condition(dep));
                     wait.hopeless(now.at, PATIENCE).then_some((dep, wait))
@@ -484,8 +493,8 @@ impl Supervisor {
             match (op, svc.status()) {
                 (Op::Stop, _) if svc.is_active() => return None,
                 (Op::Stop, _) => {}
-                (Op::Start, Status::Running) if !svc.restart_pending => {}
-                (Op::Restart, Status::Running) if fresh && !svc.restart_pending => {}
+                (Op::Start, Status::Running) if svc.want != Want::Restart => {}
+                (Op::Restart, Status::Running) if fresh && svc.want != Want::Restart => {}
                 (_, Status::Failed | Status::Exited | Status::Backoff | Status::Stopped)
                     if fresh =>
                 {
@@ -510,13 +519,13 @@ impl Supervisor {
     pub(super) fn desired_now(&self) -> BTreeMap<String, Desired> {
         self.services
             .iter()
-            .filter(|(_, s)| !s.removing)
+            .filter(|(_, s)| s.want != Want::Remove)
             .map(|(n, s)| {
                 (
                     n.clone(),
                     Desired {
                         spec: Arc::clone(&s.spec),
-                        up: s.want == Want::Up,
+                        up: s.want.is_up(),
                     },
                 )
             })
@@ -541,7 +550,7 @@ pub(super) fn want_up_with_dependencies(desired: &mut BTreeMap<String, Desired>,
 }
 
 fn shutting_down() -> ProtocolError {
-    ProtocolError::new(ErrorKind::ShuttingDown, "runpm is shutting down")
+    ProtocolError::shutting_down()
 }
 
 pub(super) fn describe_action(action: &reconcile::Action) -> String {

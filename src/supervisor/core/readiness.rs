@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use crate::config::{Probe, Ready, ServiceSpec};
 use crate::notify::Notification;
-use crate::supervisor::event::{Effect, Now, Purpose};
-use crate::supervisor::service::{AfterStop, Phase, Run};
+use crate::supervisor::event::{Effect, Now, ProbeFailure, Purpose};
+use crate::supervisor::service::{AfterStop, Phase, Readiness, Run};
 
 use super::Supervisor;
 
@@ -26,8 +26,9 @@ pub(super) fn first_run(spec: &ServiceSpec, pid: i32, now: Now) -> Run {
     match &spec.ready {
         None => run.probe_due = spec.health.as_ref().map(|h| now.after(h.interval)),
         Some(ready) => {
-            run.ready = false;
-            run.ready_deadline = Some(now.after(spec.ready_timeout));
+            run.readiness = Readiness::Pending {
+                deadline: now.after(spec.ready_timeout),
+            };
             if matches!(ready, Ready::Tcp(_) | Ready::Exec(_)) {
                 run.probe_due = Some(now.at);
             }
@@ -69,7 +70,7 @@ impl Supervisor {
             return;
         };
         let spec = svc.spec.clone();
-        if !run.ready && run.ready_deadline.is_some_and(|d| d <= now.at) {
+        if run.ready_deadline().is_some_and(|d| d <= now.at) {
             let last = svc.not_ready.as_ref().map(|d| format!(": {d}"));
             let why = format!(
                 "not ready within {}{}",
@@ -87,7 +88,7 @@ impl Supervisor {
             return self.fail_run(name, why, now, fx);
         }
         if run.probe_due.is_some_and(|d| d <= now.at) {
-            let (purpose, probe, timeout) = if run.ready {
+            let (purpose, probe, timeout) = if run.is_ready() {
                 let Some(health) = &spec.health else { return };
                 (Purpose::Health, health.probe.clone(), health.timeout)
             } else {
@@ -95,7 +96,7 @@ impl Supervisor {
                     return;
                 };
                 let left = run
-                    .ready_deadline
+                    .ready_deadline()
                     .map_or(READY_PROBE_TIMEOUT, |d| d.saturating_duration_since(now.at));
                 (
                     Purpose::Ready,
@@ -122,12 +123,12 @@ impl Supervisor {
         name: &str,
         pid: i32,
         purpose: Purpose,
-        result: Result<String, String>,
+        outcome: Result<(), ProbeFailure>,
         now: Now,
         fx: &mut Vec<Effect>,
     ) {
-        let ok = result.is_ok();
-        let detail = result.unwrap_or_else(|failure| failure);
+        let ok = outcome.is_ok();
+        let detail = outcome.err().map(|e| e.to_string()).unwrap_or_default();
         let Some(spec) = self.services.get(name).map(|s| s.spec.clone()) else {
             return;
         };
@@ -137,7 +138,7 @@ impl Supervisor {
         };
         match (purpose, ok) {
             (Purpose::Ready, true) => {
-                if !run.ready {
+                if !run.is_ready() {
                     self.mark_ready(name, pid, now);
                 }
             }
@@ -172,7 +173,7 @@ impl Supervisor {
 
     /// A line of `name`'s output (from process `pid`) matched `ready.log`.
     pub(super) fn on_log_ready(&mut self, name: &str, pid: i32, now: Now) {
-        if self.run_mut(name, pid).is_some_and(|run| !run.ready) {
+        if self.run_mut(name, pid).is_some_and(|run| !run.is_ready()) {
             self.mark_ready(name, pid, now);
         }
     }
@@ -188,8 +189,7 @@ impl Supervisor {
         if run.pid != pid {
             return;
         }
-        run.ready = true;
-        run.ready_deadline = None;
+        run.readiness = Readiness::Ready;
         svc.not_ready = None;
         run.probe_due = health.map(|interval| now.after(interval));
         let took = now.at.saturating_duration_since(run.started);
@@ -224,7 +224,7 @@ impl Supervisor {
                     if let Some(svc) = self.services.get_mut(name) {
                         svc.status_text = svc.status_text.take().filter(|t| t != "reloading");
                     }
-                    if self.run_mut(name, run.pid).is_some_and(|r| !r.ready) {
+                    if self.run_mut(name, run.pid).is_some_and(|r| !r.is_ready()) {
                         self.mark_ready(name, run.pid, now);
                     }
                 }

@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal as NixSignal;
 
-use crate::ipc::{ErrorKind, ProtocolError};
+use crate::ipc::ProtocolError;
 use crate::process::ExitStatus;
 use crate::supervisor::event::{Effect, Now};
 use crate::supervisor::policy;
-use crate::supervisor::service::{AfterStop, Phase, Stopping, Want};
+use crate::supervisor::service::{AfterStop, Kill, Phase, Stopping};
 use crate::supervisor::status::EndReason;
 
 use super::{SIGKILL, Shutdown, Supervisor};
@@ -78,7 +78,7 @@ impl Supervisor {
         match on_terminate(self.shutdown.as_ref(), now.at) {
             OnTerminate::Begin => {
                 tracing::info!("received {signal}: stopping all services");
-                self.begin_shutdown(now, fx);
+                self.begin_shutdown(None, now, fx);
             }
             OnTerminate::Repeat => tracing::debug!(
                 "received {signal} again within {}ms: the same request",
@@ -92,13 +92,14 @@ impl Supervisor {
         }
     }
 
-    pub(super) fn begin_shutdown(&mut self, now: Now, fx: &mut Vec<Effect>) {
-        self.frozen = Some(self.snapshot());
+    /// Begins the shutdown; `exit_code`: runpm's exit code when `exit_when` already decided
+    /// it (the first unclean stop decides it otherwise).
+    pub(super) fn begin_shutdown(&mut self, exit_code: Option<u8>, now: Now, fx: &mut Vec<Effect>) {
+        let frozen = self.snapshot();
         for w in std::mem::take(&mut self.waiters) {
-            let error = ProtocolError::new(ErrorKind::ShuttingDown, "runpm is shutting down");
             fx.push(Effect::Reply {
                 token: w.token,
-                reply: Err(error),
+                reply: Err(ProtocolError::shutting_down()),
             });
         }
         self.shutdown = Some(Shutdown {
@@ -106,9 +107,11 @@ impl Supervisor {
             deadline: now.after(self.settings.shutdown_timeout),
             escalated: false,
             exit_sent: false,
+            frozen,
+            exit_code,
         });
         for svc in self.services.values_mut() {
-            svc.want = Want::Down;
+            svc.want = svc.want.down();
         }
     }
 
@@ -136,20 +139,14 @@ impl Supervisor {
                     target: run.target(mode),
                     signal: SIGKILL,
                 });
-                svc.set_phase(
-                    Phase::Stopping(Stopping {
-                        run,
-                        deadline: now.at,
-                        forced: true,
-                        main_exit: None,
-                        then: AfterStop::Stay,
-                        orphaned: false,
-                    }),
-                    now.wall,
-                );
+                let stopping = Stopping {
+                    kill: Kill::Forced,
+                    ..Stopping::new(run, now.at, AfterStop::Stay)
+                };
+                svc.set_phase(Phase::Stopping(stopping), now.wall);
             }
-            Phase::Stopping(st) if !st.forced => {
-                st.forced = true;
+            Phase::Stopping(st) if st.kill != Kill::Forced => {
+                st.kill = Kill::Forced;
                 fx.push(Effect::Signal {
                     service: name.into(),
                     target: st.run.target(mode),
@@ -180,14 +177,7 @@ impl Supervisor {
         let target = run.target(svc.spec.kill_mode);
         tracing::info!("{name}: stopping ({})", signal.name());
         push_stop_signal(name, target, signal, fx);
-        let stop = Stopping {
-            run,
-            deadline: now.after(svc.spec.kill_timeout),
-            forced: false,
-            main_exit: None,
-            then,
-            orphaned: false,
-        };
+        let stop = Stopping::new(run, now.after(svc.spec.kill_timeout), then);
         svc.set_phase(Phase::Stopping(stop), now.wall);
     }
 
@@ -209,7 +199,7 @@ impl Supervisor {
         };
         svc.record_exit(stop.run.pid, status, now.wall, uptime, reason, detail); // A survivor of an earlier daemon ends with a status nobody can know: it ended after
         // the stop signal, which is all a clean stop asks.
-        let clean = !stop.forced
+        let clean = stop.kill != Kill::Forced
             && (policy::is_success(&svc.spec, status)
                 || status == ExitStatus::Signal(svc.spec.stop_signal.number())
                 || stop.orphaned && status == ExitStatus::Unknown);
@@ -219,15 +209,15 @@ impl Supervisor {
             tracing::warn!("{name}: stopped uncleanly: {status}");
             // Only the stops of runpm's own shutdown speak for its exit code; a restart
             // that needed SIGKILL an hour ago does not.
-            if self.shutdown.is_some() {
-                self.exit_code.get_or_insert(status.as_exit_code());
+            if let Some(shutdown) = &mut self.shutdown {
+                shutdown.exit_code.get_or_insert(status.as_exit_code());
             }
         }
         match stop.then {
             AfterStop::Stay => svc.set_phase(Phase::Stopped, now.wall),
             AfterStop::Start => svc.set_phase(Phase::Waiting, now.wall),
             AfterStop::Policy { reason } => {
-                if self.shutdown.is_some() || svc.want == Want::Down {
+                if self.shutdown.is_some() || svc.want.is_down() {
                     svc.set_phase(Phase::Stopped, now.wall);
                 } else {
                     self.after_run(name, status, uptime, false, Some(reason), now);
@@ -247,6 +237,8 @@ mod tests {
             deadline: began + Duration::from_secs(30),
             escalated,
             exit_sent: false,
+            frozen: Vec::new(),
+            exit_code: None,
         }
     }
 

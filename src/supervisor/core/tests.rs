@@ -8,6 +8,7 @@ use nix::sys::signal::Signal as Nix;
 use super::*;
 use crate::config::{Condition, ExitWhen, RestartPolicy, ServiceSpec};
 use crate::ipc::ProtocolError;
+use crate::supervisor::ProbeFailure;
 use crate::supervisor::{Phase, Status};
 use crate::testing::spec;
 
@@ -156,6 +157,32 @@ fn exit_code(fx: &[Effect]) -> Option<u8> {
 }
 
 const TERM: ExitStatus = ExitStatus::Signal(15);
+
+/// A config that failed to load, with one diagnostic at `file:line:column`.
+fn invalid(file: &str, line: usize, column: usize) -> crate::config::ConfigErrors {
+    crate::config::ConfigErrors {
+        diagnostics: vec![crate::config::Diagnostic {
+            file: file.into(),
+            line: Some(line),
+            column: Some(column),
+            service: None,
+            message: "bad".into(),
+        }],
+    }
+}
+
+fn not_found(program: &str) -> std::sync::Arc<crate::process::SpawnError> {
+    std::sync::Arc::new(crate::process::SpawnError::NotFound {
+        program: program.into(),
+        cwd: "/".into(),
+    })
+}
+
+fn denied(program: &str) -> std::sync::Arc<crate::process::SpawnError> {
+    std::sync::Arc::new(crate::process::SpawnError::PermissionDenied {
+        program: program.into(),
+    })
+}
 
 #[test]
 fn starts_in_dependency_order_one_layer_per_answer() {
@@ -378,7 +405,7 @@ fn kill_timeout_escalates_to_sigkill_and_the_exit_code_tells() {
     let fx = h.start_all();
     h.settle(fx);
     let pid = h.pid("stubborn");
-    h.sup.handle(Event::Terminate { signal: "SIGINT" }, h.now());
+    let _ = h.sup.handle(Event::Terminate { signal: "SIGINT" }, h.now());
     assert_eq!(
         h.sup.next_deadline(),
         Some(h.t0 + Duration::from_millis(300))
@@ -400,7 +427,8 @@ fn a_lingering_group_is_killed_at_the_deadline() {
     let fx = h.start_all();
     h.settle(fx);
     let pid = h.pid("a");
-    h.sup
+    let _ = h
+        .sup
         .handle(Event::Terminate { signal: "SIGTERM" }, h.now());
     let fx = h.exit("a", TERM);
     assert_eq!(
@@ -428,7 +456,7 @@ fn a_second_terminate_kills_at_once() {
     let fx = h.start_all();
     h.settle(fx);
     let pid = h.pid("a");
-    h.sup.handle(Event::Terminate { signal: "SIGINT" }, h.now());
+    let _ = h.sup.handle(Event::Terminate { signal: "SIGINT" }, h.now());
     h.advance(super::stop::SAME_SIGNAL);
     let fx = h.sup.handle(Event::Terminate { signal: "SIGINT" }, h.now());
     assert_eq!(signals(&fx), [("a", Target::Group(pid), Nix::SIGKILL)]);
@@ -442,7 +470,7 @@ fn the_same_signal_delivered_twice_at_once_is_one_request() {
     let mut h = Harness::new(vec![s]);
     let fx = h.start_all();
     h.settle(fx);
-    h.sup.handle(Event::Terminate { signal: "SIGINT" }, h.now());
+    let _ = h.sup.handle(Event::Terminate { signal: "SIGINT" }, h.now());
     h.advance(Duration::from_millis(1));
     let fx = h.sup.handle(Event::Terminate { signal: "SIGINT" }, h.now());
     assert!(signals(&fx).is_empty(), "no SIGKILL: {fx:?}");
@@ -465,7 +493,8 @@ fn shutdown_timeout_kills_services_still_waiting_for_dependents() {
     let fx = h.start_all();
     h.settle(fx);
     let (a, b) = (h.pid("a"), h.pid("b"));
-    h.sup
+    let _ = h
+        .sup
         .handle(Event::Terminate { signal: "SIGTERM" }, h.now());
     let fx = h.tick();
     assert_eq!(h.elapsed, Duration::from_secs(5));
@@ -508,13 +537,12 @@ fn a_spawn_failure_fails_that_service_only() {
     assert_eq!(spawned(&fx), ["broken", "fine"]);
     let ev = Event::SpawnFailed {
         service: "broken".into(),
-        error: "command `x` not found".into(),
-        code: 127,
+        error: not_found("x"),
     };
     let fx = h.sup.handle(ev, h.now());
     assert!(exit_code(&fx).is_none());
     assert_eq!(h.status("broken"), Status::Failed);
-    h.sup.handle(
+    let _ = h.sup.handle(
         Event::Spawned {
             service: "fine".into(),
             pid: 50,
@@ -523,7 +551,8 @@ fn a_spawn_failure_fails_that_service_only() {
         h.now(),
     );
     assert_eq!(h.status("fine"), Status::Running);
-    h.sup
+    let _ = h
+        .sup
         .handle(Event::Terminate { signal: "SIGTERM" }, h.now());
     h.exit("fine", TERM);
     let fx = h.sup.handle(
@@ -554,7 +583,7 @@ fn shutdown_drops_backoff_at_once_and_stops_a_spawn_in_flight() {
         h.now(),
     );
     assert_eq!(spawned(&fx), ["b"], "spawn of b issued, not yet answered");
-    h.sup.handle(
+    let _ = h.sup.handle(
         Event::ChildExited {
             pid: 7,
             status: ExitStatus::Code(1),
@@ -582,7 +611,7 @@ fn shutdown_drops_backoff_at_once_and_stops_a_spawn_in_flight() {
         [("b", Target::Group(8), Nix::SIGTERM)],
         "stopped as soon as it exists"
     );
-    h.sup.handle(
+    let _ = h.sup.handle(
         Event::ChildExited {
             pid: 8,
             status: TERM,
@@ -611,8 +640,7 @@ fn all_exited_counts_a_service_blocked_by_a_failed_dependency() {
     let fx = h.start_all();
     let ev = Event::SpawnFailed {
         service: "a".into(),
-        error: "x".into(),
-        code: 126,
+        error: denied("x"),
     };
     assert_eq!(spawned(&fx), ["a"]);
     let fx = h.sup.handle(ev, h.now());
@@ -641,7 +669,8 @@ fn orphans_are_ignored_but_recheck_lingering_groups() {
         h.now(),
     );
     assert!(fx.is_empty());
-    h.sup
+    let _ = h
+        .sup
         .handle(Event::Terminate { signal: "SIGTERM" }, h.now());
     h.exit("a", TERM);
     let fx = h.sup.handle(
@@ -862,7 +891,7 @@ fn stop_is_remembered_across_a_reload() {
         Status::Stopped,
         "the operator's stop stands"
     );
-    assert!(h.sup.service("web").unwrap().stopped_by_operator);
+    assert!(h.sup.service("web").unwrap().want.by_operator());
     let fx = h.request(
         3,
         Request::Start {
@@ -921,7 +950,7 @@ fn an_invalid_config_changes_nothing_and_says_why() {
     let ev = Event::ConfigLoaded {
         token: Some(4),
         dry_run: false,
-        result: Err("services.toml:3:1: bad".into()),
+        result: Err(invalid("services.toml", 3, 1)),
     };
     let fx = h.sup.handle(ev, h.now());
     let err = reply(&fx, 4).unwrap().unwrap_err();
@@ -966,7 +995,7 @@ fn restarting_a_dependency_restarts_its_dependents_in_order() {
         spawned(&fx2).is_empty(),
         "web does not start against the old db"
     );
-    h.sup.handle(
+    let _ = h.sup.handle(
         Event::ChildExited {
             pid: db,
             status: TERM,
@@ -1063,8 +1092,7 @@ fn a_failed_service_rearms_after_its_cooldown() {
     assert_eq!(spawned(&fx), ["a"]);
     let ev = Event::SpawnFailed {
         service: "a".into(),
-        error: "x".into(),
-        code: 126,
+        error: denied("x"),
     };
     let fx = h.sup.handle(ev, h.now());
     assert_eq!(exit_code(&fx), None, "a will be tried again: not the end");
@@ -1105,8 +1133,11 @@ impl Harness {
             service: name.into(),
             pid,
             purpose,
-            ok,
-            detail: "d".into(),
+            outcome: if ok {
+                Ok(())
+            } else {
+                Err(ProbeFailure::Exited(ExitStatus::Code(1)))
+            },
         };
         self.sup.handle(ev, self.now())
     }
@@ -1260,10 +1291,9 @@ fn a_stale_probe_answer_is_ignored() {
         service: "a".into(),
         pid: 4242,
         purpose: Purpose::Ready,
-        ok: true,
-        detail: String::new(),
+        outcome: Ok(()),
     };
-    h.sup.handle(ev, h.now());
+    let _ = h.sup.handle(ev, h.now());
     assert_eq!(h.status("a"), Status::Starting, "4242 is not a's process");
 }
 
@@ -1301,7 +1331,7 @@ fn the_crash_report_keeps_the_last_lines_whenever_they_arrive() {
     let a = h.pid("a");
     h.exit("a", ExitStatus::Code(3));
     let lines = vec!["boom".to_string()];
-    h.sup.handle(
+    let _ = h.sup.handle(
         Event::OutputClosed {
             service: "a".into(),
             pid: a,
@@ -1310,7 +1340,7 @@ fn the_crash_report_keeps_the_last_lines_whenever_they_arrive() {
         h.now(),
     );
     let b = h.pid("b");
-    h.sup.handle(
+    let _ = h.sup.handle(
         Event::OutputClosed {
             service: "b".into(),
             pid: b,
@@ -1791,4 +1821,514 @@ fn kill_signals_the_main_process_or_its_group_and_refuses_a_service_without_one(
         reply(&fx, 5).unwrap().unwrap_err().kind,
         ErrorKind::UnknownService
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// runpm's own service manager (NOTIFY_SOCKET)
+// ---------------------------------------------------------------------------------------------
+
+fn notes(fx: &[Effect]) -> Vec<crate::notify::ParentNote> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::NotifyParent(note) => Some(note.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn without_a_manager_nothing_is_told() {
+    let mut h = Harness::new(vec![spec("web")]);
+    let fx = h.start_all();
+    let fx = h.settle(fx);
+    assert!(notes(&fx).is_empty());
+    let fx = h.sup.handle(Event::Hangup, h.now());
+    assert!(notes(&fx).is_empty(), "{fx:?}");
+}
+
+#[test]
+fn the_manager_hears_ready_once_the_services_run_then_each_change_of_status() {
+    use crate::notify::ParentNote;
+    let mut task = spec("task");
+    task.restart = RestartPolicy::Never;
+    let mut h = Harness::new(vec![spec("web"), spec("db"), task]);
+    h.sup.notify_parent(None, h.now());
+    let fx = h.start_all();
+    assert!(notes(&fx).is_empty(), "not ready while spawning: {fx:?}");
+    let mut told = Vec::new();
+    // Answer the spawns one by one, as a slow runtime might.
+    for effect in fx {
+        if let Effect::Spawn { service, .. } = effect {
+            h.next_pid += 1;
+            let ev = Event::Spawned {
+                service,
+                pid: h.next_pid,
+                start_time: None,
+            };
+            told.extend(notes(&h.sup.handle(ev, h.now())));
+        }
+    }
+    assert_eq!(
+        told,
+        [ParentNote::Ready {
+            status: "3 running".into()
+        }]
+    );
+    // A task that ends under `never` is no longer running; the status says so.
+    h.advance(Duration::from_secs(5));
+    let fx = h.exit("task", ExitStatus::Code(3));
+    assert_eq!(
+        notes(&fx),
+        [ParentNote::Status("2 running".into())],
+        "an exited task is not running: {fx:?}"
+    );
+    // Nothing changed: nothing is said.
+    let fx = h.sup.handle(Event::Tick, h.now());
+    assert!(notes(&fx).is_empty(), "{fx:?}");
+}
+
+#[test]
+fn a_reload_is_told_as_reloading_then_ready() {
+    use crate::notify::ParentNote;
+    let mut h = Harness::new(vec![spec("web")]);
+    h.sup.notify_parent(None, h.now());
+    let fx = h.start_all();
+    h.settle(fx);
+    let fx = h.sup.handle(Event::Hangup, h.now());
+    assert!(
+        matches!(
+            fx.as_slice(),
+            [
+                Effect::NotifyParent(ParentNote::Reloading),
+                Effect::LoadConfig { dry_run: false, .. }
+            ]
+        ),
+        "RELOADING=1 goes out before the config is read: {fx:?}"
+    );
+    let loaded = Event::ConfigLoaded {
+        token: None,
+        dry_run: false,
+        result: Ok(h.cfg.clone()),
+    };
+    let fx = h.sup.handle(loaded, h.now());
+    assert_eq!(
+        notes(&fx),
+        [ParentNote::Ready {
+            status: "1 running".into()
+        }]
+    );
+    // A config that cannot be loaded ends the reload too: the old one keeps running.
+    let fx = h.sup.handle(Event::Hangup, h.now());
+    assert_eq!(notes(&fx), [ParentNote::Reloading]);
+    let failed = Event::ConfigLoaded {
+        token: None,
+        dry_run: false,
+        result: Err(invalid("services.toml", 1, 1)),
+    };
+    let fx = h.sup.handle(failed, h.now());
+    assert!(matches!(notes(&fx).as_slice(), [ParentNote::Ready { .. }]));
+}
+
+#[test]
+fn the_shutdown_is_told_once_as_stopping() {
+    use crate::notify::ParentNote;
+    let mut h = Harness::new(vec![spec("web")]);
+    h.sup.notify_parent(None, h.now());
+    let fx = h.start_all();
+    h.settle(fx);
+    let fx = h
+        .sup
+        .handle(Event::Terminate { signal: "SIGTERM" }, h.now());
+    assert_eq!(
+        notes(&fx),
+        [ParentNote::Stopping {
+            status: "stopping services".into()
+        }]
+    );
+    let fx = h.exit("web", ExitStatus::Signal(15));
+    assert!(notes(&fx).is_empty(), "{fx:?}");
+}
+
+#[test]
+fn the_watchdog_is_a_deadline_at_half_the_managers_interval() {
+    use crate::notify::ParentNote;
+    let mut h = Harness::new(vec![spec("web")]);
+    h.sup.notify_parent(Some(Duration::from_secs(10)), h.now());
+    let fx = h.start_all();
+    assert_eq!(
+        notes(&fx),
+        [ParentNote::Watchdog],
+        "the first ping is due at once"
+    );
+    h.settle(fx);
+    let t0 = h.now().at;
+    assert_eq!(h.sup.next_deadline(), Some(t0 + Duration::from_secs(5)));
+    let fx = h.tick();
+    assert_eq!(notes(&fx), [ParentNote::Watchdog]);
+    assert_eq!(h.sup.next_deadline(), Some(t0 + Duration::from_secs(10)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// One test per row of the want × phase table in service.rs
+// ---------------------------------------------------------------------------------------------
+
+mod table {
+    use super::*;
+    use crate::supervisor::service::{AfterStop, Want};
+
+    fn one(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
+    fn start(names: &[&str]) -> Request {
+        Request::Start {
+            services: one(names),
+            all: false,
+        }
+    }
+
+    fn stop(names: &[&str]) -> Request {
+        Request::Stop {
+            services: one(names),
+            all: false,
+        }
+    }
+
+    fn restart(names: &[&str]) -> Request {
+        Request::Restart {
+            services: one(names),
+            all: false,
+        }
+    }
+
+    /// `web` running, then set to `want` and `phase` by hand; `other` keeps running, so
+    /// that the harness's `exit_when = all-exited` never ends the session.
+    fn forced(want: Want, phase: Phase) -> Harness {
+        let mut h = Harness::new(vec![spec("web"), spec("other")]);
+        let fx = h.start_all();
+        h.settle(fx);
+        let pid = h.pid("web");
+        h.sup.by_pid.remove(&pid);
+        let svc = h.sup.services.get_mut("web").unwrap();
+        svc.want = want;
+        svc.phase = phase;
+        h
+    }
+
+    fn phase(h: &Harness, name: &str) -> Phase {
+        h.sup.service(name).unwrap().phase.clone()
+    }
+
+    #[test]
+    fn up_waiting_spawns_once_every_dependency_runs() {
+        let mut h = Harness::new(vec![dep("app", &["db"]), spec("db")]);
+        let fx = h.start_all();
+        assert_eq!(spawned(&fx), ["db"]);
+        assert_eq!(phase(&h, "app"), Phase::Waiting);
+        assert_eq!(h.sup.service("app").unwrap().want, Want::Up);
+        let fx = h.sup.handle(
+            Event::Spawned {
+                service: "db".into(),
+                pid: 50,
+                start_time: None,
+            },
+            h.now(),
+        );
+        assert_eq!(spawned(&fx), ["app"]);
+    }
+
+    #[test]
+    fn up_spawning_is_answered_by_spawned_or_spawn_failed() {
+        let mut h = Harness::new(vec![spec("web"), spec("bad")]);
+        h.start_all();
+        assert_eq!(phase(&h, "web"), Phase::Spawning);
+        let ok = Event::Spawned {
+            service: "web".into(),
+            pid: 50,
+            start_time: None,
+        };
+        let _ = h.sup.handle(ok, h.now());
+        assert!(matches!(phase(&h, "web"), Phase::Running(_)));
+        let failed = Event::SpawnFailed {
+            service: "bad".into(),
+            error: not_found("bad"),
+        };
+        let _ = h.sup.handle(failed, h.now());
+        assert!(!matches!(
+            phase(&h, "bad"),
+            Phase::Spawning | Phase::Running(_)
+        ));
+    }
+
+    #[test]
+    fn up_running_is_starting_until_ready_and_an_exit_goes_to_the_policy() {
+        let mut s = spec("web");
+        s.ready = Some(Ready::Notify);
+        let mut h = Harness::new(vec![s]);
+        let fx = h.start_all();
+        h.settle(fx);
+        assert_eq!(h.status("web"), Status::Starting);
+        h.notify("web", vec![Notification::Ready]);
+        assert_eq!(h.status("web"), Status::Running);
+        h.exit("web", ExitStatus::Code(1));
+        assert_eq!(h.status("web"), Status::Backoff, "on-failure restarts it");
+    }
+
+    #[test]
+    fn up_stopping_is_a_restart_that_waits_again_after_the_exit() {
+        let mut h = Harness::new(vec![spec("web")]);
+        let fx = h.start_all();
+        h.settle(fx);
+        let pid = h.pid("web");
+        h.request(1, restart(&["web"]));
+        assert!(matches!(
+            phase(&h, "web"),
+            Phase::Stopping(Stopping {
+                then: AfterStop::Start,
+                ..
+            })
+        ));
+        let fx = h
+            .sup
+            .handle(Event::ChildExited { pid, status: TERM }, h.now());
+        let fx = h.obey(fx);
+        assert_eq!(h.status("web"), Status::Running, "started again: {fx:?}");
+        assert_ne!(h.pid("web"), pid);
+    }
+
+    #[test]
+    fn up_backoff_waits_then_spawns_when_the_delay_expires() {
+        let mut h = Harness::new(vec![spec("web")]);
+        let fx = h.start_all();
+        h.settle(fx);
+        h.exit("web", ExitStatus::Code(1));
+        assert_eq!(h.status("web"), Status::Backoff);
+        let fx = h.tick();
+        assert_eq!(spawned(&fx), ["web"]);
+    }
+
+    #[test]
+    fn up_exited_stays_down_until_a_start() {
+        let mut s = spec("task");
+        s.restart = RestartPolicy::Never;
+        let mut h = Harness::new(vec![s, spec("web")]);
+        let fx = h.start_all();
+        h.settle(fx);
+        h.exit("task", ExitStatus::Code(0));
+        assert_eq!(h.status("task"), Status::Exited);
+        assert_eq!(h.sup.service("task").unwrap().want, Want::Up);
+        let fx = h.sup.handle(Event::Tick, h.now());
+        assert!(spawned(&fx).is_empty());
+        let fx = h.request(1, start(&["task"]));
+        assert_eq!(spawned(&fx), ["task"]);
+    }
+
+    #[test]
+    fn up_failed_stays_until_a_start_rearms_it() {
+        let failed = Phase::Failed {
+            reason: "crash loop".into(),
+            code: 1,
+            rearm_at: None,
+        };
+        let mut h = forced(Want::Up, failed);
+        let fx = h.sup.handle(Event::Tick, h.now());
+        assert!(spawned(&fx).is_empty());
+        let fx = h.request(1, start(&["web"]));
+        assert_eq!(spawned(&fx), ["web"]);
+    }
+
+    #[test]
+    fn up_stopped_is_not_reached_a_start_moves_it_on() {
+        let mut h = forced(Want::Down { by_operator: true }, Phase::Stopped);
+        let fx = h.request(1, start(&["web"]));
+        assert_eq!(spawned(&fx), ["web"]);
+        let svc = h.sup.service("web").unwrap();
+        assert_eq!(svc.want, Want::Up);
+        assert_eq!(svc.phase, Phase::Spawning);
+    }
+
+    #[test]
+    fn restart_running_stops_after_its_dependents_then_starts() {
+        let mut h = Harness::new(vec![dep("app", &["db"]), spec("db")]);
+        let fx = h.start_all();
+        h.settle(fx);
+        let fx = h.request(1, restart(&["db"]));
+        let stopped: Vec<&str> = signals(&fx).iter().map(|(s, _, _)| *s).collect();
+        assert_eq!(stopped, ["app"], "the dependent stops first");
+        assert_eq!(h.sup.service("db").unwrap().want, Want::Restart);
+        let db = h.pid("db");
+        let fx = h.obey(fx);
+        assert_eq!(h.status("db"), Status::Running, "{fx:?}");
+        assert_ne!(h.pid("db"), db, "db was restarted");
+        assert_eq!(h.status("app"), Status::Running, "app came back after db");
+        assert_eq!(h.sup.service("db").unwrap().want, Want::Up);
+    }
+
+    #[test]
+    fn restart_stopping_ends_the_stop_under_way_in_a_start() {
+        let mut h = Harness::new(vec![spec("web")]);
+        let fx = h.start_all();
+        h.settle(fx);
+        h.request(1, stop(&["web"]));
+        assert!(matches!(
+            phase(&h, "web"),
+            Phase::Stopping(Stopping {
+                then: AfterStop::Stay,
+                ..
+            })
+        ));
+        h.request(2, restart(&["web"]));
+        assert!(matches!(
+            phase(&h, "web"),
+            Phase::Stopping(Stopping {
+                then: AfterStop::Start,
+                ..
+            })
+        ));
+        assert_eq!(h.sup.service("web").unwrap().want, Want::Up);
+    }
+
+    #[test]
+    fn restart_at_rest_waits_again_at_once_with_a_fresh_crash_window() {
+        let at_rest = Phase::Exited {
+            status: ExitStatus::Code(1),
+        };
+        let mut h = forced(Want::Restart, at_rest);
+        h.sup.services.get_mut("web").unwrap().restarts = 4;
+        let fx = h.sup.handle(Event::Tick, h.now());
+        assert_eq!(spawned(&fx), ["web"]);
+        assert_eq!(h.sup.service("web").unwrap().want, Want::Up);
+    }
+
+    #[test]
+    fn restart_spawning_waits_for_the_answer_then_stops() {
+        let mut h = forced(Want::Restart, Phase::Spawning);
+        let fx = h.sup.handle(Event::Tick, h.now());
+        assert!(signals(&fx).is_empty() && spawned(&fx).is_empty());
+        let fx = h.sup.handle(
+            Event::Spawned {
+                service: "web".into(),
+                pid: 77,
+                start_time: None,
+            },
+            h.now(),
+        );
+        assert_eq!(signals(&fx), [("web", Target::Group(77), Nix::SIGTERM)]);
+    }
+
+    #[test]
+    fn down_waiting_or_backoff_drops_to_stopped_at_once() {
+        for before in [
+            Phase::Waiting,
+            Phase::Backoff {
+                until: Instant::now() + Duration::from_secs(60),
+            },
+        ] {
+            let mut h = forced(Want::Down { by_operator: false }, before);
+            let fx = h.sup.handle(Event::Tick, h.now());
+            assert!(spawned(&fx).is_empty());
+            assert_eq!(phase(&h, "web"), Phase::Stopped);
+        }
+    }
+
+    #[test]
+    fn down_spawning_stops_as_soon_as_the_spawn_is_answered() {
+        let mut h = forced(Want::Down { by_operator: true }, Phase::Spawning);
+        let fx = h.sup.handle(
+            Event::Spawned {
+                service: "web".into(),
+                pid: 77,
+                start_time: None,
+            },
+            h.now(),
+        );
+        assert_eq!(signals(&fx), [("web", Target::Group(77), Nix::SIGTERM)]);
+    }
+
+    #[test]
+    fn down_running_is_signalled_once_no_dependent_is_going_down() {
+        let mut h = Harness::new(vec![dep("app", &["db"]), spec("db")]);
+        let fx = h.start_all();
+        h.settle(fx);
+        let fx = h.request(1, stop(&["app", "db"]));
+        let stopped: Vec<&str> = signals(&fx).iter().map(|(s, _, _)| *s).collect();
+        assert_eq!(stopped, ["app"], "db waits for app: {fx:?}");
+        let fx = h.obey(fx);
+        assert_eq!(h.status("db"), Status::Stopped, "{fx:?}");
+    }
+
+    #[test]
+    fn down_stopping_waits_for_the_exit_or_the_kill_deadline() {
+        let mut h = Harness::new(vec![spec("web")]);
+        let fx = h.start_all();
+        h.settle(fx);
+        let pid = h.pid("web");
+        h.request(1, stop(&["web"]));
+        let fx = h.sup.handle(Event::Tick, h.now());
+        assert!(signals(&fx).is_empty(), "nothing before the deadline");
+        let fx = h.tick();
+        assert_eq!(signals(&fx), [("web", Target::Group(pid), Nix::SIGKILL)]);
+    }
+
+    #[test]
+    fn down_at_rest_does_nothing() {
+        for at_rest in [
+            Phase::Stopped,
+            Phase::Exited {
+                status: ExitStatus::Code(0),
+            },
+            Phase::Failed {
+                reason: "x".into(),
+                code: 1,
+                rearm_at: None,
+            },
+        ] {
+            let mut h = forced(Want::Down { by_operator: false }, at_rest.clone());
+            let fx = h.sup.handle(Event::Tick, h.now());
+            assert!(fx.is_empty(), "{at_rest:?}: {fx:?}");
+            assert_eq!(phase(&h, "web"), at_rest);
+        }
+    }
+
+    #[test]
+    fn remove_stops_it_then_it_leaves_the_table() {
+        let mut h = Harness::new(vec![spec("web"), spec("old")]);
+        let fx = h.start_all();
+        h.settle(fx);
+        let fx = h.reload(1, vec![spec("web")], false);
+        assert_eq!(h.sup.service("old").unwrap().want, Want::Remove);
+        h.obey(fx);
+        assert!(h.sup.service("old").is_none(), "gone once stopped");
+        assert!(h.sup.service("web").is_some());
+    }
+}
+
+#[test]
+fn logs_and_saves_are_answered_by_the_core_through_effects() {
+    let mut h = Harness::new(vec![spec("web")]);
+    let fx = h.start_all();
+    h.settle(fx);
+    let logs = |services: &[&str]| Request::Logs {
+        services: services.iter().map(|s| s.to_string()).collect(),
+        lines: 10,
+        follow: true,
+        since: None,
+    };
+    let fx = h.request(1, logs(&["web"]));
+    assert_eq!(
+        fx,
+        [Effect::ServeLogs {
+            token: 1,
+            services: vec!["web".into()],
+            lines: 10,
+            since: None,
+            follow: true,
+        }]
+    );
+    let fx = h.request(2, logs(&["wbe"]));
+    let err = reply(&fx, 2).unwrap().unwrap_err();
+    assert_eq!(err.kind, ErrorKind::UnknownService);
+    assert!(err.message.contains("no service named `wbe`"), "{err:?}");
+    let fx = h.request(3, Request::Save);
+    assert_eq!(fx, [Effect::SaveState { token: 3 }]);
 }

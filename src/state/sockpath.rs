@@ -12,6 +12,14 @@ use std::os::unix::fs::MetadataExt;
 
 use camino::{Utf8Path, Utf8PathBuf};
 
+/// A path from the environment; a value that is not UTF-8 is treated as unset, since every
+/// path runpm handles is UTF-8 (camino).
+pub(crate) fn env_path(name: &str) -> Option<Utf8PathBuf> {
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .and_then(|v| Utf8PathBuf::from_path_buf(v.into()).ok())
+}
+
 /// The socket's file name inside the state directory.
 pub const SOCKET_NAME: &str = "runpm.sock";
 
@@ -29,7 +37,7 @@ pub struct Fallbacks {
 impl Fallbacks {
     pub fn from_env() -> Fallbacks {
         let uid = nix::unistd::geteuid().as_raw();
-        let runtime_dir = super::statedir::env_path("XDG_RUNTIME_DIR").filter(|dir| {
+        let runtime_dir = env_path("XDG_RUNTIME_DIR").filter(|dir| {
             dir.is_absolute()
                 && std::fs::metadata(dir).is_ok_and(|meta| meta.is_dir() && meta.uid() == uid)
         });

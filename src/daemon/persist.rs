@@ -6,7 +6,7 @@ use camino::Utf8PathBuf;
 
 use crate::state::{self, Coalescer, StateFile};
 
-use super::core::Supervisor;
+use crate::supervisor::Supervisor;
 /// Keeps `state.json` equal to what runs: coalesced writes, retried when they fail.
 pub(super) struct Persist {
     pub path: Utf8PathBuf,

@@ -3,8 +3,10 @@
 //! Both binaries compute the same [`StateDir`] from the same inputs, so `runpmctl` finds the
 //! socket of the `runpm` that serves the project without asking anyone. The directory is,
 //! in order of precedence: `--state-dir`, `RUNPM_STATE_DIR`, `[runpm] state_dir` from the
-//! config, `<config dir>/.runpm`. The precedence itself is a pure function ([`choose`]); only
-//! [`resolve`] reads the environment.
+//! config, systemd's `$STATE_DIRECTORY` (a unit with `StateDirectory=`), `<config
+//! dir>/.runpm`. The service logs go to `logs/` inside it, or to systemd's
+//! `$LOGS_DIRECTORY` (`LogsDirectory=`) when that is set. The precedence itself is a pure
+//! function ([`choose`]); only [`resolve`] reads the environment.
 
 use std::ffi::OsString;
 use std::fs::DirBuilder;
@@ -13,7 +15,10 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 
 use camino::{Utf8Path, Utf8PathBuf};
 
+// `env_path` lives with the socket path, the lower of the two: statedir uses sockpath,
+// never the other way round.
 use super::sockpath;
+pub(crate) use super::sockpath::env_path;
 use crate::owner::{self, Trust, Untrusted};
 
 /// The state directory used when nothing else is configured, beside the config.
@@ -88,8 +93,24 @@ pub fn resolve(
     from_config: Option<&Utf8Path>,
     cli: Option<&Utf8Path>,
 ) -> StateDir {
+    let systemd = systemd_dir(std::env::var_os("STATE_DIRECTORY"));
+    let from_config = from_config.or(systemd.as_deref());
     let dir = choose(base_dir, env_path(STATE_DIR_ENV), from_config, cli);
-    StateDir::at(absolute(&dir))
+    let mut state = StateDir::at(absolute(&dir));
+    if let Some(logs) = systemd_dir(std::env::var_os("LOGS_DIRECTORY")) {
+        state.logs_dir = logs;
+    }
+    state
+}
+
+/// The directory systemd made for the unit (`StateDirectory=`, `LogsDirectory=`): the first
+/// of the absolute paths it lists, separated by colons when the unit names several.
+/// Anything else (unset, empty, relative, not UTF-8) counts as unset.
+fn systemd_dir(value: Option<OsString>) -> Option<Utf8PathBuf> {
+    let value = value?.into_string().ok()?;
+    let first = value.split(':').next()?;
+    let path = Utf8PathBuf::from(first);
+    path.is_absolute().then_some(path)
 }
 
 /// The precedence, without the environment: `cli` > `env` > `from_config` > `base_dir/.runpm`.
@@ -106,14 +127,6 @@ pub fn choose(
         .or(env.filter(|p| !p.as_str().is_empty()))
         .or(from_config.filter(nonempty).map(Utf8Path::to_owned))
         .unwrap_or_else(|| base_dir.join(DEFAULT_DIR))
-}
-
-/// A path from the environment; a value that is not UTF-8 is treated as unset, since every
-/// path runpm handles is UTF-8 (camino).
-pub(crate) fn env_path(name: &str) -> Option<Utf8PathBuf> {
-    std::env::var_os(name)
-        .filter(|v: &OsString| !v.is_empty())
-        .and_then(|v| Utf8PathBuf::from_path_buf(v.into()).ok())
 }
 
 /// `path` made absolute against the current directory (lexically: no symlinks resolved, so
@@ -392,5 +405,34 @@ mod tests {
         std::os::unix::fs::symlink(&dir, root.join("link")).unwrap();
         let err = check_private(&root.join("link")).unwrap_err();
         assert!(matches!(err, StateDirError::Symlink { .. }), "{err}");
+    }
+
+    #[test]
+    fn systemds_directories_are_the_first_absolute_entry() {
+        let dir = |v: &str| systemd_dir(Some(OsString::from(v)));
+        assert_eq!(dir("/var/lib/runpm"), Some("/var/lib/runpm".into()));
+        assert_eq!(dir("/var/lib/a:/var/lib/b"), Some("/var/lib/a".into()));
+        assert_eq!(dir(""), None);
+        assert_eq!(dir("relative"), None);
+        assert_eq!(systemd_dir(None), None);
+    }
+
+    #[test]
+    fn under_systemd_state_and_logs_go_to_its_directories() {
+        // SAFETY: nextest runs each test in its own process; no other thread reads the env.
+        unsafe {
+            std::env::remove_var(STATE_DIR_ENV);
+            std::env::set_var("STATE_DIRECTORY", "/var/lib/runpm");
+            std::env::set_var("LOGS_DIRECTORY", "/var/log/runpm");
+        }
+        let state = resolve(Utf8Path::new("/etc/runpm"), None, None);
+        assert_eq!(state.dir, "/var/lib/runpm");
+        assert_eq!(state.state_file, "/var/lib/runpm/state.json");
+        assert_eq!(state.logs_dir, "/var/log/runpm");
+        // What the config or the operator names still wins.
+        let state = resolve(Utf8Path::new("/etc/runpm"), Some("/cfg".into()), None);
+        assert_eq!(state.dir, "/cfg");
+        let state = resolve(Utf8Path::new("/etc/runpm"), None, Some("/cli".into()));
+        assert_eq!(state.dir, "/cli");
     }
 }

@@ -17,7 +17,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::config::{Command, Probe, ServiceSpec};
 use crate::process::{self, ExitStatus, Listener, Target};
 
-use super::event::{Event, Purpose};
+use crate::supervisor::{Event, ProbeFailure, Purpose};
 
 /// An exec probe in flight.
 struct Running {
@@ -66,7 +66,11 @@ impl Probes {
                 tokio::spawn(async move {
                     let attempt =
                         tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&addr)).await;
-                    let (ok, detail) = match attempt {
+                    let connect = |error: std::io::Error| ProbeFailure::Connect {
+                        addr: addr.clone(),
+                        error: error.to_string(),
+                    };
+                    let outcome = match attempt {
                         Ok(Ok(stream)) => match stream.peer_addr() {
                             // Reading /proc is blocking file I/O: off the event loop.
                             Ok(peer) => {
@@ -75,22 +79,26 @@ impl Probes {
                                     whose_listener(&checked, peer, pid)
                                 })
                                 .await
-                                .unwrap_or_else(|e| (false, format!("checking {addr}: {e}")))
+                                .unwrap_or_else(|e| {
+                                    Err(ProbeFailure::Connect {
+                                        addr: addr.clone(),
+                                        error: format!("checking the listener: {e}"),
+                                    })
+                                })
                             }
-                            Err(e) => (false, format!("cannot connect to {addr}: {e}")),
+                            Err(e) => Err(connect(e)),
                         },
-                        Ok(Err(e)) => (false, format!("cannot connect to {addr}: {e}")),
-                        Err(_) => (
-                            false,
-                            format!("connecting to {addr} timed out after {}", fmt(timeout)),
-                        ),
+                        Ok(Err(e)) => Err(connect(e)),
+                        Err(_) => Err(ProbeFailure::ConnectTimedOut {
+                            addr: addr.clone(),
+                            after: timeout,
+                        }),
                     };
                     let _ = internal.send(Internal::Event(Event::ProbeDone {
                         service,
                         pid,
                         purpose,
-                        ok,
-                        detail,
+                        outcome,
                     }));
                 });
             }
@@ -116,13 +124,11 @@ impl Probes {
                         });
                     }
                     Err(e) => {
-                        let detail = format!("probe could not start: {e}");
                         let done = Event::ProbeDone {
                             service,
                             pid,
                             purpose,
-                            ok: false,
-                            detail,
+                            outcome: Err(ProbeFailure::NotStarted(e.to_string())),
                         };
                         let _ = self.internal.send(Internal::Event(done));
                     }
@@ -144,17 +150,16 @@ impl Probes {
         let p = self.exec.remove(&pid)?;
         // Whatever the probe left in its group goes with it.
         let _ = Target::Group(pid).signal(NixSignal::SIGKILL);
-        let (ok, detail) = match status {
-            _ if p.timed_out => (false, format!("probe timed out after {}", fmt(p.timeout))),
-            ExitStatus::Code(0) => (true, "probe exited 0".to_string()),
-            other => (false, format!("probe {other}")),
+        let outcome = match status {
+            _ if p.timed_out => Err(ProbeFailure::TimedOut { after: p.timeout }),
+            ExitStatus::Code(0) => Ok(()),
+            other => Err(ProbeFailure::Exited(other)),
         };
         Some(Event::ProbeDone {
             service: p.service,
             pid: p.target,
             purpose: p.purpose,
-            ok,
-            detail,
+            outcome,
         })
     }
 }
@@ -162,28 +167,14 @@ impl Probes {
 /// The verdict of a TCP probe that connected to `peer` (the address `addr` resolved to):
 /// ready only when the listening socket is one of the service's (see
 /// [`process::listener_owner`]).
-fn whose_listener(addr: &str, peer: std::net::SocketAddr, pid: i32) -> (bool, String) {
+fn whose_listener(addr: &str, peer: std::net::SocketAddr, pid: i32) -> Result<(), ProbeFailure> {
     match process::listener_owner(peer, pid) {
-        Listener::Service(holder) => (true, format!("connected to {addr} (listening: {holder})")),
-        Listener::Other(Some(holder)) => (
-            false,
-            format!(
-                "{addr} accepts connections, but the listening socket belongs to {holder}, \
-                 not to this service"
-            ),
-        ),
-        Listener::Other(None) => (
-            false,
-            format!(
-                "{addr} accepts connections, but the listening socket belongs to a process \
-                 runpm cannot see, not to this service"
-            ),
-        ),
+        Listener::Service(_) => Ok(()),
+        Listener::Other(holder) => Err(ProbeFailure::OtherListener {
+            addr: addr.to_owned(),
+            holder: holder.map(|h| h.to_string()),
+        }),
         // Nothing to prove it by (NAT, another network namespace): the connect counts.
-        Listener::NotFound => (true, format!("connected to {addr}")),
+        Listener::NotFound => Ok(()),
     }
-}
-
-fn fmt(d: Duration) -> humantime::FormattedDuration {
-    humantime::format_duration(Duration::from_millis(d.as_millis() as u64))
 }

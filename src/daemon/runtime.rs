@@ -22,7 +22,7 @@ use regex_lite::Regex;
 
 use crate::config::{self, Config, ExitWhen, Ready, ServiceSpec};
 use crate::ipc::{self, Call, HelloInfo, InstanceLock, Json, Reply, StateDir};
-use crate::ipc::{ErrorKind, LogsResult, ProtocolError, Request};
+use crate::ipc::{ErrorKind, LogsResult, ProtocolError};
 use crate::logs::{Followed, LineSink, LogHub, capture, stderr};
 use crate::notify::{self, Datagram, NotifySocket};
 use crate::process;
@@ -34,14 +34,14 @@ use crate::process::{ExitStatus, Target};
 use crate::state::{self, Resume};
 use crate::watch::{DEFAULT_DEBOUNCE, Watcher};
 
-use super::core::Supervisor;
-use super::event::{Effect, Event, Now};
+use crate::supervisor::{
+    self, Effect, Event, Jitter, News, NotifyRoute, Now, StartupReport, Supervisor,
+};
+
 use super::output::RunOutput;
 use super::persist::Persist;
-use super::policy::Jitter;
 use super::probes::{Internal, Probes};
 use super::signals::{DaemonSignals, Received};
-use super::startup::{self, News, StartupReport};
 
 pub struct RunOptions {
     /// Services to start (with their dependencies); `None`: every `autostart` service.
@@ -167,10 +167,18 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
         token: options.control.as_ref().map(|c| c.token.clone()),
         deferred: Vec::new(),
         reloaded: false,
+        persist: options
+            .control
+            .as_ref()
+            .map(|c| Persist::new(c.state.state_file.clone())),
+        // When a service manager started runpm (systemd Type=notify), it hears from runpm
+        // too; what it hears and when is the supervisor's decision.
+        parent: notify::Parent::from_env(),
     };
-    // When a service manager started runpm (systemd Type=notify), it hears from runpm too.
-    let parent = notify::Parent::from_env();
-    let (mut told_ready, mut told_stopping) = (false, false);
+    if executor.parent.is_some() {
+        sup.notify_parent(notify::watchdog_from_env(), Now::real());
+    }
+    let mut trimmed = false;
     let mut report = StartupReport::default();
     let (resume, last_known_good) = options.startup.take().unwrap_or((None, None));
     sup.set_last_known_good(last_known_good);
@@ -187,10 +195,6 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
             executor.watch_survivor(survivor.pid, survivor.pidfd);
         }
     }
-    let mut persist = options
-        .control
-        .as_ref()
-        .map(|c| Persist::new(c.state.state_file.clone()));
     // Events are written once per turn (see logs::stderr); not while waiting, when other
     // tasks may log with no turn to follow.
     stderr::hold();
@@ -205,7 +209,7 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
                 &env_files(sup.services().map(|(_, s)| s.spec.as_ref())),
             );
         }
-        if let Some(persist) = &mut persist {
+        if let Some(persist) = &mut executor.persist {
             // After the turn's effects (a restart is spawned before its pid is written), and
             // once more on the way out.
             let now = Now::real().at;
@@ -226,7 +230,7 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
             return Ok(code);
         }
         if let Some(tell) = &mut options.on_startup {
-            let news = report.turn(startup::outcomes(&sup));
+            let news = report.turn(supervisor::startup_outcomes(&sup));
             let done = news.result.is_some();
             if news != News::default() {
                 tell(news);
@@ -238,24 +242,17 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
                 report = StartupReport::default();
             }
         }
-        if !sup.is_starting() && !told_ready {
-            told_ready = true;
+        if !trimmed && !sup.is_starting() {
+            trimmed = true;
             release_free_memory();
-            if let Some(parent) = &parent {
-                let running = sup.services().filter(|(_, s)| s.pid().is_some()).count();
-                parent.send(&format!("READY=1\nSTATUS={running} services running"));
-            }
         }
-        if sup.is_shutting_down() && !told_stopping {
-            told_stopping = true;
-            if let Some(parent) = &parent {
-                parent.send("STOPPING=1\nSTATUS=stopping services");
-            }
-        }
-        let deadline = [sup.next_deadline(), persist.as_ref().and_then(Persist::due)]
-            .into_iter()
-            .flatten()
-            .min();
+        let deadline = [
+            sup.next_deadline(),
+            executor.persist.as_ref().and_then(Persist::due),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let sleep = async {
             match deadline {
                 Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -288,7 +285,7 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
             },
             // A due state write is done at the top of the next turn.
             () = sleep => vec![Event::Tick],
-            Some(call) = calls.recv() => executor.accept(call, &sup, persist.as_mut()).into_iter().collect(),
+            Some(call) = calls.recv() => vec![executor.accept(call)],
             Some(message) = internal.recv() => match message {
                 Internal::Event(event) => vec![event],
                 Internal::ProbeTimeout(pid) => {
@@ -357,6 +354,10 @@ struct Executor {
     deferred: Vec<(process::Spawned, Arc<str>, Arc<RunOutput>)>,
     /// Set when a config was loaded for a reload: the watcher may need to follow it.
     reloaded: bool,
+    /// The state file's writer (none without a state directory).
+    persist: Option<Persist>,
+    /// runpm's own service manager (`NOTIFY_SOCKET`), if any.
+    parent: Option<notify::Parent>,
 }
 
 impl Executor {
@@ -404,47 +405,29 @@ impl Executor {
 
     /// Turns a control call into an event, keeping where its reply goes. Log requests are
     /// answered here, from the log hub, without the supervisor.
-    fn accept(
-        &mut self,
-        call: Call,
-        sup: &Supervisor,
-        persist: Option<&mut Persist>,
-    ) -> Option<Event> {
-        let request = match call.request {
-            Request::Logs {
-                services,
-                lines,
-                follow,
-                since,
-            } => {
-                self.logs(services, (lines, since), follow, call.replies, sup);
-                return None;
-            }
-            Request::Save => {
-                let reply = match persist {
-                    Some(persist) => match persist.write(sup, std::time::Instant::now()) {
-                        Ok(()) => Reply::from_result(
-                            None,
-                            Json::of(&serde_json::json!({ "path": persist.path.as_str() })),
-                        ),
-                        Err(e) => Reply::err(None, ProtocolError::new(ErrorKind::Failed, e)),
-                    },
-                    None => Reply::err(
-                        None,
-                        ProtocolError::new(ErrorKind::Failed, "this runpm keeps no state file"),
-                    ),
-                };
-                let _ = call.replies.send(reply);
-                return None;
-            }
-            other => other,
-        };
+    /// Every control request goes to the core, which answers it (through effects such as
+    /// [`Effect::Reply`], [`Effect::ServeLogs`] and [`Effect::SaveState`]).
+    fn accept(&mut self, call: Call) -> Event {
         self.next_token += 1;
         self.pending.insert(self.next_token, call.replies);
-        Some(Event::Request {
+        Event::Request {
             token: self.next_token,
-            request,
-        })
+            request: call.request,
+        }
+    }
+
+    /// `runpmctl save`: the state file written now, its path in the reply.
+    fn save(&mut self, sup: &Supervisor) -> Result<Json, ProtocolError> {
+        let Some(persist) = &mut self.persist else {
+            return Err(ProtocolError::new(
+                ErrorKind::Failed,
+                "this runpm keeps no state file",
+            ));
+        };
+        match persist.write(sup, std::time::Instant::now()) {
+            Ok(()) => Json::of(&serde_json::json!({ "path": persist.path.as_str() })),
+            Err(e) => Err(ProtocolError::new(ErrorKind::Failed, e)),
+        }
     }
 
     fn logs(
@@ -453,21 +436,7 @@ impl Executor {
         (lines, since): (usize, Option<std::time::SystemTime>),
         follow: bool,
         replies: mpsc::UnboundedSender<Reply>,
-        sup: &Supervisor,
     ) {
-        let unknown: Vec<&str> = services
-            .iter()
-            .filter(|n| sup.service(n).is_none())
-            .map(String::as_str)
-            .collect();
-        if !unknown.is_empty() {
-            let message = format!("no service named `{}`", unknown.join("`, `"));
-            let _ = replies.send(Reply::err(
-                None,
-                ProtocolError::new(ErrorKind::UnknownService, message),
-            ));
-            return;
-        }
         let send =
             |replies: &mpsc::UnboundedSender<Reply>, result: LogsResult| match Json::of(&result) {
                 Ok(value) => replies.send(Reply::ok(None, value)).is_ok(),
@@ -532,7 +501,12 @@ impl Executor {
         while self.captures.try_join_next().is_some() {}
     }
 
-    fn spawn(&mut self, service: String, spec: &Arc<ServiceSpec>) -> Event {
+    fn spawn(
+        &mut self,
+        service: String,
+        spec: &Arc<ServiceSpec>,
+        notify: Option<NotifyRoute>,
+    ) -> Event {
         if let Err(e) = self
             .logs
             .configure(&service, spec.log_max_size, spec.log_keep)
@@ -548,14 +522,12 @@ impl Executor {
         if let Some(token) = &self.token {
             env.push((state::TOKEN_VAR.to_string(), token.value().to_owned()));
         }
-        let address = if spec.user.is_some() || spec.group.is_some() {
-            &self.notify_others_address
-        } else {
-            &self.notify_address
+        let address = match notify {
+            Some(NotifyRoute::Own) => self.notify_address.as_ref(),
+            Some(NotifyRoute::Abstract) => self.notify_others_address.as_ref(),
+            None => None,
         };
-        if let Some(address) = address
-            && (matches!(spec.ready, Some(Ready::Notify)) || spec.watchdog.is_some())
-        {
+        if let Some(address) = address {
             env.extend(notify::service_env(address, spec.watchdog));
         }
         match process::spawn(spec, &env) {
@@ -581,8 +553,7 @@ impl Executor {
                 }
             }
             Err(e) => Event::SpawnFailed {
-                code: e.exit_code(),
-                error: e.to_string(),
+                error: Arc::new(e),
                 service,
             },
         }
@@ -630,8 +601,12 @@ impl Executor {
                 continue;
             };
             let answer = match effect {
-                Effect::Spawn { service, spec } => {
-                    spawned.push(self.spawn(service, &spec));
+                Effect::Spawn {
+                    service,
+                    spec,
+                    notify,
+                } => {
+                    spawned.push(self.spawn(service, &spec, notify));
                     None
                 }
                 Effect::Probe {
@@ -664,32 +639,11 @@ impl Executor {
                     process::group_is_empty(pgid).then_some(Event::GroupEmpty { service, pgid })
                 }
                 Effect::LoadSnapshot { token } => {
-                    let wanted_up = match &self.state_file {
-                        Some(path) => match state::load(path) {
-                            state::LoadOutcome::Loaded(file) => Ok(file
-                                .services
-                                .iter()
-                                .filter(|r| state::wanted_up(r))
-                                .map(|r| r.name.clone())
-                                .collect()),
-                            state::LoadOutcome::Missing => {
-                                Err(format!("there is no state file at {path}"))
-                            }
-                            state::LoadOutcome::Bad {
-                                error, moved_to, ..
-                            } => Err(format!(
-                                "the state file {path} cannot be used ({error}){}",
-                                moved_to
-                                    .map(|to| format!("; it was moved aside to {to}"))
-                                    .unwrap_or_default()
-                            )),
-                        },
-                        None => Err("this runpm keeps no state file".into()),
-                    };
+                    let wanted_up = state::wanted_up_in(self.state_file.as_deref());
                     Some(Event::SnapshotLoaded { token, wanted_up })
                 }
                 Effect::LoadConfig { token, dry_run } => {
-                    let result = config::load(&self.source).map_err(|e| e.to_string());
+                    let result = config::load(&self.source);
                     self.reloaded |= !dry_run;
                     Some(Event::ConfigLoaded {
                         token,
@@ -702,6 +656,31 @@ impl Executor {
                         let reply = Reply::from_result(None, reply);
                         // The client may have gone away; its connection task then ended.
                         let _ = to.send(reply);
+                    }
+                    None
+                }
+                Effect::ServeLogs {
+                    token,
+                    services,
+                    lines,
+                    since,
+                    follow,
+                } => {
+                    if let Some(replies) = self.pending.remove(&token) {
+                        self.logs(services, (lines, since), follow, replies);
+                    }
+                    None
+                }
+                Effect::SaveState { token } => {
+                    let reply = self.save(sup);
+                    if let Some(to) = self.pending.remove(&token) {
+                        let _ = to.send(Reply::from_result(None, reply));
+                    }
+                    None
+                }
+                Effect::NotifyParent(note) => {
+                    if let Some(parent) = &self.parent {
+                        parent.send(&note.message(notify::monotonic_usec()));
                     }
                     None
                 }

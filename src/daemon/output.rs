@@ -16,8 +16,8 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::logs::{LineSink, Lines, Stream};
 
-use super::event::Event;
 use super::probes::Internal;
+use crate::supervisor::Event;
 
 /// Lines kept for the crash report.
 pub const LAST_LINES: usize = 10;
