@@ -6,6 +6,8 @@
 //! functions returning effects, which `daemon` (the async shell) carries out; `process` is the narrow seam to the kernel (spawn, signal,
 //! reap); `logs` captures and prints the services' output; `watch` notices edits to the config
 //! and asks for a reload; `state` persists the snapshot that survives a crash or a reboot.
+//! `cli` holds both binaries' command lines and [`cli::exit::Exit`], their one table of exit
+//! codes.
 
 // Every `unsafe` block says why it is sound, and no `unwrap` sits on a runtime path (the
 // daemon may be PID 1: a panic there takes the container down). Tests may unwrap.

@@ -9,7 +9,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::*;
 
@@ -24,17 +23,6 @@ depends_on = ["db"]
 [services.worker]
 shell = 'exec sleep 1000000'
 "#;
-
-fn has_shell(shell: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {shell}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        eprintln!("skipped: {shell} is not installed");
-    }
-    found
-}
 
 /// Runs `shell ARGS…` to completion; returns stdout, asserting success.
 fn shell_ok(p: &Project, shell: &str, args: &[&str]) -> String {
@@ -89,7 +77,7 @@ fn a_script_is_printed_for_each_shell_and_parses() {
             0,
             "the {shell} script offers `__complete-services`"
         );
-        if shell == "bash" || has_shell(shell) {
+        if need_tool(shell, shell) {
             let file = script(&p, shell);
             shell_ok(&p, shell, &["-n", file.to_str().unwrap()]);
         }
@@ -149,7 +137,7 @@ fn service_names_come_from_the_running_daemon() {
     );
     assert_eq!(shell_ok(&p, "bash", &["-c", &drive]), "--all\n");
 
-    if has_shell("fish") {
+    if need_tool("fish", "fish") {
         let fish = script(&p, "fish");
         let drive = format!("source {fish:?}; cd /; complete -C 'runpmctl -f {file} restart '",);
         let out = shell_ok(&p, "fish", &["--no-config", "-c", &drive]);
@@ -183,7 +171,7 @@ fn runpm_up_completes_the_configs_service_names() {
                 "the {shell} script lacks `{command}`"
             );
         }
-        if shell == "bash" || has_shell(shell) {
+        if need_tool(shell, shell) {
             let file = p.write(&format!("runpm.{shell}"), &text.stdout);
             shell_ok(&p, shell, &["-n", file.to_str().unwrap()]);
         }

@@ -124,7 +124,7 @@ fn the_example_config_fits_docker_stop() {
 
 #[test]
 fn container_reaps_orphans_and_stops_cleanly_on_sigterm() {
-    if !require_root() {
+    if !need_pid1() {
         return;
     }
     let p = Project::new(secs(60));
@@ -217,7 +217,7 @@ fn container_reaps_orphans_and_stops_cleanly_on_sigterm() {
 
 #[test]
 fn container_exits_with_the_failed_one_shot_code() {
-    if !require_root() {
+    if !need_pid1() {
         return;
     }
     let p = Project::new(secs(30));
@@ -236,7 +236,7 @@ fn container_exits_with_the_failed_one_shot_code() {
 
 #[test]
 fn container_exits_with_the_code_of_a_service_in_a_crash_loop() {
-    if !require_root() {
+    if !need_pid1() {
         return;
     }
     // The same image with an app that crashes at once every time (exit 42): after

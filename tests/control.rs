@@ -1018,27 +1018,13 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// Root-only tests fail loudly without root unless skipped on purpose.
-fn require_root(test: &str) -> bool {
-    if is_root() {
-        return true;
-    }
-    if std::env::var_os("RUNPM_SKIP_ROOT_TESTS").is_some_and(|v| v == "1") {
-        eprintln!("{test}: skipped (not root and RUNPM_SKIP_ROOT_TESTS=1)");
-        return false;
-    }
-    panic!(
-        "{test} needs root (it runs runpmctl as uid 65534 with setpriv); run the tests as \
-         root, or set RUNPM_SKIP_ROOT_TESTS=1 to skip it deliberately"
-    );
-}
-
 #[test]
 fn a_client_of_another_uid_is_refused() {
-    if !require_root("a_client_of_another_uid_is_refused") {
+    if !need_root("it runs runpmctl as uid 65534 with setpriv")
+        || !need_tool("setpriv", "util-linux")
+    {
         return;
     }
-    assert!(on_path("setpriv"), "setpriv (util-linux) is needed");
     let p = Project::new(secs(30));
     p.config(BASE);
     // The other user must be able to run the client and reach the project directory (a

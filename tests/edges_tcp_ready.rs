@@ -54,7 +54,7 @@ restart_delay = "100ms"
 
 #[test]
 fn nginx_alone_becomes_ready() {
-    if !require_program("nginx", "nginx") {
+    if !need_tool("nginx", "nginx") {
         return;
     }
     let port = free_port();
@@ -67,7 +67,7 @@ fn nginx_alone_becomes_ready() {
 
 #[test]
 fn a_port_held_by_another_process_is_not_ready_and_status_names_the_holder() {
-    if !require_program("nginx", "nginx") {
+    if !need_tool("nginx", "nginx") {
         return;
     }
     let port = free_port();

@@ -38,23 +38,6 @@ fn repo() -> PathBuf {
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-/// Whether the programs a test needs are installed; panics with a clear message when they are
-/// not, unless `RUNPM_SKIP_SYSTEM_PACKAGES=1` asks to skip.
-fn require_programs(programs: &[&str], package: &str) -> bool {
-    let missing: Vec<&str> = programs.iter().copied().filter(|p| !on_path(p)).collect();
-    if missing.is_empty() {
-        return true;
-    }
-    if std::env::var("RUNPM_SKIP_SYSTEM_PACKAGES").as_deref() == Ok("1") {
-        eprintln!("SKIPPED: {missing:?} not installed and RUNPM_SKIP_SYSTEM_PACKAGES=1");
-        return false;
-    }
-    panic!(
-        "this test needs {missing:?} (Debian: apt-get install {package}; `.ci/run` installs \
-         it as root). Install it, or set RUNPM_SKIP_SYSTEM_PACKAGES=1 to skip on purpose."
-    );
-}
-
 /// Holds the machine-wide lock of the tests that use the examples' fixed ports.
 fn ports_lock() -> Flock<File> {
     let path = std::env::temp_dir().join("runpm-example-ports.lock");
@@ -312,7 +295,7 @@ fn stack_unit_directory_has_the_same_services_as_the_file() {
 
 #[test]
 fn quickstart_serves_http_and_stops_on_ctrl_c() {
-    if !require_programs(&["python3"], "python3") {
+    if !need_tools(&["python3"], "python3") {
         return;
     }
     let p = Project::new(secs(60));
@@ -476,7 +459,7 @@ fn run_stack(p: &Project, config: &Path, ports: &[(u16, u16)]) {
 
 #[test]
 fn stack_runs_with_notify_readiness_and_shuts_down() {
-    if !require_programs(STACK_PROGRAMS, "redis-server python3") {
+    if !need_tools(STACK_PROGRAMS, "redis-server python3") {
         return;
     }
     let p = Project::new(secs(90));
@@ -489,7 +472,7 @@ fn stack_runs_with_notify_readiness_and_shuts_down() {
 
 #[test]
 fn stack_unit_directory_runs_from_its_own_directory() {
-    if !require_programs(STACK_PROGRAMS, "redis-server python3") {
+    if !need_tools(STACK_PROGRAMS, "redis-server python3") {
         return;
     }
     let p = Project::new(secs(90));
@@ -506,7 +489,7 @@ fn stack_unit_directory_runs_from_its_own_directory() {
 
 #[test]
 fn runpm_service_passes_systemd_analyze_verify() {
-    if !require_programs(&["systemd-analyze"], "systemd") {
+    if !need_tools(&["systemd-analyze"], "systemd") {
         return;
     }
     let p = Project::new(secs(60));

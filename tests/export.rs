@@ -8,6 +8,8 @@
 //! Exports run with `PATH=/usr/bin:/bin`, so programs resolve to the same absolute paths on
 //! every machine (and those exist, which `verify` checks).
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -15,6 +17,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use camino::Utf8PathBuf;
+
+use common::{need_check, need_tool};
 
 const RUNPMCTL: &str = env!("CARGO_BIN_EXE_runpmctl");
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -104,28 +108,6 @@ fn export_ok(config: &Path, args: &[&str]) -> Output {
     out
 }
 
-/// Whether `program` can be run; when it cannot, the test fails with `install`, or is
-/// skipped (returns false) under `RUNPM_SKIP_SYSTEM_PACKAGES=1`.
-fn available(program: &str, args: &[&str], install: &str) -> bool {
-    let found = Command::new(program)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if found {
-        return true;
-    }
-    if std::env::var("RUNPM_SKIP_SYSTEM_PACKAGES").as_deref() == Ok("1") {
-        eprintln!("skipped: `{program}` is not available (RUNPM_SKIP_SYSTEM_PACKAGES=1)");
-        return false;
-    }
-    panic!(
-        "`{program} {}` failed: {install} (or set RUNPM_SKIP_SYSTEM_PACKAGES=1 to skip)",
-        args.join(" ")
-    );
-}
-
 // ---------------------------------------------------------------------------------------------
 // systemd
 // ---------------------------------------------------------------------------------------------
@@ -205,11 +187,7 @@ fn values<'a>(unit: &'a str, key: &str) -> Vec<&'a str> {
 
 #[test]
 fn systemd_units_of_the_quickstart_pass_systemd_analyze_verify() {
-    if !available(
-        "systemd-analyze",
-        &["--version"],
-        "install Debian's `systemd` package",
-    ) {
+    if !need_tool("systemd-analyze", "systemd") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -275,11 +253,7 @@ fn systemd_units_of_the_quickstart_pass_systemd_analyze_verify() {
 
 #[test]
 fn systemd_units_of_the_richer_fixture_pass_verify_and_report_what_is_not_mapped() {
-    if !available(
-        "systemd-analyze",
-        &["--version"],
-        "install Debian's `systemd` package",
-    ) {
+    if !need_tool("systemd-analyze", "systemd") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -452,17 +426,19 @@ fn validate_kubernetes(config: &Path, args: &[&str]) -> (serde_json::Value, Outp
     (manifest, out)
 }
 
-fn kubernetes_checker_available() -> bool {
-    available(
+/// The Kubernetes client's models, which check the manifests.
+fn need_kubernetes_client() -> bool {
+    need_check(
         "python3",
         &["-c", "import kubernetes, yaml"],
-        "install python3 and the Kubernetes client: `python3 -m pip install kubernetes`",
+        "install python3 and the Kubernetes client (`python3 -m pip install kubernetes`; \
+         `bash .ci/run` does)",
     )
 }
 
 #[test]
 fn kubernetes_manifest_of_the_quickstart_passes_the_api_schema() {
-    if !kubernetes_checker_available() {
+    if !need_kubernetes_client() {
         return;
     }
     let (manifest, out) = validate_kubernetes(&quickstart(), &[]);
@@ -495,7 +471,7 @@ fn kubernetes_manifest_of_the_quickstart_passes_the_api_schema() {
 
 #[test]
 fn kubernetes_manifest_of_the_richer_fixture_passes_the_api_schema() {
-    if !kubernetes_checker_available() {
+    if !need_kubernetes_client() {
         return;
     }
     let (manifest, out) = validate_kubernetes(&fixture(), &["--image", "registry.example/shop:1"]);

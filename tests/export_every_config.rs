@@ -6,8 +6,12 @@
 //! run with `PATH=/usr/bin:/bin`, so programs resolve to absolute paths that exist (which
 //! `verify` checks).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+
+use common::{need_check, need_tool};
 
 const RUNPMCTL: &str = env!("CARGO_BIN_EXE_runpmctl");
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -67,26 +71,6 @@ fn export(config: &Path, args: &[&str]) -> Output {
     out
 }
 
-/// Whether `program ARGS` runs; when it does not, the test fails saying what to install, or
-/// is skipped (returns false) under `RUNPM_SKIP_SYSTEM_PACKAGES=1`.
-fn available(program: &str, args: &[&str], install: &str) -> bool {
-    let found = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found && std::env::var("RUNPM_SKIP_SYSTEM_PACKAGES").as_deref() == Ok("1") {
-        eprintln!("skipped: `{program}` is not available (RUNPM_SKIP_SYSTEM_PACKAGES=1)");
-        return false;
-    }
-    assert!(
-        found,
-        "`{program} {}` failed: {install} (or set RUNPM_SKIP_SYSTEM_PACKAGES=1 to skip)",
-        args.join(" ")
-    );
-    true
-}
-
 /// The version `systemd-analyze --version` reports (`systemd 252 (252.38-1~deb12u1)`).
 fn systemd_version() -> u32 {
     let out = run(Command::new("systemd-analyze").arg("--version"));
@@ -130,11 +114,7 @@ fn verify(dir: &Path, user: bool) -> Vec<String> {
 }
 
 fn check_systemd(user: bool) {
-    if !available(
-        "systemd-analyze",
-        &["--version"],
-        "install Debian's `systemd` package",
-    ) {
+    if !need_tool("systemd-analyze", "systemd") {
         return;
     }
     let mut failures = Vec::new();
@@ -252,10 +232,11 @@ fn unit_directories_export_normalized_paths_and_tasks_as_oneshots() {
 
 #[test]
 fn kubernetes_accepts_the_manifest_of_every_shipped_config() {
-    if !available(
+    if !need_check(
         "python3",
         &["-c", "import kubernetes, yaml"],
-        "install python3 and the Kubernetes client: `python3 -m pip install kubernetes`",
+        "install python3 and the Kubernetes client (`python3 -m pip install kubernetes`; \
+         `bash .ci/run` does)",
     ) {
         return;
     }

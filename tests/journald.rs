@@ -73,35 +73,20 @@ shell = 'echo "hello from other"'
 restart = "never"
 "#;
 
-/// Whether `tool` (a name on PATH, or an absolute path) is there. Only looked up, never run:
-/// journald started outside the private namespace would be the machine's journal.
-fn tool_available(tool: &str) -> bool {
-    let found = if tool.starts_with('/') {
-        std::path::Path::new(tool).is_file()
-    } else {
-        std::env::var("PATH")
-            .unwrap_or_default()
-            .split(':')
-            .any(|dir| std::path::Path::new(dir).join(tool).is_file())
-    };
-    let path = tool;
-    if !found && std::env::var("RUNPM_SKIP_SYSTEM_PACKAGES").as_deref() == Ok("1") {
-        eprintln!("skipped: `{path}` is not available (RUNPM_SKIP_SYSTEM_PACKAGES=1)");
-        return false;
-    }
-    assert!(
-        found,
-        "`{path}` is missing: install Debian's `systemd` package (or set \
-         RUNPM_SKIP_SYSTEM_PACKAGES=1 to skip)"
-    );
-    true
-}
-
 #[test]
 fn each_service_has_its_own_identifier_and_priorities_in_a_real_journal() {
-    if !["/lib/systemd/systemd-journald", "systemd-cat", "journalctl"]
-        .iter()
-        .all(|tool| tool_available(tool))
+    // Tools only looked up, never run: journald started outside the private namespace
+    // would be the machine's journal.
+    if !need_root("it mounts tmpfs in a private mount namespace for its journald")
+        || !need_tools(
+            &[
+                "/lib/systemd/systemd-journald",
+                "systemd-cat",
+                "journalctl",
+                "unshare",
+            ],
+            "systemd util-linux",
+        )
     {
         return;
     }

@@ -12,6 +12,8 @@
 //! and man-db, which `.ci/run` installs (groff-base, man-db). Without them it fails, unless
 //! `RUNPM_SKIP_SYSTEM_PACKAGES=1` says to skip it.
 
+mod common;
+
 mod man {
     pub mod pages;
     pub mod roff;
@@ -19,6 +21,8 @@ mod man {
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use common::need_tool;
 
 fn man_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("man")
@@ -60,29 +64,9 @@ fn man_pages_match_the_code() {
     );
 }
 
-/// Whether a system tool is there; if not, fails with what to install, unless
-/// `RUNPM_SKIP_SYSTEM_PACKAGES=1`, in which case the caller skips.
-fn have(tool: &str, package: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if found {
-        return true;
-    }
-    if std::env::var_os("RUNPM_SKIP_SYSTEM_PACKAGES").is_some_and(|v| v == "1") {
-        eprintln!("skipped: `{tool}` is missing (RUNPM_SKIP_SYSTEM_PACKAGES=1)");
-        return false;
-    }
-    panic!(
-        "`{tool}` is missing: install the Debian package `{package}` (`bash .ci/run` does, as \
-         root), or set RUNPM_SKIP_SYSTEM_PACKAGES=1 to skip this test"
-    );
-}
-
 #[test]
 fn man_pages_render_without_warnings() {
-    if !have("groff", "groff-base") || !have("man", "man-db") {
+    if !need_tool("groff", "groff-base") || !need_tool("man", "man-db") {
         return;
     }
     for (name, _) in man::pages::all() {

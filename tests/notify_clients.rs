@@ -6,13 +6,17 @@
 //! SCM_CREDENTIALS (it is usually run from a service's shell script; root may claim another
 //! pid, others fall back to their own), which is why attribution goes by process group.
 //!
-//! The tests fail when systemd-notify is missing, unless `RUNPM_SKIP_SYSTEMD_NOTIFY=1`.
+//! The tests fail when systemd-notify is missing, unless `RUNPM_SKIP_SYSTEMD_NOTIFY=1` or
+//! `RUNPM_SKIP_SYSTEM_PACKAGES=1` (the rule of `tests/common/need.rs`).
+
+mod common;
 
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use camino::Utf8PathBuf;
+use common::need_systemd_notify;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use runpm::notify::{Datagram, Notification, NotifySocket, attribute, pgid_of};
@@ -22,21 +26,6 @@ const SYSTEMD_NOTIFY: &str = "/usr/bin/systemd-notify";
 /// systemd-notify gives up on an unanswered barrier after 5 s; exiting before this shows
 /// that the barrier was answered.
 const DEADLINE: Duration = Duration::from_secs(3);
-
-/// Whether to run: `false` only when the client is missing and the skip is asked for.
-fn have_systemd_notify() -> bool {
-    if std::path::Path::new(SYSTEMD_NOTIFY).exists() {
-        return true;
-    }
-    if std::env::var_os("RUNPM_SKIP_SYSTEMD_NOTIFY").is_some_and(|v| v == "1") {
-        eprintln!("skipped: {SYSTEMD_NOTIFY} is missing and RUNPM_SKIP_SYSTEMD_NOTIFY=1");
-        return false;
-    }
-    panic!(
-        "{SYSTEMD_NOTIFY} is missing: install Debian's `systemd` package (apt-get install \
-         systemd), or set RUNPM_SKIP_SYSTEMD_NOTIFY=1 to skip the tests with a real client"
-    );
-}
 
 fn bind() -> (tempfile::TempDir, NotifySocket) {
     let dir = tempfile::tempdir().unwrap();
@@ -131,7 +120,7 @@ fn me() -> (u32, u32) {
 
 #[tokio::test]
 async fn ready_and_status_then_the_barrier_is_released() {
-    if !have_systemd_notify() {
+    if !need_systemd_notify() {
         return;
     }
     let (_dir, socket) = bind();
@@ -164,7 +153,7 @@ async fn ready_and_status_then_the_barrier_is_released() {
 
 #[tokio::test]
 async fn from_a_service_script_it_is_attributed_to_the_service() {
-    if !have_systemd_notify() {
+    if !need_systemd_notify() {
         return;
     }
     let (_dir, socket) = bind();
@@ -187,7 +176,7 @@ async fn from_a_service_script_it_is_attributed_to_the_service() {
 
 #[tokio::test]
 async fn mainpid_and_watchdog() {
-    if !have_systemd_notify() {
+    if !need_systemd_notify() {
         return;
     }
     let (_dir, socket) = bind();
@@ -217,7 +206,7 @@ async fn mainpid_and_watchdog() {
 
 #[tokio::test]
 async fn watchdog_trigger_stopping_and_reloading() {
-    if !have_systemd_notify() {
+    if !need_systemd_notify() {
         return;
     }
     let (_dir, socket) = bind();
@@ -238,7 +227,7 @@ async fn watchdog_trigger_stopping_and_reloading() {
 
 #[tokio::test]
 async fn a_member_of_the_group_counts_a_stranger_does_not() {
-    if !have_systemd_notify() {
+    if !need_systemd_notify() {
         return;
     }
     let (_dir, socket) = bind();
@@ -276,7 +265,7 @@ async fn a_member_of_the_group_counts_a_stranger_does_not() {
 
 #[tokio::test]
 async fn no_block_sends_no_barrier() {
-    if !have_systemd_notify() {
+    if !need_systemd_notify() {
         return;
     }
     let (_dir, socket) = bind();

@@ -82,7 +82,7 @@ fn running_only_when(
 
 #[test]
 fn redis_is_running_only_after_it_reported_ready() {
-    if !require_program("redis-server", "redis-server") {
+    if !need_tool("redis-server", "redis-server") {
         return;
     }
     let p = Project::new(secs(60));
@@ -131,11 +131,10 @@ ready_timeout = "30s"
 /// told an abstract socket; its notifications still count only as its own. Needs root.
 #[test]
 fn a_service_running_as_another_user_can_notify() {
-    if !require_program("systemd-notify", "systemd") {
+    if !need_tool("systemd-notify", "systemd") {
         return;
     }
-    if !nix::unistd::Uid::effective().is_root() {
-        eprintln!("skipped: running a service as another user needs root");
+    if !need_root("it runs a service as another user") {
         return;
     }
     let p = Project::new(secs(60));
@@ -158,7 +157,7 @@ ready = { notify = true }
 
 #[test]
 fn systemd_notify_makes_a_shell_service_ready_and_sets_its_status_text() {
-    if !require_program("systemd-notify", "systemd") {
+    if !need_tool("systemd-notify", "systemd") {
         return;
     }
     let p = Project::new(secs(60));
@@ -205,7 +204,7 @@ ready = {{ notify = true }}
 
 #[test]
 fn a_notify_message_from_outside_the_service_is_ignored() {
-    if !require_program("systemd-notify", "systemd") {
+    if !need_tool("systemd-notify", "systemd") {
         return;
     }
     let p = Project::new(secs(60));
@@ -257,7 +256,7 @@ ready_timeout = "60s"
 
 #[test]
 fn a_service_that_stops_pinging_the_watchdog_is_restarted() {
-    if !require_program("systemd-notify", "systemd") {
+    if !need_tool("systemd-notify", "systemd") {
         return;
     }
     let p = Project::new(secs(60));
@@ -294,7 +293,7 @@ max_restarts = 1000
 
 #[test]
 fn a_service_that_pings_the_watchdog_keeps_running() {
-    if !require_program("systemd-notify", "systemd") {
+    if !need_tool("systemd-notify", "systemd") {
         return;
     }
     let p = Project::new(secs(60));
@@ -538,7 +537,7 @@ restart_delay = "100ms"
 /// history must say why: "stopped" alone reads like an operator's stop.
 #[test]
 fn the_exit_history_says_why_runpm_ended_a_run() {
-    if !require_program("systemd-notify", "systemd") {
+    if !need_tool("systemd-notify", "systemd") {
         return;
     }
     let p = Project::new(secs(60));
@@ -791,7 +790,7 @@ failed_cooldown = "1s"
 /// a failed service to be "shown in status": not only in `--json`.
 #[test]
 fn plain_status_shows_the_status_text_and_the_next_start() {
-    if !require_program("systemd-notify", "systemd") {
+    if !need_tool("systemd-notify", "systemd") {
         return;
     }
     let p = Project::new(secs(60));

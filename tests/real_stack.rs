@@ -89,7 +89,7 @@ def on_exit(server):
 
 #[test]
 fn postgres_migration_and_gunicorn_start_in_order_and_stop_in_reverse() {
-    if !require_root() {
+    if !need_root("PostgreSQL runs as user `postgres`") {
         return;
     }
     let pg = postgres_bin();

@@ -478,7 +478,7 @@ fn crash_loop_never_duplicates_or_loses_a_service() {
     // Processes that only pretend to be runpm's: tagged as its `db`, with a forged token,
     // and (as root) one of uid 65534 with none. No daemon may ever signal them.
     let mut strangers = vec![pretender(&p, Some(&"0f".repeat(32)), None)];
-    if require_root() {
+    if need_root("a stranger of uid 65534 is spawned") {
         strangers.push(pretender(&p, None, Some(65534)));
     }
     let started = Instant::now();

@@ -802,8 +802,7 @@ restart = "never"
 /// signal blocked or ignored. Needs root, as switching users does (CI runs as root).
 #[test]
 fn user_switches_the_services_user_and_keeps_a_clean_start() {
-    if !nix::unistd::Uid::effective().is_root() {
-        eprintln!("skipped: switching users needs root");
+    if !need_root("switching users needs it") {
         return;
     }
     let p = Project::new(secs(20));

@@ -1,5 +1,11 @@
 //! `runpm`: the supervisor. Parses arguments, loads the config, and hands over to the
-//! library; every exit code is decided in `main`.
+//! library. Every command returns a typed [`Failure`], reported and turned into its exit code
+//! in `main` only, from the one table of them in [`runpm::cli::exit`].
+
+// As in the library: every `unsafe` block says why it is sound, and no `unwrap` sits on a
+// runtime path (runpm may be PID 1: a panic there takes the container down).
+#![warn(clippy::undocumented_unsafe_blocks, clippy::unwrap_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -9,6 +15,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use clap::Parser;
 
 use runpm::cli::complete;
+use runpm::cli::exit::Exit;
 use runpm::cli::runpm::{self as cli_runpm, Cli, Command, FileArg, LogFormat};
 use runpm::config::{self, Config, ExitWhen};
 use runpm::detach;
@@ -19,11 +26,56 @@ use runpm::process;
 use runpm::state;
 use runpm::supervisor::{self, Control, RunOptions};
 
-/// Exit codes shared by both binaries (see runpm(1)).
-mod exit {
-    pub const OK: u8 = 0;
-    pub const FAILED: u8 = 1;
-    pub const USAGE: u8 = 2;
+/// Why a runpm command did not succeed. Every one exits 1 ([`Exit::Failed`]): runpm's
+/// usage errors are clap's, and a stopped `runpm up` exits with its services' code instead.
+#[derive(Debug)]
+enum Failure {
+    /// The config cannot be used: its diagnostics (file:line:column each), then what that
+    /// means for the command.
+    InvalidConfig {
+        path: Utf8PathBuf,
+        diagnostics: String,
+    },
+    /// `runpm up -d`: the daemon runs, but these services failed or gave up while starting.
+    NotStarted { bad: Vec<String>, total: usize },
+    /// `validate --json`: the result on stdout already says why.
+    Shown,
+    /// Anything else: one line with every cause.
+    Other(String),
+}
+
+impl Failure {
+    fn exit(&self) -> Exit {
+        match self {
+            Failure::InvalidConfig { .. }
+            | Failure::NotStarted { .. }
+            | Failure::Shown
+            | Failure::Other(_) => Exit::Failed,
+        }
+    }
+
+    fn report(&self) {
+        match self {
+            Failure::InvalidConfig { path, diagnostics } => {
+                eprintln!("{diagnostics}");
+                eprintln!("runpm: {path} is invalid; nothing was started");
+            }
+            Failure::NotStarted { bad, total } => eprintln!(
+                "runpm: {} of {total} services did not start: {}",
+                bad.len(),
+                bad.join(", ")
+            ),
+            Failure::Shown => {}
+            Failure::Other(message) => eprintln!("runpm: {message}"),
+        }
+    }
+}
+
+/// Errors become one line with every cause, as in `cannot write state.json: No space left`.
+impl<E: std::error::Error> From<E> for Failure {
+    fn from(e: E) -> Failure {
+        Failure::Other(error_chain(&e))
+    }
 }
 
 fn main() -> ExitCode {
@@ -31,29 +83,39 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            });
+            return Exit::of_clap(&e).into();
         }
     };
     // A detached daemon logs to a file, whatever the terminal the command ran in.
     let daemon = matches!(cli.command, Command::Up { detach: true, .. });
     init_tracing(cli.log_format, daemon);
-    ExitCode::from(match cli.command {
-        Command::Validate { file, json } => validate(file, json),
+    match run(cli.command) {
+        Ok(exit) => exit.into(),
+        Err(failure) => {
+            failure.report();
+            failure.exit().into()
+        }
+    }
+}
+
+/// Runs one command; `Ok` is how it ended (always success, but for `up`: its services' code).
+fn run(command: Command) -> Result<Exit, Failure> {
+    match command {
+        Command::Validate { file, json } => validate(file, json).map(|()| Exit::Ok),
         Command::Completions { shell } => {
             let script = complete::script_with(shell, &mut cli_runpm::command(), &complete::RUNPM);
             print!("{script}");
-            exit::OK
+            Ok(Exit::Ok)
         }
-        Command::CompleteServices { file } => complete_services(&file),
+        Command::CompleteServices { file } => {
+            complete_services(&file);
+            Ok(Exit::Ok)
+        }
         Command::Down {
             file,
             state_dir,
             timeout,
-        } => down(&file, state_dir.as_deref(), timeout),
+        } => down(&file, state_dir.as_deref(), timeout).map(|()| Exit::Ok),
         Command::Up {
             file,
             detach,
@@ -70,7 +132,7 @@ fn main() -> ExitCode {
             no_color,
             services,
         }),
-    })
+    }
 }
 
 /// Where runpm's own events go under the journal, kept to be flushed on the way out.
@@ -138,50 +200,41 @@ fn init_tracing(format: LogFormat, daemon: bool) {
 }
 
 /// Finds and loads the config, printing every diagnostic on failure.
-fn load(file: &FileArg) -> Result<Config, u8> {
+fn load(file: &FileArg) -> Result<Config, Failure> {
     let cwd = current_dir();
-    let path = config::discover(file.file.as_deref(), &cwd).map_err(|e| {
-        eprintln!("runpm: {e}");
-        exit::FAILED
-    })?;
-    config::load(&path).map_err(|errors| {
-        eprintln!("{errors}");
-        eprintln!("runpm: {} is invalid; nothing was started", path);
-        exit::FAILED
+    let path = config::discover(file.file.as_deref(), &cwd)?;
+    config::load(&path).map_err(|errors| Failure::InvalidConfig {
+        diagnostics: errors.to_string(),
+        path,
     })
 }
 
 /// The config's service names for the completion scripts; nothing (and success) when the
 /// config cannot be found or read: a completion must never print errors into the prompt.
-fn complete_services(file: &FileArg) -> u8 {
+fn complete_services(file: &FileArg) {
     let names = config::discover(file.file.as_deref(), &current_dir())
         .ok()
         .and_then(|path| config::load(&path).ok());
     for name in names.iter().flat_map(|cfg| cfg.services.keys()) {
         println!("{name}");
     }
-    exit::OK
 }
 
-fn validate(file: FileArg, json: bool) -> u8 {
+fn validate(file: FileArg, json: bool) -> Result<(), Failure> {
     if !json {
-        return match load(&file) {
-            Ok(cfg) => {
-                println!("ok: {} services in {}", cfg.services.len(), cfg.source);
-                exit::OK
-            }
-            Err(code) => code,
-        };
+        let cfg = load(&file)?;
+        println!("ok: {} services in {}", cfg.services.len(), cfg.source);
+        return Ok(());
     }
     let cwd = current_dir();
-    let (value, code) = match config::discover(file.file.as_deref(), &cwd) {
+    let (value, outcome) = match config::discover(file.file.as_deref(), &cwd) {
         Err(e) => (
             serde_json::json!({ "ok": false, "errors": [{
                 "file": file.file.as_ref().map(|f| f.as_str()),
                 "line": null, "column": null, "service": null,
                 "message": e.to_string(),
             }]}),
-            exit::FAILED,
+            Err(Failure::Shown),
         ),
         Ok(path) => match config::load(&path) {
             Ok(cfg) => (
@@ -190,7 +243,7 @@ fn validate(file: FileArg, json: bool) -> u8 {
                     "config": cfg.source.as_str(),
                     "services": cfg.services.len(),
                 }),
-                exit::OK,
+                Ok(()),
             ),
             Err(errors) => {
                 let errors: Vec<serde_json::Value> = errors
@@ -207,43 +260,34 @@ fn validate(file: FileArg, json: bool) -> u8 {
                     .collect();
                 (
                     serde_json::json!({ "ok": false, "errors": errors }),
-                    exit::FAILED,
+                    Err(Failure::Shown),
                 )
             }
         },
     };
-    match serde_json::to_string_pretty(&value) {
-        Ok(text) => println!("{text}"),
-        Err(e) => {
-            eprintln!("runpm: cannot print the result: {e}");
-            return exit::FAILED;
-        }
-    }
-    code
+    let text = serde_json::to_string_pretty(&value)
+        .map_err(|e| Failure::Other(format!("cannot print the result: {e}")))?;
+    println!("{text}");
+    outcome
 }
 
 /// `runpm down`: `runpmctl shutdown --yes` for the project, waiting until the daemon has
 /// exited. Nothing running is not an error (as with `docker compose down`): the goal, a
 /// stopped project, holds.
-fn down(file: &FileArg, state_dir: Option<&Utf8Path>, timeout: std::time::Duration) -> u8 {
+fn down(
+    file: &FileArg,
+    state_dir: Option<&Utf8Path>,
+    timeout: std::time::Duration,
+) -> Result<(), Failure> {
     let cwd = current_dir();
-    let state = match ipc::locate(file.file.as_deref(), &cwd, state_dir) {
-        Ok(state) => state,
-        Err(e) => {
-            eprintln!("runpm: {e}");
-            return exit::FAILED;
-        }
-    };
+    let state = ipc::locate(file.file.as_deref(), &cwd, state_dir)?;
     let mut client = match ipc::Client::connect_state_dir(&state) {
         Ok(client) => client,
         Err(e) if e.is_no_daemon() => {
             println!("runpm: nothing is running for this project ({})", state.dir);
-            return exit::OK;
+            return Ok(());
         }
-        Err(e) => {
-            eprintln!("runpm: {}", error_chain(&e));
-            return exit::FAILED;
-        }
+        Err(e) => return Err(e.into()),
     };
     let pid = client.hello().daemon_pid;
     // Taken before the shutdown, so that the process watched is the daemon, whatever
@@ -263,16 +307,10 @@ fn down(file: &FileArg, state_dir: Option<&Utf8Path>, timeout: std::time::Durati
             Some(pidfd) => wait_gone(pidfd, timeout),
             None => Ok(()),
         });
-    match stopped {
-        Ok(_) => {
-            println!("runpm (pid {pid}) stopped every service and exited");
-            exit::OK
-        }
-        Err(e) => {
-            eprintln!("runpm: cannot stop the project's runpm (pid {pid}): {e}");
-            exit::FAILED
-        }
-    }
+    stopped
+        .map_err(|e| Failure::Other(format!("cannot stop the project's runpm (pid {pid}): {e}")))?;
+    println!("runpm (pid {pid}) stopped every service and exited");
+    Ok(())
 }
 
 /// Waits until the process behind `pidfd` has ended (the pidfd turns readable).
@@ -301,15 +339,10 @@ struct UpArgs {
     services: Vec<String>,
 }
 
-fn up(args: UpArgs) -> u8 {
+/// `runpm up`: `Ok` once the services have ended, with their code.
+fn up(args: UpArgs) -> Result<Exit, Failure> {
     let cwd = current_dir();
-    let path = match config::discover(args.file.file.as_deref(), &cwd) {
-        Ok(path) => path,
-        Err(e) => {
-            eprintln!("runpm: {e}");
-            return exit::FAILED;
-        }
-    };
+    let path = config::discover(args.file.file.as_deref(), &cwd)?;
     let loaded = config::load(&path);
     // The state directory is found even when the config is broken: its snapshot may be
     // what runs (last-known-good).
@@ -322,16 +355,14 @@ fn up(args: UpArgs) -> u8 {
         Err(errors) => match ipc::locate(Some(&path), &cwd, args.state_dir.as_deref()) {
             Ok(state) if state.state_file.exists() => state,
             _ => {
-                eprintln!("{errors}");
-                eprintln!("runpm: {path} is invalid; nothing was started");
-                return exit::FAILED;
+                return Err(Failure::InvalidConfig {
+                    diagnostics: errors.to_string(),
+                    path,
+                });
             }
         },
     };
-    if let Err(e) = state.create() {
-        eprintln!("runpm: {}", error_chain(&e));
-        return exit::FAILED;
-    }
+    state.create()?;
     // `up -d` forks the daemon: the lock file waits for the daemon to name itself.
     let claim = if args.detach {
         ipc::Claim::Later
@@ -345,61 +376,35 @@ fn up(args: UpArgs) -> u8 {
             ipc::RELEASE_WAIT.as_secs()
         );
     };
-    let mut lock = match state.lock_with(claim, waiting) {
-        Ok(lock) => lock,
-        Err(e) => {
-            eprintln!("runpm: {}", error_chain(&e));
-            return exit::FAILED;
-        }
-    };
-    if let Ok(cfg) = &loaded
-        && let Some(code) = check_names(cfg, &args.services)
-    {
-        return code;
+    let mut lock = state.lock_with(claim, waiting)?;
+    if let Ok(cfg) = &loaded {
+        check_names(cfg, &args.services)?;
     }
-    let token = match state::Token::load_or_create(&state.token_file) {
-        Ok(token) => token,
-        Err(e) => {
-            eprintln!("runpm: {}", error_chain(&e));
-            return exit::FAILED;
-        }
-    };
+    let token = state::Token::load_or_create(&state.token_file)?;
     let ready_pipe = if args.detach {
         match detach::fork_daemon(&state.daemon_log) {
             Ok(detach::Forked::Parent(parent)) => {
                 // The lock belongs to the open file, which the daemon shares: closing our
                 // copy must not unlock it.
                 lock.leave_to_child();
-                return report_detached(&path, &state, parent);
+                return report_detached(&path, &state, parent).map(|()| Exit::Ok);
             }
             Ok(detach::Forked::Daemon(reporter)) => {
-                if let Err(e) = lock.write_pid() {
-                    eprintln!("runpm: {}", error_chain(&e));
-                    return exit::FAILED;
-                }
+                lock.write_pid()?;
                 Some(reporter)
             }
-            Err(e) => {
-                eprintln!("runpm: {}", error_chain(&e));
-                return exit::FAILED;
-            }
+            Err(e) => return Err(e.into()),
         }
     } else {
         None
     };
-    let startup = match state::startup(&state.state_file, &token, loaded.map_err(|e| e.to_string()))
-    {
-        Ok(startup) => startup,
-        Err(errors) => {
-            eprintln!("{errors}");
-            eprintln!("runpm: {path} is invalid; nothing was started");
-            return exit::FAILED;
-        }
-    };
+    let startup = state::startup(&state.state_file, &token, loaded.map_err(|e| e.to_string()))
+        .map_err(|diagnostics| Failure::InvalidConfig {
+            path: path.clone(),
+            diagnostics,
+        })?;
     let cfg = startup.config;
-    if let Some(code) = check_names(&cfg, &args.services) {
-        return code;
-    }
+    check_names(&cfg, &args.services)?;
     if let Err(e) = process::raise_open_files_limit() {
         tracing::warn!("cannot raise the open-files limit: {e}; many services may not start");
     }
@@ -408,8 +413,7 @@ fn up(args: UpArgs) -> u8 {
     if !process::is_pid1()
         && let Err(e) = process::become_subreaper()
     {
-        eprintln!("runpm: cannot become a subreaper: {e}");
-        return exit::FAILED;
+        return Err(Failure::Other(format!("cannot become a subreaper: {e}")));
     }
     let colour = runpm::cli::colour::stdout(args.no_color);
     let logs = Arc::new(LogHub::new(&state.logs_dir));
@@ -438,16 +442,10 @@ fn up(args: UpArgs) -> u8 {
     if let Some(journal) = &journal {
         logs.set_console(Some(journal.clone() as Arc<dyn LineSink>));
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("runpm: cannot start the event loop: {e}");
-            return exit::FAILED;
-        }
-    };
+        .map_err(|e| Failure::Other(format!("cannot start the event loop: {e}")))?;
     let detached = ready_pipe.is_some();
     let options = RunOptions {
         only: (!args.services.is_empty()).then_some(args.services),
@@ -461,13 +459,10 @@ fn up(args: UpArgs) -> u8 {
             Box::new(move |news| reporter.send(news)) as Box<dyn FnMut(supervisor::News)>
         }),
     };
-    let code = match runtime.block_on(supervisor::run(cfg, options)) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("runpm: {}", error_chain(&e));
-            exit::FAILED
-        }
-    };
+    let ended = runtime
+        .block_on(supervisor::run(cfg, options))
+        .map(Exit::Services)
+        .map_err(Failure::from);
     // The console's writer thread may still hold the services' last lines, and so may the
     // journal's (which gives up after a while: journald may be gone).
     if let Some(console) = &console {
@@ -476,24 +471,26 @@ fn up(args: UpArgs) -> u8 {
     for journal in journal.iter().chain(EVENT_JOURNAL.get()) {
         journal.flush(JOURNAL_FLUSH);
     }
-    code
+    ended
 }
 
 /// `SERVICE…` of `runpm up` must name services of the config.
-fn check_names(cfg: &Config, names: &[String]) -> Option<u8> {
-    let unknown = names
+fn check_names(cfg: &Config, names: &[String]) -> Result<(), Failure> {
+    let Some(unknown) = names
         .iter()
-        .find(|n| !cfg.services.contains_key(n.as_str()))?;
+        .find(|n| !cfg.services.contains_key(n.as_str()))
+    else {
+        return Ok(());
+    };
     let known: Vec<&str> = cfg.services.keys().map(String::as_str).collect();
     let hint = config::did_you_mean(unknown, known.iter().copied())
         .map(|near| format!("did you mean `{near}`? "))
         .unwrap_or_default();
-    eprintln!(
-        "runpm: no service named `{unknown}` in {} ({hint}services: {})",
+    Err(Failure::Other(format!(
+        "no service named `{unknown}` in {} ({hint}services: {})",
         cfg.source,
         known.join(", ")
-    );
-    Some(exit::FAILED)
+    )))
 }
 
 fn current_dir() -> Utf8PathBuf {
@@ -506,40 +503,36 @@ fn current_dir() -> Utf8PathBuf {
 /// `runpm up -d` once the daemon is forked: waits until the start is over (showing each
 /// service as it settles, on a terminal), says how to reach the daemon, and exits 1 naming
 /// the services that failed or gave up.
-fn report_detached(config: &Utf8Path, state: &ipc::StateDir, daemon: detach::Parent) -> u8 {
+fn report_detached(
+    config: &Utf8Path,
+    state: &ipc::StateDir,
+    daemon: detach::Parent,
+) -> Result<(), Failure> {
     let terminal = std::io::stderr().is_terminal();
     let progress = |r: &detach::Reported| {
         if terminal {
             eprintln!("  {r}");
         }
     };
-    match daemon.wait_ready(progress) {
-        Ok((pid, result)) => {
-            println!("runpm is running in the background (pid {pid})");
-            println!(
-                "  control: runpmctl -f {config}   (socket {})",
-                state.socket
-            );
-            println!("  log:     {}", state.daemon_log);
-            let bad: Vec<String> = result
-                .iter()
-                .filter(|r| r.bad)
-                .map(|r| format!("{} ({})", r.service, r.outcome))
-                .collect();
-            if bad.is_empty() {
-                return exit::OK;
-            }
-            eprintln!(
-                "runpm: {} of {} services did not start: {}",
-                bad.len(),
-                result.len(),
-                bad.join(", ")
-            );
-            exit::FAILED
-        }
-        Err(e) => {
-            eprintln!("runpm: {e}");
-            exit::FAILED
-        }
+    let (pid, result) = daemon
+        .wait_ready(progress)
+        .map_err(|e| Failure::Other(e.to_string()))?;
+    println!("runpm is running in the background (pid {pid})");
+    println!(
+        "  control: runpmctl -f {config}   (socket {})",
+        state.socket
+    );
+    println!("  log:     {}", state.daemon_log);
+    let bad: Vec<String> = result
+        .iter()
+        .filter(|r| r.bad)
+        .map(|r| format!("{} ({})", r.service, r.outcome))
+        .collect();
+    if bad.is_empty() {
+        return Ok(());
     }
+    Err(Failure::NotStarted {
+        bad,
+        total: result.len(),
+    })
 }

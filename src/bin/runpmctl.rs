@@ -1,7 +1,13 @@
 //! `runpmctl`: steers a running runpm over its control socket.
 //!
 //! Thin by design: parse the arguments, find the socket, send one request, print the reply
-//! with the library's renderers. Every exit code is decided in [`Failure::code`].
+//! with the library's renderers. Every exit code is decided in [`Failure::exit`], from the
+//! one table of them in [`runpm::cli::exit`].
+
+// As in the library: every `unsafe` block says why it is sound, and no `unwrap` sits on a
+// runtime path (runpm may be PID 1: a panic there takes the container down).
+#![warn(clippy::undocumented_unsafe_blocks, clippy::unwrap_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -13,23 +19,12 @@ use clap::{CommandFactory, Parser};
 use serde::de::DeserializeOwned;
 
 use runpm::cli::complete::{self, Shell};
+use runpm::cli::exit::Exit;
 use runpm::cli::runpmctl::{Cli, Command, ExportTarget};
 use runpm::ipc::{
     self, Client, ClientError, ErrorKind, Json, LogsResult, ProtocolError, ReloadResult, Request,
     StatusResult,
 };
-
-/// The exit codes, the one table of them (see runpmctl(1)).
-mod exit {
-    /// The command did what was asked.
-    pub const OK: u8 = 0;
-    /// The daemon answered with an error, or talking to it failed.
-    pub const FAILED: u8 = 1;
-    /// The command line is wrong (clap's own errors use 2 as well).
-    pub const USAGE: u8 = 2;
-    /// No daemon is running for this project.
-    pub const NO_DAEMON: u8 = 3;
-}
 
 /// How long a completing shell waits for the daemon's service names.
 const COMPLETION_TIMEOUT: Duration = Duration::from_secs(2);
@@ -49,11 +44,11 @@ enum Failure {
 }
 
 impl Failure {
-    fn code(&self) -> u8 {
+    fn exit(&self) -> Exit {
         match self {
-            Failure::Usage(_) => exit::USAGE,
-            Failure::NoDaemon(_) => exit::NO_DAEMON,
-            Failure::Daemon(_) | Failure::Unhealthy { .. } | Failure::Other(_) => exit::FAILED,
+            Failure::Usage(_) => Exit::Usage,
+            Failure::NoDaemon(_) => Exit::NoDaemon,
+            Failure::Daemon(_) | Failure::Unhealthy { .. } | Failure::Other(_) => Exit::Failed,
         }
     }
 
@@ -99,22 +94,17 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            };
             if let Err(print) = e.print() {
                 eprintln!("runpmctl: {e} ({print})");
             }
-            return ExitCode::from(code);
+            return Exit::of_clap(&e).into();
         }
     };
     match run(cli) {
-        Ok(()) => ExitCode::from(exit::OK),
+        Ok(()) => Exit::Ok.into(),
         Err(failure) => {
             failure.report();
-            ExitCode::from(failure.code())
+            failure.exit().into()
         }
     }
 }

@@ -40,6 +40,10 @@ mod observe;
 #[allow(unused_imports)] // Only the readiness and log tests use these.
 pub use observe::*;
 
+pub mod need;
+#[allow(unused_imports)] // Only the tests that need root or a system program use these.
+pub use need::{need_check, need_root, need_systemd_notify, need_tool, need_tools};
+
 /// The binary under test.
 pub const RUNPM: &str = env!("CARGO_BIN_EXE_runpm");
 
@@ -843,22 +847,9 @@ pub fn on_path(program: &str) -> bool {
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
 }
 
-/// Whether to run a test that runs runpm as PID 1 (root and `unshare` needed); panics when it
-/// cannot run and skipping was not asked for.
-pub fn require_root() -> bool {
-    if is_root() {
-        assert!(
-            on_path("unshare"),
-            "`unshare` (util-linux) is needed to run runpm as PID 1; .ci/run installs it"
-        );
-        return true;
-    }
-    if std::env::var("RUNPM_SKIP_ROOT_TESTS").as_deref() == Ok("1") {
-        eprintln!("SKIPPED: not root and RUNPM_SKIP_ROOT_TESTS=1");
-        return false;
-    }
-    panic!(
-        "this test runs runpm as PID 1 in a new pid namespace (`unshare --pid`) and needs \
-         root. Run it as root (CI does), or set RUNPM_SKIP_ROOT_TESTS=1 to skip it on purpose."
-    );
+/// Whether to run a test that runs runpm as PID 1 in a new pid namespace: it needs root and
+/// util-linux's `unshare` (the rule of [`need`]).
+pub fn need_pid1() -> bool {
+    need_root("it runs runpm as PID 1 in a new pid namespace (`unshare --pid`)")
+        && need_tool("unshare", "util-linux")
 }

@@ -1,6 +1,5 @@
 //! Watching services from the outside while runpm decides whether they work: their status
-//! over time, the ports they serve, the daemon-independent clients the tests run, and the
-//! system programs some tests need.
+//! over time, the ports they serve, and the daemon-independent clients the tests run.
 //!
 //! These helpers work the same for a foreground `runpm up` ([`Runpm`]) and a detached one
 //! ([`super::Daemon`]): both serve the control socket, and `runpmctl` finds it from the
@@ -13,24 +12,6 @@ use std::time::{Duration, SystemTime};
 use serde_json::Value;
 
 use super::{Finished, Project, RUNPMCTL, Runpm, secs, services_by_name, wait_for, wait_for_some};
-
-/// Whether `program` (from Debian's `package`) is installed. When it is missing the test
-/// fails with an install hint, unless `RUNPM_SKIP_SYSTEM_PACKAGES=1` asks to skip the tests
-/// that need system packages (then this returns false and the test returns early).
-pub fn require_program(program: &str, package: &str) -> bool {
-    if super::on_path(program) {
-        return true;
-    }
-    if std::env::var_os("RUNPM_SKIP_SYSTEM_PACKAGES").is_some_and(|v| v == "1") {
-        eprintln!("skipped: `{program}` is missing and RUNPM_SKIP_SYSTEM_PACKAGES=1");
-        return false;
-    }
-    panic!(
-        "`{program}` is missing: install Debian's `{package}` package (apt-get install \
-         {package}; `bash .ci/run` does it as root), or set RUNPM_SKIP_SYSTEM_PACKAGES=1 to \
-         skip the tests that need it"
-    );
-}
 
 /// A TCP port on 127.0.0.1 that nothing listens on right now (the kernel's pick, released
 /// at once: good enough for a test that binds it a moment later).
