@@ -40,7 +40,7 @@ use crate::supervisor::{
 
 use super::output::RunOutput;
 use super::persist::Persist;
-use super::probes::{Internal, Probes};
+use super::probes::{Probes, Reaped};
 use super::signals::{DaemonSignals, Received};
 
 pub struct RunOptions {
@@ -141,7 +141,7 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
         }
         _ => None,
     };
-    let (internal_tx, mut internal) = mpsc::unbounded_channel::<Internal>();
+    let (internal_tx, mut internal) = mpsc::unbounded_channel::<Event>();
 
     let mut sup = Supervisor::new(
         &config,
@@ -271,8 +271,10 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
             biased;
             _ = sigchld.recv() => process::reap_all()
                 .into_iter()
-                .map(|(pid, status)| {
-                    executor.probes.reaped(pid, status).unwrap_or(Event::ChildExited { pid, status })
+                .filter_map(|(pid, status)| match executor.probes.reaped(pid, status) {
+                    Reaped::NotAProbe => Some(Event::ChildExited { pid, status }),
+                    Reaped::Done(event) => Some(event),
+                    Reaped::Killed => None,
                 })
                 .collect(),
             received = signals.recv() => match received {
@@ -286,13 +288,7 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
             // A due state write is done at the top of the next turn.
             () = sleep => vec![Event::Tick],
             Some(call) = calls.recv() => vec![executor.accept(call)],
-            Some(message) = internal.recv() => match message {
-                Internal::Event(event) => vec![event],
-                Internal::ProbeTimeout(pid) => {
-                    executor.probes.timed_out(pid);
-                    Vec::new()
-                }
-            },
+            Some(event) = internal.recv() => vec![event],
             datagram = notified(notify.as_ref(), notify_others.as_ref()) => match datagram {
                 Ok(d) => attribute_notification(&sup, d).into_iter().collect(),
                 Err(e) => {
@@ -337,7 +333,7 @@ struct Executor {
     pending: HashMap<u64, mpsc::UnboundedSender<Reply>>,
     next_token: u64,
     probes: Probes,
-    internal: mpsc::UnboundedSender<Internal>,
+    internal: mpsc::UnboundedSender<Event>,
     /// The sd_notify socket, for the services that want it; and the one for services that
     /// run as another user.
     notify_address: Option<String>,
@@ -396,10 +392,10 @@ impl Executor {
         let internal = self.internal.clone();
         tokio::spawn(async move {
             let _ = watched.readable().await;
-            let _ = internal.send(Internal::Event(Event::ChildExited {
+            let _ = internal.send(Event::ChildExited {
                 pid,
                 status: ExitStatus::Unknown,
-            }));
+            });
         });
     }
 
@@ -614,12 +610,15 @@ impl Executor {
                     pid,
                     purpose,
                     probe,
-                    timeout,
+                    timeout: _,
                 } => {
                     if let Some(spec) = sup.service(&service).map(|s| s.spec.clone()) {
-                        self.probes
-                            .start(&spec, service, pid, purpose, probe, timeout);
+                        self.probes.start(&spec, service, pid, purpose, probe);
                     }
+                    None
+                }
+                Effect::KillProbe { service } => {
+                    self.probes.kill(&service);
                     None
                 }
                 Effect::Signal {
