@@ -4,10 +4,12 @@
 //! [`crate::supervisor::Effect`]s the core returns (spawn, signal, probe, reply, persist).
 //! Every decision lives in `supervisor/`; what is here only does.
 
+mod executor;
 mod output;
 mod persist;
 mod probes;
 mod runtime;
+mod shell;
 mod signals;
 
 pub use runtime::{Control, RunError, RunOptions, run};
