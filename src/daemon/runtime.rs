@@ -1,5 +1,6 @@
 //! The thin async loop around [`Supervisor::handle`]: it turns signals, reaped children and
-//! due deadlines into events, and carries out the effects the handler returns.
+//! due deadlines into events, and has the executor (`executor.rs`) carry out the effects the
+//! handler returns.
 //!
 //! It runs on a single-threaded tokio runtime. That is a correctness property, not only a
 //! saving: spawning and reaping happen on the same thread, so the reaper can never collect
@@ -9,24 +10,23 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use camino::{Utf8Path, Utf8PathBuf};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::config::{Config, ExitWhen, ServiceSpec};
+use crate::config::{Config, ExitWhen};
 use crate::ipc::{self, Call, HelloInfo, InstanceLock, StateDir};
 use crate::logs::{LogHub, stderr};
 use crate::notify::{self, Datagram, NotifySocket};
 use crate::process;
 use crate::state::{self, Resume};
-use crate::watch::{DEFAULT_DEBOUNCE, Watcher};
 
 use crate::supervisor::{self, Event, Jitter, News, Now, StartupReport, Supervisor};
 
 use super::executor::Executor;
 use super::persist::Persist;
 use super::probes::{Probes, Reaped};
+use super::setup::{env_files, notify_sockets, release_free_memory, sync_watcher};
 use super::shell::Shell;
 use super::signals::{DaemonSignals, Received};
 
@@ -91,43 +91,7 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
         &env_files(config.services.values()),
     );
 
-    // sd_notify: one datagram socket for the daemon; services that asked for it get its
-    // path in NOTIFY_SOCKET.
-    let notify = match &options.control {
-        Some(control) => {
-            let path = notify::socket_path(&control.state.dir);
-            match NotifySocket::bind(&path) {
-                Ok(socket) => Some(socket),
-                Err(e) => {
-                    tracing::warn!(
-                        "cannot create the sd_notify socket {path}: {e}; ready.notify cannot work"
-                    );
-                    None
-                }
-            }
-        }
-        None => None,
-    };
-    // A service that runs as another user cannot reach that socket inside the private
-    // state directory; it gets an abstract one. Only root can switch users, so only a root
-    // daemon opens it. The name is unique per daemon.
-    let notify_others = match &options.control {
-        Some(control) if notify.is_some() && nix::unistd::Uid::effective().is_root() => {
-            let name = format!("runpm/{}/{}", std::process::id(), control.state.dir);
-            let name: String = name.chars().take(100).collect();
-            match NotifySocket::bind_abstract(&name) {
-                Ok(socket) => Some(socket),
-                Err(e) => {
-                    tracing::warn!(
-                        "cannot create the sd_notify socket for services with `user`: {e}; \
-                         their ready.notify cannot work"
-                    );
-                    None
-                }
-            }
-        }
-        _ => None,
-    };
+    let (notify, notify_others) = notify_sockets(options.control.as_ref());
     let (internal_tx, mut internal) = mpsc::unbounded_channel::<Event>();
 
     let mut sup = Supervisor::new(
@@ -302,37 +266,6 @@ pub enum RunError {
 /// to receive it and write it to its socket (a non-blocking write of a short line).
 const FLUSH_YIELDS: usize = 8;
 
-/// The env files that `specs` read, each once.
-fn env_files<'a>(specs: impl Iterator<Item = &'a ServiceSpec>) -> Vec<Utf8PathBuf> {
-    let mut files: Vec<Utf8PathBuf> = specs
-        .filter_map(|s| s.env_file.as_ref().map(|f| f.path.clone()))
-        .collect();
-    files.sort();
-    files.dedup();
-    files
-}
-
-/// Starts, updates or stops the watcher so that it watches `source` and `env_files` exactly
-/// when `wanted`. Without a watch no watcher exists at all: no inotify descriptor, no
-/// thread.
-fn sync_watcher(
-    watching: &mut Option<(Watcher, mpsc::UnboundedReceiver<()>)>,
-    wanted: bool,
-    source: &Utf8Path,
-    env_files: &[Utf8PathBuf],
-) {
-    match (wanted, watching.as_mut()) {
-        (false, _) => *watching = None,
-        (true, Some((watcher, _))) => watcher.update(env_files),
-        (true, None) => match Watcher::new(source, env_files, DEFAULT_DEBOUNCE) {
-            Ok(started) => *watching = Some(started),
-            Err(e) => tracing::warn!(
-                "cannot watch {source} for changes: {e}; reload with runpmctl reload or SIGHUP"
-            ),
-        },
-    }
-}
-
 /// SIGUSR1: one line per service in runpm's log, for an operator without `runpmctl` at hand
 /// (or with a control socket that does not answer).
 fn log_status(sup: &Supervisor) {
@@ -351,14 +284,6 @@ fn log_status(sup: &Supervisor) {
             ),
         }
     }
-}
-
-/// Hands the pages that start-up used and freed (parsing the config, the first state
-/// write) back to the kernel. glibc keeps freed memory inside the heap for reuse; a daemon
-/// that then idles for months would hold it for nothing.
-fn release_free_memory() {
-    // SAFETY: malloc_trim only walks the allocator's own free lists.
-    unsafe { libc::malloc_trim(0) };
 }
 
 /// The next datagram on the sd_notify socket, or never when there is none.
