@@ -126,30 +126,34 @@ impl Supervisor {
         let Some(spec) = self.services.get(name).map(|s| s.spec.clone()) else {
             return;
         };
-        let (purpose, probe, timeout) = if run.is_ready() {
-            let Some(health) = &spec.health else { return };
-            (Purpose::Health, health.probe.clone(), health.timeout)
+        let next = if run.is_ready() {
+            spec.health
+                .as_ref()
+                .map(|health| (Purpose::Health, health.probe.clone(), health.timeout))
         } else {
-            let Some(probe) = spec.ready.as_ref().and_then(ready_probe) else {
-                return;
-            };
-            let left = run
-                .ready_deadline()
-                .map_or(READY_PROBE_TIMEOUT, |d| d.saturating_duration_since(now.at));
-            (
-                Purpose::Ready,
-                probe,
-                left.clamp(Duration::from_millis(100), READY_PROBE_TIMEOUT),
-            )
+            spec.ready.as_ref().and_then(ready_probe).map(|probe| {
+                let left = run
+                    .ready_deadline()
+                    .map_or(READY_PROBE_TIMEOUT, |d| d.saturating_duration_since(now.at));
+                let timeout = left.clamp(Duration::from_millis(100), READY_PROBE_TIMEOUT);
+                (Purpose::Ready, probe, timeout)
+            })
         };
-        if let Some(run) = self.run_mut(name, run.pid) {
-            // The next one is scheduled when this one answers or runs out of time.
-            run.probe = ProbeClock::InFlight {
-                purpose,
-                deadline: now.after(timeout),
-                timeout,
-            };
-        }
+        let Some(this) = self.run_mut(name, run.pid) else {
+            return;
+        };
+        let Some((purpose, probe, timeout)) = next else {
+            // Nothing to probe (the spec has none for this stage): a due time left in the
+            // past would wake the loop at once, again and again.
+            this.probe = ProbeClock::Idle;
+            return;
+        };
+        // The next one is scheduled when this one answers or runs out of time.
+        this.probe = ProbeClock::InFlight {
+            purpose,
+            deadline: now.after(timeout),
+            timeout,
+        };
         fx.push(Effect::Probe {
             service: name.to_string(),
             pid: run.pid,
