@@ -16,7 +16,6 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::logs::{LineSink, Lines, Stream};
 
-use super::probes::Internal;
 use crate::supervisor::Event;
 
 /// Lines kept for the crash report.
@@ -28,7 +27,7 @@ pub(super) struct RunOutput {
     ready: Option<Regex>,
     matched: AtomicBool,
     last: Mutex<VecDeque<String>>,
-    internal: UnboundedSender<Internal>,
+    internal: UnboundedSender<Event>,
 }
 
 impl RunOutput {
@@ -36,7 +35,7 @@ impl RunOutput {
         pid: i32,
         inner: Arc<dyn LineSink>,
         ready: Option<Regex>,
-        internal: UnboundedSender<Internal>,
+        internal: UnboundedSender<Event>,
     ) -> RunOutput {
         RunOutput {
             pid,
@@ -60,7 +59,7 @@ impl RunOutput {
             pid: self.pid,
             last_lines,
         };
-        let _ = self.internal.send(Internal::Event(event));
+        let _ = self.internal.send(event);
     }
 }
 
@@ -80,10 +79,10 @@ impl LineSink for RunOutput {
             && lines.iter().any(|line| pattern.is_match(line))
         {
             self.matched.store(true, Ordering::Relaxed);
-            let _ = self.internal.send(Internal::Event(Event::LogReady {
+            let _ = self.internal.send(Event::LogReady {
                 service: service.to_string(),
                 pid: self.pid,
-            }));
+            });
         }
     }
 }

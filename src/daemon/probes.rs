@@ -3,13 +3,16 @@
 //! A TCP probe is a connect attempt in a task of its own, then a look at whose listening
 //! socket answered: another process holding the port does not make the service ready. An exec probe is a child process
 //! like any other: the one reaper collects it, and the runtime asks [`Probes::reaped`]
-//! before handing an exit to the supervisor. Its timeout is a timer that kills the probe's
-//! process group; the kill shows up as a reaped probe that failed. Results come back as
-//! [`Event::ProbeDone`] through the runtime's channel of internal events.
+//! before handing an exit to the supervisor. Results come back as [`Event::ProbeDone`]
+//! through the runtime's channel of internal events.
+//!
+//! No timer lives here: the core keeps each probe's deadline and, when it passes (or the run
+//! ends), sends `Effect::KillProbe`. Then the probe's process group is killed, or the TCP
+//! attempt aborted, and whatever the probe would still have answered is dropped: the core
+//! has already counted it as timed out.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use nix::sys::signal::Signal as NixSignal;
 use tokio::sync::mpsc::UnboundedSender;
@@ -25,26 +28,33 @@ struct Running {
     /// The service process it probes.
     target: i32,
     purpose: Purpose,
-    timeout: Duration,
-    timed_out: bool,
+    /// Killed on the core's word: its exit answers nothing.
+    killed: bool,
 }
 
 pub(super) struct Probes {
+    /// Exec probes by the probe's own pid.
     exec: HashMap<i32, Running>,
-    internal: UnboundedSender<Internal>,
+    /// The TCP attempt of each service, the latest one (at most one is in flight).
+    tcp: HashMap<String, tokio::task::AbortHandle>,
+    internal: UnboundedSender<Event>,
 }
 
-/// What the runtime's internal channel carries besides supervisor events.
-pub(super) enum Internal {
-    Event(Event),
-    /// An exec probe ran out of time.
-    ProbeTimeout(i32),
+/// What a reaped pid was to the probes.
+pub(super) enum Reaped {
+    /// Not a probe: a service's process or an orphan.
+    NotAProbe,
+    /// A probe that ended on its own: its answer.
+    Done(Event),
+    /// A probe killed on the core's word: nothing to say.
+    Killed,
 }
 
 impl Probes {
-    pub fn new(internal: UnboundedSender<Internal>) -> Probes {
+    pub fn new(internal: UnboundedSender<Event>) -> Probes {
         Probes {
             exec: HashMap::new(),
+            tcp: HashMap::new(),
             internal,
         }
     }
@@ -58,20 +68,19 @@ impl Probes {
         pid: i32,
         purpose: Purpose,
         probe: Probe,
-        timeout: Duration,
     ) {
+        let name = service.clone();
         match probe {
             Probe::Tcp(addr) => {
                 let internal = self.internal.clone();
-                tokio::spawn(async move {
-                    let attempt =
-                        tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&addr)).await;
+                let task = tokio::spawn(async move {
+                    let attempt = tokio::net::TcpStream::connect(&addr).await;
                     let connect = |error: std::io::Error| ProbeFailure::Connect {
                         addr: addr.clone(),
                         error: error.to_string(),
                     };
                     let outcome = match attempt {
-                        Ok(Ok(stream)) => match stream.peer_addr() {
+                        Ok(stream) => match stream.peer_addr() {
                             // Reading /proc is blocking file I/O: off the event loop.
                             Ok(peer) => {
                                 let checked = addr.clone();
@@ -88,19 +97,17 @@ impl Probes {
                             }
                             Err(e) => Err(connect(e)),
                         },
-                        Ok(Err(e)) => Err(connect(e)),
-                        Err(_) => Err(ProbeFailure::ConnectTimedOut {
-                            addr: addr.clone(),
-                            after: timeout,
-                        }),
+                        Err(e) => Err(connect(e)),
                     };
-                    let _ = internal.send(Internal::Event(Event::ProbeDone {
+                    // The loop is gone only when the daemon exits: nobody left to tell.
+                    let _ = internal.send(Event::ProbeDone {
                         service,
                         pid,
                         purpose,
                         outcome,
-                    }));
+                    });
                 });
+                self.tcp.insert(name, task.abort_handle());
             }
             Probe::Exec(argv) => {
                 let mut probe_spec = spec.as_ref().clone();
@@ -113,15 +120,9 @@ impl Probes {
                                 service,
                                 target: pid,
                                 purpose,
-                                timeout,
-                                timed_out: false,
+                                killed: false,
                             },
                         );
-                        let internal = self.internal.clone();
-                        tokio::spawn(async move {
-                            tokio::time::sleep(timeout).await;
-                            let _ = internal.send(Internal::ProbeTimeout(probe_pid));
-                        });
                     }
                     Err(e) => {
                         let done = Event::ProbeDone {
@@ -130,32 +131,44 @@ impl Probes {
                             purpose,
                             outcome: Err(ProbeFailure::NotStarted(e.to_string())),
                         };
-                        let _ = self.internal.send(Internal::Event(done));
+                        let _ = self.internal.send(done);
                     }
                 }
             }
         }
     }
 
-    /// Kills an exec probe that ran out of time (its group: a probe script's children too).
-    pub fn timed_out(&mut self, probe_pid: i32) {
-        if let Some(p) = self.exec.get_mut(&probe_pid) {
-            p.timed_out = true;
-            let _ = Target::Group(probe_pid).signal(NixSignal::SIGKILL);
+    /// Kills the probe in flight for `service` (the core's [`crate::supervisor::Effect::KillProbe`]):
+    /// an exec probe's whole group (a probe script's children too), or the TCP attempt.
+    pub fn kill(&mut self, service: &str) {
+        if let Some(task) = self.tcp.remove(service) {
+            task.abort();
+        }
+        for (pid, probe) in &mut self.exec {
+            if probe.service == service && !probe.killed {
+                probe.killed = true;
+                if let Err(e) = Target::Group(*pid).signal(NixSignal::SIGKILL) {
+                    tracing::debug!("{service}: cannot kill its probe {pid}: {e}");
+                }
+            }
         }
     }
 
-    /// The result of an exec probe, if `pid` was one.
-    pub fn reaped(&mut self, pid: i32, status: ExitStatus) -> Option<Event> {
-        let p = self.exec.remove(&pid)?;
-        // Whatever the probe left in its group goes with it.
+    /// What the exit of `pid` means, if it was an exec probe.
+    pub fn reaped(&mut self, pid: i32, status: ExitStatus) -> Reaped {
+        let Some(p) = self.exec.remove(&pid) else {
+            return Reaped::NotAProbe;
+        };
+        // Whatever the probe left in its group goes with it; the group may be empty already.
         let _ = Target::Group(pid).signal(NixSignal::SIGKILL);
+        if p.killed {
+            return Reaped::Killed;
+        }
         let outcome = match status {
-            _ if p.timed_out => Err(ProbeFailure::TimedOut { after: p.timeout }),
             ExitStatus::Code(0) => Ok(()),
             other => Err(ProbeFailure::Exited(other)),
         };
-        Some(Event::ProbeDone {
+        Reaped::Done(Event::ProbeDone {
             service: p.service,
             pid: p.target,
             purpose: p.purpose,

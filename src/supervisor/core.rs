@@ -492,10 +492,14 @@ impl Supervisor {
             Phase::Backoff { until } => Some(*until),
             Phase::Stopping(st) => st.kill_deadline(),
             Phase::Failed { rearm_at, .. } => *rearm_at,
-            Phase::Running(run) => [run.ready_deadline(), run.probe_due, run.watchdog_deadline]
-                .into_iter()
-                .flatten()
-                .min(),
+            Phase::Running(run) => [
+                run.ready_deadline(),
+                run.probe.deadline(),
+                run.watchdog_deadline,
+            ]
+            .into_iter()
+            .flatten()
+            .min(),
             _ => None,
         });
         let shutdown = self
@@ -531,6 +535,7 @@ impl Supervisor {
         };
         match &mut svc.phase {
             Phase::Running(run) => {
+                Supervisor::end_probe(&name, run, fx);
                 let run = *run;
                 let uptime = now.at.saturating_duration_since(run.started);
                 tracing::info!(

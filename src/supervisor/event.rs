@@ -191,7 +191,9 @@ pub enum Effect {
     /// Find out whether the process group is empty; answer with `GroupEmpty` if so, and with
     /// nothing otherwise (a later orphan exit or the kill deadline asks again).
     CheckGroup { service: String, pgid: i32 },
-    /// Run `probe` for process `pid` of `service` within `timeout`; answer with `ProbeDone`.
+    /// Run `probe` for process `pid` of `service`; answer with `ProbeDone`. `timeout` is for
+    /// people to read: the core keeps the deadline and sends [`Effect::KillProbe`] when it
+    /// passes.
     Probe {
         service: String,
         pid: i32,
@@ -199,6 +201,10 @@ pub enum Effect {
         probe: Probe,
         timeout: Duration,
     },
+    /// Kill the probe in flight for `service` (it ran out of time, or its run ended): its
+    /// process group for a command, the attempt for a TCP probe. Answered by nothing; the
+    /// probe's own answer, if it still comes, is dropped by the shell.
+    KillProbe { service: String },
     /// Answer the control request `token` with the recent lines of `services` (every
     /// service when empty), the last `lines` of each, then follow them when `follow`: the
     /// lines are the shell's (the log hub), the names were checked here.

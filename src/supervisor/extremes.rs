@@ -254,6 +254,7 @@ impl World {
                     result: Ok(self.cfg.clone()),
                 }),
                 Effect::Reply { .. }
+                | Effect::KillProbe { .. }
                 | Effect::NotifyParent(_)
                 | Effect::ServeLogs { .. }
                 | Effect::SaveState { .. } => None,

@@ -36,6 +36,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::config::{KillMode, ServiceSpec};
 use crate::process::{ExitStatus, Target};
 
+use super::event::Purpose;
 use super::policy::History;
 use super::status::{EXIT_HISTORY, EndReason, ExitRecord, Status};
 
@@ -114,8 +115,9 @@ pub struct Run {
     pub started_wall: SystemTime,
     /// Whether dependents may start yet and the status is `running`.
     pub readiness: Readiness,
-    /// The next readiness or health probe, while none is in flight.
-    pub probe_due: Option<Instant>,
+    /// The readiness or health probe: when the next one is due, or until when the one in
+    /// flight may take.
+    pub probe: ProbeClock,
     /// Readiness probes tried so far (the retry interval grows with it).
     pub probe_attempts: u32,
     /// Consecutive failed health checks.
@@ -132,6 +134,40 @@ pub enum Readiness {
     Ready,
     /// Readiness must come before `deadline`, or the run has failed.
     Pending { deadline: Instant },
+}
+
+/// Where a run stands with its probes. A probe in flight has a deadline of the run, like
+/// every other timer of the core: once it passes, the core declares the probe timed out
+/// and has the shell kill it, so no task sleeps beside the probe. One value, so that a
+/// next probe cannot be scheduled while one is still in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeClock {
+    /// No probe to run (no health check, or a readiness that needs none).
+    Idle,
+    /// The next probe starts then.
+    Due(Instant),
+    /// A probe runs; its answer must come before `deadline` (`timeout` after it began).
+    InFlight {
+        purpose: Purpose,
+        deadline: Instant,
+        timeout: Duration,
+    },
+}
+
+impl ProbeClock {
+    /// The moment this clock wants the core woken: a due probe or a probe's time limit.
+    pub fn deadline(self) -> Option<Instant> {
+        match self {
+            ProbeClock::Idle => None,
+            ProbeClock::Due(at) => Some(at),
+            ProbeClock::InFlight { deadline, .. } => Some(deadline),
+        }
+    }
+
+    /// The next probe at `at`, if any (`None`: idle).
+    pub fn due(at: Option<Instant>) -> ProbeClock {
+        at.map_or(ProbeClock::Idle, ProbeClock::Due)
+    }
 }
 
 impl Run {
@@ -163,7 +199,7 @@ impl Run {
             started: now_at,
             started_wall: now_wall,
             readiness: Readiness::Ready,
-            probe_due: None,
+            probe: ProbeClock::Idle,
             probe_attempts: 0,
             health_failures: 0,
             watchdog_deadline: None,

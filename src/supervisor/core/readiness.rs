@@ -3,7 +3,10 @@
 //! A spawned service is `starting` until it is ready: at once when no `ready` is
 //! configured; on `READY=1` over sd_notify; when a line of its output matches `ready.log`;
 //! or when a `ready.tcp`/`ready.exec` probe succeeds. Probes are timers in the run's state
-//! (`probe_due`), retried with a growing interval until `ready_timeout`; a missed deadline,
+//! ([`ProbeClock`]), retried with a growing interval until `ready_timeout`. A probe in flight
+//! has a deadline of its own: when it passes, the core counts the probe as timed out and has
+//! the shell kill it ([`Effect::KillProbe`]); so does a run that ends with a probe in flight,
+//! whose answer could only be stale. A missed deadline,
 //! `retries` failed health checks in a row, or a missed `WATCHDOG=1` make runpm stop the
 //! process and hand the run to the restart policy as a failed one. Dependents wait for
 //! readiness, not for the spawn.
@@ -13,7 +16,7 @@ use std::time::Duration;
 use crate::config::{Probe, Ready, ServiceSpec};
 use crate::notify::Notification;
 use crate::supervisor::event::{Effect, Now, ProbeFailure, Purpose};
-use crate::supervisor::service::{AfterStop, Phase, Readiness, Run};
+use crate::supervisor::service::{AfterStop, Phase, ProbeClock, Readiness, Run};
 
 use super::Supervisor;
 
@@ -24,13 +27,13 @@ const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 pub(super) fn first_run(spec: &ServiceSpec, pid: i32, now: Now) -> Run {
     let mut run = Run::new(pid, now.at, now.wall);
     match &spec.ready {
-        None => run.probe_due = spec.health.as_ref().map(|h| now.after(h.interval)),
+        None => run.probe = ProbeClock::due(spec.health.as_ref().map(|h| now.after(h.interval))),
         Some(ready) => {
             run.readiness = Readiness::Pending {
                 deadline: now.after(spec.ready_timeout),
             };
             if matches!(ready, Ready::Tcp(_) | Ready::Exec(_)) {
-                run.probe_due = Some(now.at);
+                run.probe = ProbeClock::Due(now.at);
             }
         }
     }
@@ -42,6 +45,19 @@ pub(super) fn first_run(spec: &ServiceSpec, pid: i32, now: Now) -> Run {
 /// come up in milliseconds, then at most a second apart.
 fn retry_interval(attempt: u32) -> Duration {
     Duration::from_millis(50u64.saturating_mul(1 << attempt.min(5))).min(Duration::from_secs(1))
+}
+
+/// How a probe that ran out of time is reported: as a connect that timed out for a TCP
+/// probe, as a probe that timed out for a command.
+fn timed_out(spec: &ServiceSpec, purpose: Purpose, after: Duration) -> ProbeFailure {
+    let probe = match purpose {
+        Purpose::Ready => spec.ready.as_ref().and_then(ready_probe),
+        Purpose::Health => spec.health.as_ref().map(|h| h.probe.clone()),
+    };
+    match probe {
+        Some(Probe::Tcp(addr)) => ProbeFailure::ConnectTimedOut { addr, after },
+        _ => ProbeFailure::TimedOut { after },
+    }
 }
 
 fn ready_probe(ready: &Ready) -> Option<Probe> {
@@ -87,35 +103,75 @@ impl Supervisor {
             );
             return self.fail_run(name, why, now, fx);
         }
-        if run.probe_due.is_some_and(|d| d <= now.at) {
-            let (purpose, probe, timeout) = if run.is_ready() {
-                let Some(health) = &spec.health else { return };
-                (Purpose::Health, health.probe.clone(), health.timeout)
-            } else {
-                let Some(probe) = spec.ready.as_ref().and_then(ready_probe) else {
-                    return;
-                };
+        match run.probe {
+            ProbeClock::InFlight {
+                purpose,
+                deadline,
+                timeout,
+            } if deadline <= now.at => {
+                fx.push(Effect::KillProbe {
+                    service: name.to_string(),
+                });
+                let failure = timed_out(&spec, purpose, timeout);
+                self.on_probe(name, run.pid, purpose, Err(failure), now, fx);
+            }
+            ProbeClock::Due(at) if at <= now.at => self.start_probe(name, run, now, fx),
+            _ => {}
+        }
+    }
+
+    /// Starts the probe that is due for `run`, a readiness probe until it is ready and a
+    /// health check after.
+    fn start_probe(&mut self, name: &str, run: Run, now: Now, fx: &mut Vec<Effect>) {
+        let Some(spec) = self.services.get(name).map(|s| s.spec.clone()) else {
+            return;
+        };
+        let next = if run.is_ready() {
+            spec.health
+                .as_ref()
+                .map(|health| (Purpose::Health, health.probe.clone(), health.timeout))
+        } else {
+            spec.ready.as_ref().and_then(ready_probe).map(|probe| {
                 let left = run
                     .ready_deadline()
                     .map_or(READY_PROBE_TIMEOUT, |d| d.saturating_duration_since(now.at));
-                (
-                    Purpose::Ready,
-                    probe,
-                    left.clamp(Duration::from_millis(100), READY_PROBE_TIMEOUT),
-                )
-            };
-            if let Some(run) = self.run_mut(name, run.pid) {
-                // In flight: the next one is scheduled when this one answers.
-                run.probe_due = None;
-            }
-            fx.push(Effect::Probe {
+                let timeout = left.clamp(Duration::from_millis(100), READY_PROBE_TIMEOUT);
+                (Purpose::Ready, probe, timeout)
+            })
+        };
+        let Some(this) = self.run_mut(name, run.pid) else {
+            return;
+        };
+        let Some((purpose, probe, timeout)) = next else {
+            // Nothing to probe (the spec has none for this stage): a due time left in the
+            // past would wake the loop at once, again and again.
+            this.probe = ProbeClock::Idle;
+            return;
+        };
+        // The next one is scheduled when this one answers or runs out of time.
+        this.probe = ProbeClock::InFlight {
+            purpose,
+            deadline: now.after(timeout),
+            timeout,
+        };
+        fx.push(Effect::Probe {
+            service: name.to_string(),
+            pid: run.pid,
+            purpose,
+            probe,
+            timeout,
+        });
+    }
+
+    /// A run that ends with a probe in flight: its answer could only be stale, so the probe
+    /// goes now rather than at its deadline.
+    pub(super) fn end_probe(name: &str, run: &mut Run, fx: &mut Vec<Effect>) {
+        if let ProbeClock::InFlight { .. } = run.probe {
+            fx.push(Effect::KillProbe {
                 service: name.to_string(),
-                pid: run.pid,
-                purpose,
-                probe,
-                timeout,
             });
         }
+        run.probe = ProbeClock::Idle;
     }
 
     pub(super) fn on_probe(
@@ -132,10 +188,15 @@ impl Supervisor {
         let Some(spec) = self.services.get(name).map(|s| s.spec.clone()) else {
             return;
         };
-        // A probe of a process that has since ended, or been replaced, is stale.
+        // A probe of a process that has since ended, or been replaced, is stale; so is one
+        // that was declared timed out already.
         let Some(run) = self.run_mut(name, pid) else {
             return;
         };
+        match run.probe {
+            ProbeClock::InFlight { purpose: p, .. } if p == purpose => run.probe = ProbeClock::Idle,
+            _ => return,
+        }
         match (purpose, ok) {
             (Purpose::Ready, true) => {
                 if !run.is_ready() {
@@ -143,7 +204,7 @@ impl Supervisor {
                 }
             }
             (Purpose::Ready, false) => {
-                run.probe_due = Some(now.after(retry_interval(run.probe_attempts)));
+                run.probe = ProbeClock::Due(now.after(retry_interval(run.probe_attempts)));
                 run.probe_attempts = run.probe_attempts.saturating_add(1);
                 tracing::debug!("{name}: not ready yet: {detail}");
                 if let Some(svc) = self.services.get_mut(name) {
@@ -152,7 +213,7 @@ impl Supervisor {
             }
             (Purpose::Health, true) => {
                 run.health_failures = 0;
-                run.probe_due = spec.health.as_ref().map(|h| now.after(h.interval));
+                run.probe = ProbeClock::due(spec.health.as_ref().map(|h| now.after(h.interval)));
             }
             (Purpose::Health, false) => {
                 run.health_failures = run.health_failures.saturating_add(1);
@@ -166,7 +227,7 @@ impl Supervisor {
                     let why = format!("health check failed {failures} times in a row: {detail}");
                     return self.fail_run(name, why, now, fx);
                 }
-                run.probe_due = Some(now.after(health.interval));
+                run.probe = ProbeClock::Due(now.after(health.interval));
             }
         }
     }
@@ -191,7 +252,7 @@ impl Supervisor {
         }
         run.readiness = Readiness::Ready;
         svc.not_ready = None;
-        run.probe_due = health.map(|interval| now.after(interval));
+        run.probe = ProbeClock::due(health.map(|interval| now.after(interval)));
         let took = now.at.saturating_duration_since(run.started);
         svc.since = now.wall;
         tracing::info!(

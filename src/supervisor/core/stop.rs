@@ -133,6 +133,7 @@ impl Supervisor {
         let mode = svc.spec.kill_mode;
         match &mut svc.phase {
             Phase::Running(run) => {
+                Supervisor::end_probe(name, run, fx);
                 let run = *run;
                 fx.push(Effect::Signal {
                     service: name.into(),
@@ -170,9 +171,10 @@ impl Supervisor {
         let Some(svc) = self.services.get_mut(name) else {
             return;
         };
-        let Phase::Running(run) = svc.phase else {
+        let Phase::Running(mut run) = svc.phase else {
             return;
         };
+        Supervisor::end_probe(name, &mut run, fx);
         let signal = svc.spec.stop_signal;
         let target = run.target(svc.spec.kill_mode);
         tracing::info!("{name}: stopping ({})", signal.name());

@@ -1280,6 +1280,90 @@ fn health_checks_restart_after_retries_failures() {
     assert_eq!(signals(&fx), [("web", Target::Group(pid), Nix::SIGTERM)]);
 }
 
+fn kills(fx: &[Effect]) -> Vec<&str> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::KillProbe { service } => Some(service.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_probe_that_outlives_its_timeout_is_killed_and_counts_as_timed_out() {
+    let mut s = spec("a");
+    s.ready = Some(Ready::Exec(vec!["sleep".into(), "60".into()]));
+    s.ready_timeout = Duration::from_secs(30);
+    let mut h = Harness::new(vec![s]);
+    let fx = h.start_all();
+    h.settle(fx);
+    let fx = h.tick();
+    assert_eq!(probes(&fx), [("a", Purpose::Ready)]);
+    let began = h.elapsed;
+    // The probe's own time limit is the next thing the core wakes for.
+    let fx = h.tick();
+    assert_eq!(
+        h.elapsed - began,
+        Duration::from_secs(5),
+        "READY_PROBE_TIMEOUT"
+    );
+    assert_eq!(kills(&fx), ["a"]);
+    let reason = h.sup.service("a").unwrap().not_ready.clone();
+    assert_eq!(reason.as_deref(), Some("probe timed out after 5s"));
+    // Its answer, should the shell still deliver one, is stale: still starting.
+    let _ = h.probe_done("a", Purpose::Ready, true);
+    assert_eq!(h.status("a"), Status::Starting);
+    // The next probe follows after the retry interval, with a deadline of its own.
+    let fx = h.tick();
+    assert_eq!(probes(&fx), [("a", Purpose::Ready)]);
+    let _ = h.probe_done("a", Purpose::Ready, true);
+    assert_eq!(h.status("a"), Status::Running);
+}
+
+#[test]
+fn a_tcp_probe_out_of_time_reads_as_a_connect_that_timed_out() {
+    let mut s = spec("web");
+    s.health = Some(Health {
+        probe: Probe::Tcp("127.0.0.1:80".into()),
+        interval: Duration::from_secs(10),
+        timeout: Duration::from_secs(1),
+        retries: 1,
+    });
+    let mut h = Harness::new(vec![s]);
+    let fx = h.start_all();
+    h.settle(fx);
+    let pid = h.pid("web");
+    let fx = h.tick();
+    assert_eq!(probes(&fx), [("web", Purpose::Health)]);
+    let fx = h.tick();
+    assert_eq!(kills(&fx), ["web"], "killed once, not again by the stop");
+    assert_eq!(signals(&fx), [("web", Target::Group(pid), Nix::SIGTERM)]);
+    let Phase::Stopping(stop) = &h.sup.service("web").unwrap().phase else {
+        panic!("stopping after a failed health check");
+    };
+    assert_eq!(
+        stop.then,
+        AfterStop::Policy {
+            reason: "health check failed 1 times in a row: \
+                     connecting to 127.0.0.1:80 timed out after 1s"
+                .into()
+        }
+    );
+}
+
+#[test]
+fn a_run_that_ends_with_a_probe_in_flight_takes_the_probe_with_it() {
+    let mut s = spec("a");
+    s.ready = Some(Ready::Exec(vec!["sleep".into(), "60".into()]));
+    let mut h = Harness::new(vec![s]);
+    let fx = h.start_all();
+    h.settle(fx);
+    let fx = h.tick();
+    assert_eq!(probes(&fx), [("a", Purpose::Ready)]);
+    let fx = h.exit("a", ExitStatus::Code(1));
+    assert_eq!(kills(&fx), ["a"]);
+}
+
 #[test]
 fn a_stale_probe_answer_is_ignored() {
     let mut s = spec("a");
