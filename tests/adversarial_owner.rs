@@ -268,36 +268,6 @@ shell = 'echo hello; echo $$ > web.pid; exec sleep 1000000'
     assert!(p.ctl_ok(&["logs", "web"]).contains("hello"));
 }
 
-/// `sleep` in a session of its own, tagged as the `web` of the project's daemon, with
-/// `token` (or none), as `uid` (through setpriv) or as root.
-fn tagged_sleep(p: &Project, token: Option<&str>, uid: Option<u32>) -> std::process::Child {
-    let mut cmd = std::process::Command::new("setpriv");
-    if let Some(uid) = uid {
-        cmd.args([
-            format!("--reuid={uid}"),
-            format!("--regid={uid}"),
-            "--clear-groups".to_owned(),
-        ]);
-    }
-    cmd.args(["setsid", "sleep", "1000000"])
-        .current_dir(p.path())
-        .env("RUNPM_INSTANCE", p.file(".runpm"))
-        .env("RUNPM_SERVICE", "web")
-        .stdin(std::process::Stdio::null());
-    if let Some(token) = token {
-        cmd.env("RUNPM_TOKEN", token);
-    }
-    let child = cmd.spawn().expect("setpriv (util-linux) runs");
-    // Until it has exec'd sleep, its environment is setpriv's, not yet the one it keeps.
-    let pid = child.id() as i32;
-    assert!(
-        wait_for(secs(10), || std::fs::read(format!("/proc/{pid}/cmdline"))
-            .is_ok_and(|c| c.starts_with(b"sleep\0"))),
-        "the tagged sleep did not start"
-    );
-    child
-}
-
 /// A tag proves nothing: a stranger's process (uid 65534) and a root process with a forged
 /// token, both tagged as this project's `web`, are never signalled by a root daemon at
 /// start-up. A process that carries the real token is, which shows the scan ran.
@@ -310,9 +280,9 @@ fn the_tag_scan_never_signals_a_stranger_or_a_forged_token() {
     p.config(ONE);
     let _strays = p.stray_guard();
     let forged = "0123456789abcdef".repeat(4);
-    let mut stranger = tagged_sleep(&p, None, Some(NOBODY));
-    let mut stranger_forged = tagged_sleep(&p, Some(&forged), Some(NOBODY));
-    let mut root_forged = tagged_sleep(&p, Some(&forged), None);
+    let mut stranger = tagged_sleep(&p, "web", None, Some(NOBODY));
+    let mut stranger_forged = tagged_sleep(&p, "web", Some(&forged), Some(NOBODY));
+    let mut root_forged = tagged_sleep(&p, "web", Some(&forged), None);
     let strangers = [
         stranger.id() as i32,
         stranger_forged.id() as i32,
@@ -345,7 +315,7 @@ fn the_tag_scan_never_signals_a_stranger_or_a_forged_token() {
     // A crash, and a process with the real token that the state file does not know about:
     // the next daemon stops it, and still leaves the strangers alone.
     daemon.crash();
-    let mut ours = tagged_sleep(&p, Some(token), None);
+    let mut ours = tagged_sleep(&p, "web", Some(token), None);
     let ours_pid = ours.id() as i32;
     let daemon = p.up_detached(&[]);
     assert!(

@@ -477,9 +477,9 @@ fn crash_loop_never_duplicates_or_loses_a_service() {
     let mut figures = Figures::default();
     // Processes that only pretend to be runpm's: tagged as its `db`, with a forged token,
     // and (as root) one of uid 65534 with none. No daemon may ever signal them.
-    let mut strangers = vec![pretender(&p, Some(&"0f".repeat(32)), None)];
+    let mut strangers = vec![tagged_sleep(&p, "db", Some(&"0f".repeat(32)), None)];
     if need_root("a stranger of uid 65534 is spawned") {
-        strangers.push(pretender(&p, None, Some(65534)));
+        strangers.push(tagged_sleep(&p, "db", None, Some(65534)));
     }
     let started = Instant::now();
 
@@ -614,36 +614,6 @@ fn crash_loop_never_duplicates_or_loses_a_service() {
         daemon.describe()
     );
     drop(daemon);
-}
-
-/// `sleep` in a session of its own with runpm's tag for this project's `db`, `token` (or
-/// none), as `uid` (through setpriv) or as the test's own user. Not marked: it is no copy of
-/// `db`.
-fn pretender(p: &Project, token: Option<&str>, uid: Option<u32>) -> std::process::Child {
-    let mut cmd = std::process::Command::new("setpriv");
-    if let Some(uid) = uid {
-        cmd.args([
-            format!("--reuid={uid}"),
-            format!("--regid={uid}"),
-            "--clear-groups".to_owned(),
-        ]);
-    }
-    cmd.args(["setsid", "sleep", "1000000"])
-        .current_dir(p.path())
-        .env("RUNPM_INSTANCE", p.file(".runpm"))
-        .env("RUNPM_SERVICE", "db")
-        .stdin(std::process::Stdio::null());
-    if let Some(token) = token {
-        cmd.env("RUNPM_TOKEN", token);
-    }
-    let child = cmd.spawn().expect("setpriv (util-linux) runs");
-    let pid = child.id() as i32;
-    assert!(
-        wait_for(secs(10), || std::fs::read(format!("/proc/{pid}/cmdline"))
-            .is_ok_and(|c| c.starts_with(b"sleep\0"))),
-        "the pretender did not start"
-    );
-    child
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -420,3 +420,41 @@ pub fn processes_in(dir: &Path) -> Vec<i32> {
         })
         .collect()
 }
+
+/// `sleep` in a session of its own that carries runpm's tag for `service` of the project's
+/// daemon, with `token` (or none), as `uid` (through setpriv) or as the test's own user: a
+/// process that only looks like one of runpm's. Returns once it runs `sleep` (until it has
+/// exec'd, its environment is setpriv's, not yet the one it keeps).
+pub fn tagged_sleep(
+    p: &Project,
+    service: &str,
+    token: Option<&str>,
+    uid: Option<u32>,
+) -> std::process::Child {
+    let mut cmd = std::process::Command::new("setpriv");
+    if let Some(uid) = uid {
+        cmd.args([
+            format!("--reuid={uid}"),
+            format!("--regid={uid}"),
+            "--clear-groups".to_owned(),
+        ]);
+    }
+    cmd.args(["setsid", "sleep", "1000000"])
+        .current_dir(p.path())
+        .env("RUNPM_INSTANCE", p.file(".runpm"))
+        .env("RUNPM_SERVICE", service)
+        .stdin(std::process::Stdio::null());
+    if let Some(token) = token {
+        cmd.env("RUNPM_TOKEN", token);
+    }
+    let child = cmd.spawn().expect("setpriv (util-linux) runs");
+    let pid = child.id() as i32;
+    assert!(
+        super::wait_for(COMMAND_LIMIT, || std::fs::read(format!(
+            "/proc/{pid}/cmdline"
+        ))
+        .is_ok_and(|c| c.starts_with(b"sleep\0"))),
+        "the tagged sleep did not start"
+    );
+    child
+}
