@@ -115,21 +115,13 @@ fn the_example_images_healthcheck_reports_healthy() {
     let p = Project::new(secs(60));
     let state = p.file("state");
     let config = example.join("services.toml");
-    let mut unshare = Runpm::start(p.program(
-        "unshare",
-        [
-            "--pid".as_ref(),
-            "--fork".as_ref(),
-            "--mount-proc".as_ref(),
-            "--kill-child".as_ref(),
-            RUNPM.as_ref(),
-            "up".as_ref(),
-            "-f".as_ref(),
-            config.as_os_str(),
-            "--state-dir".as_ref(),
-            state.as_os_str(),
-        ],
-    ));
+    let mut unshare = Runpm::start(p.as_pid1([
+        "up".as_ref(),
+        "-f".as_ref(),
+        config.as_os_str(),
+        "--state-dir".as_ref(),
+        state.as_os_str(),
+    ]));
     let check = || {
         let mut cmd = p.program(RUNPMCTL, &argv[1..]);
         cmd.env("RUNPM_FILE", &config)

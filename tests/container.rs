@@ -37,18 +37,13 @@ fn start_container(p: &Project, env: &[(&str, &str)]) -> Runpm {
     let config = example().join("services.toml");
     let state = p.file("state");
     let args: Vec<OsString> = vec![
-        "--pid".into(),
-        "--fork".into(),
-        "--mount-proc".into(),
-        "--kill-child".into(),
-        RUNPM.into(),
         "up".into(),
         "-f".into(),
         config.into(),
         "--state-dir".into(),
         state.into(),
     ];
-    let mut cmd = p.program("unshare", args);
+    let mut cmd = p.as_pid1(args);
     // Only what the test sets: the config's MIGRATE_EXIT hook must not leak in.
     cmd.env_remove("MIGRATE_EXIT");
     for (k, v) in env {

@@ -64,19 +64,7 @@ shell = 'while :; do sleep 1; done'
 "#
     ));
     let file = p.file("services.toml");
-    let mut unshare = Runpm::start(p.program(
-        "unshare",
-        [
-            "--pid".as_ref(),
-            "--fork".as_ref(),
-            "--mount-proc".as_ref(),
-            "--kill-child".as_ref(),
-            RUNPM.as_ref(),
-            "up".as_ref(),
-            "-f".as_ref(),
-            file.as_os_str(),
-        ],
-    ));
+    let mut unshare = Runpm::start(p.as_pid1(["up".as_ref(), "-f".as_ref(), file.as_os_str()]));
     let runpm = unshare.unshared_runpm_pid(secs(5));
     assert_eq!(
         ns_pids(runpm).last(),
@@ -128,19 +116,7 @@ restart = "never"
 "#,
     );
     let file = p.file("services.toml");
-    let mut unshare = Runpm::start(p.program(
-        "unshare",
-        [
-            "--pid".as_ref(),
-            "--fork".as_ref(),
-            "--mount-proc".as_ref(),
-            "--kill-child".as_ref(),
-            RUNPM.as_ref(),
-            "up".as_ref(),
-            "-f".as_ref(),
-            file.as_os_str(),
-        ],
-    ));
+    let mut unshare = Runpm::start(p.as_pid1(["up".as_ref(), "-f".as_ref(), file.as_os_str()]));
     unshare.assert_exit_code(secs(10), 7);
     unshare.wait_for_event("job", "exited with code 7", secs(1));
 }

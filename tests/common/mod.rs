@@ -275,6 +275,21 @@ impl Project {
         cmd
     }
 
+    /// `runpm ARGS…` as PID 1 of a new pid namespace (`unshare --pid --fork --mount-proc
+    /// --kill-child`, which needs root), as in a container.
+    pub fn as_pid1<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut cmd = self.program(
+            "unshare",
+            ["--pid", "--fork", "--mount-proc", "--kill-child", RUNPM],
+        );
+        cmd.args(args);
+        cmd
+    }
+
     /// Starts `runpm up -f services.toml EXTRA…`.
     pub fn up(&self, extra: &[&str]) -> Runpm {
         Runpm::start(self.up_command(extra))
