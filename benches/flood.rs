@@ -28,11 +28,15 @@ use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+
+#[path = "support/common.rs"]
+mod common;
+use common::{median, now_ns, runpm_command as command};
 
 const RUNPM: &str = env!("CARGO_BIN_EXE_runpm");
 const RUNPMCTL: &str = env!("CARGO_BIN_EXE_runpmctl");
@@ -77,11 +81,6 @@ struct Figures {
     shutdown_ms: Vec<f64>,
 }
 
-fn now_ns() -> i64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    t.tv_sec * 1_000_000_000 + t.tv_nsec
-}
-
 fn wait_until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + WAIT_LIMIT;
     loop {
@@ -91,37 +90,6 @@ fn wait_until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(POLL);
     }
-}
-
-/// Compiles the workload into the target directory.
-fn build_workload() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("flood");
-    std::fs::create_dir_all(&dir).expect("create the helper's directory");
-    let (src, out) = (dir.join("workload.c"), dir.join("workload"));
-    std::fs::write(&src, WORKLOAD_C).expect("write workload.c");
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let status = Command::new(&cc)
-        .args(["-O2", "-o"])
-        .arg(&out)
-        .arg(&src)
-        .status()
-        .unwrap_or_else(|e| panic!("run `{cc}` (is a C compiler installed?): {e}"));
-    assert!(status.success(), "`{cc}` failed to build workload.c");
-    out
-}
-
-fn command(program: &str, dir: &Path) -> Command {
-    let mut cmd = Command::new(program);
-    cmd.current_dir(dir).stdin(Stdio::null());
-    for var in [
-        "RUNPM_SOCKET",
-        "RUNPM_STATE_DIR",
-        "RUNPM_FILE",
-        "NOTIFY_SOCKET",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd
 }
 
 fn run(mut cmd: Command) -> Output {
@@ -150,6 +118,13 @@ fn stamps(path: &Path) -> Vec<(i32, i64)> {
 }
 
 /// One daemon with `crashy` and `neighbour`: measures, then shuts it down.
+/// Compiles the workload into the target directory.
+fn build_workload() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("flood");
+    std::fs::create_dir_all(&dir).expect("create the helper's directory");
+    common::compile(&dir, "workload", WORKLOAD_C).0
+}
+
 fn one_daemon(workload: &Path, root: &Path, rep: usize, neighbour: Neighbour, f: &mut Figures) {
     let dir = root.join(format!("{}-{rep}", neighbour.name()));
     std::fs::create_dir_all(&dir).expect("create the project");
@@ -227,12 +202,6 @@ fn one_daemon(workload: &Path, root: &Path, rep: usize, neighbour: Neighbour, f:
     assert_eq!(ready, 1, "the daemon did not exit within {WAIT_LIMIT:?}");
     f.shutdown_ms.push(t0.elapsed().as_secs_f64() * 1e3);
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn max(v: &[f64]) -> f64 {

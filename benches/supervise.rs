@@ -37,6 +37,10 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use rustix::event::epoll;
 
+#[path = "support/common.rs"]
+mod common;
+use common::{compile, median, now_ns, runpm_command};
+
 const RUNPM: &str = env!("CARGO_BIN_EXE_runpm");
 const RUNPMCTL: &str = env!("CARGO_BIN_EXE_runpmctl");
 const WORKLOAD_C: &str = include_str!("support/workload.c");
@@ -88,40 +92,9 @@ fn build_helpers() -> Helpers {
     }
 }
 
-fn compile(dir: &Path, name: &str, source: &str) -> (PathBuf, bool) {
-    let src = dir.join(format!("{name}.c"));
-    let out = dir.join(name);
-    std::fs::write(&src, source).expect("write a helper's source");
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    // Static first: the workload should cost the same exec whoever starts it, without the
-    // dynamic loader's work dominating it. Glibc's static libc.a is not everywhere, though.
-    for (flags, is_static) in [(&["-O2", "-static"][..], true), (&["-O2"][..], false)] {
-        let status = Command::new(&cc)
-            .args(flags)
-            .arg("-o")
-            .arg(&out)
-            .arg(&src)
-            .stderr(Stdio::null())
-            .status()
-            .unwrap_or_else(|e| {
-                panic!("run `{cc}` to build {name}.c (is a C compiler installed?): {e}")
-            });
-        if status.success() {
-            return (out, is_static);
-        }
-    }
-    panic!("`{cc} -O2 -o {} {}` failed", out.display(), src.display());
-}
-
 // ---------------------------------------------------------------------------------------------
 // Clock and stamps
 // ---------------------------------------------------------------------------------------------
-
-/// CLOCK_MONOTONIC in nanoseconds: the clock the workloads stamp with.
-fn now_ns() -> i64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    t.tv_sec * 1_000_000_000 + t.tv_nsec
-}
 
 fn ns_to_ms(ns: i64) -> f64 {
     ns as f64 / 1e6
@@ -485,23 +458,6 @@ impl Drop for Session {
     }
 }
 
-/// `runpm`/`runpmctl` in `dir`, with nothing of the caller's runpm environment.
-fn runpm_command(program: &str, dir: &Path) -> Command {
-    let mut cmd = Command::new(program);
-    cmd.current_dir(dir).stdin(Stdio::null());
-    for var in [
-        "RUNPM_SOCKET",
-        "RUNPM_STATE_DIR",
-        "RUNPM_FILE",
-        "RUNPM_LOG",
-        "RUNPM_LOG_FORMAT",
-        "NOTIFY_SOCKET",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd
-}
-
 /// Learns when processes end: a pidfd per process in one epoll set. A pidfd becomes readable
 /// when its process exits, whoever its parent is, so the bench sleeps until an exit happens.
 struct ExitWatch {
@@ -596,17 +552,6 @@ impl Figure {
             Kind::Floor => self.floor.push(value),
             Kind::Runpm => self.runpm.push(value),
         }
-    }
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    let mid = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v[mid]
-    } else {
-        (v[mid - 1] + v[mid]) / 2.0
     }
 }
 
