@@ -344,8 +344,7 @@ impl Supervisor {
         if svc.phase != Phase::Waiting {
             return None;
         }
-        svc.spec.depends_on.iter().find_map(|dep| {
-            let wait = deps::check(&self.services, dep, svc.spec.condition(dep));
+        deps::each(&self.services, svc).find_map(|(dep, wait)| {
             matches!(wait, deps::Wait::Blocked { .. }).then(|| deps::describe(dep, &wait))
         })
     }

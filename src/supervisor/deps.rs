@@ -128,13 +128,23 @@ pub fn check(services: &BTreeMap<String, Service>, dep: &str, condition: Conditi
 /// pending, so the most telling reason is the one reported.
 pub fn own_dependencies(services: &BTreeMap<String, Service>, svc: &Service) -> Wait {
     let mut worst = Wait::Met;
-    for dep in &svc.spec.depends_on {
-        let wait = check(services, dep, svc.spec.condition(dep));
+    for (_, wait) in each(services, svc) {
         if rank(&wait) > rank(&worst) {
             worst = wait;
         }
     }
     worst
+}
+
+/// Each of `svc`'s dependencies with where it stands for `svc`'s condition on it.
+pub fn each<'a>(
+    services: &'a BTreeMap<String, Service>,
+    svc: &'a Service,
+) -> impl Iterator<Item = (&'a str, Wait)> + 'a {
+    svc.spec
+        .depends_on
+        .iter()
+        .map(move |dep| (dep.as_str(), check(services, dep, svc.spec.condition(dep))))
 }
 
 fn rank(wait: &Wait) -> u8 {

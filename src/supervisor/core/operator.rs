@@ -75,14 +75,13 @@ fn dependency_info(
 ) -> (Vec<String>, Vec<DependencyInfo>) {
     let mut waiting_for = Vec::new();
     let mut all = Vec::new();
-    for dep in &svc.spec.depends_on {
+    for (dep, wait) in deps::each(services, svc) {
         let condition = svc.spec.condition(dep);
-        let wait = deps::check(services, dep, condition);
         if !wait.is_met() && svc.phase == Phase::Waiting {
-            waiting_for.push(dep.clone());
+            waiting_for.push(dep.to_owned());
         }
         all.push(DependencyInfo {
-            name: dep.clone(),
+            name: dep.to_owned(),
             condition: condition.as_str().into(),
             status: services
                 .get(dep)
@@ -479,10 +478,8 @@ impl Supervisor {
             };
             let fresh = svc.since >= w.since;
             if *op != Op::Stop && svc.want.is_up() && svc.phase == Phase::Waiting {
-                let hopeless = svc.spec.depends_on.iter().find_map(|dep| {
-                    let wait = deps::check(&self.services, dep, svc.spec.condition(dep));
-                    wait.hopeless(now.at, PATIENCE).then_some((dep, wait))
-                });
+                let hopeless = deps::each(&self.services, svc)
+                    .find(|(_, wait)| wait.hopeless(now.at, PATIENCE));
                 if let Some((dep, wait)) = hopeless {
                     let advice = wait.advice().map(|a| format!("; {a}")).unwrap_or_default();
                     let what = deps::describe(dep, &wait);
