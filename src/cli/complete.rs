@@ -50,9 +50,6 @@ pub const RUNPM: Names = Names {
     after_command: true,
 };
 
-/// The subcommands of runpmctl whose NAME arguments are service names.
-pub const TAKES_SERVICES: &[&str] = RUNPMCTL.commands;
-
 /// The completion script for `cmd` (runpmctl's command line), with service names.
 pub fn script(shell: Shell, cmd: &mut clap::Command) -> String {
     script_with(shell, cmd, &RUNPMCTL)
