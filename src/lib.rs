@@ -26,6 +26,7 @@ pub mod notify;
 pub mod owner;
 pub mod process;
 pub mod reconcile;
+pub mod report;
 pub mod state;
 pub mod supervisor;
 #[cfg(test)]

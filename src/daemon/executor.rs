@@ -17,7 +17,7 @@ use std::time::SystemTime;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::config::{Config, ConfigErrors, Probe, ServiceSpec, Signal};
-use crate::ipc::{Call, Json, ProtocolError, Reply};
+use crate::ipc::{Call, ProtocolError, Reply, Response};
 use crate::notify::ParentNote;
 use crate::process::{SpawnError, Target};
 use crate::state::SnapshotError;
@@ -50,7 +50,7 @@ pub(super) trait Hands {
     fn load_snapshot(&mut self) -> Result<Vec<String>, SnapshotError>;
     fn load_config(&mut self) -> Result<Config, ConfigErrors>;
     /// Writes the state file now: its path, or why not.
-    fn save_state(&mut self, sup: &Supervisor) -> Result<Json, ProtocolError>;
+    fn save_state(&mut self, sup: &Supervisor) -> Result<Response, ProtocolError>;
     /// Serves log lines to a client, replying on `replies` (once, or as lines come).
     fn serve_logs(
         &mut self,
@@ -95,10 +95,10 @@ impl<H: Hands> Executor<H> {
         }
     }
 
-    fn reply(&mut self, token: u64, reply: Result<Json, ProtocolError>) {
+    fn reply(&mut self, token: u64, reply: Result<Response, ProtocolError>) {
         if let Some(to) = self.pending.remove(&token) {
             // The client may have gone away; its connection task then ended.
-            let _ = to.send(Reply::from_result(None, reply));
+            let _ = to.send(Reply::from_response(None, reply));
         }
     }
 

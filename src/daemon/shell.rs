@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::config::{self, Config, ConfigErrors, Probe, Ready, ServiceSpec, Signal};
-use crate::ipc::{ErrorKind, Json, LogsResult, ProtocolError, Reply};
+use crate::ipc::{ErrorKind, LogsResult, ProtocolError, Reply, Response};
 use crate::logs::{Followed, LineSink, LogHub, capture};
 use crate::notify::{self, ParentNote};
 use crate::process::{self, ExitStatus, SpawnError, Target};
@@ -105,7 +105,7 @@ impl Shell {
     }
 
     /// `runpmctl save`: the state file written now, its path in the reply.
-    fn save(&mut self, sup: &Supervisor) -> Result<Json, ProtocolError> {
+    fn save(&mut self, sup: &Supervisor) -> Result<Response, ProtocolError> {
         let Some(persist) = &mut self.persist else {
             return Err(ProtocolError::new(
                 ErrorKind::Failed,
@@ -113,7 +113,9 @@ impl Shell {
             ));
         };
         match persist.write(sup, std::time::Instant::now()) {
-            Ok(()) => Json::of(&serde_json::json!({ "path": persist.path.as_str() })),
+            Ok(()) => Ok(Response::Saved {
+                path: persist.path.to_string(),
+            }),
             Err(e) => Err(ProtocolError::new(ErrorKind::Failed, e)),
         }
     }
@@ -125,11 +127,11 @@ impl Shell {
         follow: bool,
         replies: mpsc::UnboundedSender<Reply>,
     ) {
-        let send =
-            |replies: &mpsc::UnboundedSender<Reply>, result: LogsResult| match Json::of(&result) {
-                Ok(value) => replies.send(Reply::ok(None, value)).is_ok(),
-                Err(_) => false,
-            };
+        let send = |replies: &mpsc::UnboundedSender<Reply>, result: LogsResult| {
+            replies
+                .send(Reply::from_response(None, Ok(Response::Logs(result))))
+                .is_ok()
+        };
         if !follow {
             send(
                 &replies,
@@ -299,7 +301,7 @@ impl Hands for Shell {
         config::load(&self.source)
     }
 
-    fn save_state(&mut self, sup: &Supervisor) -> Result<Json, ProtocolError> {
+    fn save_state(&mut self, sup: &Supervisor) -> Result<Response, ProtocolError> {
         self.save(sup)
     }
 

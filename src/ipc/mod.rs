@@ -10,6 +10,7 @@ mod client;
 mod codec;
 pub mod protocol;
 mod render;
+mod response;
 mod server;
 
 pub use crate::state::{
@@ -22,4 +23,5 @@ pub use client::{Client, ClientError};
 pub use codec::{encode_reply, encode_request, parse_request};
 pub use protocol::*;
 pub use render::*;
+pub use response::{EventsResult, Response};
 pub use server::{Call, HelloInfo, IDLE_TIMEOUT, serve};

@@ -225,7 +225,7 @@ pub enum Effect {
     /// Answer the control request `token`.
     Reply {
         token: u64,
-        reply: Result<crate::ipc::Json, ProtocolError>,
+        reply: Result<crate::ipc::Response, ProtocolError>,
     },
     /// Tell runpm's own service manager (`NOTIFY_SOCKET`) how runpm is doing.
     NotifyParent(ParentNote),

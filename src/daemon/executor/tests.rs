@@ -104,9 +104,11 @@ impl Hands for Fake {
         })
     }
 
-    fn save_state(&mut self, _sup: &Supervisor) -> Result<Json, ProtocolError> {
+    fn save_state(&mut self, _sup: &Supervisor) -> Result<Response, ProtocolError> {
         self.done.push(Called::SaveState);
-        Json::of(&serde_json::json!({ "path": "/state/state.json" }))
+        Ok(Response::Saved {
+            path: "/state/state.json".into(),
+        })
     }
 
     fn serve_logs(
@@ -118,7 +120,10 @@ impl Hands for Fake {
         replies: UnboundedSender<Reply>,
     ) {
         self.done.push(Called::ServeLogs(services));
-        let _ = replies.send(Reply::ok(None, Json::of(&"lines").expect("json")));
+        let _ = replies.send(Reply::ok(
+            None,
+            crate::ipc::Json::of(&"lines").expect("json"),
+        ));
     }
 
     fn notify_parent(&mut self, _note: &ParentNote) {

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::ipc::{ErrorKind, Json, ProtocolError};
+use crate::ipc::{ErrorKind, ProtocolError, Response};
 use crate::reconcile::{self, Action, Desired, Observed, Reason, RunState};
 use crate::supervisor::event::{Effect, Now};
 use crate::supervisor::service::{Phase, Service, Want};
@@ -202,10 +202,7 @@ impl Supervisor {
         for action in &plan {
             tracing::info!("{verb}: {}", describe_action(action));
         }
-        let value = match Json::of(&result) {
-            Ok(value) => value,
-            Err(e) => return reply(fx, Err(e)),
-        };
+        let value = Response::Plan(result);
         if dry_run {
             return reply(fx, Ok(value));
         }
@@ -282,14 +279,11 @@ impl Supervisor {
             }
         }
         self.apply(plan, &desired, now);
-        match Json::of(&result) {
-            Ok(value) => self
-                .waiters
-                .push(Waiter::new(token, targets, now.wall, Some(value))),
-            Err(e) => fx.push(Effect::Reply {
-                token,
-                reply: Err(e),
-            }),
-        }
+        self.waiters.push(Waiter::new(
+            token,
+            targets,
+            now.wall,
+            Some(Response::Plan(result)),
+        ));
     }
 }

@@ -8,10 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use serde_json::json;
-
 use crate::ipc::{
-    DependencyInfo, ErrorKind, ExitInfo, Json, ProtocolError, Request, ServiceInfo, StatusResult,
+    DependencyInfo, ErrorKind, ExitInfo, ProtocolError, Request, Response, ServiceInfo,
+    StatusResult,
 };
 use crate::reconcile::{self, Desired};
 use crate::supervisor::deps::{self, Wait};
@@ -35,7 +34,7 @@ pub(super) struct Waiter {
     targets: Vec<(String, Op)>,
     since: SystemTime,
     /// What to reply on success; `None`: the status of the targets.
-    payload: Option<Json>,
+    payload: Option<Response>,
 }
 
 impl Waiter {
@@ -43,7 +42,7 @@ impl Waiter {
         token: u64,
         targets: Vec<(String, Op)>,
         since: SystemTime,
-        payload: Option<Json>,
+        payload: Option<Response>,
     ) -> Waiter {
         Waiter {
             token,
@@ -167,10 +166,12 @@ impl Supervisor {
         match request {
             Request::Hello { .. } => reply(
                 fx,
-                Json::of(&json!({ "version": crate::ipc::PROTOCOL_VERSION })),
+                Ok(Response::Hello {
+                    version: crate::ipc::PROTOCOL_VERSION,
+                }),
             ),
             Request::Status { services } => match self.resolve(&services, services.is_empty()) {
-                Ok(names) => reply(fx, self.status_json(&names, now)),
+                Ok(names) => reply(fx, Ok(self.status_of(&names, now))),
                 Err(e) => reply(fx, Err(e)),
             },
             Request::Shutdown => {
@@ -186,7 +187,7 @@ impl Supervisor {
                     }
                     Some(_) => {}
                 }
-                reply(fx, Json::of(&json!({ "shutting_down": true })));
+                reply(fx, Ok(Response::ShuttingDown));
             }
             Request::Reload { dry_run } => {
                 if self.shutdown.is_some() {
@@ -246,7 +247,7 @@ impl Supervisor {
         group: bool,
         now: Now,
         fx: &mut Vec<Effect>,
-    ) -> Result<Json, ProtocolError> {
+    ) -> Result<Response, ProtocolError> {
         let Some(parsed) = crate::config::Signal::parse(signal) else {
             let message = format!("unknown signal `{signal}` (use a name such as HUP or SIGTERM)");
             return Err(ProtocolError::new(ErrorKind::BadRequest, message));
@@ -286,7 +287,7 @@ impl Supervisor {
                 signal: parsed,
             });
         }
-        self.status_json(&names, now)
+        Ok(self.status_of(&names, now))
     }
 
     fn operate(
@@ -416,7 +417,8 @@ impl Supervisor {
         Ok(out)
     }
 
-    pub(super) fn status_json(&self, names: &[String], now: Now) -> Result<Json, ProtocolError> {
+    /// The `status` answer for `names`: each with where its dependencies stand.
+    pub(super) fn status_of(&self, names: &[String], now: Now) -> Response {
         let services = names
             .iter()
             .filter_map(|n| self.services.get(n))
@@ -427,7 +429,7 @@ impl Supervisor {
             })
             .collect();
         let running_from_snapshot = self.last_known_good.clone();
-        Json::of(&StatusResult {
+        Response::Status(StatusResult {
             services,
             running_from_snapshot,
         })
@@ -445,7 +447,7 @@ impl Supervisor {
                         None => {
                             let names: Vec<String> =
                                 w.targets.iter().map(|(n, _)| n.clone()).collect();
-                            self.status_json(&names, now)
+                            Ok(self.status_of(&names, now))
                         }
                     };
                     fx.push(Effect::Reply {

@@ -745,11 +745,10 @@ use crate::ipc::{ErrorKind, Request};
 
 fn reply(fx: &[Effect], token: u64) -> Option<Result<serde_json::Value, ProtocolError>> {
     fx.iter().find_map(|e| match e {
-        Effect::Reply { token: t, reply } if *t == token => Some(
-            reply
-                .clone()
-                .map(|json| json.decode().expect("the reply is JSON")),
-        ),
+        Effect::Reply { token: t, reply } if *t == token => Some(reply.clone().map(|response| {
+            let json = response.to_json().expect("the reply serialises");
+            json.decode().expect("the reply is JSON")
+        })),
         _ => None,
     })
 }
