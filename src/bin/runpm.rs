@@ -170,7 +170,6 @@ fn init_tracing(format: LogFormat, daemon: bool) {
                     .with_ansi(false)
                     .event_format(journal::JournalFormat)
                     .finish()
-                    .with(runpm::logs::lifecycle::Tap)
                     .init();
                 return;
             }
@@ -185,7 +184,7 @@ fn init_tracing(format: LogFormat, daemon: bool) {
         .with_max_level(level);
     if format == LogFormat::Json {
         let json = builder.with_ansi(false).event_format(JsonFormat).finish();
-        json.with(runpm::logs::lifecycle::Tap).init();
+        json.init();
         return;
     }
     let terminal = !daemon && std::io::stderr().is_terminal();
@@ -194,9 +193,8 @@ fn init_tracing(format: LogFormat, daemon: bool) {
         timestamps: !terminal,
     };
     // The field formatter colours by itself unless told: a daemon log must be plain.
-    // The lifecycle tap shows what runpm does to a service in `runpmctl logs -f` of it.
     let text = builder.with_ansi(text.ansi).event_format(text).finish();
-    text.with(runpm::logs::lifecycle::Tap).init();
+    text.init();
 }
 
 /// Finds and loads the config, printing every diagnostic on failure.
@@ -417,7 +415,6 @@ fn up(args: UpArgs) -> Result<Exit, Failure> {
     }
     let colour = runpm::cli::colour::stdout(args.no_color);
     let logs = Arc::new(LogHub::new(&state.logs_dir));
-    runpm::logs::lifecycle::attach(&logs);
     // Under systemd (runpm's stderr is the journal), each service's lines go to the journal
     // under its own name instead of the prefixed console: `journalctl -t web`.
     let journal = (ready_pipe.is_none() && journal::stderr_is_journal())

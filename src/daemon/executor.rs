@@ -20,6 +20,7 @@ use crate::config::{Config, ConfigErrors, Probe, ServiceSpec, Signal};
 use crate::ipc::{Call, ProtocolError, Reply, Response};
 use crate::notify::ParentNote;
 use crate::process::{SpawnError, Target};
+use crate::report::Report;
 use crate::state::SnapshotError;
 use crate::supervisor::{Effect, Event, NotifyRoute, Now, Purpose, Supervisor};
 
@@ -61,6 +62,16 @@ pub(super) trait Hands {
         replies: UnboundedSender<Reply>,
     );
     fn notify_parent(&mut self, note: &ParentNote);
+    /// Hands a lifecycle event to whoever listens (`events` subscribers, `logs -f`).
+    fn report(&mut self, report: Report);
+    /// Serves lifecycle events to a client, replying on `replies` until it goes away or
+    /// the daemon exits.
+    fn serve_events(
+        &mut self,
+        services: Vec<String>,
+        since: Option<SystemTime>,
+        replies: UnboundedSender<Reply>,
+    );
 }
 
 /// Carries out effects through `H`, and keeps where each control request's reply goes.
@@ -204,6 +215,20 @@ impl<H: Hands> Executor<H> {
                 }
                 Effect::NotifyParent(note) => {
                     self.hands.notify_parent(&note);
+                    None
+                }
+                Effect::Report(report) => {
+                    self.hands.report(report);
+                    None
+                }
+                Effect::ServeEvents {
+                    token,
+                    services,
+                    since,
+                } => {
+                    if let Some(replies) = self.pending.remove(&token) {
+                        self.hands.serve_events(services, since, replies);
+                    }
                     None
                 }
                 Effect::Exit { code } => return Some(code),

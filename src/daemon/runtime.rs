@@ -122,6 +122,7 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
         // When a service manager started runpm (systemd Type=notify), it hears from runpm
         // too; what it hears and when is the supervisor's decision.
         parent: notify::Parent::from_env(),
+        events: Default::default(),
     });
     if executor.hands.parent.is_some() {
         sup.notify_parent(notify::watchdog_from_env(), Now::real());
@@ -168,6 +169,10 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
         }
         if let Some(code) = exit {
             stderr::release();
+            // `events` subscribers get the last events (`daemon_stopping`), then their
+            // streams end and the connections close behind them.
+            executor.hands.events.close();
+            executor.hands.events.drain(EVENTS_DRAIN).await;
             // Replies handed to connection tasks in this same turn (a `shutdown` with
             // nothing left to stop) must reach their sockets before the runtime goes:
             // those tasks are runnable now, and yielding lets them write.
@@ -261,6 +266,9 @@ pub enum RunError {
     #[error(transparent)]
     Socket(#[from] ipc::BindError),
 }
+
+/// How long runpm waits, on its way out, for `events` subscribers to take their last events.
+const EVENTS_DRAIN: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Turns given, on the way out, to connection tasks with a reply to write: each needs one
 /// to receive it and write it to its socket (a non-blocking write of a short line).

@@ -20,9 +20,11 @@ use crate::ipc::{ErrorKind, LogsResult, ProtocolError, Reply, Response};
 use crate::logs::{Followed, LineSink, LogHub, capture};
 use crate::notify::{self, ParentNote};
 use crate::process::{self, ExitStatus, SpawnError, Target};
+use crate::report::Report;
 use crate::state::{self, SnapshotError};
 use crate::supervisor::{Event, NotifyRoute, Purpose, Supervisor};
 
+use super::events::Events;
 use super::executor::Hands;
 use super::output::RunOutput;
 use super::persist::Persist;
@@ -59,6 +61,8 @@ pub(super) struct Shell {
     pub(super) persist: Option<Persist>,
     /// runpm's own service manager (`NOTIFY_SOCKET`), if any.
     pub(super) parent: Option<notify::Parent>,
+    /// The lifecycle events: their ring, `runpmctl events` subscribers.
+    pub(super) events: Events,
 }
 
 impl Shell {
@@ -320,5 +324,18 @@ impl Hands for Shell {
         if let Some(parent) = &self.parent {
             parent.send(&note.message(notify::monotonic_usec()));
         }
+    }
+
+    fn report(&mut self, report: Report) {
+        self.events.report(report, &self.logs);
+    }
+
+    fn serve_events(
+        &mut self,
+        services: Vec<String>,
+        since: Option<SystemTime>,
+        replies: mpsc::UnboundedSender<Reply>,
+    ) {
+        self.events.serve(services, since, replies);
     }
 }

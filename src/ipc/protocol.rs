@@ -91,6 +91,21 @@ pub enum Request {
         #[serde(default)]
         group: bool,
     },
+    /// The lifecycle events of these services (all when empty) and the daemon's own, pushed
+    /// as they happen until the client goes away or the daemon exits (after a last
+    /// `daemon_stopping`). With `since` (RFC 3339), the retained events at or after it come
+    /// first (the daemon keeps the last 1000). The first reply comes at once, with those
+    /// (or none): it confirms the subscription.
+    Events {
+        #[serde(default)]
+        services: Vec<String>,
+        #[serde(
+            default,
+            with = "humantime_serde",
+            skip_serializing_if = "Option::is_none"
+        )]
+        since: Option<std::time::SystemTime>,
+    },
 }
 
 fn default_log_lines() -> usize {

@@ -9,7 +9,6 @@ mod events;
 mod file;
 mod hub;
 pub mod journal;
-pub mod lifecycle;
 mod read;
 pub mod stderr;
 mod tail;

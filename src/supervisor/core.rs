@@ -31,6 +31,7 @@ use super::exit::{exit_when_fired, stuck};
 use super::policy::{self, Decision, Jitter};
 use super::service::{AfterStop, Kill, Phase, Run, Service, Stopping, Want};
 use super::status::EndReason;
+use crate::report::{Kind, Report};
 
 /// A shutdown under way. What only a shutdown has lives here, so that none of it can be
 /// set while runpm still serves.
@@ -69,6 +70,9 @@ pub struct Supervisor {
     jitter: Jitter,
     /// runpm's own service manager, when one listens.
     parent: Option<parent::Parent>,
+    /// What happened during the turn being handled, in order; handed out as
+    /// `Effect::Report`s ahead of the turn's other effects (see [`report`]).
+    reports: Vec<Report>,
 }
 
 const SIGKILL: Signal = Signal(NixSignal::SIGKILL);
@@ -90,6 +94,7 @@ impl Supervisor {
             last_known_good: None,
             jitter,
             parent: None,
+            reports: Vec::new(),
         }
     }
 
@@ -169,6 +174,7 @@ impl Supervisor {
         }
         self.drive(now, &mut fx);
         self.tell_parent(false, now, &mut fx);
+        self.hand_out_reports(&mut fx);
         fx
     }
 
@@ -202,6 +208,14 @@ impl Supervisor {
             }
         );
         stop::push_stop_signal(&s.name, run.target(svc.spec.kill_mode), signal, fx);
+        self.reports.push(Report::about(
+            &s.name,
+            now.wall,
+            Kind::Stopping {
+                pid: s.pid,
+                signal: signal.name().to_owned(),
+            },
+        ));
         let deadline = now.after(svc.spec.kill_timeout);
         let stopping = Stopping {
             orphaned: true,
@@ -376,6 +390,7 @@ impl Supervisor {
         }
         self.drive(now, &mut fx);
         self.tell_parent(reload_done, now, &mut fx);
+        self.hand_out_reports(&mut fx);
         fx
     }
 
@@ -398,6 +413,12 @@ impl Supervisor {
                         tracing::info!("{service}: started (pid {pid}), waiting until it is ready");
                     }
                     svc.status_text = None;
+                    self.reports
+                        .push(Report::about(&service, now.wall, Kind::Spawned { pid }));
+                    if run.is_ready() {
+                        self.reports
+                            .push(Report::about(&service, now.wall, Kind::Ready { pid }));
+                    }
                     self.by_pid.insert(pid, service);
                     svc.set_phase(Phase::Running(run), now.wall);
                 }
@@ -542,6 +563,8 @@ impl Supervisor {
                     humantime::format_duration(round_ms(uptime))
                 );
                 svc.record_exit(run.pid, status, now.wall, uptime, EndReason::Exited, None);
+                self.reports
+                    .push(report::exited(&name, run.pid, status, uptime, now));
                 if svc.spec.kill_mode == KillMode::Group {
                     // Whatever the main process left behind in its group goes with it, so a
                     // restart never runs beside leftovers of the previous run. The group id
@@ -611,6 +634,14 @@ impl Supervisor {
                     humantime::format_duration(round_ms(delay)),
                     svc.restarts + 1
                 );
+                self.reports.push(Report::about(
+                    name,
+                    now.wall,
+                    Kind::Restarting {
+                        in_ms: delay.as_millis().try_into().unwrap_or(u64::MAX),
+                        restarts: svc.restarts + 1,
+                    },
+                ));
                 // With no delay the restart is due now: it spawns in this same turn, without
                 // a trip through the timer.
                 if delay.is_zero() {
@@ -651,6 +682,13 @@ impl Supervisor {
         };
         let cooldown = svc.spec.failed_cooldown;
         let rearm_at = (!cooldown.is_zero()).then(|| now.after(cooldown));
+        self.reports.push(Report::about(
+            name,
+            now.wall,
+            Kind::Failed {
+                reason: reason.clone(),
+            },
+        ));
         svc.set_phase(
             Phase::Failed {
                 reason,
@@ -775,6 +813,8 @@ impl Supervisor {
             match (svc.want, &svc.phase) {
                 (Want::Down { .. } | Want::Remove, Phase::Waiting | Phase::Backoff { .. }) => {
                     svc_mut(self, &name).set_phase(Phase::Stopped, now.wall);
+                    self.reports
+                        .push(Report::about(&name, now.wall, Kind::Stopped {}));
                 }
                 (Want::Down { .. } | Want::Remove, Phase::Running(_)) if !waits => {
                     self.begin_stop(&name, AfterStop::Stay, now, fx)
@@ -875,6 +915,8 @@ impl Supervisor {
                 })
             })
             .unwrap_or(0);
+        self.reports
+            .push(Report::daemon(now.wall, Kind::DaemonStopping {}));
         fx.push(Effect::Exit { code });
     }
 }
@@ -922,6 +964,7 @@ mod apply;
 mod operator;
 mod parent;
 mod readiness;
+mod report;
 mod stop;
 #[cfg(test)]
 mod tests;

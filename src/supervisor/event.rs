@@ -231,6 +231,16 @@ pub enum Effect {
     NotifyParent(ParentNote),
     /// runpm is done: exit with this code.
     Exit { code: u8 },
+    /// Answer the control request `token` with the lifecycle events of `services` (every
+    /// service when empty; names checked here): those retained since `since`, then live.
+    ServeEvents {
+        token: u64,
+        services: Vec<String>,
+        since: Option<std::time::SystemTime>,
+    },
+    /// Something happened that people and tools may want to know: the shell hands it to
+    /// `runpmctl events` subscribers and to `logs -f` followers. Answered by nothing.
+    Report(crate::report::Report),
 }
 
 #[cfg(test)]

@@ -257,7 +257,9 @@ impl World {
                 | Effect::KillProbe { .. }
                 | Effect::NotifyParent(_)
                 | Effect::ServeLogs { .. }
-                | Effect::SaveState { .. } => None,
+                | Effect::SaveState { .. }
+                | Effect::ServeEvents { .. }
+                | Effect::Report(_) => None,
                 Effect::Exit { .. } => {
                     self.exited = true;
                     None

@@ -27,6 +27,7 @@ enum Called {
     SaveState,
     ServeLogs(Vec<String>),
     NotifyParent,
+    ServeEvents(Vec<String>),
 }
 
 #[derive(Default)]
@@ -39,6 +40,8 @@ struct Fake {
     signals_fail: bool,
     /// What group checks answer.
     groups_empty: bool,
+    /// The lifecycle events handed out, apart from the calls: they come with most turns.
+    reports: Vec<Report>,
 }
 
 impl Hands for Fake {
@@ -128,6 +131,19 @@ impl Hands for Fake {
 
     fn notify_parent(&mut self, _note: &ParentNote) {
         self.done.push(Called::NotifyParent);
+    }
+
+    fn report(&mut self, report: Report) {
+        self.reports.push(report);
+    }
+
+    fn serve_events(
+        &mut self,
+        services: Vec<String>,
+        _since: Option<SystemTime>,
+        _replies: UnboundedSender<Reply>,
+    ) {
+        self.done.push(Called::ServeEvents(services));
     }
 }
 

@@ -10,11 +10,13 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::ipc::{ErrorKind, ProtocolError, Response};
 use crate::reconcile::{self, Action, Desired, Observed, Reason, RunState};
+use crate::report::{Kind, Report};
 use crate::supervisor::event::{Effect, Now};
 use crate::supervisor::service::{Phase, Service, Want};
 
 use super::Supervisor;
 use super::operator::{Op, Waiter, describe_action, want_up_with_dependencies};
+use super::report;
 
 impl Supervisor {
     /// The running table as the planner sees it.
@@ -162,6 +164,14 @@ impl Supervisor {
                 tracing::error!(
                     "reload: the configuration is invalid; nothing was changed:\n{message}"
                 );
+                if !dry_run {
+                    self.reports.push(Report::daemon(
+                        now.wall,
+                        Kind::ConfigInvalid {
+                            message: message.clone(),
+                        },
+                    ));
+                }
                 reply(
                     fx,
                     Err(ProtocolError::new(ErrorKind::InvalidConfig, message)),
@@ -214,6 +224,7 @@ impl Supervisor {
             self.exit_when = Some(when);
         }
         self.source = config.source.to_string();
+        self.report_reload(&plan, unchanged, now);
         // The reply waits until the plan is carried out, so `runpmctl reload && curl …`
         // talks to the new version.
         let targets: Vec<(String, Op)> = plan
@@ -264,6 +275,7 @@ impl Supervisor {
         let result = reconcile::describe(&plan, unchanged, false, &self.source);
         for action in &plan {
             tracing::info!("resurrect: {}", describe_action(action));
+            self.reports.push(report::planned(action, now));
         }
         let targets: Vec<(String, Op)> = plan
             .iter()
@@ -284,6 +296,40 @@ impl Supervisor {
             targets,
             now.wall,
             Some(Response::Plan(result)),
+        ));
+    }
+}
+
+impl Supervisor {
+    /// A reload's plan, applied: `planned` per service, then `reloaded` with the names added
+    /// (new in the config), removed, and changed (restarted or updated for a changed
+    /// definition). Called before the plan is applied, while the table still tells what is
+    /// new.
+    fn report_reload(&mut self, plan: &[Action], unchanged: usize, now: Now) {
+        let (mut added, mut removed, mut changed) = (Vec::new(), Vec::new(), Vec::new());
+        for action in plan {
+            self.reports.push(report::planned(action, now));
+            match action {
+                Action::Start { name } if !self.services.contains_key(name) => {
+                    added.push(name.clone())
+                }
+                Action::Remove { name } => removed.push(name.clone()),
+                Action::Restart {
+                    name,
+                    reason: Reason::Changed(_),
+                }
+                | Action::Update { name, .. } => changed.push(name.clone()),
+                _ => {}
+            }
+        }
+        self.reports.push(Report::daemon(
+            now.wall,
+            Kind::Reloaded {
+                added,
+                removed,
+                changed,
+                unchanged,
+            },
         ));
     }
 }

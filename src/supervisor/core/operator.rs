@@ -233,6 +233,14 @@ impl Supervisor {
                 let reply_with = self.kill(&services, &signal, group, now, fx);
                 reply(fx, reply_with);
             }
+            Request::Events { services, since } => match self.resolve(&services, false) {
+                Ok(services) => fx.push(Effect::ServeEvents {
+                    token,
+                    services,
+                    since,
+                }),
+                Err(e) => reply(fx, Err(e)),
+            },
         }
     }
 
@@ -364,6 +372,7 @@ impl Supervisor {
         let plan = reconcile::plan(&desired, &self.observed(), &restart);
         for action in &plan {
             tracing::info!("{}", describe_action(action));
+            self.reports.push(super::report::planned(action, now));
         }
         self.apply(plan, &desired, now);
         if op == Op::Stop {
@@ -374,6 +383,11 @@ impl Supervisor {
                     }
                     if matches!(svc.phase, Phase::Exited { .. } | Phase::Failed { .. }) {
                         svc.set_phase(Phase::Stopped, now.wall);
+                        self.reports.push(crate::report::Report::about(
+                            name,
+                            now.wall,
+                            crate::report::Kind::Stopped {},
+                        ));
                     }
                 }
             }

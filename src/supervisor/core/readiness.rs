@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use crate::config::{Probe, Ready, ServiceSpec};
 use crate::notify::Notification;
+use crate::report::{Kind, Report};
 use crate::supervisor::event::{Effect, Now, ProbeFailure, Purpose};
 use crate::supervisor::service::{AfterStop, Phase, ProbeClock, Readiness, Run};
 
@@ -212,8 +213,13 @@ impl Supervisor {
                 }
             }
             (Purpose::Health, true) => {
+                let recovered = run.health_failures > 0;
                 run.health_failures = 0;
                 run.probe = ProbeClock::due(spec.health.as_ref().map(|h| now.after(h.interval)));
+                if recovered {
+                    self.reports
+                        .push(Report::about(name, now.wall, Kind::HealthRecovered {}));
+                }
             }
             (Purpose::Health, false) => {
                 run.health_failures = run.health_failures.saturating_add(1);
@@ -223,11 +229,20 @@ impl Supervisor {
                     "{name}: health check failed ({failures} of {}): {detail}",
                     health.retries
                 );
+                // Due again unless this failure was the last straw (the stop then
+                // clears it).
+                run.probe = ProbeClock::Due(now.after(health.interval));
+                self.reports.push(Report::about(
+                    name,
+                    now.wall,
+                    Kind::HealthFailed {
+                        message: detail.clone(),
+                    },
+                ));
                 if failures >= health.retries {
                     let why = format!("health check failed {failures} times in a row: {detail}");
-                    return self.fail_run(name, why, now, fx);
+                    self.fail_run(name, why, now, fx);
                 }
-                run.probe = ProbeClock::Due(now.after(health.interval));
             }
         }
     }
@@ -255,6 +270,8 @@ impl Supervisor {
         run.probe = ProbeClock::due(health.map(|interval| now.after(interval)));
         let took = now.at.saturating_duration_since(run.started);
         svc.since = now.wall;
+        self.reports
+            .push(Report::about(name, now.wall, Kind::Ready { pid }));
         tracing::info!(
             "{name}: ready after {}",
             humantime::format_duration(Duration::from_millis(took.as_millis() as u64))

@@ -13,6 +13,7 @@ use nix::sys::signal::Signal as NixSignal;
 
 use crate::ipc::ProtocolError;
 use crate::process::ExitStatus;
+use crate::report::{Kind, Report};
 use crate::supervisor::event::{Effect, Now};
 use crate::supervisor::policy;
 use crate::supervisor::service::{AfterStop, Kill, Phase, Stopping};
@@ -145,9 +146,11 @@ impl Supervisor {
                     ..Stopping::new(run, now.at, AfterStop::Stay)
                 };
                 svc.set_phase(Phase::Stopping(stopping), now.wall);
+                self.reports.push(sigkill(name, run.pid, now));
             }
             Phase::Stopping(st) if st.kill != Kill::Forced => {
                 st.kill = Kill::Forced;
+                self.reports.push(sigkill(name, st.run.pid, now));
                 fx.push(Effect::Signal {
                     service: name.into(),
                     target: st.run.target(mode),
@@ -179,6 +182,14 @@ impl Supervisor {
         let target = run.target(svc.spec.kill_mode);
         tracing::info!("{name}: stopping ({})", signal.name());
         push_stop_signal(name, target, signal, fx);
+        self.reports.push(Report::about(
+            name,
+            now.wall,
+            Kind::Stopping {
+                pid: run.pid,
+                signal: signal.name().to_owned(),
+            },
+        ));
         let stop = Stopping::new(run, now.after(svc.spec.kill_timeout), then);
         svc.set_phase(Phase::Stopping(stop), now.wall);
     }
@@ -215,6 +226,8 @@ impl Supervisor {
                 shutdown.exit_code.get_or_insert(status.as_exit_code());
             }
         }
+        self.reports
+            .push(Report::about(name, now.wall, Kind::Stopped {}));
         match stop.then {
             AfterStop::Stay => svc.set_phase(Phase::Stopped, now.wall),
             AfterStop::Start => svc.set_phase(Phase::Waiting, now.wall),
@@ -227,6 +240,18 @@ impl Supervisor {
             }
         }
     }
+}
+
+/// `stopping` with SIGKILL: a stop escalated, or a stop that does not wait.
+fn sigkill(name: &str, pid: i32, now: Now) -> Report {
+    Report::about(
+        name,
+        now.wall,
+        Kind::Stopping {
+            pid,
+            signal: SIGKILL.name().to_owned(),
+        },
+    )
 }
 
 #[cfg(test)]

@@ -2415,3 +2415,5 @@ fn logs_and_saves_are_answered_by_the_core_through_effects() {
     let fx = h.request(3, Request::Save);
     assert_eq!(fx, [Effect::SaveState { token: 3 }]);
 }
+
+mod reports;
