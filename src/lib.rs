@@ -22,6 +22,7 @@ pub mod errors;
 pub mod export;
 pub mod ipc;
 pub mod logs;
+pub mod metrics;
 pub mod notify;
 pub mod owner;
 pub mod process;

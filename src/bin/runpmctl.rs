@@ -26,6 +26,11 @@ use runpm::ipc::{
     StatusResult,
 };
 
+#[path = "runpmctl/events.rs"]
+mod events;
+#[path = "runpmctl/metrics.rs"]
+mod metrics;
+
 /// How long a completing shell waits for the daemon's service names.
 const COMPLETION_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -116,6 +121,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Export { target } => return export(&cli, target),
         Command::CompleteServices => return complete_services(&cli),
         Command::Logs { .. } => return logs(&cli),
+        Command::Events { .. } => return events::events(&cli),
+        Command::Metrics => return metrics::metrics(&cli),
         _ => {}
     }
     let request = request(&cli.command)?;
@@ -207,7 +214,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Logs { .. }
         | Command::Completions { .. }
         | Command::CompleteServices
-        | Command::Export { .. } => String::new(),
+        | Command::Export { .. }
+        | Command::Events { .. }
+        | Command::Metrics => String::new(),
     };
     print(&out)
 }
@@ -222,10 +231,12 @@ fn wants_json(command: &Command) -> bool {
         | Command::Resurrect { json }
         | Command::Shutdown { json, .. } => *json,
         Command::Start(t) | Command::Restart(t) | Command::Stop { targets: t, .. } => t.json,
+        Command::Events { json, .. } => *json,
         Command::Logs { .. }
         | Command::Completions { .. }
         | Command::CompleteServices
-        | Command::Export { .. } => false,
+        | Command::Export { .. }
+        | Command::Metrics => false,
     }
 }
 
@@ -330,7 +341,9 @@ fn request(command: &Command) -> Result<Request, Failure> {
         Command::Completions { .. }
         | Command::CompleteServices
         | Command::Export { .. }
-        | Command::Logs { .. } => {
+        | Command::Logs { .. }
+        | Command::Events { .. }
+        | Command::Metrics => {
             return Err(Failure::Other(anyhow!("this command sends no request")));
         }
     })

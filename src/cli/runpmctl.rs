@@ -156,6 +156,26 @@ pub enum Command {
         #[command(subcommand)]
         target: ExportTarget,
     },
+    /// Follow what happens to the services as it happens: started, ready, exited, restarting,
+    /// failed, stopping, stopped, health checks, reloads; one line per event until the daemon
+    /// stops (Ctrl-C to stop earlier)
+    Events {
+        /// Only these services (and the daemon's own events) [default: all]
+        #[arg(value_name = "NAME")]
+        names: Vec<String>,
+        /// One JSON object per line (`ts`, `service`, `event`, fields per event; stable),
+        /// flushed as each comes, for `| jq` and scripts
+        #[arg(long)]
+        json: bool,
+        /// First the events since then that the daemon still holds (its last 1000): a
+        /// duration ago (`10m`) or a time (`2026-11-22T03:45:00Z`, UTC)
+        #[arg(long, value_name = "DURATION|TIMESTAMP", value_parser = parse_since)]
+        since: Option<Since>,
+    },
+    /// Print the Prometheus text exposition format (0.0.4): per service up, restarts, last
+    /// exit code, memory and CPU seconds; services per state. For node_exporter's textfile
+    /// collector
+    Metrics,
 }
 
 #[derive(Subcommand)]
