@@ -319,3 +319,29 @@ fn the_stream_ends_with_exit_0_when_the_daemon_is_stopped_by_a_signal() {
     let all = ev.events();
     assert_eq!(all.last().unwrap()["event"], "daemon_stopping");
 }
+
+#[test]
+fn bash_completes_events_and_metrics_and_the_names_events_takes() {
+    let p = Project::new(secs(60));
+    p.config(&format!(
+        "[services.web]\n{SLEEPER}\n\n[services.worker]\n{SLEEPER}\n"
+    ));
+    let _daemon = p.up_detached(&["--no-watch"]);
+    let bash = p.write("completion.bash", &p.ctl_ok(&["completions", "bash"]));
+    let complete = |words: &str, cword: usize, current: &str, previous: &str| {
+        let drive = format!(
+            "source {bash:?}; COMP_WORDS=({words}); COMP_CWORD={cword}; \
+             _runpmctl_with_services runpmctl {current} {previous}; \
+             printf '%s\\n' \"${{COMPREPLY[@]}}\""
+        );
+        let out = run_to_end(p.program("bash", ["-c", drive.as_str()]));
+        assert_eq!(out.code(), Some(0), "{}", out.describe());
+        out.stdout
+    };
+    assert_eq!(complete("runpmctl ev", 1, "ev", "runpmctl"), "events\n");
+    assert_eq!(complete("runpmctl me", 1, "me", "runpmctl"), "metrics\n");
+    assert_eq!(
+        complete(&format!("{RUNPMCTL:?} events w"), 2, "w", "events"),
+        "web\nworker\n"
+    );
+}

@@ -36,7 +36,9 @@ pub struct Names {
 
 /// runpmctl: names from the running daemon.
 pub const RUNPMCTL: Names = Names {
-    commands: &["status", "ps", "start", "stop", "restart", "kill", "logs"],
+    commands: &[
+        "status", "ps", "start", "stop", "restart", "kill", "logs", "events",
+    ],
     locate: &["-f", "--file", "--socket", "--state-dir"],
     skip: &["--timeout", "-n", "--lines", "-s", "--signal", "--since"],
     after_command: false,

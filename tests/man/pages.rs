@@ -213,6 +213,78 @@ const RUNPM_EXTRA: &[Block<'static>] = &[
 ];
 
 const RUNPMCTL_EXTRA: &[Block<'static>] = &[
+    Block::Section("EVENTS AND METRICS"),
+    Block::Paragraph(
+        "`runpmctl events` prints what happens to the services as it happens, pushed by the \
+         daemon (no polling), until the daemon stops (then it exits 0). With names, only \
+         their events and the daemon's own. `--since` first replays what the daemon still \
+         holds (its last 1000 events). The human form is one line per event: its time, its \
+         name and a phrase (`worker exited with code 1 after 812ms`). With `--json`, each \
+         event is one JSON object on its own line, flushed at once, with `ts` (RFC 3339, \
+         UTC, milliseconds), `service` (null for the daemon's own events), `event`, and \
+         the event's fields. Events and fields not listed here may be added: ignore the \
+         ones you do not know.",
+    ),
+    Block::Item("spawned", "The process started: `pid`."),
+    Block::Item(
+        "ready",
+        "It is ready (at once without a readiness check): `pid`.",
+    ),
+    Block::Item(
+        "exited",
+        "The main process ended on its own: `pid`, `code` (or null), `signal` (a name such \
+         as `SIGKILL`, or null), `uptime_ms`, `reason` (`exited` or `signal`).",
+    ),
+    Block::Item(
+        "restarting",
+        "The restart policy starts it again: `in_ms`, `restarts` (counting this one).",
+    ),
+    Block::Item(
+        "failed",
+        "It stays down until re-armed (crash loop, spawn error, readiness timeout): `reason`.",
+    ),
+    Block::Item(
+        "stopping",
+        "runpm sent its stop signal (or SIGKILL): `pid`, `signal`.",
+    ),
+    Block::Item("stopped", "Nothing of it runs after a stop."),
+    Block::Item("health_failed", "A health check failed: `message`."),
+    Block::Item("health_recovered", "A health check passed after failing."),
+    Block::Item(
+        "planned",
+        "A plan (reload, resurrect, start, stop, restart) decided this for the service: \
+         `action` (`started`, `stopped`, `removed`, `updated`, `restarted`), `reason` (such \
+         as `env changed` or `restart requested`, or null).",
+    ),
+    Block::Item(
+        "reloaded",
+        "A reload applied its plan (service null): `added`, `removed`, `changed` (names), \
+         `unchanged` (a count).",
+    ),
+    Block::Item(
+        "config_invalid",
+        "A reload (by request, SIGHUP or the watcher) found the config invalid and changed \
+         nothing (service null): `message`.",
+    ),
+    Block::Item(
+        "daemon_stopping",
+        "The daemon exits (service null): the last event of every stream.",
+    ),
+    Block::Paragraph(
+        "`runpmctl metrics` prints the Prometheus text exposition format (0.0.4): per \
+         service `runpm_service_up`, `runpm_service_restarts_total`, \
+         `runpm_service_last_exit_code` (128+N for signal N), `runpm_service_memory_bytes` \
+         and `runpm_service_cpu_seconds_total` (from the daemon's accounting when it has \
+         it, else from /proc for the service's process group), labelled `service`; and \
+         `runpm_services` per `state`. For node_exporter's textfile collector, write it \
+         atomically:",
+    ),
+    Block::Verbatim(
+        "runpmctl events --json | jq -r 'select(.event == \"failed\") | .service'\n\
+         runpmctl events --since 10m worker\n\
+         runpmctl metrics > /var/lib/node_exporter/runpm.prom.$$ && \\\n\
+         \x20 mv /var/lib/node_exporter/runpm.prom.$$ /var/lib/node_exporter/runpm.prom",
+    ),
     Block::Section("EXIT STATUS"),
     Block::Item("0", "The command did what was asked."),
     Block::Item(
