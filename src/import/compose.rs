@@ -105,16 +105,26 @@ fn one(
         let what = format!("services.{name}.{key}");
         let what = what.as_str();
         match key.as_str() {
-            "command" => command = Some(words(file, what, value)?),
-            "entrypoint" => entrypoint = Some(words(file, what, value)?),
+            "command" | "entrypoint" => {
+                let (words, substituted) = words(file, what, value)?;
+                if substituted {
+                    interpolated.insert(key.clone());
+                }
+                if key == "command" {
+                    command = Some(words);
+                } else {
+                    entrypoint = Some(words);
+                }
+            }
             "environment" => {
                 for (k, v) in environment(file, what, value)? {
                     match v {
                         Some(v) => {
-                            if v.contains('$') {
+                            let (v, substituted) = unescape(&v);
+                            if substituted {
                                 interpolated.insert(k.clone());
                             }
-                            s.env.insert(k, v.replace("$$", "$"));
+                            s.env.insert(k, v);
                         }
                         None => s.lose(format!(
                             "`{k}` without a value (compose copies it from your shell): runpm \
@@ -220,20 +230,58 @@ fn one(
     if !interpolated.is_empty() {
         let keys: Vec<String> = interpolated.into_iter().collect();
         s.lose(format!(
-            "`$` in {} is written as is: compose substitutes `${{VAR}}` from your shell and \
-             .env when it reads the file, runpm does not (set the value, or use `env_file`)",
+            "`${{VAR}}` in {} is written as is: compose substitutes it from your shell and \
+             .env when it reads the file, runpm does not (in `shell`, sh expands it from the \
+             service's environment at start; elsewhere write the value)",
             keys.join(", ")
         ));
     }
     Ok(s)
 }
 
-/// A command or entrypoint: a list is an argv, a string a script.
-fn words(file: &str, what: &str, value: &Node) -> Result<Command, ImportError> {
+/// A command or entrypoint: a list is an argv, a string a script; and whether it asked
+/// compose to substitute a variable.
+fn words(file: &str, what: &str, value: &Node) -> Result<(Command, bool), ImportError> {
     match &value.value {
-        Value::Seq(_) => Ok(Command::Argv(value.texts(file, what)?)),
-        _ => Ok(Command::Shell(value.text(file, what)?)),
+        Value::Seq(_) => {
+            let mut substituted = false;
+            let argv = value
+                .texts(file, what)?
+                .iter()
+                .map(|w| {
+                    let (w, s) = unescape(w);
+                    substituted |= s;
+                    w
+                })
+                .collect();
+            Ok((Command::Argv(argv), substituted))
+        }
+        _ => {
+            let (script, substituted) = unescape(&value.text(file, what)?);
+            Ok((Command::Shell(script), substituted))
+        }
     }
+}
+
+/// Compose's `$$` (a literal `$`) unescaped, and whether the text has a `$VAR`/`${VAR}`
+/// that compose would have substituted.
+fn unescape(text: &str) -> (String, bool) {
+    let mut out = String::with_capacity(text.len());
+    let mut substituted = false;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '$' {
+            match chars.peek() {
+                Some('$') => {
+                    chars.next();
+                }
+                Some(n) if *n == '{' || n.is_ascii_alphabetic() || *n == '_' => substituted = true,
+                _ => {}
+            }
+        }
+        out.push(c);
+    }
+    (out, substituted)
 }
 
 fn script(command: &Command) -> String {
@@ -589,5 +637,18 @@ fn cpus(file: &str, what: &str, value: &Node) -> Result<u32, ImportError> {
     match text.trim().parse::<f64>() {
         Ok(n) if n > 0.0 && n < 10_000.0 => Ok((n * 100.0).round() as u32),
         _ => Err(value.invalid(file, format!("{what}: `{text}` is not a number of CPUs"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unescape;
+
+    #[test]
+    fn dollars_are_unescaped_and_substitutions_noticed() {
+        assert_eq!(unescape("a $$HOME b"), ("a $HOME b".into(), false));
+        assert_eq!(unescape("${PORT:-80}"), ("${PORT:-80}".into(), true));
+        assert_eq!(unescape("$PORT"), ("$PORT".into(), true));
+        assert_eq!(unescape("5$"), ("5$".into(), false));
     }
 }

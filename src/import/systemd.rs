@@ -353,6 +353,9 @@ fn has_variable(word: &str) -> bool {
 /// A word with systemd's variables as a POSIX shell word: `$NAME` alone splits into words
 /// (as systemd does), `${NAME}` inside a word stays one word.
 fn shell_word(word: &str) -> String {
+    if !has_variable(word) {
+        return shell_quote(&word.replace("$$", "$"));
+    }
     let bytes = word.as_bytes();
     if word.len() > 1
         && bytes[0] == b'$'
@@ -545,16 +548,16 @@ fn one(source: &Source, unit: &UnitName) -> Result<Unit, ImportError> {
             .ok_or_else(|| invalid(e, format!("{}=: `{}` is not a time span", e.key, e.value)))
     };
 
-    let kind = last("Service", "Type").map_or_else(|| "simple".to_owned(), |(v, _)| v);
-    let oneshot = kind == "oneshot";
-    match kind.as_str() {
-        "simple" | "exec" | "idle" | "oneshot" => {}
-        "notify" | "notify-reload" => s.ready = Some(Probe::Notify),
-        "forking" => s.lose("Type=forking: runpm supervises programs that stay in the foreground; run it without its daemonize option"),
-        "dbus" => s.lose("Type=dbus: runpm does not watch the bus; add a `ready` check"),
-        other => {
-            let (_, e) = last("Service", "Type").expect("read above");
-            return Err(invalid(e, format!("unknown Type=`{other}`")));
+    let kind = last("Service", "Type");
+    let oneshot = kind.as_ref().is_some_and(|(v, _)| v == "oneshot");
+    match kind.as_ref().map_or(("simple", None), |(v, e)| (v.as_str(), Some(*e))) {
+        ("simple" | "exec" | "idle" | "oneshot", _) => {}
+        ("notify" | "notify-reload", _) => s.ready = Some(Probe::Notify),
+        ("forking", _) => s.lose("Type=forking: runpm supervises programs that stay in the foreground; run it without its daemonize option"),
+        ("dbus", _) => s.lose("Type=dbus: runpm does not watch the bus; add a `ready` check"),
+        (other, e) => {
+            let at = e.map_or(Position { line: 1, column: 1 }, |e| Position { line: e.line, column: e.key.len() + 2 });
+            return Err(ImportError::invalid(file, at, format!("unknown Type=`{other}`")));
         }
     }
 
@@ -613,11 +616,33 @@ fn one(source: &Source, unit: &UnitName) -> Result<Unit, ImportError> {
             )
             | (
                 "Service",
-                "Type" | "ExecStart" | "RemainAfterExit" | "NotifyAccess" | "WorkingDirectory"
-                | "Environment" | "EnvironmentFile" | "User" | "Group" | "Restart" | "RestartSec"
-                | "RestartSteps" | "RestartMaxDelaySec" | "SuccessExitStatus" | "WatchdogSec"
-                | "TimeoutStartSec" | "TimeoutStopSec" | "TimeoutSec" | "KillSignal" | "KillMode"
-                | "MemoryMax" | "MemoryHigh" | "CPUQuota" | "CPUWeight" | "TasksMax",
+                "StartLimitIntervalSec"
+                | "StartLimitBurst"
+                | "Type"
+                | "ExecStart"
+                | "RemainAfterExit"
+                | "NotifyAccess"
+                | "WorkingDirectory"
+                | "Environment"
+                | "EnvironmentFile"
+                | "User"
+                | "Group"
+                | "Restart"
+                | "RestartSec"
+                | "RestartSteps"
+                | "RestartMaxDelaySec"
+                | "SuccessExitStatus"
+                | "WatchdogSec"
+                | "TimeoutStartSec"
+                | "TimeoutStopSec"
+                | "TimeoutSec"
+                | "KillSignal"
+                | "KillMode"
+                | "MemoryMax"
+                | "MemoryHigh"
+                | "CPUQuota"
+                | "CPUWeight"
+                | "TasksMax",
             )
             | ("Install", "WantedBy" | "RequiredBy" | "Alias" | "Also") => {}
             ("Service", k) if k.starts_with("Limit") => {}
@@ -745,14 +770,16 @@ fn one(source: &Source, unit: &UnitName) -> Result<Unit, ImportError> {
             },
         );
         // systemd's default start limit: 5 starts within 10 s.
-        s.max_restarts = Some(match last("Unit", "StartLimitBurst") {
+        // Older units set the start limit in [Service].
+        let start_limit = |key: &str| last("Unit", key).or_else(|| last("Service", key));
+        s.max_restarts = Some(match start_limit("StartLimitBurst") {
             Some((value, e)) => value
                 .parse::<u32>()
                 .map_err(|_| invalid(e, format!("StartLimitBurst=`{value}` is not a number")))?
                 .saturating_sub(1),
             None => 4,
         });
-        s.restart_window = Some(match last("Unit", "StartLimitIntervalSec") {
+        s.restart_window = Some(match start_limit("StartLimitIntervalSec") {
             Some((_, e)) => duration_of(e)?,
             None => Duration::from_secs(10),
         });
@@ -942,7 +969,8 @@ mod tests {
         assert!(!has_variable("$$A"));
         assert_eq!(shell_word("$OPTS"), "$OPTS");
         assert_eq!(shell_word("--port=${PORT}"), "\"--port=${PORT}\"");
-        assert_eq!(shell_word("a$$b"), "\"a\\$b\"");
+        assert_eq!(shell_word("a$$b"), "'a$b'");
+        assert_eq!(shell_word("a$$b${C}"), "\"a\\$b${C}\"");
     }
 
     #[test]
