@@ -141,7 +141,12 @@ fn compose_maps_every_key_and_reports_what_only_containers_have() {
         r#"health = { exec = ["pg_isready", "-q"], interval = "5s", timeout = "2s", retries = 5 }"#,
     );
     assert_new_key(db, "rlimits", "rlimits = { nofile = 20000, nproc = 512 }");
-    for container_only in ["image `postgres:16`", "ports:", "volumes:", "healthcheck.start_period"] {
+    for container_only in [
+        "image `postgres:16`",
+        "ports:",
+        "volumes:",
+        "healthcheck.start_period",
+    ] {
         assert!(
             db.contains(&format!("# not carried over: {container_only}")),
             "{container_only} in\n{db}"

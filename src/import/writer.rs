@@ -176,7 +176,8 @@ fn body(out: &mut String, s: &Service) {
         Some(Command::Shell(script)) => kv("shell", string(script)),
         None => {}
     }
-    if let Some(cwd) = &s.cwd {
+    // `.` is the config's own directory: runpm's default.
+    if let Some(cwd) = s.cwd.as_ref().filter(|cwd| *cwd != ".") {
         kv("cwd", string(cwd));
     }
     if !s.env.is_empty() {
