@@ -20,6 +20,7 @@ pub mod daemon;
 pub mod detach;
 pub mod errors;
 pub mod export;
+pub mod import;
 pub mod ipc;
 pub mod logs;
 pub mod metrics;

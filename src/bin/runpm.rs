@@ -111,6 +111,12 @@ fn run(command: Command) -> Result<Exit, Failure> {
             complete_services(&file);
             Ok(Exit::Ok)
         }
+        Command::Import {
+            files,
+            output,
+            units,
+            force,
+        } => import(&files, output, units, force).map(|()| Exit::Ok),
         Command::Down {
             file,
             state_dir,
@@ -532,4 +538,48 @@ fn report_detached(
         bad,
         total: result.len(),
     })
+}
+
+/// `runpm import`: the config on stdout or in the files asked for, what did not carry over
+/// on stderr.
+fn import(
+    files: &[Utf8PathBuf],
+    output: Option<Utf8PathBuf>,
+    units: Option<Utf8PathBuf>,
+    force: bool,
+) -> Result<(), Failure> {
+    use runpm::import::{self, Target};
+    let target = match (output, units) {
+        (Some(file), _) => Target::File(file),
+        (None, Some(dir)) => Target::Units(dir),
+        (None, None) => Target::Stdout,
+    };
+    let imported = import::import(files, &target.dir())?;
+    for note in &imported.notes {
+        eprintln!("runpm import: warning: {}: {}", note.file, note.message);
+    }
+    for service in &imported.services {
+        for lost in &service.lost {
+            eprintln!(
+                "runpm import: warning: {} (service `{}`): {lost}",
+                service.origin, service.name
+            );
+        }
+    }
+    let sources: Vec<String> = files.iter().map(ToString::to_string).collect();
+    let text = import::deliver(&imported, &sources, &target, force)?;
+    print!("{text}");
+    match &target {
+        Target::Stdout => {}
+        Target::File(path) | Target::Units(path) => eprintln!(
+            "runpm import: wrote {} service{} to {path}; check it with `runpm validate -f {path}`",
+            imported.services.len(),
+            if imported.services.len() == 1 {
+                ""
+            } else {
+                "s"
+            }
+        ),
+    }
+    Ok(())
 }

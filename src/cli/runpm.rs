@@ -104,6 +104,30 @@ pub enum Command {
         #[command(flatten)]
         file: FileArg,
     },
+    /// Write a runpm config from docker compose, Procfile, process-compose, pm2 (JSON or
+    /// YAML) or systemd `.service` files. The format is told by the file's name, else by its
+    /// content. What does not carry over is printed on stderr and written as `# not carried
+    /// over:` comments; malformed input fails with its file:line:column
+    Import {
+        /// The files to import, together (systemd units that name each other become
+        /// dependencies)
+        #[arg(value_name = "FILE", required = true)]
+        files: Vec<Utf8PathBuf>,
+        /// Write this services.toml [default: print it on stdout]
+        #[arg(
+            short = 'o',
+            long = "output",
+            value_name = "FILE",
+            conflicts_with = "units"
+        )]
+        output: Option<Utf8PathBuf>,
+        /// Write one NAME.toml unit file per service into this directory instead
+        #[arg(long, value_name = "DIR")]
+        units: Option<Utf8PathBuf>,
+        /// Overwrite files that exist
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// The whole command line, for man pages and completions.
