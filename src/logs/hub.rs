@@ -263,9 +263,9 @@ impl LogHub {
             .is_ok_and(|f| f.as_ref().is_some_and(|tx| tx.receiver_count() > 0))
     }
 
-    /// Hands runpm's lifecycle line about `service` to the followers, if any. Never waits
-    /// for a lock: it is called from inside logging, which may run anywhere, even where a
-    /// lock of the hub is held.
+    /// Hands runpm's lifecycle line about `service` (the phrase of a reported event) to the
+    /// followers, if any. Never waits for a lock: it is called from the daemon's loop,
+    /// which must not wait for a follower being set up.
     pub fn lifecycle(&self, service: &str, text: &str) {
         let Ok(followers) = self.followers.try_read() else {
             return;
