@@ -60,6 +60,8 @@ pub(super) struct RawService {
     pub failed_cooldown: Option<Dur>,
     pub log_max_size: Option<ByteSize>,
     pub log_keep: Option<u32>,
+    pub profiles: Option<Vec<String>>,
+    pub replicas: Option<u32>,
 }
 
 /// `ready = { … }`: exactly one kind, checked in `validate` so that the message can name
@@ -71,6 +73,9 @@ pub(super) struct RawReady {
     pub tcp: Option<HostPort>,
     pub exec: Option<Vec<String>>,
     pub log: Option<String>,
+    pub http: Option<String>,
+    pub status: Option<Vec<u16>>,
+    pub timeout: Option<Dur>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -81,6 +86,8 @@ pub(super) struct RawHealth {
     pub interval: Option<Dur>,
     pub timeout: Option<Dur>,
     pub retries: Option<u32>,
+    pub http: Option<String>,
+    pub status: Option<Vec<u16>>,
 }
 
 /// The `[runpm]` table (or `runpm.toml` in directory form).
@@ -203,7 +210,9 @@ pub(super) struct HostPort(pub String);
 impl<'de> Deserialize<'de> for HostPort {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
+        // `{replica}` becomes a digit when a service with `replicas` is expanded.
         let valid = text
+            .replace("{replica}", "0")
             .rsplit_once(':')
             .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
         if valid {
@@ -400,13 +409,18 @@ mod tests {
     #[test]
     fn field_lists_come_from_the_structs() {
         let service = fields_of::<RawService>();
-        assert_eq!(service.len(), 27);
+        assert_eq!(service.len(), 29);
         assert_eq!(service.first(), Some(&"cmd"));
         assert!(service.contains(&"log_keep"));
-        assert_eq!(fields_of::<RawReady>(), ["notify", "tcp", "exec", "log"]);
+        assert_eq!(
+            fields_of::<RawReady>(),
+            ["notify", "tcp", "exec", "log", "http", "status", "timeout"]
+        );
         assert_eq!(
             fields_of::<RawHealth>(),
-            ["exec", "tcp", "interval", "timeout", "retries"]
+            [
+                "exec", "tcp", "interval", "timeout", "retries", "http", "status"
+            ]
         );
         assert_eq!(
             fields_of::<RawSettings>(),
@@ -446,6 +460,8 @@ mod tests {
             ("failed_cooldown", r#""0s""#),
             ("log_max_size", r#""1MiB""#),
             ("log_keep", "1"),
+            ("profiles", r#"["debug"]"#),
+            ("replicas", "2"),
         ]
         .into();
         let fields = fields_of::<RawService>();

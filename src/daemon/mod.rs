@@ -13,6 +13,7 @@
 //! - `probes.rs`, `output.rs`, `persist.rs`, `signals.rs`: one job each.
 
 mod executor;
+mod http;
 mod output;
 mod persist;
 mod probes;

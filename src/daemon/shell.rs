@@ -59,6 +59,8 @@ pub(super) struct Shell {
     pub(super) persist: Option<Persist>,
     /// runpm's own service manager (`NOTIFY_SOCKET`), if any.
     pub(super) parent: Option<notify::Parent>,
+    /// The profiles and services `runpm up` selected, applied to every reload.
+    pub(super) selection: config::Selection,
 }
 
 impl Shell {
@@ -296,7 +298,10 @@ impl Hands for Shell {
     }
 
     fn load_config(&mut self) -> Result<Config, ConfigErrors> {
-        config::load(&self.source)
+        config::load(&self.source).map(|mut config| {
+            config.select(&self.selection);
+            config
+        })
     }
 
     fn save_state(&mut self, sup: &Supervisor) -> Result<Json, ProtocolError> {

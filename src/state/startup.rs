@@ -149,6 +149,8 @@ fn snapshot_config(file: &StateFile) -> Config {
         base_dir,
         settings: Settings::default(),
         services,
+        replicated: Default::default(),
+        selection: Default::default(),
     }
 }
 
