@@ -27,7 +27,7 @@ pub use discover::{DEFAULT_FILE, DiscoverError, discover};
 pub use http::{HttpUrl, parse_http_url};
 pub use load::load;
 pub use profiles::Selection;
-pub use replicas::Replicated;
+pub use replicas::{Replicated, Scaled};
 pub use spec::*;
 pub use suggest::did_you_mean;
 

@@ -35,6 +35,16 @@ pub struct Replicated {
     pub dependents: BTreeMap<String, Condition>,
 }
 
+/// A count set by `runpmctl scale`, recorded in the state file: it stands while the
+/// config still asks for `config` replicas, and is dropped once the config says otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scaled {
+    /// The config's `replicas` when the operator scaled.
+    pub config: u32,
+    /// The count the operator asked for.
+    pub count: u32,
+}
+
 /// The name of replica `index` of `group`.
 pub fn member(group: &str, index: u32) -> String {
     format!("{group}.{index}")

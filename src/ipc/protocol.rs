@@ -91,6 +91,13 @@ pub enum Request {
         #[serde(default)]
         group: bool,
     },
+    /// Run `replicas` copies of the replicated service `service` (its `replicas` in the
+    /// config) until the config's `replicas` changes; only the difference starts or stops.
+    /// Replies with the group and the replicas started and stopped, once done.
+    Scale {
+        service: String,
+        replicas: u32,
+    },
 }
 
 fn default_log_lines() -> usize {
@@ -315,6 +322,9 @@ pub struct ServiceInfo {
     pub not_ready: Option<String>,
     /// Most recent last.
     pub exits: Vec<ExitInfo>,
+    /// For a replica (`web.1`): the service whose `replicas` made it (`web`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica_of: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -48,6 +48,9 @@ pub struct StateFile {
     #[serde(default)]
     pub clean_shutdown: bool,
     pub services: Vec<ServiceRecord>,
+    /// `runpmctl scale` overrides of `replicas`, by group.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub scaled: std::collections::BTreeMap<String, crate::config::Scaled>,
 }
 
 /// One service as last seen by the daemon that wrote the file.
@@ -165,6 +168,9 @@ pub fn parse(bytes: &[u8]) -> Result<StateFile, StateError> {
             .optional("clean_shutdown", "true or false")?
             .unwrap_or(false),
         services,
+        scaled: top
+            .optional("scaled", "an object of group = { config, count }")?
+            .unwrap_or_default(),
     })
 }
 

@@ -39,6 +39,9 @@ pub struct Resume {
     pub completed: BTreeMap<String, ServiceSpec>,
     /// Processes of the previous daemon that are alive and proven ours.
     pub survivors: Vec<Survivor>,
+    /// `runpmctl scale` overrides still in force (none after a clean shutdown: like the
+    /// operator's stops, they belong to the session).
+    pub scaled: BTreeMap<String, crate::config::Scaled>,
 }
 
 /// A process of the previous daemon that is still alive, proven by its start time through
@@ -200,6 +203,10 @@ fn resume(state_file: &Utf8Path, file: &StateFile) -> Resume {
         known: BTreeSet::new(),
         completed: BTreeMap::new(),
         survivors: Vec::new(),
+        scaled: match session {
+            Session::Ended => BTreeMap::new(),
+            Session::Rebooted | Session::Crashed => file.scaled.clone(),
+        },
     };
     let completed: BTreeSet<&str> = file
         .services
@@ -278,6 +285,7 @@ fn untracked(instance: &str, token: &Token, config: &Config, resume: &mut Option
         known: BTreeSet::new(),
         completed: BTreeMap::new(),
         survivors: Vec::new(),
+        scaled: BTreeMap::new(),
     });
     let leaders: BTreeSet<i32> = tagged
         .iter()

@@ -39,5 +39,6 @@ pub fn doc(services: Vec<ServiceRecord>) -> StateFile {
         cleaned_boot: None,
         clean_shutdown: false,
         services,
+        scaled: Default::default(),
     }
 }

@@ -69,6 +69,10 @@ pub struct Supervisor {
     jitter: Jitter,
     /// runpm's own service manager, when one listens.
     parent: Option<parent::Parent>,
+    /// The services with `replicas`, as written, by group: what `scale` expands.
+    replicated: BTreeMap<String, crate::config::Replicated>,
+    /// `runpmctl scale` overrides in force, by group (persisted in the state file).
+    scaled: BTreeMap<String, crate::config::Scaled>,
 }
 
 const SIGKILL: Signal = Signal(NixSignal::SIGKILL);
@@ -90,6 +94,8 @@ impl Supervisor {
             last_known_good: None,
             jitter,
             parent: None,
+            replicated: config.replicated.clone(),
+            scaled: BTreeMap::new(),
         }
     }
 
@@ -105,6 +111,14 @@ impl Supervisor {
         resume: Option<&Resume>,
         now: Now,
     ) -> Vec<Effect> {
+        let scaled;
+        let config = match resume {
+            Some(resume) if !resume.scaled.is_empty() => {
+                scaled = self.with_overrides(config, &resume.scaled, true);
+                &scaled
+            }
+            _ => config,
+        };
         let autostart: Vec<String> = config
             .services
             .values()
@@ -922,6 +936,7 @@ mod apply;
 mod operator;
 mod parent;
 mod readiness;
+mod scale;
 mod stop;
 #[cfg(test)]
 mod tests;

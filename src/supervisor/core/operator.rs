@@ -152,6 +152,7 @@ pub(crate) fn service_info(svc: &Service, now: Now) -> ServiceInfo {
         dependencies: Vec::new(),
         not_ready: svc.not_ready.clone(),
         exits,
+        replica_of: svc.spec.replica_of.clone(),
     }
 }
 
@@ -232,6 +233,7 @@ impl Supervisor {
                 let reply_with = self.kill(&services, &signal, group, now, fx);
                 reply(fx, reply_with);
             }
+            Request::Scale { service, replicas } => self.scale(token, &service, replicas, now, fx),
         }
     }
 
