@@ -146,6 +146,8 @@ impl Supervisor {
                 _ => {}
             }
         }
+        started.sort();
+        stopped.sort();
         if count == config_count {
             self.scaled.remove(group);
         } else {
