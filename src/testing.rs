@@ -40,6 +40,7 @@ pub fn spec(name: &str) -> ServiceSpec {
         log_keep: 5,
         profiles: Vec::new(),
         replica_of: None,
+        schedule: None,
     }
 }
 

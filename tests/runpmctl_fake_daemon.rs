@@ -32,6 +32,8 @@ fn service(name: &str, status: &str, pid: Option<i32>) -> ServiceInfo {
         not_ready: None,
         exits: vec![],
         replica_of: None,
+        next_run: None,
+        last_run: None,
     }
 }
 

@@ -7,8 +7,79 @@ use std::collections::BTreeMap;
 use super::diagnostic::Diagnostics;
 use super::raw::RawDependsOn;
 use super::replicas::{self, MAX_REPLICAS, Replicated};
-use super::spec::ServiceSpec;
+use super::spec::{Overlap, RestartPolicy, Schedule, ServiceSpec, When};
 use super::validate::{Unit, is_valid_name};
+
+/// `schedule` or `interval` and the keys that go with them, checked.
+pub(super) fn schedule(unit: &Unit, diags: &mut Diagnostics) -> Option<Schedule> {
+    use crate::supervisor::schedule::{check_cron, time_zone};
+    let raw = &unit.raw.value;
+    let report = |diags: &mut Diagnostics, key: &str, message: String| {
+        unit.report(diags, unit.at(key), message)
+    };
+    let when = match (&raw.schedule, raw.interval) {
+        (Some(_), Some(_)) => {
+            let message = "both `schedule` and `interval` are set; keep one".into();
+            report(diags, "interval", message);
+            return None;
+        }
+        (Some(expr), None) => {
+            if let Err(message) = check_cron(expr) {
+                report(diags, "schedule", message);
+                return None;
+            }
+            When::Cron(expr.clone())
+        }
+        (None, Some(every)) if every.0.is_zero() => {
+            report(
+                diags,
+                "interval",
+                "`interval` must be longer than zero".into(),
+            );
+            return None;
+        }
+        (None, Some(every)) => When::Interval(every.0),
+        (None, None) => {
+            for key in ["timezone", "overlap", "run_on_start", "catch_up"] {
+                if unit.keys.contains_key(key) {
+                    report(
+                        diags,
+                        key,
+                        format!("`{key}` goes with `schedule` or `interval`"),
+                    );
+                }
+            }
+            return None;
+        }
+    };
+    if let Some(name) = &raw.timezone {
+        if matches!(when, When::Interval(_)) {
+            report(
+                diags,
+                "timezone",
+                "`timezone` goes with `schedule` (an `interval` has no time of day)".into(),
+            );
+        } else if let Err(message) = time_zone(Some(name)) {
+            report(diags, "timezone", message);
+        }
+    }
+    if raw.restart.is_some_and(|r| r.0 == RestartPolicy::Always) {
+        report(
+            diags,
+            "restart",
+            "`restart = \"always\"` would run a scheduled service without end; a run that \
+             fails is retried with `on-failure`, and the next run comes at its time"
+                .into(),
+        );
+    }
+    Some(Schedule {
+        when,
+        timezone: raw.timezone.clone(),
+        overlap: raw.overlap.map_or(Overlap::default(), |o| o.0),
+        run_on_start: raw.run_on_start.unwrap_or(false),
+        catch_up: raw.catch_up.unwrap_or(false),
+    })
+}
 
 /// Every replica name a unit's `replicas` makes, with its group.
 pub(super) fn members(units: &[Unit]) -> Vec<(String, String)> {

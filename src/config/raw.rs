@@ -24,7 +24,7 @@ use serde::de::Error as _;
 use toml::Spanned;
 
 use super::size::ByteSize;
-use super::spec::{Condition, KillMode, RestartPolicy, Signal};
+use super::spec::{Condition, KillMode, Overlap, RestartPolicy, Signal};
 use super::suggest::{did_you_mean, hint};
 
 /// The keys allowed at the top of a `services.toml`.
@@ -62,6 +62,12 @@ pub(super) struct RawService {
     pub log_keep: Option<u32>,
     pub profiles: Option<Vec<String>>,
     pub replicas: Option<u32>,
+    pub schedule: Option<String>,
+    pub interval: Option<Dur>,
+    pub timezone: Option<String>,
+    pub overlap: Option<Keyword<Overlap>>,
+    pub run_on_start: Option<bool>,
+    pub catch_up: Option<bool>,
 }
 
 /// `ready = { … }`: exactly one kind, checked in `validate` so that the message can name
@@ -149,6 +155,14 @@ impl Keywords for Condition {
 impl Keywords for KillMode {
     const WORDS: &'static [(&'static str, Self)] =
         &[("group", KillMode::Group), ("process", KillMode::Process)];
+}
+
+impl Keywords for Overlap {
+    const WORDS: &'static [(&'static str, Self)] = &[
+        ("skip", Overlap::Skip),
+        ("queue", Overlap::Queue),
+        ("kill", Overlap::Kill),
+    ];
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -409,7 +423,7 @@ mod tests {
     #[test]
     fn field_lists_come_from_the_structs() {
         let service = fields_of::<RawService>();
-        assert_eq!(service.len(), 29);
+        assert_eq!(service.len(), 35);
         assert_eq!(service.first(), Some(&"cmd"));
         assert!(service.contains(&"log_keep"));
         assert_eq!(
@@ -462,6 +476,12 @@ mod tests {
             ("log_keep", "1"),
             ("profiles", r#"["debug"]"#),
             ("replicas", "2"),
+            ("schedule", r#""*/5 * * * *""#),
+            ("interval", r#""10m""#),
+            ("timezone", r#""UTC""#),
+            ("overlap", r#""queue""#),
+            ("run_on_start", "true"),
+            ("catch_up", "true"),
         ]
         .into();
         let fields = fields_of::<RawService>();

@@ -152,6 +152,46 @@ pub struct ServiceSpec {
     /// made it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replica_of: Option<String>,
+    /// `schedule` or `interval`, with `timezone`, `overlap`, `run_on_start` and
+    /// `catch_up`: the service runs at these times rather than once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Schedule>,
+}
+
+/// When a scheduled service runs, and what happens around its runs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Schedule {
+    pub when: When,
+    /// An IANA time zone name for `cron`; `None`: the machine's local time zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    pub overlap: Overlap,
+    pub run_on_start: bool,
+    pub catch_up: bool,
+}
+
+/// The times of a scheduled service.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum When {
+    /// A cron expression of 5 fields, or 6 with seconds first (checked at load time).
+    Cron(String),
+    /// Every this long, counted from the previous run's start.
+    #[serde(with = "humantime_serde")]
+    Interval(Duration),
+}
+
+/// What a run that comes due does while the previous one still runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Overlap {
+    /// Leave this run out; the next one comes at its time.
+    #[default]
+    Skip,
+    /// Run it as soon as the previous one ends (at most one waits).
+    Queue,
+    /// Stop the previous run, then start this one.
+    Kill,
 }
 
 /// When a dependency lets its dependent start, as docker compose and process-compose name

@@ -156,6 +156,7 @@ fn check_full(config: &Config, root: &Utf8Path) {
         log_keep: 2,
         profiles: Vec::new(),
         replica_of: None,
+        schedule: None,
     };
     assert_eq!(web, &expected);
     assert_eq!(config.start_order(), ["db", "web"]);

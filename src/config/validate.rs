@@ -328,6 +328,7 @@ fn service(unit: &Unit, base_dir: &Utf8Path, diags: &mut Diagnostics) -> Service
         log_keep: raw.log_keep.unwrap_or(LOG_KEEP),
         profiles: raw.profiles.clone().unwrap_or_default(),
         replica_of: None,
+        schedule: super::kinds::schedule(unit, diags),
     }
 }
 

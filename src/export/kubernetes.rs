@@ -414,7 +414,8 @@ fn http_probe(
         warn(
             field,
             format!(
-                "`{}` is not this pod (host `{}`); an httpGet probe checks the pod itself, so                  none was written",
+                "`{}` is not this pod (host `{}`); an httpGet probe checks the pod itself, so \
+                 none was written",
                 check.url, url.host
             ),
         );

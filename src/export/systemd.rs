@@ -274,7 +274,8 @@ fn service_unit(
             if !check.status.is_empty() {
                 warn(
                     "ready",
-                    "the ExecStartPost= loop accepts any 2xx or 3xx status (curl -f), not only                      the listed `status`"
+                    "the ExecStartPost= loop accepts any 2xx or 3xx status (curl -f), not only \
+                     the listed `status`"
                         .into(),
                 );
             }

@@ -325,6 +325,12 @@ pub struct ServiceInfo {
     /// For a replica (`web.1`): the service whose `replicas` made it (`web`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replica_of: Option<String>,
+    /// For a scheduled service that should run: when its next run comes (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_run: Option<String>,
+    /// For a scheduled service: when its last run started (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -43,6 +43,7 @@ pub fn changed_fields(old: &ServiceSpec, new: &ServiceSpec) -> Vec<String> {
         log_keep,
         profiles,
         replica_of,
+        schedule,
     } = old;
 
     let mut out: Vec<&str> = Vec::new();
@@ -94,6 +95,7 @@ pub fn changed_fields(old: &ServiceSpec, new: &ServiceSpec) -> Vec<String> {
     differs("log_keep", *log_keep == new.log_keep);
     differs("profiles", *profiles == new.profiles);
     differs("replicas", *replica_of == new.replica_of);
+    differs("schedule", *schedule == new.schedule);
     out.into_iter().map(String::from).collect()
 }
 

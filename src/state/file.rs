@@ -74,6 +74,9 @@ pub struct ServiceRecord {
     pub completed: bool,
     /// The resolved spec as last applied: the last-known-good definition.
     pub spec: ServiceSpec,
+    /// For a scheduled service: when its last run started (RFC 3339), for `catch_up`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<String>,
 }
 
 /// An RFC 3339 timestamp (UTC, whole seconds) for `written_at`.
@@ -205,6 +208,7 @@ fn parse_record(fields: &Fields<'_>) -> Result<ServiceRecord, StateError> {
             .optional("completed", "true or false")?
             .unwrap_or(false),
         spec,
+        last_run: fields.optional("last_run", "an RFC 3339 time or null")?,
     })
 }
 

@@ -42,6 +42,8 @@ pub struct Resume {
     /// `runpmctl scale` overrides still in force (none after a clean shutdown: like the
     /// operator's stops, they belong to the session).
     pub scaled: BTreeMap<String, crate::config::Scaled>,
+    /// When each scheduled service last started a run, whatever ended the session.
+    pub last_runs: BTreeMap<String, std::time::SystemTime>,
 }
 
 /// A process of the previous daemon that is still alive, proven by its start time through
@@ -207,6 +209,14 @@ fn resume(state_file: &Utf8Path, file: &StateFile) -> Resume {
             Session::Ended => BTreeMap::new(),
             Session::Rebooted | Session::Crashed => file.scaled.clone(),
         },
+        last_runs: file
+            .services
+            .iter()
+            .filter_map(|r| {
+                let at = humantime::parse_rfc3339_weak(r.last_run.as_deref()?).ok()?;
+                Some((r.name.clone(), at))
+            })
+            .collect(),
     };
     let completed: BTreeSet<&str> = file
         .services
@@ -286,6 +296,7 @@ fn untracked(instance: &str, token: &Token, config: &Config, resume: &mut Option
         completed: BTreeMap::new(),
         survivors: Vec::new(),
         scaled: BTreeMap::new(),
+        last_runs: BTreeMap::new(),
     });
     let leaders: BTreeSet<i32> = tagged
         .iter()

@@ -175,6 +175,16 @@ impl Supervisor {
                     );
                 }
             }
+            // Scheduled services learn when they last ran: a run missed while runpm was
+            // down is caught up once with `catch_up`.
+            for (name, svc) in self.services.iter_mut() {
+                if let Some(schedule) = svc.spec.schedule.as_ref()
+                    && svc.want.is_up()
+                {
+                    let last = resume.last_runs.get(name).copied();
+                    svc.clock = Some(scheduled::new_clock(name, schedule, last, true, now));
+                }
+            }
             for survivor in &resume.survivors {
                 self.replace_survivor(survivor, now, &mut fx);
             }
@@ -248,6 +258,9 @@ impl Supervisor {
                 stopped_by_operator: s.stopped_by_operator,
                 completed: s.completed,
                 spec: s.spec.as_ref().clone(),
+                last_run: s
+                    .last_run
+                    .map(|t| humantime::format_rfc3339_millis(t).to_string()),
             })
             .collect()
     }
@@ -269,6 +282,7 @@ impl Supervisor {
                     stopped_by_operator: s.want.by_operator(),
                     completed: s.completed(),
                     spec: s.spec.clone(),
+                    last_run: s.clock.as_ref().and_then(|c| c.last_run),
                 }
             })
             .collect()
@@ -331,7 +345,7 @@ impl Supervisor {
                 && match s.phase {
                     Phase::Spawning => true,
                     Phase::Running(run) => !run.is_ready(),
-                    Phase::Waiting => !stuck(name, &self.services),
+                    Phase::Waiting => !stuck(name, &self.services) && !s.between_runs(),
                     _ => false,
                 }
         })
@@ -520,9 +534,15 @@ impl Supervisor {
             .as_ref()
             .filter(|s| !s.escalated)
             .map(|s| s.deadline);
+        let schedule = self
+            .shutdown
+            .is_none()
+            .then(|| self.schedule_deadline())
+            .flatten();
         per_service
             .chain(shutdown)
             .chain(self.parent_deadline())
+            .chain(schedule)
             .min()
     }
 
@@ -709,6 +729,9 @@ impl Supervisor {
         for name in running {
             self.tick_run(&name, now, fx);
         }
+        if self.shutdown.is_none() {
+            self.tick_schedules(now, fx);
+        }
         for name in overdue {
             if let Some(svc) = self.services.get(&name) {
                 tracing::warn!(
@@ -761,6 +784,7 @@ impl Supervisor {
         // over it (no lookups by name) finds the few that need something, which are then
         // handled in dependency order. Walking the whole order with a lookup per name made
         // stopping a thousand services quadratic.
+        self.sync_clocks(now);
         let mut to_start: Vec<(usize, String)> = Vec::new();
         let mut to_stop: Vec<(usize, String)> = Vec::new();
         for (name, svc) in &self.services {
@@ -830,8 +854,11 @@ impl Supervisor {
             let ready = self.shutdown.is_none()
                 && svc.want.is_up()
                 && svc.phase == Phase::Waiting
+                // A scheduled service starts only when a run is due.
+                && svc.clock.as_ref().is_none_or(|c| c.due)
                 && deps::own_dependencies(&self.services, svc).is_met();
             if ready {
+                self.run_starts(&name, now);
                 let svc = self
                     .services
                     .get_mut(&name)
@@ -903,6 +930,7 @@ pub(super) struct Snapshot {
     stopped_by_operator: bool,
     completed: bool,
     spec: Arc<crate::config::ServiceSpec>,
+    last_run: Option<std::time::SystemTime>,
 }
 
 impl Supervisor {
@@ -937,6 +965,7 @@ mod operator;
 mod parent;
 mod readiness;
 mod scale;
+mod scheduled;
 mod stop;
 #[cfg(test)]
 mod tests;
