@@ -38,6 +38,9 @@ pub fn spec(name: &str) -> ServiceSpec {
         failed_cooldown: Duration::from_secs(300),
         log_max_size: 10_000_000,
         log_keep: 5,
+        profiles: Vec::new(),
+        replica_of: None,
+        schedule: None,
     }
 }
 

@@ -31,6 +31,9 @@ fn service(name: &str, status: &str, pid: Option<i32>) -> ServiceInfo {
         dependencies: vec![],
         not_ready: None,
         exits: vec![],
+        replica_of: None,
+        next_run: None,
+        last_run: None,
     }
 }
 
@@ -90,6 +93,7 @@ fn respond(request: Request) -> Reply {
         Request::Logs { .. } => err(ErrorKind::BadRequest, "this fake daemon keeps no logs"),
         Request::Kill { .. } => err(ErrorKind::Failed, "this fake daemon has no processes"),
         Request::Events { .. } => err(ErrorKind::BadRequest, "this fake daemon has no events"),
+        Request::Scale { .. } => err(ErrorKind::UnknownService, "no replicas here"),
         Request::Reload { dry_run: false } => err(
             ErrorKind::InvalidConfig,
             "services.toml:3:1: unknown field `cmdd` in service `web` (did you mean `cmd`?)",

@@ -129,6 +129,7 @@ fn run(command: Command) -> Result<Exit, Failure> {
             no_watch,
             no_color,
             services,
+            profiles,
             ..
         } => up(UpArgs {
             file,
@@ -137,6 +138,7 @@ fn run(command: Command) -> Result<Exit, Failure> {
             no_watch,
             no_color,
             services,
+            profiles,
         }),
     }
 }
@@ -341,13 +343,25 @@ struct UpArgs {
     no_watch: bool,
     no_color: bool,
     services: Vec<String>,
+    profiles: Vec<String>,
 }
 
 /// `runpm up`: `Ok` once the services have ended, with their code.
 fn up(args: UpArgs) -> Result<Exit, Failure> {
     let cwd = current_dir();
     let path = config::discover(args.file.file.as_deref(), &cwd)?;
-    let loaded = config::load(&path);
+    let selection = config::Selection {
+        profiles: args
+            .profiles
+            .iter()
+            .flat_map(|p| config::profiles::parse_list(p))
+            .collect(),
+        services: args.services.iter().cloned().collect(),
+    };
+    let loaded = config::load(&path).map(|mut cfg| {
+        cfg.select(&selection);
+        cfg
+    });
     // The state directory is found even when the config is broken: its snapshot may be
     // what runs (last-known-good).
     let state = match &loaded {
@@ -450,8 +464,22 @@ fn up(args: UpArgs) -> Result<Exit, Failure> {
         .build()
         .map_err(|e| Failure::Other(format!("cannot start the event loop: {e}")))?;
     let detached = ready_pipe.is_some();
+    // A replicated service named on the command line stands for its replicas.
+    let only: Vec<String> = args
+        .services
+        .iter()
+        .flat_map(|name| match cfg.replicated.contains_key(name) {
+            true => cfg
+                .services
+                .values()
+                .filter(|s| s.replica_of.as_ref() == Some(name))
+                .map(|s| s.name.clone())
+                .collect(),
+            false => vec![name.clone()],
+        })
+        .collect();
     let options = RunOptions {
-        only: (!args.services.is_empty()).then_some(args.services),
+        only: (!only.is_empty()).then_some(only),
         logs,
         // In the foreground runpm ends when nothing is left to run; a daemon keeps serving.
         exit_when_default: (!detached).then_some(ExitWhen::AllExited),
@@ -479,10 +507,9 @@ fn up(args: UpArgs) -> Result<Exit, Failure> {
 
 /// `SERVICE…` of `runpm up` must name services of the config.
 fn check_names(cfg: &Config, names: &[String]) -> Result<(), Failure> {
-    let Some(unknown) = names
-        .iter()
-        .find(|n| !cfg.services.contains_key(n.as_str()))
-    else {
+    let Some(unknown) = names.iter().find(|n| {
+        !cfg.services.contains_key(n.as_str()) && !cfg.replicated.contains_key(n.as_str())
+    }) else {
         return Ok(());
     };
     let known: Vec<&str> = cfg.services.keys().map(String::as_str).collect();

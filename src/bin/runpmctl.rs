@@ -202,6 +202,25 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 .collect()
         }
         Command::Reload { .. } => ipc::reload_plan(&decode::<ReloadResult>(result, "reload")?),
+        Command::Scale { name, replicas, .. } => {
+            let done: serde_json::Value = decode(result, "scale")?;
+            let names = |key: &str| -> String {
+                let list: Vec<&str> = done[key]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+                    .unwrap_or_default();
+                if list.is_empty() {
+                    "none".into()
+                } else {
+                    list.join(", ")
+                }
+            };
+            format!(
+                "{name}: {replicas} replicas (started: {}; stopped: {})\n",
+                names("started"),
+                names("stopped")
+            )
+        }
         Command::Resurrect { .. } => {
             ipc::reload_plan(&decode::<ReloadResult>(result, "resurrect")?)
         }
@@ -226,6 +245,7 @@ fn wants_json(command: &Command) -> bool {
     match command {
         Command::Status { json, .. }
         | Command::Kill { json, .. }
+        | Command::Scale { json, .. }
         | Command::Reload { json, .. }
         | Command::Save { json }
         | Command::Resurrect { json }
@@ -306,6 +326,10 @@ fn request(command: &Command) -> Result<Request, Failure> {
             signal: signal.clone(),
             group: *group,
         },
+        Command::Scale { name, replicas, .. } => Request::Scale {
+            service: name.clone(),
+            replicas: *replicas,
+        },
         Command::Start(t) => Request::Start {
             services: t.names.clone(),
             all: t.all,
@@ -368,7 +392,17 @@ fn complete_services(cli: &Cli) -> Result<(), Failure> {
         let timeout = cli.timeout.min(COMPLETION_TIMEOUT);
         let reply = client.call(&Request::Status { services: vec![] }, timeout)?;
         let status: StatusResult = decode(reply.into_result().map_err(Failure::Daemon)?, "status")?;
-        Ok(status.services.into_iter().map(|s| s.name).collect())
+        // A replicated service's own name too (`scale web`, `status web.0`).
+        let mut names: Vec<String> = Vec::new();
+        for s in status.services {
+            if let Some(group) = s.replica_of
+                && !names.contains(&group)
+            {
+                names.push(group);
+            }
+            names.push(s.name);
+        }
+        Ok(names)
     };
     let mut out = String::new();
     for name in names().unwrap_or_default() {

@@ -37,7 +37,7 @@ pub struct Names {
 /// runpmctl: names from the running daemon.
 pub const RUNPMCTL: Names = Names {
     commands: &[
-        "status", "ps", "start", "stop", "restart", "kill", "logs", "events",
+        "status", "ps", "start", "stop", "restart", "kill", "logs", "events", "scale",
     ],
     locate: &["-f", "--file", "--socket", "--state-dir"],
     skip: &["--timeout", "-n", "--lines", "-s", "--signal", "--since"],
@@ -48,7 +48,7 @@ pub const RUNPMCTL: Names = Names {
 pub const RUNPM: Names = Names {
     commands: &["up"],
     locate: &["-f", "--file"],
-    skip: &["--state-dir", "--log-format"],
+    skip: &["--state-dir", "--log-format", "--profile"],
     after_command: true,
 };
 

@@ -67,6 +67,15 @@ pub enum Command {
         /// Start only these services (and what they depend on)
         #[arg(value_name = "SERVICE")]
         services: Vec<String>,
+        /// Also run the services with this profile in their `profiles` (repeatable; a
+        /// comma-separated list in $RUNPM_PROFILES). Remembered for reloads
+        #[arg(
+            long = "profile",
+            value_name = "PROFILE",
+            env = "RUNPM_PROFILES",
+            value_delimiter = ','
+        )]
+        profiles: Vec<String>,
     },
     /// Check the configuration without running it
     Validate {

@@ -88,6 +88,20 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run N replicas of a service with `replicas` (NAME.0 … NAME.N-1); only the difference
+    /// starts or stops. Holds until the config's `replicas` changes
+    Scale {
+        /// The service as written in the config (with `replicas`)
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// How many replicas to run (0 stops them all)
+        #[arg(value_name = "N")]
+        replicas: u32,
+        /// Print the result as JSON (`service`, `replicas`, `config_replicas`, `started`,
+        /// `stopped`)
+        #[arg(long)]
+        json: bool,
+    },
     /// Re-read the config and apply the difference
     Reload {
         /// Print the plan without applying it

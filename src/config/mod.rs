@@ -9,10 +9,14 @@ mod diagnostic;
 mod discover;
 mod envfile;
 mod graph;
+mod http;
+mod kinds;
 mod load;
+pub mod profiles;
 mod raw;
 mod recover;
 pub mod reference;
+pub mod replicas;
 mod size;
 mod spec;
 mod suggest;
@@ -20,7 +24,10 @@ mod validate;
 
 pub use diagnostic::{ConfigErrors, Diagnostic};
 pub use discover::{DEFAULT_FILE, DiscoverError, discover};
+pub use http::{HttpUrl, parse_http_url};
 pub use load::load;
+pub use profiles::Selection;
+pub use replicas::{Replicated, Scaled};
 pub use spec::*;
 pub use suggest::did_you_mean;
 

@@ -24,7 +24,7 @@ use serde::de::Error as _;
 use toml::Spanned;
 
 use super::size::ByteSize;
-use super::spec::{Condition, KillMode, RestartPolicy, Signal};
+use super::spec::{Condition, KillMode, Overlap, RestartPolicy, Signal};
 use super::suggest::{did_you_mean, hint};
 
 /// The keys allowed at the top of a `services.toml`.
@@ -60,6 +60,14 @@ pub(super) struct RawService {
     pub failed_cooldown: Option<Dur>,
     pub log_max_size: Option<ByteSize>,
     pub log_keep: Option<u32>,
+    pub profiles: Option<Vec<String>>,
+    pub replicas: Option<u32>,
+    pub schedule: Option<String>,
+    pub interval: Option<Dur>,
+    pub timezone: Option<String>,
+    pub overlap: Option<Keyword<Overlap>>,
+    pub run_on_start: Option<bool>,
+    pub catch_up: Option<bool>,
 }
 
 /// `ready = { … }`: exactly one kind, checked in `validate` so that the message can name
@@ -71,6 +79,9 @@ pub(super) struct RawReady {
     pub tcp: Option<HostPort>,
     pub exec: Option<Vec<String>>,
     pub log: Option<String>,
+    pub http: Option<String>,
+    pub status: Option<Vec<u16>>,
+    pub timeout: Option<Dur>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -81,6 +92,8 @@ pub(super) struct RawHealth {
     pub interval: Option<Dur>,
     pub timeout: Option<Dur>,
     pub retries: Option<u32>,
+    pub http: Option<String>,
+    pub status: Option<Vec<u16>>,
 }
 
 /// The `[runpm]` table (or `runpm.toml` in directory form).
@@ -144,6 +157,14 @@ impl Keywords for KillMode {
         &[("group", KillMode::Group), ("process", KillMode::Process)];
 }
 
+impl Keywords for Overlap {
+    const WORDS: &'static [(&'static str, Self)] = &[
+        ("skip", Overlap::Skip),
+        ("queue", Overlap::Queue),
+        ("kill", Overlap::Kill),
+    ];
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Keyword<T>(pub T);
 
@@ -203,7 +224,9 @@ pub(super) struct HostPort(pub String);
 impl<'de> Deserialize<'de> for HostPort {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
+        // `{replica}` becomes a digit when a service with `replicas` is expanded.
         let valid = text
+            .replace("{replica}", "0")
             .rsplit_once(':')
             .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
         if valid {
@@ -400,13 +423,18 @@ mod tests {
     #[test]
     fn field_lists_come_from_the_structs() {
         let service = fields_of::<RawService>();
-        assert_eq!(service.len(), 27);
+        assert_eq!(service.len(), 35);
         assert_eq!(service.first(), Some(&"cmd"));
         assert!(service.contains(&"log_keep"));
-        assert_eq!(fields_of::<RawReady>(), ["notify", "tcp", "exec", "log"]);
+        assert_eq!(
+            fields_of::<RawReady>(),
+            ["notify", "tcp", "exec", "log", "http", "status", "timeout"]
+        );
         assert_eq!(
             fields_of::<RawHealth>(),
-            ["exec", "tcp", "interval", "timeout", "retries"]
+            [
+                "exec", "tcp", "interval", "timeout", "retries", "http", "status"
+            ]
         );
         assert_eq!(
             fields_of::<RawSettings>(),
@@ -446,6 +474,14 @@ mod tests {
             ("failed_cooldown", r#""0s""#),
             ("log_max_size", r#""1MiB""#),
             ("log_keep", "1"),
+            ("profiles", r#"["debug"]"#),
+            ("replicas", "2"),
+            ("schedule", r#""*/5 * * * *""#),
+            ("interval", r#""10m""#),
+            ("timezone", r#""UTC""#),
+            ("overlap", r#""queue""#),
+            ("run_on_start", "true"),
+            ("catch_up", "true"),
         ]
         .into();
         let fields = fields_of::<RawService>();

@@ -198,7 +198,7 @@ pub const SERVICE: &[Field] = &[
     },
     Field {
         name: "ready",
-        ty: "table with one of `notify`, `tcp`, `exec`, `log` (below)",
+        ty: "table with one of `notify`, `tcp`, `exec`, `log`, `http` (below)",
         default: Default::Described("ready as soon as it is started"),
         example: r#"{ tcp = "127.0.0.1:8000" }"#,
         doc: "How runpm learns that the service is ready: until then it is `starting`, and \
@@ -214,7 +214,7 @@ pub const SERVICE: &[Field] = &[
     },
     Field {
         name: "health",
-        ty: "table with `exec` or `tcp`, and `interval`, `timeout`, `retries` (below)",
+        ty: "table with `exec`, `tcp` or `http`, and `interval`, `timeout`, `retries` (below)",
         default: Default::Unset,
         example: r#"{ exec = ["curl", "-fs", "localhost:8000"], interval = "10s" }"#,
         doc: "A liveness check run while the service runs; after `retries` failed checks in \
@@ -250,6 +250,85 @@ pub const SERVICE: &[Field] = &[
         default: Default::Value("5"),
         example: "2",
         doc: "How many rotated log files are kept (`NAME.log.1` is the newest), at most 1000.",
+    },
+    Field {
+        name: "profiles",
+        ty: "list of strings",
+        default: Default::Described("none: the service always runs"),
+        example: r#"["debug", "tools"]"#,
+        doc: "The service runs only when `runpm up --profile P` (repeatable, or \
+              `RUNPM_PROFILES=a,b`) selects one of these profiles, or when `runpm up` names \
+              it; otherwise it is left out of the running config (not in `status`), as docker \
+              compose does. The daemon remembers the selection for reloads. A service without \
+              `profiles` cannot depend on one that has them (`validate` says so).",
+    },
+    Field {
+        name: "replicas",
+        ty: "integer (0 to 1000)",
+        default: Default::Described("one service, not replicated"),
+        example: "3",
+        doc: "Run this many copies, named `NAME.0` … `NAME.N-1`, each an ordinary service in \
+              `status` (with `replica_of` in `--json`). Each gets `RUNPM_REPLICA` (its index) \
+              and `{replica}` replaced by the index in `cmd`, `shell`, `env` values, `ready` \
+              and `health` (e.g. `PORT = \"80{replica}\"`). `depends_on = [\"NAME\"]` waits \
+              for every replica, `\"NAME.1\"` for one. `runpmctl scale NAME N` changes the \
+              count at run time (only the difference starts or stops) until the config's \
+              `replicas` changes.",
+    },
+    Field {
+        name: "schedule",
+        ty: "cron expression (5 fields, or 6 with seconds first)",
+        default: Default::Described("none: the service runs once, as started"),
+        example: r#""*/5 * * * *""#,
+        doc: "Run the service at these times (minute hour day-of-month month day-of-week; \
+              `*/5`, `1-5`, `MON-FRI`, `L` and `#` as in cron). Between runs its status is \
+              `waiting` and `status` shows the next run; `runpmctl start` runs it now. A run \
+              that fails is retried per `restart` (`on-failure` by default; `always` is \
+              refused), and the next run comes at its time anyway. Dependents wait for its \
+              first run to end well. Not with `interval`.",
+    },
+    Field {
+        name: "interval",
+        ty: "duration",
+        default: Default::Unset,
+        example: r#""10m""#,
+        doc: "Run the service every this long, counted from the start of the previous run, \
+              instead of a `schedule`.",
+    },
+    Field {
+        name: "timezone",
+        ty: "IANA time zone name",
+        default: Default::Described("the machine's local time zone"),
+        example: r#""Europe/Berlin""#,
+        doc: "With `schedule`: the time zone its times are in, read from the system's time \
+              zone database (`/usr/share/zoneinfo`). An unknown name is a config error.",
+    },
+    Field {
+        name: "overlap",
+        ty: "`skip`, `queue` or `kill`",
+        default: Default::Described("`skip`"),
+        example: r#""queue""#,
+        doc: "With `schedule` or `interval`: what a run that comes due does while the \
+              previous one still runs: left out (`skip`), started when the previous one ends \
+              (`queue`, at most one waits), or started after the previous one is stopped \
+              (`kill`).",
+    },
+    Field {
+        name: "run_on_start",
+        ty: "boolean",
+        default: Default::Described("`false`"),
+        example: "true",
+        doc: "With `schedule` or `interval`: also run once as soon as the service starts \
+              (`runpm up`, a reload that adds it).",
+    },
+    Field {
+        name: "catch_up",
+        ty: "boolean",
+        default: Default::Described("`false`"),
+        example: "true",
+        doc: "With `schedule` or `interval`: when runpm starts (after a restart of runpm or a \
+              reboot) and a run came due while it was down (the last run's time is kept in \
+              `state.json`), run it once now.",
     },
 ];
 
@@ -292,6 +371,29 @@ pub const READY: &[Field] = &[
               and `\\w` match ASCII only, and Unicode classes (`\\p{Greek}`) are not supported. \
               An invalid pattern is a config error.",
     },
+    Field {
+        name: "http",
+        ty: "URL (`http://host[:port][/path]`)",
+        default: Default::Unset,
+        example: r#""http://127.0.0.1:8000/healthz""#,
+        doc: "Ready when a GET of this URL (plain HTTP/1.1, `Connection: close`) answers with \
+              an accepted status. `https` is refused: runpm has no TLS client; check a plain \
+              loopback endpoint, or use `exec` with `curl`.",
+    },
+    Field {
+        name: "status",
+        ty: "list of integers",
+        default: Default::Described("any 2xx or 3xx"),
+        example: "[200, 204]",
+        doc: "With `http`: the statuses that count as ready.",
+    },
+    Field {
+        name: "timeout",
+        ty: "duration",
+        default: Default::Described("5s, or less when `ready_timeout` runs out first"),
+        example: r#""2s""#,
+        doc: "With `http`: how long one GET may take before it counts as failed.",
+    },
 ];
 
 /// The keys of `health = { … }`: one of `exec` and `tcp`, and the timing.
@@ -331,6 +433,21 @@ pub const HEALTH: &[Field] = &[
         default: Default::Value("3"),
         example: "5",
         doc: "How many failed checks in a row restart the service.",
+    },
+    Field {
+        name: "http",
+        ty: "URL (`http://host[:port][/path]`)",
+        default: Default::Unset,
+        example: r#""http://127.0.0.1:8000/healthz""#,
+        doc: "The check passes when a GET of this URL answers within `timeout` with an \
+              accepted status (as for `ready.http`).",
+    },
+    Field {
+        name: "status",
+        ty: "list of integers",
+        default: Default::Described("any 2xx or 3xx"),
+        example: "[200]",
+        doc: "With `http`: the statuses that count as healthy.",
     },
 ];
 
@@ -432,6 +549,8 @@ mod tests {
         let base = match key {
             "cmd" | "shell" => "",
             "watchdog" => "cmd = [\"true\"]\nready = { notify = true }\n",
+            "overlap" | "run_on_start" | "catch_up" => "cmd = [\"true\"]\ninterval = \"1h\"\n",
+            "timezone" => "cmd = [\"true\"]\nschedule = \"0 9 * * *\"\n",
             _ => "cmd = [\"true\"]\n",
         };
         format!("[services.x]\n{base}{key} = {value}\n")
@@ -439,7 +558,8 @@ mod tests {
 
     fn health_with(key: &str, value: &str) -> String {
         let probe = match key {
-            "exec" | "tcp" => String::new(),
+            "exec" | "tcp" | "http" => String::new(),
+            "status" => "http = \"http://127.0.0.1/\", ".to_owned(),
             _ => "exec = [\"true\"], ".to_owned(),
         };
         format!("[services.x]\ncmd = [\"true\"]\nhealth = {{ {probe}{key} = {value} }}\n")
@@ -458,10 +578,15 @@ mod tests {
                 .unwrap_or_else(|e| panic!("example of `{}`: {e}", f.name));
         }
         for f in READY {
+            // `status` and `timeout` go with `http`.
+            let with = match f.name {
+                "status" | "timeout" => "http = \"http://127.0.0.1/\", ",
+                _ => "",
+            };
             project
                 .load(&service_with(
                     "ready",
-                    &format!("{{ {} = {} }}", f.name, f.example),
+                    &format!("{{ {with}{} = {} }}", f.name, f.example),
                 ))
                 .unwrap_or_else(|e| panic!("example of `ready.{}`: {e}", f.name));
         }

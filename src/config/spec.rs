@@ -143,6 +143,55 @@ pub struct ServiceSpec {
     /// Bytes per log file before rotation.
     pub log_max_size: u64,
     pub log_keep: u32,
+    /// `profiles`: the service starts only when `runpm up --profile P` (or
+    /// `RUNPM_PROFILES`) selects one of them, or when it is named on `runpm up`. Empty:
+    /// always.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub profiles: Vec<String>,
+    /// For a replica (`web.1`), the service it was expanded from (`web`), whose `replicas`
+    /// made it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica_of: Option<String>,
+    /// `schedule` or `interval`, with `timezone`, `overlap`, `run_on_start` and
+    /// `catch_up`: the service runs at these times rather than once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Schedule>,
+}
+
+/// When a scheduled service runs, and what happens around its runs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Schedule {
+    pub when: When,
+    /// An IANA time zone name for `cron`; `None`: the machine's local time zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    pub overlap: Overlap,
+    pub run_on_start: bool,
+    pub catch_up: bool,
+}
+
+/// The times of a scheduled service.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum When {
+    /// A cron expression of 5 fields, or 6 with seconds first (checked at load time).
+    Cron(String),
+    /// Every this long, counted from the previous run's start.
+    #[serde(with = "humantime_serde")]
+    Interval(Duration),
+}
+
+/// What a run that comes due does while the previous one still runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Overlap {
+    /// Leave this run out; the next one comes at its time.
+    #[default]
+    Skip,
+    /// Run it as soon as the previous one ends (at most one waits).
+    Queue,
+    /// Stop the previous run, then start this one.
+    Kill,
 }
 
 /// When a dependency lets its dependent start, as docker compose and process-compose name
@@ -198,6 +247,36 @@ pub enum Ready {
     Exec(Vec<String>),
     /// A line of the service's output matches this regular expression.
     Log(String),
+    /// An HTTP GET answers with an accepted status.
+    Http(HttpCheck),
+}
+
+/// An HTTP check (`ready` or `health`): a GET of `url` over plain HTTP/1.1.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct HttpCheck {
+    /// `http://host[:port][/path]`, checked at load time.
+    pub url: String,
+    /// The statuses that count as success; empty: any 2xx or 3xx.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub status: Vec<u16>,
+    /// How long one GET may take (`ready` only: a health check has its own `timeout`).
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub timeout: Option<Duration>,
+}
+
+impl HttpCheck {
+    /// Whether `status` is a success for this check.
+    pub fn accepts(&self, status: u16) -> bool {
+        if self.status.is_empty() {
+            (200..400).contains(&status)
+        } else {
+            self.status.contains(&status)
+        }
+    }
 }
 
 /// The probe part of a liveness check.
@@ -206,6 +285,7 @@ pub enum Ready {
 pub enum Probe {
     Exec(Vec<String>),
     Tcp(String),
+    Http(HttpCheck),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -264,6 +344,13 @@ pub struct Config {
     pub settings: Settings,
     /// Services by name (sorted, so iteration order is stable).
     pub services: BTreeMap<String, ServiceSpec>,
+    /// The services with `replicas`, by the name they were written under: the spec before
+    /// expansion (`{replica}` not substituted) and the count. Their replicas are in
+    /// `services`; this is what `scale` and the exports work from.
+    pub replicated: BTreeMap<String, super::replicas::Replicated>,
+    /// The profiles and services that `runpm up` selected, once applied
+    /// ([`Config::select`]): kept so that a reload selects the same way.
+    pub selection: super::profiles::Selection,
 }
 
 impl Config {

@@ -154,6 +154,9 @@ fn check_full(config: &Config, root: &Utf8Path) {
         failed_cooldown: Duration::ZERO,
         log_max_size: 512 * 1024,
         log_keep: 2,
+        profiles: Vec::new(),
+        replica_of: None,
+        schedule: None,
     };
     assert_eq!(web, &expected);
     assert_eq!(config.start_order(), ["db", "web"]);
@@ -595,9 +598,9 @@ fn ready_needs_exactly_one_kind() {
         ),
         [
             "services.toml:3:1: service `a`: `ready` needs exactly one of `notify = true`, \
-             `tcp`, `exec` or `log`",
+             `tcp`, `exec`, `log` or `http`",
             "services.toml:6:1: service `b`: `ready` needs exactly one of `notify = true`, \
-             `tcp`, `exec` or `log`",
+             `tcp`, `exec`, `log` or `http`",
         ]
     );
 }

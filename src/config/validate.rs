@@ -19,8 +19,8 @@ use super::graph::{self, Problem};
 use super::raw::{RawDependsOn, RawExitWhen, RawHealth, RawReady, RawService, RawSettings};
 use super::recover::Recovered;
 use super::spec::{
-    Command, Condition, Config, EnvFile, ExitWhen, Health, KillMode, Probe, Ready, RestartPolicy,
-    ServiceSpec, Settings, Signal,
+    Command, Condition, Config, EnvFile, ExitWhen, Health, HttpCheck, KillMode, Probe, Ready,
+    RestartPolicy, ServiceSpec, Settings, Signal,
 };
 use super::suggest::hint;
 
@@ -63,12 +63,17 @@ pub(super) struct SettingsUnit {
 }
 
 impl Unit {
-    fn report(&self, diags: &mut Diagnostics, span: Option<Range<usize>>, message: String) {
+    pub(super) fn report(
+        &self,
+        diags: &mut Diagnostics,
+        span: Option<Range<usize>>,
+        message: String,
+    ) {
         diags.at(&self.source, span, Some(&self.name), message);
     }
 
     /// The span of a key, else of the service's header.
-    fn at(&self, key: &str) -> Option<Range<usize>> {
+    pub(super) fn at(&self, key: &str) -> Option<Range<usize>> {
         self.keys.get(key).cloned().or_else(|| self.header.clone())
     }
 }
@@ -86,6 +91,8 @@ pub(super) fn config(
         services.insert(unit.name.clone(), service(unit, &base_dir, diags));
     }
     dependencies(&units, diags);
+    super::kinds::check(&units, &services, diags);
+    let replicated = super::kinds::expand(&units, &mut services);
     let names: BTreeSet<&str> = units.iter().map(|u| u.name.as_str()).collect();
     let settings = match &settings {
         Some(unit) => self::settings(unit, &base_dir, &names, diags),
@@ -96,6 +103,8 @@ pub(super) fn config(
         base_dir,
         settings,
         services,
+        replicated,
+        selection: Default::default(),
     }
 }
 
@@ -317,6 +326,9 @@ fn service(unit: &Unit, base_dir: &Utf8Path, diags: &mut Diagnostics) -> Service
         failed_cooldown: raw.failed_cooldown.map_or(FAILED_COOLDOWN, |d| d.0),
         log_max_size: raw.log_max_size.map_or(LOG_MAX_SIZE, |s| s.0),
         log_keep: raw.log_keep.unwrap_or(LOG_KEEP),
+        profiles: raw.profiles.clone().unwrap_or_default(),
+        replica_of: None,
+        schedule: super::kinds::schedule(unit, diags),
     }
 }
 
@@ -353,22 +365,39 @@ fn ready(raw: &RawReady) -> Result<Ready, String> {
         }
         kinds.push(Ready::Log(log.clone()));
     }
+    match (&raw.http, &raw.status, raw.timeout) {
+        (Some(url), status, timeout) => {
+            let timeout = timeout.map(|d| d.0);
+            if timeout.is_some_and(|t| t.is_zero()) {
+                return Err("`ready.timeout` must be longer than zero".into());
+            }
+            kinds.push(Ready::Http(http_check(url, status, timeout)?));
+        }
+        (None, Some(_), _) | (None, _, Some(_)) => {
+            return Err("`ready.status` and `ready.timeout` go with `ready.http`".into());
+        }
+        (None, None, None) => {}
+    }
     match <[Ready; 1]>::try_from(kinds) {
         Ok([ready]) => Ok(ready),
-        Err(_) => {
-            Err("`ready` needs exactly one of `notify = true`, `tcp`, `exec` or `log`".into())
-        }
+        Err(_) => Err(
+            "`ready` needs exactly one of `notify = true`, `tcp`, `exec`, `log` or `http`".into(),
+        ),
     }
 }
 
 fn health(raw: &RawHealth) -> Result<Health, String> {
-    let probe = match (&raw.exec, &raw.tcp) {
-        (Some(exec), None) => {
+    if raw.status.is_some() && raw.http.is_none() {
+        return Err("`health.status` goes with `health.http`".into());
+    }
+    let probe = match (&raw.exec, &raw.tcp, &raw.http) {
+        (Some(exec), None, None) => {
             check_argv("health.exec", exec)?;
             Probe::Exec(exec.clone())
         }
-        (None, Some(tcp)) => Probe::Tcp(tcp.0.clone()),
-        _ => return Err("`health` needs exactly one of `exec` or `tcp`".into()),
+        (None, Some(tcp), None) => Probe::Tcp(tcp.0.clone()),
+        (None, None, Some(url)) => Probe::Http(http_check(url, &raw.status, None)?),
+        _ => return Err("`health` needs exactly one of `exec`, `tcp` or `http`".into()),
     };
     let health = Health {
         probe,
@@ -383,6 +412,26 @@ fn health(raw: &RawHealth) -> Result<Health, String> {
         return Err("`health.retries` must be at least 1".into());
     }
     Ok(health)
+}
+
+/// An HTTP check's URL and statuses, checked (`{replica}` stands for a digit).
+fn http_check(
+    url: &str,
+    status: &Option<Vec<u16>>,
+    timeout: Option<Duration>,
+) -> Result<HttpCheck, String> {
+    super::http::parse_http_url(&url.replace("{replica}", "0"))?;
+    let mut status = status.clone().unwrap_or_default();
+    if let Some(bad) = status.iter().find(|s| !(100..=599).contains(*s)) {
+        return Err(format!("HTTP status {bad} is out of range 100..=599"));
+    }
+    status.sort_unstable();
+    status.dedup();
+    Ok(HttpCheck {
+        url: url.to_owned(),
+        status,
+        timeout,
+    })
 }
 
 /// Whether a user or group exists, so a typo fails at load time rather than at each spawn.
@@ -400,7 +449,7 @@ fn look_up(key: &str, name: &str) -> Result<(), String> {
 
 fn dependencies(units: &[Unit], diags: &mut Diagnostics) {
     let by_name: BTreeMap<&str, &Unit> = units.iter().map(|u| (u.name.as_str(), u)).collect();
-    let deps: BTreeMap<&str, Vec<&str>> = units
+    let mut deps: BTreeMap<&str, Vec<&str>> = units
         .iter()
         .map(|u| {
             let list = u
@@ -413,8 +462,27 @@ fn dependencies(units: &[Unit], diags: &mut Diagnostics) {
             (u.name.as_str(), list.collect())
         })
         .collect();
+    // Replicas (`web.1`) can be named as dependencies; each has its group's dependencies,
+    // so a cycle through one is found too. A name taken by another unit is reported as a
+    // collision elsewhere.
+    let members = super::kinds::members(units);
+    for (member, group) in &members {
+        if !deps.contains_key(member.as_str()) {
+            let list = deps.get(group.as_str()).cloned().unwrap_or_default();
+            deps.insert(member.as_str(), list);
+        }
+    }
+    let group_of = |service: &str| -> Option<&Unit> {
+        match by_name.get(service) {
+            Some(unit) => Some(*unit),
+            None => members
+                .iter()
+                .find(|(m, _)| m == service)
+                .and_then(|(_, g)| by_name.get(g.as_str()).copied()),
+        }
+    };
     let dep_span = |service: &str, index: usize| {
-        let unit = by_name.get(service)?;
+        let unit = group_of(service)?;
         let (dep, _) = unit.raw.value.depends_on.as_ref()?.0.get(index)?;
         Some(dep.span())
     };
@@ -440,7 +508,7 @@ fn dependencies(units: &[Unit], diags: &mut Diagnostics) {
                 format!("dependency cycle: {}", path.join(" -> ")),
             ),
         };
-        if let Some(unit) = by_name.get(service) {
+        if let Some(unit) = group_of(service) {
             let span = dep_span(service, index).or_else(|| unit.at("depends_on"));
             unit.report(diags, span, message);
         }

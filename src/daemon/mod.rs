@@ -14,6 +14,7 @@
 
 mod events;
 mod executor;
+mod http;
 mod output;
 mod persist;
 mod probes;

@@ -55,6 +55,7 @@ impl Persist {
             cleaned_boot: None,
             clean_shutdown: sup.ended_cleanly(),
             services: sup.records(),
+            scaled: sup.scaled().clone(),
         };
         let ticket = self.coalescer.begin(now);
         match state::write_atomic(&self.path, &doc) {

@@ -45,7 +45,7 @@ pub(super) enum Reaped {
     /// Not a probe: a service's process or an orphan.
     NotAProbe,
     /// A probe that ended on its own: its answer.
-    Done(Event),
+    Done(Box<Event>),
     /// A probe killed on the core's word: nothing to say.
     Killed,
 }
@@ -109,6 +109,21 @@ impl Probes {
                 });
                 self.tcp.insert(name, task.abort_handle());
             }
+            Probe::Http(check) => {
+                let internal = self.internal.clone();
+                let task = tokio::spawn(async move {
+                    let outcome = super::http::check(&check).await;
+                    // The loop is gone only when the daemon exits: nobody left to tell.
+                    let _ = internal.send(Event::ProbeDone {
+                        service,
+                        pid,
+                        purpose,
+                        outcome,
+                    });
+                });
+                // One attempt in flight per service, aborted like a TCP one.
+                self.tcp.insert(name, task.abort_handle());
+            }
             Probe::Exec(argv) => {
                 let mut probe_spec = spec.as_ref().clone();
                 probe_spec.command = Command::Argv(argv);
@@ -168,12 +183,12 @@ impl Probes {
             ExitStatus::Code(0) => Ok(()),
             other => Err(ProbeFailure::Exited(other)),
         };
-        Reaped::Done(Event::ProbeDone {
+        Reaped::Done(Box::new(Event::ProbeDone {
             service: p.service,
             pid: p.target,
             purpose: p.purpose,
             outcome,
-        })
+        }))
     }
 }
 

@@ -103,6 +103,7 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
         logs: options.logs.clone(),
         captures: JoinSet::new(),
         source: config.source.clone(),
+        selection: config.selection.clone(),
         probes: Probes::new(internal_tx.clone()),
         internal: internal_tx,
         notify_address: notify.as_ref().map(|n| n.address().to_owned()),
@@ -226,7 +227,7 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
                 .into_iter()
                 .filter_map(|(pid, status)| match executor.hands.probes.reaped(pid, status) {
                     Reaped::NotAProbe => Some(Event::ChildExited { pid, status }),
-                    Reaped::Done(event) => Some(event),
+                    Reaped::Done(event) => Some(*event),
                     Reaped::Killed => None,
                 })
                 .collect(),

@@ -63,6 +63,8 @@ pub(super) struct Shell {
     pub(super) parent: Option<notify::Parent>,
     /// The lifecycle events: their ring, `runpmctl events` subscribers.
     pub(super) events: Events,
+    /// The profiles and services `runpm up` selected, applied to every reload.
+    pub(super) selection: config::Selection,
 }
 
 impl Shell {
@@ -302,7 +304,10 @@ impl Hands for Shell {
     }
 
     fn load_config(&mut self) -> Result<Config, ConfigErrors> {
-        config::load(&self.source)
+        config::load(&self.source).map(|mut config| {
+            config.select(&self.selection);
+            config
+        })
     }
 
     fn save_state(&mut self, sup: &Supervisor) -> Result<Response, ProtocolError> {

@@ -310,6 +310,7 @@ fn container(
         None => None,
         Some(Ready::Tcp(address)) => tcp_probe(address, "ready", warn),
         Some(Ready::Exec(argv)) => Some(json!({ "exec": { "command": argv } })),
+        Some(Ready::Http(check)) => http_probe(check, "ready", warn),
         Some(Ready::Notify) => {
             warn(
                 "ready",
@@ -342,6 +343,7 @@ fn container(
         let check = match &health.probe {
             Probe::Tcp(address) => tcp_probe(address, "health", warn),
             Probe::Exec(argv) => Some(json!({ "exec": { "command": argv } })),
+            Probe::Http(check) => http_probe(check, "health", warn),
         };
         if let Some(mut check) = check {
             for (field, value) in [("interval", health.interval), ("timeout", health.timeout)] {
@@ -392,6 +394,41 @@ fn tcp_probe(
             None
         }
     }
+}
+
+/// An `httpGet` probe for an HTTP check of the pod itself. Kubernetes accepts 200..399,
+/// runpm's default; a `status` list cannot be said and is warned about.
+fn http_probe(
+    check: &crate::config::HttpCheck,
+    field: &'static str,
+    warn: &mut impl FnMut(&'static str, String),
+) -> Option<Value> {
+    let url = match crate::config::parse_http_url(&check.url) {
+        Ok(url) => url,
+        Err(e) => {
+            warn(field, format!("{e}; no probe written"));
+            return None;
+        }
+    };
+    if !is_local_host(url.host.trim_start_matches('[').trim_end_matches(']')) {
+        warn(
+            field,
+            format!(
+                "`{}` is not this pod (host `{}`); an httpGet probe checks the pod itself, so \
+                 none was written",
+                check.url, url.host
+            ),
+        );
+        return None;
+    }
+    if !check.status.is_empty() {
+        warn(
+            field,
+            "an httpGet probe accepts any status from 200 to 399, not only the listed `status`"
+                .into(),
+        );
+    }
+    Some(json!({ "httpGet": { "path": url.path, "port": url.port } }))
 }
 
 /// The service's `cwd` inside the image: below `--workdir` as it is below the config's

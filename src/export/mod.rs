@@ -74,6 +74,8 @@ fn test_config(specs: Vec<crate::config::ServiceSpec>) -> crate::config::Config 
         base_dir: "/srv/app".into(),
         settings: crate::config::Settings::default(),
         services: specs.into_iter().map(|s| (s.name.clone(), s)).collect(),
+        replicated: Default::default(),
+        selection: Default::default(),
     }
 }
 

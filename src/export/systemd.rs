@@ -259,6 +259,27 @@ fn service_unit(
                 ),
             );
         }
+        Some(Ready::Http(check)) => {
+            // curl -f fails on 4xx and 5xx: what runpm accepts by default (2xx, 3xx).
+            let curl = [
+                "curl",
+                "-fsS",
+                "-o",
+                "/dev/null",
+                "--max-time",
+                "5",
+                &check.url,
+            ];
+            line("ExecStartPost", &poll_until(&curl.map(String::from)));
+            if !check.status.is_empty() {
+                warn(
+                    "ready",
+                    "the ExecStartPost= loop accepts any 2xx or 3xx status (curl -f), not only \
+                     the listed `status`"
+                        .into(),
+                );
+            }
+        }
         Some(Ready::Log(_)) => warn(
             "ready",
             "systemd cannot watch a service's output for readiness; the unit counts as started \

@@ -23,5 +23,5 @@ pub use client::{Client, ClientError};
 pub use codec::{encode_reply, encode_request, parse_request};
 pub use protocol::*;
 pub use render::*;
-pub use response::{EventsResult, Response};
+pub use response::{EventsResult, Response, ScaleResult};
 pub use server::{Call, HelloInfo, IDLE_TIMEOUT, serve};

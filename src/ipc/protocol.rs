@@ -106,6 +106,13 @@ pub enum Request {
         )]
         since: Option<std::time::SystemTime>,
     },
+    /// Run `replicas` copies of the replicated service `service` (its `replicas` in the
+    /// config) until the config's `replicas` changes; only the difference starts or stops.
+    /// Replies with the group and the replicas started and stopped, once done.
+    Scale {
+        service: String,
+        replicas: u32,
+    },
 }
 
 fn default_log_lines() -> usize {
@@ -330,6 +337,15 @@ pub struct ServiceInfo {
     pub not_ready: Option<String>,
     /// Most recent last.
     pub exits: Vec<ExitInfo>,
+    /// For a replica (`web.1`): the service whose `replicas` made it (`web`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica_of: Option<String>,
+    /// For a scheduled service that should run: when its next run comes (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_run: Option<String>,
+    /// For a scheduled service: when its last run started (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -78,6 +78,15 @@ fn info(s: &ServiceInfo) -> String {
     if let Some(next) = &s.next_start {
         parts.push(format!("next start {next}"));
     }
+    if let Some(next) = s.next_run.as_deref().filter(|_| s.status == "waiting") {
+        match humantime::parse_rfc3339_weak(next) {
+            Ok(at) => parts.push(format!(
+                "next run in {}",
+                crate::supervisor::schedule::until(at, std::time::SystemTime::now())
+            )),
+            Err(_) => parts.push(format!("next run {next}")),
+        }
+    }
     parts.join("; ")
 }
 
@@ -292,6 +301,12 @@ pub fn service_detail(s: &ServiceInfo) -> String {
     if let Some(next) = &s.next_start {
         field("next start", next.clone());
     }
+    if let Some(next) = &s.next_run {
+        field("next run", next.clone());
+    }
+    if let Some(last) = &s.last_run {
+        field("last run", last.clone());
+    }
     if let Some(text) = &s.status_text {
         field("notify", text.clone());
     }
@@ -348,6 +363,9 @@ mod tests {
             dependencies: Vec::new(),
             not_ready: None,
             exits: vec![],
+            replica_of: None,
+            next_run: None,
+            last_run: None,
         }
     }
 

@@ -27,6 +27,18 @@ pub enum Response {
     Logs(LogsResult),
     /// `events`: lifecycle events (see [`crate::report`]).
     Events(EventsResult),
+    /// `scale`: the group's new count and the replicas started and stopped.
+    Scaled(ScaleResult),
+}
+
+/// A `scale` reply, once the started replicas run and the stopped ones are gone.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScaleResult {
+    pub service: String,
+    pub replicas: u32,
+    pub config_replicas: u32,
+    pub started: Vec<String>,
+    pub stopped: Vec<String>,
 }
 
 /// An `events` reply: `{"events": [EVENT, …]}`, and (while following) how many events this
@@ -63,6 +75,7 @@ impl Response {
             }),
             Response::Logs(logs) => Json::of(logs),
             Response::Events(events) => Json::of(events),
+            Response::Scaled(scaled) => Json::of(scaled),
         }
     }
 }

@@ -41,6 +41,9 @@ pub fn changed_fields(old: &ServiceSpec, new: &ServiceSpec) -> Vec<String> {
         failed_cooldown,
         log_max_size,
         log_keep,
+        profiles,
+        replica_of,
+        schedule,
     } = old;
 
     let mut out: Vec<&str> = Vec::new();
@@ -90,6 +93,9 @@ pub fn changed_fields(old: &ServiceSpec, new: &ServiceSpec) -> Vec<String> {
     differs("failed_cooldown", *failed_cooldown == new.failed_cooldown);
     differs("log_max_size", *log_max_size == new.log_max_size);
     differs("log_keep", *log_keep == new.log_keep);
+    differs("profiles", *profiles == new.profiles);
+    differs("replicas", *replica_of == new.replica_of);
+    differs("schedule", *schedule == new.schedule);
     out.into_iter().map(String::from).collect()
 }
 

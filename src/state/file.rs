@@ -48,6 +48,9 @@ pub struct StateFile {
     #[serde(default)]
     pub clean_shutdown: bool,
     pub services: Vec<ServiceRecord>,
+    /// `runpmctl scale` overrides of `replicas`, by group.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub scaled: std::collections::BTreeMap<String, crate::config::Scaled>,
 }
 
 /// One service as last seen by the daemon that wrote the file.
@@ -71,6 +74,9 @@ pub struct ServiceRecord {
     pub completed: bool,
     /// The resolved spec as last applied: the last-known-good definition.
     pub spec: ServiceSpec,
+    /// For a scheduled service: when its last run started (RFC 3339), for `catch_up`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<String>,
 }
 
 /// An RFC 3339 timestamp (UTC, whole seconds) for `written_at`.
@@ -165,6 +171,9 @@ pub fn parse(bytes: &[u8]) -> Result<StateFile, StateError> {
             .optional("clean_shutdown", "true or false")?
             .unwrap_or(false),
         services,
+        scaled: top
+            .optional("scaled", "an object of group = { config, count }")?
+            .unwrap_or_default(),
     })
 }
 
@@ -199,6 +208,7 @@ fn parse_record(fields: &Fields<'_>) -> Result<ServiceRecord, StateError> {
             .optional("completed", "true or false")?
             .unwrap_or(false),
         spec,
+        last_run: fields.optional("last_run", "an RFC 3339 time or null")?,
     })
 }
 

@@ -39,6 +39,11 @@ pub struct Resume {
     pub completed: BTreeMap<String, ServiceSpec>,
     /// Processes of the previous daemon that are alive and proven ours.
     pub survivors: Vec<Survivor>,
+    /// `runpmctl scale` overrides still in force (none after a clean shutdown: like the
+    /// operator's stops, they belong to the session).
+    pub scaled: BTreeMap<String, crate::config::Scaled>,
+    /// When each scheduled service last started a run, whatever ended the session.
+    pub last_runs: BTreeMap<String, std::time::SystemTime>,
 }
 
 /// A process of the previous daemon that is still alive, proven by its start time through
@@ -149,6 +154,8 @@ fn snapshot_config(file: &StateFile) -> Config {
         base_dir,
         settings: Settings::default(),
         services,
+        replicated: Default::default(),
+        selection: Default::default(),
     }
 }
 
@@ -198,6 +205,18 @@ fn resume(state_file: &Utf8Path, file: &StateFile) -> Resume {
         known: BTreeSet::new(),
         completed: BTreeMap::new(),
         survivors: Vec::new(),
+        scaled: match session {
+            Session::Ended => BTreeMap::new(),
+            Session::Rebooted | Session::Crashed => file.scaled.clone(),
+        },
+        last_runs: file
+            .services
+            .iter()
+            .filter_map(|r| {
+                let at = humantime::parse_rfc3339_weak(r.last_run.as_deref()?).ok()?;
+                Some((r.name.clone(), at))
+            })
+            .collect(),
     };
     let completed: BTreeSet<&str> = file
         .services
@@ -276,6 +295,8 @@ fn untracked(instance: &str, token: &Token, config: &Config, resume: &mut Option
         known: BTreeSet::new(),
         completed: BTreeMap::new(),
         survivors: Vec::new(),
+        scaled: BTreeMap::new(),
+        last_runs: BTreeMap::new(),
     });
     let leaders: BTreeSet<i32> = tagged
         .iter()

@@ -25,6 +25,7 @@ pub fn record(name: &str, status: &str, pid: Option<(i32, u64)>) -> ServiceRecor
         stopped_by_operator: false,
         completed: false,
         spec: spec(name),
+        last_run: None,
     }
 }
 
@@ -39,5 +40,6 @@ pub fn doc(services: Vec<ServiceRecord>) -> StateFile {
         cleaned_boot: None,
         clean_shutdown: false,
         services,
+        scaled: Default::default(),
     }
 }

@@ -73,6 +73,10 @@ pub struct Supervisor {
     /// What happened during the turn being handled, in order; handed out as
     /// `Effect::Report`s ahead of the turn's other effects (see [`report`]).
     reports: Vec<Report>,
+    /// The services with `replicas`, as written, by group: what `scale` expands.
+    replicated: BTreeMap<String, crate::config::Replicated>,
+    /// `runpmctl scale` overrides in force, by group (persisted in the state file).
+    scaled: BTreeMap<String, crate::config::Scaled>,
 }
 
 const SIGKILL: Signal = Signal(NixSignal::SIGKILL);
@@ -95,6 +99,8 @@ impl Supervisor {
             jitter,
             parent: None,
             reports: Vec::new(),
+            replicated: config.replicated.clone(),
+            scaled: BTreeMap::new(),
         }
     }
 
@@ -110,6 +116,14 @@ impl Supervisor {
         resume: Option<&Resume>,
         now: Now,
     ) -> Vec<Effect> {
+        let scaled;
+        let config = match resume {
+            Some(resume) if !resume.scaled.is_empty() => {
+                scaled = self.with_overrides(config, &resume.scaled, true);
+                &scaled
+            }
+            _ => config,
+        };
         let autostart: Vec<String> = config
             .services
             .values()
@@ -164,6 +178,16 @@ impl Supervisor {
                         },
                         now.wall,
                     );
+                }
+            }
+            // Scheduled services learn when they last ran: a run missed while runpm was
+            // down is caught up once with `catch_up`.
+            for (name, svc) in self.services.iter_mut() {
+                if let Some(schedule) = svc.spec.schedule.as_ref()
+                    && svc.want.is_up()
+                {
+                    let last = resume.last_runs.get(name).copied();
+                    svc.clock = Some(scheduled::new_clock(name, schedule, last, true, now));
                 }
             }
             for survivor in &resume.survivors {
@@ -248,6 +272,9 @@ impl Supervisor {
                 stopped_by_operator: s.stopped_by_operator,
                 completed: s.completed,
                 spec: s.spec.as_ref().clone(),
+                last_run: s
+                    .last_run
+                    .map(|t| humantime::format_rfc3339_millis(t).to_string()),
             })
             .collect()
     }
@@ -269,6 +296,7 @@ impl Supervisor {
                     stopped_by_operator: s.want.by_operator(),
                     completed: s.completed(),
                     spec: s.spec.clone(),
+                    last_run: s.clock.as_ref().and_then(|c| c.last_run),
                 }
             })
             .collect()
@@ -331,7 +359,7 @@ impl Supervisor {
                 && match s.phase {
                     Phase::Spawning => true,
                     Phase::Running(run) => !run.is_ready(),
-                    Phase::Waiting => !stuck(name, &self.services),
+                    Phase::Waiting => !stuck(name, &self.services) && !s.between_runs(),
                     _ => false,
                 }
         })
@@ -527,9 +555,15 @@ impl Supervisor {
             .as_ref()
             .filter(|s| !s.escalated)
             .map(|s| s.deadline);
+        let schedule = self
+            .shutdown
+            .is_none()
+            .then(|| self.schedule_deadline())
+            .flatten();
         per_service
             .chain(shutdown)
             .chain(self.parent_deadline())
+            .chain(schedule)
             .min()
     }
 
@@ -733,6 +767,9 @@ impl Supervisor {
         for name in running {
             self.tick_run(&name, now, fx);
         }
+        if self.shutdown.is_none() {
+            self.tick_schedules(now, fx);
+        }
         for name in overdue {
             if let Some(svc) = self.services.get(&name) {
                 tracing::warn!(
@@ -785,6 +822,7 @@ impl Supervisor {
         // over it (no lookups by name) finds the few that need something, which are then
         // handled in dependency order. Walking the whole order with a lookup per name made
         // stopping a thousand services quadratic.
+        self.sync_clocks(now);
         let mut to_start: Vec<(usize, String)> = Vec::new();
         let mut to_stop: Vec<(usize, String)> = Vec::new();
         for (name, svc) in &self.services {
@@ -856,8 +894,11 @@ impl Supervisor {
             let ready = self.shutdown.is_none()
                 && svc.want.is_up()
                 && svc.phase == Phase::Waiting
+                // A scheduled service starts only when a run is due.
+                && svc.clock.as_ref().is_none_or(|c| c.due)
                 && deps::own_dependencies(&self.services, svc).is_met();
             if ready {
+                self.run_starts(&name, now);
                 let svc = self
                     .services
                     .get_mut(&name)
@@ -931,6 +972,7 @@ pub(super) struct Snapshot {
     stopped_by_operator: bool,
     completed: bool,
     spec: Arc<crate::config::ServiceSpec>,
+    last_run: Option<std::time::SystemTime>,
 }
 
 impl Supervisor {
@@ -965,6 +1007,8 @@ mod operator;
 mod parent;
 mod readiness;
 mod report;
+mod scale;
+mod scheduled;
 mod stop;
 #[cfg(test)]
 mod tests;

@@ -158,6 +158,12 @@ pub enum ProbeFailure {
     TimedOut { after: Duration },
     #[error("probe {0}")]
     Exited(ExitStatus),
+    /// An HTTP check got an answer whose status it does not accept.
+    #[error("GET {url} answered {status}")]
+    HttpStatus { url: String, status: u16 },
+    /// An HTTP check connected, but the exchange failed.
+    #[error("GET {url}: {error}")]
+    Http { url: String, error: String },
 }
 
 /// A duration as people read it, to the millisecond.

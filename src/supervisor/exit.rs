@@ -40,6 +40,10 @@ fn ended(name: &str, services: &BTreeMap<String, Service>, rearmable_too: bool) 
     let Some(s) = services.get(name) else {
         return true;
     };
+    // A scheduled service runs again at its next time, whatever its last run did.
+    if s.clock.is_some() && s.want.is_up() {
+        return false;
+    }
     match &s.phase {
         Phase::Exited { .. } => true,
         Phase::Failed { rearm_at, .. } => rearmable_too || rearm_at.is_none(),

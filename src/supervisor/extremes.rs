@@ -492,6 +492,8 @@ fn durations_the_clock_cannot_hold_saturate_instead_of_panicking() {
             ..Settings::default()
         },
         services: specs,
+        replicated: Default::default(),
+        selection: Default::default(),
     };
     let steps = [
         Step::Exit(0, 1),

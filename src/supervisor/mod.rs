@@ -8,6 +8,7 @@ mod exit;
 #[cfg(test)]
 mod extremes;
 mod policy;
+pub mod schedule;
 mod service;
 mod startup;
 mod status;

@@ -306,6 +306,8 @@ pub struct Service {
     pub not_ready: Option<String>,
     /// Position in the supervisor's dependency order (dependencies first).
     pub rank: usize,
+    /// For a service with a `schedule`: when it runs next, and whether a run is due.
+    pub clock: Option<super::schedule::ScheduleClock>,
 }
 
 impl Service {
@@ -322,10 +324,25 @@ impl Service {
             status_text: None,
             not_ready: None,
             rank: 0,
+            clock: None,
         }
     }
 
+    /// A scheduled service that should run, with no run going and none due: it waits for
+    /// its next time.
+    pub fn between_runs(&self) -> bool {
+        self.want.is_up()
+            && self.clock.as_ref().is_some_and(|c| !c.due)
+            && matches!(
+                self.phase,
+                Phase::Waiting | Phase::Exited { .. } | Phase::Stopped
+            )
+    }
+
     pub fn status(&self) -> Status {
+        if self.between_runs() {
+            return Status::Waiting;
+        }
         match self.phase {
             Phase::Stopped => Status::Stopped,
             Phase::Waiting | Phase::Spawning => Status::Starting,

@@ -30,6 +30,9 @@ pub enum Outcome {
     /// It waits for a dependency that failed or ended badly, and will not start by itself;
     /// for what (`migrate, which exited with code 3`).
     GaveUp(String),
+    /// A scheduled service waiting for its next run, or a service that waits for the first
+    /// run of a scheduled one: nothing to wait for now.
+    Scheduled,
 }
 
 impl Outcome {
@@ -50,6 +53,7 @@ impl fmt::Display for Outcome {
             Outcome::Failed(why) => write!(f, "failed: {why}"),
             Outcome::Restarting(how) => write!(f, "restarting: {how}"),
             Outcome::GaveUp(what) => write!(f, "gave up: waiting for {what}"),
+            Outcome::Scheduled => f.write_str("waiting for its scheduled run"),
         }
     }
 }
@@ -126,9 +130,17 @@ impl StartupReport {
 
 /// The outcome of every service the supervisor wants up.
 pub fn outcomes(sup: &Supervisor) -> Vec<(String, Outcome)> {
+    let between_runs = |name: &str| sup.service(name).is_some_and(Service::between_runs);
     sup.services()
         .filter(|(_, s)| s.want.is_up())
-        .map(|(name, s)| (name.clone(), outcome(s, sup.blocked_by(name))))
+        .map(|(name, s)| {
+            let scheduled = s.between_runs()
+                || s.phase == Phase::Waiting && s.spec.depends_on.iter().any(|d| between_runs(d));
+            if scheduled {
+                return (name.clone(), Outcome::Scheduled);
+            }
+            (name.clone(), outcome(s, sup.blocked_by(name)))
+        })
         .collect()
 }
 

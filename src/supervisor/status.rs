@@ -21,6 +21,8 @@ pub enum Status {
     Backoff,
     /// Crash loop or spawn error.
     Failed,
+    /// A scheduled service between its runs: the next one comes at its time.
+    Waiting,
 }
 
 impl Status {
@@ -33,6 +35,7 @@ impl Status {
             Status::Exited => "exited",
             Status::Backoff => "backoff",
             Status::Failed => "failed",
+            Status::Waiting => "waiting",
         }
     }
 }

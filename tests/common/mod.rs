@@ -270,6 +270,7 @@ impl Project {
             .env_remove("RUNPM_FILE")
             .env_remove("RUNPM_STATE_DIR")
             .env_remove("RUNPM_SOCKET")
+            .env_remove("RUNPM_PROFILES")
             .env_remove("NOTIFY_SOCKET")
             .env("NO_COLOR", "1");
         cmd

@@ -463,7 +463,8 @@ fn statuses() -> Vec<Status> {
             Some(Status::Stopped) => Some(Status::Exited),
             Some(Status::Exited) => Some(Status::Backoff),
             Some(Status::Backoff) => Some(Status::Failed),
-            Some(Status::Failed) => None,
+            Some(Status::Failed) => Some(Status::Waiting),
+            Some(Status::Waiting) => None,
         }
     }
     std::iter::successors(after(None), |s| after(Some(*s))).collect()
@@ -489,6 +490,10 @@ fn describe(status: Status) -> &'static str {
             "Given up on: a crash loop (`max_restarts` failed runs within `restart_window`), \
              a spawn error, or no readiness within `ready_timeout`. Re-armed by `runpmctl \
              start` or `restart`, a change of its definition, or after `failed_cooldown`."
+        }
+        Status::Waiting => {
+            "A scheduled service (`schedule` or `interval`) between its runs; `status` shows \
+             when the next one comes (`next_run` in `--json`). `runpmctl start` runs it now."
         }
     }
 }

@@ -156,6 +156,8 @@ fn supervisor(specs: Vec<ServiceSpec>) -> (Supervisor, Config) {
             .into_iter()
             .map(|s| (s.name.clone(), s))
             .collect::<BTreeMap<_, _>>(),
+        replicated: Default::default(),
+        selection: Default::default(),
     };
     let sup = Supervisor::new(&config, Some(ExitWhen::AllExited), Jitter::new(1));
     (sup, config)

@@ -179,6 +179,9 @@ impl Supervisor {
                 return;
             }
         };
+        // `scale` overrides hold while the config's `replicas` stays what it was.
+        let overrides = self.scaled.clone();
+        let config = self.with_overrides(&config, &overrides, !dry_run);
         let desired: BTreeMap<String, Desired> = config
             .services
             .iter()
@@ -199,6 +202,7 @@ impl Supervisor {
             })
             .collect();
         let plan = reconcile::plan(&desired, &self.observed(), &BTreeSet::new());
+        let plan = super::scale::spare_dependents(plan, &self.specs(), &desired);
         let unchanged = reconcile::unchanged(&desired, &plan);
         let result = reconcile::describe(&plan, unchanged, dry_run, config.source.as_str());
         let verb = if dry_run {

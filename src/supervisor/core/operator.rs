@@ -151,6 +151,14 @@ pub(crate) fn service_info(svc: &Service, now: Now) -> ServiceInfo {
         dependencies: Vec::new(),
         not_ready: svc.not_ready.clone(),
         exits,
+        replica_of: svc.spec.replica_of.clone(),
+        next_run: svc
+            .clock
+            .as_ref()
+            .filter(|_| svc.want.is_up())
+            .and_then(|c| c.next)
+            .map(|(wall, _)| rfc3339(wall)),
+        last_run: svc.clock.as_ref().and_then(|c| c.last_run).map(rfc3339),
     }
 }
 
@@ -241,6 +249,7 @@ impl Supervisor {
                 }),
                 Err(e) => reply(fx, Err(e)),
             },
+            Request::Scale { service, replicas } => self.scale(token, &service, replicas, now, fx),
         }
     }
 
@@ -351,6 +360,10 @@ impl Supervisor {
                 for name in &names {
                     if let Some(svc) = self.services.get_mut(name) {
                         svc.want = svc.want.forget_operator_stop();
+                        // `start` runs a scheduled service now.
+                        if let Some(clock) = &mut svc.clock {
+                            clock.due = true;
+                        }
                     }
                 }
             }
@@ -507,6 +520,8 @@ impl Supervisor {
                 (Op::Stop, _) if svc.is_active() => return None,
                 (Op::Stop, _) => {}
                 (Op::Start, Status::Running) if svc.want != Want::Restart => {}
+                // A scheduled service that ran now and waits for its next time.
+                (Op::Start | Op::Restart, Status::Waiting) if fresh => {}
                 (Op::Restart, Status::Running) if fresh && svc.want != Want::Restart => {}
                 (_, Status::Failed | Status::Exited | Status::Backoff | Status::Stopped)
                     if fresh =>

@@ -33,7 +33,7 @@ pub(super) fn first_run(spec: &ServiceSpec, pid: i32, now: Now) -> Run {
             run.readiness = Readiness::Pending {
                 deadline: now.after(spec.ready_timeout),
             };
-            if matches!(ready, Ready::Tcp(_) | Ready::Exec(_)) {
+            if matches!(ready, Ready::Tcp(_) | Ready::Exec(_) | Ready::Http(_)) {
                 run.probe = ProbeClock::Due(now.at);
             }
         }
@@ -65,6 +65,7 @@ fn ready_probe(ready: &Ready) -> Option<Probe> {
     match ready {
         Ready::Tcp(addr) => Some(Probe::Tcp(addr.clone())),
         Ready::Exec(argv) => Some(Probe::Exec(argv.clone())),
+        Ready::Http(check) => Some(Probe::Http(check.clone())),
         Ready::Notify | Ready::Log(_) => None,
     }
 }
@@ -136,7 +137,12 @@ impl Supervisor {
                 let left = run
                     .ready_deadline()
                     .map_or(READY_PROBE_TIMEOUT, |d| d.saturating_duration_since(now.at));
-                let timeout = left.clamp(Duration::from_millis(100), READY_PROBE_TIMEOUT);
+                // An HTTP check may say how long one GET may take.
+                let most = match &probe {
+                    Probe::Http(check) => check.timeout.unwrap_or(READY_PROBE_TIMEOUT),
+                    _ => READY_PROBE_TIMEOUT,
+                };
+                let timeout = left.min(most).max(Duration::from_millis(100));
                 (Purpose::Ready, probe, timeout)
             })
         };

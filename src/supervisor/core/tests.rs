@@ -29,6 +29,8 @@ fn config(specs: Vec<ServiceSpec>, settings: Settings) -> Config {
             .into_iter()
             .map(|s| (s.name.clone(), s))
             .collect::<BTreeMap<_, _>>(),
+        replicated: Default::default(),
+        selection: Default::default(),
     }
 }
 
