@@ -38,6 +38,8 @@ pub fn spec(name: &str) -> ServiceSpec {
         failed_cooldown: Duration::from_secs(300),
         log_max_size: 10_000_000,
         log_keep: 5,
+        listen: Vec::new(),
+        fd_store_max: 0,
     }
 }
 

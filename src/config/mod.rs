@@ -9,6 +9,7 @@ mod diagnostic;
 mod discover;
 mod envfile;
 mod graph;
+mod listen;
 mod load;
 mod raw;
 mod recover;
@@ -20,6 +21,7 @@ mod validate;
 
 pub use diagnostic::{ConfigErrors, Diagnostic};
 pub use discover::{DEFAULT_FILE, DiscoverError, discover};
+pub use listen::check_fd_name;
 pub use load::load;
 pub use spec::*;
 pub use suggest::did_you_mean;

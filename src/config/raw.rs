@@ -60,6 +60,8 @@ pub(super) struct RawService {
     pub failed_cooldown: Option<Dur>,
     pub log_max_size: Option<ByteSize>,
     pub log_keep: Option<u32>,
+    pub listen: Option<Vec<super::listen::RawListen>>,
+    pub fd_store_max: Option<u32>,
 }
 
 /// `ready = { … }`: exactly one kind, checked in `validate` so that the message can name
@@ -400,7 +402,7 @@ mod tests {
     #[test]
     fn field_lists_come_from_the_structs() {
         let service = fields_of::<RawService>();
-        assert_eq!(service.len(), 27);
+        assert_eq!(service.len(), 29);
         assert_eq!(service.first(), Some(&"cmd"));
         assert!(service.contains(&"log_keep"));
         assert_eq!(fields_of::<RawReady>(), ["notify", "tcp", "exec", "log"]);
@@ -446,6 +448,8 @@ mod tests {
             ("failed_cooldown", r#""0s""#),
             ("log_max_size", r#""1MiB""#),
             ("log_keep", "1"),
+            ("listen", r#"["tcp:127.0.0.1:1"]"#),
+            ("fd_store_max", "1"),
         ]
         .into();
         let fields = fields_of::<RawService>();

@@ -154,6 +154,8 @@ fn check_full(config: &Config, root: &Utf8Path) {
         failed_cooldown: Duration::ZERO,
         log_max_size: 512 * 1024,
         log_keep: 2,
+        listen: Vec::new(),
+        fd_store_max: 0,
     };
     assert_eq!(web, &expected);
     assert_eq!(config.start_order(), ["db", "web"]);

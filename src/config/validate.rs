@@ -19,8 +19,8 @@ use super::graph::{self, Problem};
 use super::raw::{RawDependsOn, RawExitWhen, RawHealth, RawReady, RawService, RawSettings};
 use super::recover::Recovered;
 use super::spec::{
-    Command, Condition, Config, EnvFile, ExitWhen, Health, KillMode, Probe, Ready, RestartPolicy,
-    ServiceSpec, Settings, Signal,
+    Command, Condition, Config, EnvFile, ExitWhen, Health, KillMode, Listen, ListenAddress, Probe,
+    Ready, RestartPolicy, ServiceSpec, Settings, Signal,
 };
 use super::suggest::hint;
 
@@ -86,6 +86,7 @@ pub(super) fn config(
         services.insert(unit.name.clone(), service(unit, &base_dir, diags));
     }
     dependencies(&units, diags);
+    shared_addresses(&units, &base_dir, diags);
     let names: BTreeSet<&str> = units.iter().map(|u| u.name.as_str()).collect();
     let settings = match &settings {
         Some(unit) => self::settings(unit, &base_dir, &names, diags),
@@ -317,6 +318,67 @@ fn service(unit: &Unit, base_dir: &Utf8Path, diags: &mut Diagnostics) -> Service
         failed_cooldown: raw.failed_cooldown.map_or(FAILED_COOLDOWN, |d| d.0),
         log_max_size: raw.log_max_size.map_or(LOG_MAX_SIZE, |s| s.0),
         log_keep: raw.log_keep.unwrap_or(LOG_KEEP),
+        listen: listen(unit, base_dir, diags),
+        fd_store_max: fd_store_max(unit, diags),
+    }
+}
+
+/// `listen`, resolved; the same address twice in one service is an error (the second bind
+/// would fail at start, later and less clearly).
+fn listen(unit: &Unit, base_dir: &Utf8Path, diags: &mut Diagnostics) -> Vec<Listen> {
+    let Some(raw) = &unit.raw.value.listen else {
+        return Vec::new();
+    };
+    let resolved: Vec<Listen> = raw
+        .iter()
+        .map(|l| l.resolve(&unit.name, base_dir))
+        .collect();
+    let mut seen = BTreeSet::new();
+    for l in &resolved {
+        if !seen.insert(&l.address) {
+            unit.report(
+                diags,
+                unit.at("listen"),
+                format!("`listen` names `{}` twice", l.address),
+            );
+        }
+    }
+    resolved
+}
+
+/// More stored descriptors than this is a leak, not a design: systemd's own limit per unit
+/// is in the same range.
+pub(crate) const MAX_FD_STORE: u32 = 4096;
+
+fn fd_store_max(unit: &Unit, diags: &mut Diagnostics) -> u32 {
+    let max = unit.raw.value.fd_store_max.unwrap_or(0);
+    if max > MAX_FD_STORE {
+        unit.report(
+            diags,
+            unit.at("fd_store_max"),
+            format!("`fd_store_max` is {max}: at most {MAX_FD_STORE} descriptors can be stored"),
+        );
+    }
+    max
+}
+
+/// Two services cannot listen on the same address: runpm would bind it once for each.
+fn shared_addresses(units: &[Unit], base_dir: &Utf8Path, diags: &mut Diagnostics) {
+    let mut owners: BTreeMap<ListenAddress, &str> = BTreeMap::new();
+    for unit in units {
+        for raw in unit.raw.value.listen.iter().flatten() {
+            let address = raw.address.clone().resolved(base_dir);
+            match owners.get(&address) {
+                Some(owner) if *owner != unit.name => unit.report(
+                    diags,
+                    unit.at("listen"),
+                    format!("`{address}` is already in `listen` of service `{owner}`"),
+                ),
+                _ => {
+                    owners.insert(address, &unit.name);
+                }
+            }
+        }
     }
 }
 

@@ -122,6 +122,8 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
         // When a service manager started runpm (systemd Type=notify), it hears from runpm
         // too; what it hears and when is the supervisor's decision.
         parent: notify::Parent::from_env(),
+        sockets: Default::default(),
+        fd_store: Default::default(),
     });
     if executor.hands.parent.is_some() {
         sup.notify_parent(notify::watchdog_from_env(), Now::real());
@@ -148,6 +150,7 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
     stderr::hold();
     loop {
         let exit = executor.carry_out(&mut sup, effects);
+        executor.hands.sweep_descriptors(&sup);
         if std::mem::take(&mut executor.reloaded) {
             // What the config is made of may have changed: other env files, `watch` on or off.
             sync_watcher(
@@ -238,7 +241,14 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
             Some(call) = calls.recv() => vec![executor.accept(call)],
             Some(event) = internal.recv() => vec![event],
             datagram = notified(notify.as_ref(), notify_others.as_ref()) => match datagram {
-                Ok(d) => attribute_notification(&sup, d).into_iter().collect(),
+                Ok(mut d) => {
+                    let fds = std::mem::take(&mut d.fds);
+                    let event = attribute_notification(&sup, d);
+                    if let Some(Event::Notified { service, notifications, .. }) = &event {
+                        executor.hands.fd_store_message(&sup, service, notifications, fds);
+                    }
+                    event.into_iter().collect()
+                }
                 Err(e) => {
                     tracing::debug!("sd_notify socket: {e}");
                     Vec::new()
