@@ -125,7 +125,10 @@ impl NotifyRoute {
     /// Whether `spec` hears of a notify socket at all (it asked for `ready.notify` or a
     /// `watchdog`), and which one.
     pub fn of(spec: &ServiceSpec) -> Option<NotifyRoute> {
-        let wants = matches!(spec.ready, Some(Ready::Notify)) || spec.watchdog.is_some();
+        // `fd_store_max`: the store is reached through the same socket (`FDSTORE=1`).
+        let wants = matches!(spec.ready, Some(Ready::Notify))
+            || spec.watchdog.is_some()
+            || spec.fd_store_max > 0;
         match (wants, spec.user.is_some() || spec.group.is_some()) {
             (false, _) => None,
             (true, false) => Some(NotifyRoute::Own),
@@ -251,6 +254,9 @@ mod tests {
         let mut w = spec("worker");
         w.watchdog = Some(Duration::from_secs(5));
         assert_eq!(NotifyRoute::of(&w), Some(NotifyRoute::Own));
+        let mut store = spec("store");
+        store.fd_store_max = 1;
+        assert_eq!(NotifyRoute::of(&store), Some(NotifyRoute::Own));
     }
 
     #[test]
