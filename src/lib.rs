@@ -27,6 +27,7 @@ pub mod notify;
 pub mod owner;
 pub mod process;
 pub mod reconcile;
+pub mod reexec;
 pub mod state;
 pub mod supervisor;
 #[cfg(test)]

@@ -89,6 +89,7 @@ fn respond(request: Request) -> Reply {
         }
         Request::Logs { .. } => err(ErrorKind::BadRequest, "this fake daemon keeps no logs"),
         Request::Kill { .. } => err(ErrorKind::Failed, "this fake daemon has no processes"),
+        Request::Reexec => err(ErrorKind::Failed, "this fake daemon cannot re-execute"),
         Request::Reload { dry_run: false } => err(
             ErrorKind::InvalidConfig,
             "services.toml:3:1: unknown field `cmdd` in service `web` (did you mean `cmd`?)",

@@ -17,7 +17,7 @@ use std::time::SystemTime;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::config::{Config, ConfigErrors, Probe, ServiceSpec, Signal};
-use crate::ipc::{Call, Json, ProtocolError, Reply};
+use crate::ipc::{Call, ErrorKind, Json, ProtocolError, Reply};
 use crate::notify::ParentNote;
 use crate::process::{SpawnError, Target};
 use crate::state::SnapshotError;
@@ -61,6 +61,9 @@ pub(super) trait Hands {
         replies: UnboundedSender<Reply>,
     );
     fn notify_parent(&mut self, note: &ParentNote);
+    /// Checks that the binary runpm was started from can take over (see `reexec`): what
+    /// to answer the operator, or why not.
+    fn preflight_reexec(&mut self) -> Result<Json, String>;
 }
 
 /// Carries out effects through `H`, and keeps where each control request's reply goes.
@@ -71,6 +74,9 @@ pub(super) struct Executor<H> {
     next_token: u64,
     /// Set when a config was loaded for a reload: the watcher may need to follow it.
     pub reloaded: bool,
+    /// Set once a re-exec passed its checks and was answered: the runtime execs after
+    /// the answer reached the operator.
+    pub reexec: Option<crate::supervisor::CarriedTable>,
 }
 
 impl<H: Hands> Executor<H> {
@@ -80,6 +86,7 @@ impl<H: Hands> Executor<H> {
             pending: HashMap::new(),
             next_token: 0,
             reloaded: false,
+            reexec: None,
         }
     }
 
@@ -207,6 +214,23 @@ impl<H: Hands> Executor<H> {
                     None
                 }
                 Effect::Exit { code } => return Some(code),
+                Effect::Reexec { token, table } => {
+                    match self.hands.preflight_reexec() {
+                        Ok(answer) => {
+                            if let Some(token) = token {
+                                self.reply(token, Ok(answer));
+                            }
+                            self.reexec = Some(*table);
+                        }
+                        Err(why) => {
+                            tracing::warn!("not re-executing: {why}");
+                            if let Some(token) = token {
+                                self.reply(token, Err(ProtocolError::new(ErrorKind::Failed, why)));
+                            }
+                        }
+                    }
+                    None
+                }
             };
             if let Some(event) = answer {
                 queue.extend(sup.handle(event, Now::real()));

@@ -64,6 +64,8 @@ pub(super) struct Shell {
     pub(super) sockets: Sockets,
     /// The descriptors services parked with `FDSTORE=1`.
     pub(super) fd_store: FdStore,
+    /// The output pipes being read, for a re-exec to hand on.
+    pub(super) pipes: super::reexec::LivePipes,
 }
 
 impl Shell {
@@ -175,13 +177,35 @@ impl Shell {
             }
         });
     }
-    fn capture(&mut self, spawned: process::Spawned, service: &Arc<str>, output: &Arc<RunOutput>) {
+    pub(super) fn capture(
+        &mut self,
+        spawned: process::Spawned,
+        service: &Arc<str>,
+        output: &Arc<RunOutput>,
+    ) {
+        use std::os::fd::AsRawFd;
         let sink: Arc<dyn LineSink> = output.clone();
+        let carried = crate::reexec::CarriedPipe {
+            service: service.to_string(),
+            pid: spawned.pid,
+            stdout: spawned.stdout.as_raw_fd(),
+            stderr: spawned.stderr.as_raw_fd(),
+        };
         match capture(spawned.stdout, spawned.stderr, service.clone(), sink) {
             Ok(reader) => {
                 let (output, service) = (output.clone(), service.clone());
+                let pipes = self.pipes.clone();
+                let pid = carried.pid;
+                if let Ok(mut live) = self.pipes.lock() {
+                    live.insert(pid, carried);
+                }
                 self.captures.spawn(async move {
                     reader.await;
+                    // Before the descriptors' numbers can be reused (they are closed as the
+                    // reader is dropped, here).
+                    if let Ok(mut live) = pipes.lock() {
+                        live.remove(&pid);
+                    }
                     output.closed(&service);
                 });
             }
@@ -322,6 +346,18 @@ impl Hands for Shell {
         replies: mpsc::UnboundedSender<Reply>,
     ) {
         self.logs(services, (lines, since), follow, replies);
+    }
+
+    fn preflight_reexec(&mut self) -> Result<Json, String> {
+        let binary =
+            crate::reexec::binary().ok_or("runpm does not know the path it was started from")?;
+        crate::reexec::preflight(binary).map_err(|e| crate::errors::error_chain(&e))?;
+        tracing::info!("re-executing {} (every service is kept)", binary.display());
+        Json::of(&serde_json::json!({
+            "pid": std::process::id(),
+            "binary": binary.display().to_string(),
+        }))
+        .map_err(|e| e.message)
     }
 
     fn notify_parent(&mut self, note: &ParentNote) {

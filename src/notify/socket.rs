@@ -172,6 +172,29 @@ impl NotifySocket {
         &self.address
     }
 
+    /// The socket's descriptor, kept open across a re-exec of runpm.
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.get_ref().as_raw_fd()
+    }
+
+    /// Takes back, after a re-exec, the socket bound as `address` by the previous image.
+    /// Must be called within a tokio runtime.
+    pub fn adopt(fd: OwnedFd, address: String) -> io::Result<NotifySocket> {
+        let file = match address.starts_with('@') {
+            true => None,
+            false => Some(SocketGuard::of(Utf8Path::new(&address))?),
+        };
+        let socket = UnixDatagram::from(fd);
+        socket.set_nonblocking(true)?;
+        // SAFETY: as in `bind`.
+        let fd = unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) }?;
+        Ok(NotifySocket {
+            fd,
+            _file: file,
+            address,
+        })
+    }
+
     /// The next well-formed datagram. Datagrams without credentials, truncated ones and ones
     /// that do not parse are dropped (logged at debug) and the wait goes on; any fds they
     /// carried are closed all the same.

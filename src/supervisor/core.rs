@@ -432,6 +432,7 @@ impl Supervisor {
             }
             Event::Tick => self.on_tick(now, fx),
             Event::Terminate { signal } => self.on_terminate(signal, now, fx),
+            Event::Reexec => self.reexec(None, now, fx),
             Event::Hangup => {
                 tracing::info!("received SIGHUP: reloading the configuration");
                 fx.push(Effect::LoadConfig {
@@ -919,6 +920,7 @@ fn round_ms(d: Duration) -> Duration {
 }
 
 mod apply;
+pub(crate) mod carry;
 mod operator;
 mod parent;
 mod readiness;

@@ -109,6 +109,8 @@ pub enum Event {
         pid: i32,
         last_lines: Vec<String>,
     },
+    /// SIGUSR2: re-execute runpm (as `runpmctl reexec`, with nobody to answer).
+    Reexec,
 }
 
 /// Which sd_notify socket a service is told about.
@@ -234,6 +236,11 @@ pub enum Effect {
     NotifyParent(ParentNote),
     /// runpm is done: exit with this code.
     Exit { code: u8 },
+    /// Re-execute runpm with this table (see `reexec`); `token`: the request to answer.
+    Reexec {
+        token: Option<u64>,
+        table: Box<super::CarriedTable>,
+    },
 }
 
 #[cfg(test)]

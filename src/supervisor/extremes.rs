@@ -257,7 +257,8 @@ impl World {
                 | Effect::KillProbe { .. }
                 | Effect::NotifyParent(_)
                 | Effect::ServeLogs { .. }
-                | Effect::SaveState { .. } => None,
+                | Effect::SaveState { .. }
+                | Effect::Reexec { .. } => None,
                 Effect::Exit { .. } => {
                     self.exited = true;
                     None

@@ -124,6 +124,10 @@ impl Hands for Fake {
     fn notify_parent(&mut self, _note: &ParentNote) {
         self.done.push(Called::NotifyParent);
     }
+
+    fn preflight_reexec(&mut self) -> Result<Json, String> {
+        Err("not in tests".into())
+    }
 }
 
 fn supervisor(specs: Vec<ServiceSpec>) -> (Supervisor, Config) {
