@@ -147,6 +147,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 format!("runpm (pid {pid}) shut down\n")
             }
         }
+        // Done once the new image answers, JSON or not.
+        Command::Reexec { json } => reexecuted(&cli, client, result, *json)?,
         command if wants_json(command) => {
             // Re-indented for people; the daemon sends it on one line.
             let value: serde_json::Value = decode(result, "the command")?;
@@ -198,7 +200,6 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Resurrect { .. } => {
             ipc::reload_plan(&decode::<ReloadResult>(result, "resurrect")?)
         }
-        Command::Reexec { json } => reexecuted(&cli, client, result, *json)?,
         Command::Save { .. } => {
             let saved: serde_json::Value = decode(result, "save")?;
             let path = saved.get("path").and_then(|p| p.as_str()).unwrap_or("?");

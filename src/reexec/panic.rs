@@ -45,11 +45,7 @@ pub fn install_panic_hook() {
             eprintln!("runpm: panicked with no state to re-execute from; giving up");
             return;
         };
-        let now = now_secs();
-        state
-            .panics
-            .retain(|&at| now.saturating_sub(at) < PANIC_WINDOW.as_secs());
-        if state.panics.len() >= MAX_PANICS {
+        if !may_reexec(&mut state.panics, now_secs()) {
             eprintln!(
                 "runpm: panicked {} times within {}s; giving up (not re-executing again)",
                 state.panics.len() + 1,
@@ -57,7 +53,6 @@ pub fn install_panic_hook() {
             );
             return;
         }
-        state.panics.push(now);
         eprintln!(
             "runpm: panicked; re-executing {} with every service kept",
             state.binary.display()
@@ -65,4 +60,31 @@ pub fn install_panic_hook() {
         let error = exec(&state);
         eprintln!("runpm: the re-exec after a panic failed: {error}; giving up");
     }));
+}
+
+/// Whether one more panic re-exec is allowed at `now`, given the earlier ones (kept to the
+/// last [`PANIC_WINDOW`], with `now` added when allowed).
+fn may_reexec(panics: &mut Vec<u64>, now: u64) -> bool {
+    panics.retain(|&at| now.saturating_sub(at) < PANIC_WINDOW.as_secs());
+    if panics.len() >= MAX_PANICS {
+        return false;
+    }
+    panics.push(now);
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_most_three_a_minute() {
+        let mut panics = Vec::new();
+        for t in [100, 110, 120] {
+            assert!(may_reexec(&mut panics, t));
+        }
+        assert!(!may_reexec(&mut panics, 130), "a fourth within the minute");
+        assert!(may_reexec(&mut panics, 161), "the first one has aged out");
+        assert_eq!(panics, [110, 120, 161]);
+    }
 }
