@@ -14,6 +14,7 @@
 #![warn(clippy::undocumented_unsafe_blocks, clippy::unwrap_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod activation;
 pub mod cli;
 pub mod config;
 pub mod daemon;
@@ -28,6 +29,7 @@ pub mod notify;
 pub mod owner;
 pub mod process;
 pub mod reconcile;
+pub mod reexec;
 pub mod report;
 pub mod state;
 pub mod supervisor;

@@ -41,6 +41,8 @@ pub fn spec(name: &str) -> ServiceSpec {
         profiles: Vec::new(),
         replica_of: None,
         schedule: None,
+        listen: Vec::new(),
+        fd_store_max: 0,
     }
 }
 

@@ -94,6 +94,7 @@ fn respond(request: Request) -> Reply {
         Request::Kill { .. } => err(ErrorKind::Failed, "this fake daemon has no processes"),
         Request::Events { .. } => err(ErrorKind::BadRequest, "this fake daemon has no events"),
         Request::Scale { .. } => err(ErrorKind::UnknownService, "no replicas here"),
+        Request::Reexec => err(ErrorKind::Failed, "this fake daemon cannot re-execute"),
         Request::Reload { dry_run: false } => err(
             ErrorKind::InvalidConfig,
             "services.toml:3:1: unknown field `cmdd` in service `web` (did you mean `cmd`?)",

@@ -79,6 +79,8 @@ impl<E: std::error::Error> From<E> for Failure {
 }
 
 fn main() -> ExitCode {
+    // Before anything can replace the file: the path a re-exec runs (see `runpm::reexec`).
+    runpm::reexec::remember_binary(None);
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -88,6 +90,15 @@ fn main() -> ExitCode {
     };
     // A detached daemon logs to a file, whatever the terminal the command ran in.
     let daemon = matches!(cli.command, Command::Up { detach: true, .. });
+    if let Command::Reexec { state_fd } = cli.command {
+        return match resume(state_fd, cli.log_format) {
+            Ok(exit) => exit.into(),
+            Err(failure) => {
+                failure.report();
+                failure.exit().into()
+            }
+        };
+    }
     init_tracing(cli.log_format, daemon);
     match run(cli.command) {
         Ok(exit) => exit.into(),
@@ -117,6 +128,18 @@ fn run(command: Command) -> Result<Exit, Failure> {
             units,
             force,
         } => import(&files, output, units, force).map(|()| Exit::Ok),
+        Command::ReexecCheck { state_version } => {
+            if state_version == runpm::reexec::STATE_VERSION {
+                Ok(Exit::Ok)
+            } else {
+                Err(Failure::Other(format!(
+                    "this runpm ({}) reads re-exec state version {}, not {state_version}",
+                    env!("CARGO_PKG_VERSION"),
+                    runpm::reexec::STATE_VERSION
+                )))
+            }
+        }
+        Command::Reexec { .. } => Err(Failure::Other("`__reexec` is runpm's own".into())),
         Command::Down {
             file,
             state_dir,
@@ -489,7 +512,10 @@ fn up(args: UpArgs) -> Result<Exit, Failure> {
         on_startup: ready_pipe.map(|mut reporter| {
             Box::new(move |news| reporter.send(news)) as Box<dyn FnMut(supervisor::News)>
         }),
+        console: console.is_some(),
+        resumed: None,
     };
+    runpm::reexec::install_panic_hook();
     let ended = runtime
         .block_on(supervisor::run(cfg, options))
         .map(Exit::Services)
@@ -609,4 +635,83 @@ fn import(
         ),
     }
     Ok(())
+}
+
+/// `runpm __reexec --state-fd N`: the new image of a daemon that re-executed itself. It
+/// takes back the state and every descriptor the old image handed on, and serves on.
+fn resume(state_fd: i32, log_format: LogFormat) -> Result<Exit, Failure> {
+    use std::os::fd::FromRawFd;
+    if state_fd < 3 {
+        return Err(Failure::Other(format!("bad state descriptor {state_fd}")));
+    }
+    // SAFETY: the previous image passed this memfd for us alone.
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(state_fd) };
+    let state = runpm::reexec::read_state(fd)?;
+    runpm::reexec::remember_binary(Some(state.binary.clone()));
+    init_tracing(log_format, !state.console);
+    // SAFETY: every descriptor the state names was handed on by the previous image, open,
+    // and owned by nothing in this one yet.
+    let (resumed, state) = unsafe { runpm::daemon::adopt(state) };
+    let dir = ipc::StateDir::at(state.state_dir.clone());
+    let Some(lock_fd) = state.fds.lock else {
+        return Err(Failure::Other("the re-exec state has no lock".into()));
+    };
+    // SAFETY: as above; the lock's descriptor is taken once, here (`adopt` leaves it out).
+    let lock_fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(lock_fd) };
+    let lock = state::InstanceLock::adopt(lock_fd, dir.lock_file.clone())?;
+    let token = state::Token::load_or_create(&dir.token_file)?;
+    let table = &state.table;
+    let cfg = Config {
+        source: table.source.clone().into(),
+        base_dir: Utf8Path::new(&table.source)
+            .parent()
+            .map(Utf8Path::to_owned)
+            .unwrap_or_default(),
+        settings: table.settings.clone(),
+        services: table
+            .services
+            .iter()
+            .map(|s| (s.spec.name.clone(), s.spec.clone()))
+            .collect(),
+        replicated: table.replicated.clone(),
+        selection: table.selection.clone(),
+    };
+    let logs = Arc::new(LogHub::new(&dir.logs_dir));
+    let console = state.console.then(|| {
+        Arc::new(Console::new(
+            cfg.start_order(),
+            runpm::cli::colour::stdout(false),
+        ))
+    });
+    if let Some(console) = &console {
+        logs.set_console(Some(console.clone() as Arc<dyn LineSink>));
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Other(format!("cannot start the event loop: {e}")))?;
+    let options = RunOptions {
+        only: None,
+        logs,
+        exit_when_default: state.exit_when_default.clone(),
+        control: Some(Control {
+            state: dir,
+            lock,
+            token,
+        }),
+        watch: state.watch,
+        startup: None,
+        on_startup: None,
+        console: state.console,
+        resumed: Some(resumed),
+    };
+    runpm::reexec::install_panic_hook();
+    let ended = runtime
+        .block_on(supervisor::run(cfg, options))
+        .map(Exit::Services)
+        .map_err(Failure::from);
+    if let Some(console) = &console {
+        console.flush();
+    }
+    ended
 }

@@ -154,6 +154,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 format!("runpm (pid {pid}) shut down\n")
             }
         }
+        // Done once the new image answers, JSON or not.
+        Command::Reexec { json } => reexecuted(&cli, client, result, *json)?,
         command if wants_json(command) => {
             // Re-indented for people; the daemon sends it on one line.
             let value: serde_json::Value = decode(result, "the command")?;
@@ -248,6 +250,7 @@ fn wants_json(command: &Command) -> bool {
         | Command::Scale { json, .. }
         | Command::Reload { json, .. }
         | Command::Save { json }
+        | Command::Reexec { json }
         | Command::Resurrect { json }
         | Command::Shutdown { json, .. } => *json,
         Command::Start(t) | Command::Restart(t) | Command::Stop { targets: t, .. } => t.json,
@@ -352,6 +355,7 @@ fn request(command: &Command) -> Result<Request, Failure> {
         },
         Command::Reload { dry_run, .. } => Request::Reload { dry_run: *dry_run },
         Command::Save { .. } => Request::Save,
+        Command::Reexec { .. } => Request::Reexec,
         Command::Resurrect { .. } => Request::Resurrect,
         Command::Shutdown { yes, .. } => {
             if !yes {
@@ -672,4 +676,41 @@ fn decode<T: DeserializeOwned>(result: Json, what: &str) -> Result<T, Failure> {
         .decode()
         .map_err(|e| anyhow!(e).context(format!("the daemon's reply to {what} cannot be read")))
         .map_err(Failure::Other)
+}
+
+/// How long the old image may take to exec once it said it would: the exec closes every
+/// control connection at once, so this is only reached when `execve` itself failed.
+const REEXEC_CLOSE: Duration = Duration::from_secs(10);
+
+/// `runpmctl reexec` after the daemon said yes: done once the old image's connection
+/// closed (it exec'd) and the new one answers on the same socket, with the same pid.
+fn reexecuted(
+    cli: &Cli,
+    mut client: ipc::Client,
+    result: Json,
+    json: bool,
+) -> Result<String, Failure> {
+    let answer: serde_json::Value = decode(result, "reexec")?;
+    let binary = answer["binary"].as_str().unwrap_or("?").to_owned();
+    let pid = client.hello().daemon_pid;
+    if client.wait_closed(REEXEC_CLOSE.min(cli.timeout)).is_err() {
+        return Err(Failure::Other(anyhow::anyhow!(
+            "runpm (pid {pid}) said it would re-execute {binary} but is still the old image \
+             (the exec failed; its log says why); it goes on serving"
+        )));
+    }
+    let again = connect(cli)?;
+    let now = again.hello().daemon_pid;
+    if now != pid {
+        return Err(Failure::Other(anyhow::anyhow!(
+            "a different runpm (pid {now}, not {pid}) answers after the re-exec"
+        )));
+    }
+    if json {
+        let done = serde_json::json!({ "daemon_pid": pid, "binary": binary, "reexecuted": true });
+        return Ok(format!("{}\n", pretty(&done)?));
+    }
+    Ok(format!(
+        "runpm (pid {pid}) re-executed {binary}; every service kept\n"
+    ))
 }

@@ -137,6 +137,21 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Internal: the new image of a re-executed daemon, reading the old one's state (see
+    /// `runpmctl reexec`)
+    #[command(name = "__reexec", hide = true)]
+    Reexec {
+        /// The memfd holding the state
+        #[arg(long)]
+        state_fd: i32,
+    },
+    /// Internal: exits 0 when this binary can take over from a daemon whose state has this
+    /// version (the pre-flight check of `runpmctl reexec`)
+    #[command(name = "__reexec-check", hide = true)]
+    ReexecCheck {
+        #[arg(long)]
+        state_version: u32,
+    },
 }
 
 /// The whole command line, for man pages and completions.

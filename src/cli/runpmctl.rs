@@ -144,6 +144,14 @@ pub enum Command {
         #[arg(short = 't', long)]
         timestamps: bool,
     },
+    /// Re-execute runpm from the path it was started from (an upgraded binary takes over),
+    /// keeping every service, its pid and its output; fails, with the daemon untouched,
+    /// when that binary cannot take over
+    Reexec {
+        /// Print `{"daemon_pid": N, "binary": "...", "reexecuted": true}`
+        #[arg(long)]
+        json: bool,
+    },
     /// Stop every service, then the daemon (asking again while it stops kills what is left)
     Shutdown {
         /// Confirm

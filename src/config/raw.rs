@@ -68,6 +68,8 @@ pub(super) struct RawService {
     pub overlap: Option<Keyword<Overlap>>,
     pub run_on_start: Option<bool>,
     pub catch_up: Option<bool>,
+    pub listen: Option<Vec<super::listen::RawListen>>,
+    pub fd_store_max: Option<u32>,
 }
 
 /// `ready = { … }`: exactly one kind, checked in `validate` so that the message can name
@@ -424,6 +426,7 @@ mod tests {
     fn field_lists_come_from_the_structs() {
         let service = fields_of::<RawService>();
         assert_eq!(service.len(), 35);
+        assert_eq!(service.len(), 29);
         assert_eq!(service.first(), Some(&"cmd"));
         assert!(service.contains(&"log_keep"));
         assert_eq!(
@@ -482,6 +485,8 @@ mod tests {
             ("overlap", r#""queue""#),
             ("run_on_start", "true"),
             ("catch_up", "true"),
+            ("listen", r#"["tcp:127.0.0.1:1"]"#),
+            ("fd_store_max", "1"),
         ]
         .into();
         let fields = fields_of::<RawService>();

@@ -330,6 +330,39 @@ pub const SERVICE: &[Field] = &[
               reboot) and a run came due while it was down (the last run's time is kept in \
               `state.json`), run it once now.",
     },
+    Field {
+        name: "listen",
+        ty: "list of addresses or tables",
+        default: Default::Value("[]"),
+        example: r#"["tcp:127.0.0.1:8000", { address = "unix:run/app.sock", name = "http", backlog = 128, mode = "0660" }]"#,
+        doc: "Sockets runpm binds and owns for this service (socket activation): `tcp:HOST:PORT`, \
+              `udp:HOST:PORT` (IPv6 as `tcp:[::1]:8000`, bound IPv6-only) or `unix:PATH` (relative \
+              to the config's directory; a stale socket file nobody listens on is replaced). The \
+              table form adds `name` (its entry in `LISTEN_FDNAMES`, default the service's name), \
+              `backlog` (default 4096, capped by the kernel) and `mode` (the socket file's octal \
+              mode, default \"0666\"). They are bound at the service's first start and passed to \
+              every run as descriptors 3, 4, … with `LISTEN_FDS`, `LISTEN_PID` and \
+              `LISTEN_FDNAMES`, as systemd does (sd_listen_fds(3)). They stay open in runpm across \
+              restarts, crashes and reloads, so clients wait in the backlog instead of being \
+              refused; a reload that changes `listen` binds only the new addresses. They are \
+              closed when the service leaves the config. A bind failure is the service's error \
+              and names the address and the process holding it. Without `ready`, a service with \
+              `listen` is ready when spawned.",
+    },
+    Field {
+        name: "fd_store_max",
+        ty: "integer",
+        default: Default::Value("0"),
+        example: "8",
+        doc: "How many descriptors the service may park in runpm with sd_notify `FDSTORE=1` \
+              (named by `FDNAME=`, default \"stored\"; `FDSTOREREMOVE=1` with `FDNAME=` removes \
+              them), at most 4096. They come back to the next run after the `listen` sockets, in \
+              `LISTEN_FDS`/`LISTEN_FDNAMES`. As with systemd's default \
+              `FileDescriptorStorePreserve=no`, the store survives restarts and crashes only: it \
+              is emptied when the service is stopped for good (by the operator, or an exit that \
+              is not restarted) or removed. 0: `FDSTORE=1` is refused with a warning in runpm's \
+              log.",
+    },
 ];
 
 /// The keys of `ready = { … }`; exactly one is given.

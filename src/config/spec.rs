@@ -11,6 +11,8 @@ use std::time::Duration;
 use camino::Utf8PathBuf;
 use serde::{Deserialize, Serialize};
 
+pub use super::listen::{Listen, ListenAddress};
+
 /// What to execute: an argv (no shell) or a `/bin/sh -c` script.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -156,6 +158,12 @@ pub struct ServiceSpec {
     /// `catch_up`: the service runs at these times rather than once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<Schedule>,
+    /// Sockets runpm binds and passes as `LISTEN_FDS` (socket activation), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listen: Vec<Listen>,
+    /// How many descriptors the service may park with sd_notify `FDSTORE=1` (0: none).
+    #[serde(default)]
+    pub fd_store_max: u32,
 }
 
 /// When a scheduled service runs, and what happens around its runs.

@@ -157,6 +157,8 @@ fn check_full(config: &Config, root: &Utf8Path) {
         profiles: Vec::new(),
         replica_of: None,
         schedule: None,
+        listen: Vec::new(),
+        fd_store_max: 0,
     };
     assert_eq!(web, &expected);
     assert_eq!(config.start_order(), ["db", "web"]);

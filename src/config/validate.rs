@@ -19,8 +19,8 @@ use super::graph::{self, Problem};
 use super::raw::{RawDependsOn, RawExitWhen, RawHealth, RawReady, RawService, RawSettings};
 use super::recover::Recovered;
 use super::spec::{
-    Command, Condition, Config, EnvFile, ExitWhen, Health, HttpCheck, KillMode, Probe, Ready,
-    RestartPolicy, ServiceSpec, Settings, Signal,
+    Command, Condition, Config, EnvFile, ExitWhen, Health, HttpCheck, KillMode, Listen,
+    ListenAddress, Probe, Ready, RestartPolicy, ServiceSpec, Settings, Signal,
 };
 use super::suggest::hint;
 
@@ -93,6 +93,7 @@ pub(super) fn config(
     dependencies(&units, diags);
     super::kinds::check(&units, &services, diags);
     let replicated = super::kinds::expand(&units, &mut services);
+    shared_addresses(&units, &base_dir, diags);
     let names: BTreeSet<&str> = units.iter().map(|u| u.name.as_str()).collect();
     let settings = match &settings {
         Some(unit) => self::settings(unit, &base_dir, &names, diags),
@@ -329,6 +330,67 @@ fn service(unit: &Unit, base_dir: &Utf8Path, diags: &mut Diagnostics) -> Service
         profiles: raw.profiles.clone().unwrap_or_default(),
         replica_of: None,
         schedule: super::kinds::schedule(unit, diags),
+        listen: listen(unit, base_dir, diags),
+        fd_store_max: fd_store_max(unit, diags),
+    }
+}
+
+/// `listen`, resolved; the same address twice in one service is an error (the second bind
+/// would fail at start, later and less clearly).
+fn listen(unit: &Unit, base_dir: &Utf8Path, diags: &mut Diagnostics) -> Vec<Listen> {
+    let Some(raw) = &unit.raw.value.listen else {
+        return Vec::new();
+    };
+    let resolved: Vec<Listen> = raw
+        .iter()
+        .map(|l| l.resolve(&unit.name, base_dir))
+        .collect();
+    let mut seen = BTreeSet::new();
+    for l in &resolved {
+        if !seen.insert(&l.address) {
+            unit.report(
+                diags,
+                unit.at("listen"),
+                format!("`listen` names `{}` twice", l.address),
+            );
+        }
+    }
+    resolved
+}
+
+/// More stored descriptors than this is a leak, not a design: systemd's own limit per unit
+/// is in the same range.
+pub(crate) const MAX_FD_STORE: u32 = 4096;
+
+fn fd_store_max(unit: &Unit, diags: &mut Diagnostics) -> u32 {
+    let max = unit.raw.value.fd_store_max.unwrap_or(0);
+    if max > MAX_FD_STORE {
+        unit.report(
+            diags,
+            unit.at("fd_store_max"),
+            format!("`fd_store_max` is {max}: at most {MAX_FD_STORE} descriptors can be stored"),
+        );
+    }
+    max
+}
+
+/// Two services cannot listen on the same address: runpm would bind it once for each.
+fn shared_addresses(units: &[Unit], base_dir: &Utf8Path, diags: &mut Diagnostics) {
+    let mut owners: BTreeMap<ListenAddress, &str> = BTreeMap::new();
+    for unit in units {
+        for raw in unit.raw.value.listen.iter().flatten() {
+            let address = raw.address.clone().resolved(base_dir);
+            match owners.get(&address) {
+                Some(owner) if *owner != unit.name => unit.report(
+                    diags,
+                    unit.at("listen"),
+                    format!("`{address}` is already in `listen` of service `{owner}`"),
+                ),
+                _ => {
+                    owners.insert(address, &unit.name);
+                }
+            }
+        }
     }
 }
 

@@ -17,6 +17,7 @@ use std::time::SystemTime;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::config::{Config, ConfigErrors, Probe, ServiceSpec, Signal};
+use crate::ipc::ErrorKind;
 use crate::ipc::{Call, ProtocolError, Reply, Response};
 use crate::notify::ParentNote;
 use crate::process::{SpawnError, Target};
@@ -72,6 +73,9 @@ pub(super) trait Hands {
         since: Option<SystemTime>,
         replies: UnboundedSender<Reply>,
     );
+    /// Checks that the binary runpm was started from can take over (see `reexec`): what
+    /// to answer the operator, or why not.
+    fn preflight_reexec(&mut self) -> Result<Response, String>;
 }
 
 /// Carries out effects through `H`, and keeps where each control request's reply goes.
@@ -82,6 +86,9 @@ pub(super) struct Executor<H> {
     next_token: u64,
     /// Set when a config was loaded for a reload: the watcher may need to follow it.
     pub reloaded: bool,
+    /// Set once a re-exec passed its checks and was answered: the runtime execs after
+    /// the answer reached the operator.
+    pub reexec: Option<crate::supervisor::CarriedTable>,
 }
 
 impl<H: Hands> Executor<H> {
@@ -91,6 +98,7 @@ impl<H: Hands> Executor<H> {
             pending: HashMap::new(),
             next_token: 0,
             reloaded: false,
+            reexec: None,
         }
     }
 
@@ -232,6 +240,23 @@ impl<H: Hands> Executor<H> {
                     None
                 }
                 Effect::Exit { code } => return Some(code),
+                Effect::Reexec { token, table } => {
+                    match self.hands.preflight_reexec() {
+                        Ok(answer) => {
+                            if let Some(token) = token {
+                                self.reply(token, Ok(answer));
+                            }
+                            self.reexec = Some(*table);
+                        }
+                        Err(why) => {
+                            tracing::warn!("not re-executing: {why}");
+                            if let Some(token) = token {
+                                self.reply(token, Err(ProtocolError::new(ErrorKind::Failed, why)));
+                            }
+                        }
+                    }
+                    None
+                }
             };
             if let Some(event) = answer {
                 queue.extend(sup.handle(event, Now::real()));

@@ -18,9 +18,11 @@ mod http;
 mod output;
 mod persist;
 mod probes;
+mod reexec;
 mod runtime;
 mod setup;
 mod shell;
 mod signals;
 
+pub use reexec::{Resumed, adopt};
 pub use runtime::{Control, RunError, RunOptions, run};

@@ -21,11 +21,13 @@ use crate::notify::{self, Datagram, NotifySocket};
 use crate::process;
 use crate::state::{self, Resume};
 
+use crate::notify::NotifySocket as Notify;
 use crate::supervisor::{self, Event, Jitter, News, Now, StartupReport, Supervisor};
 
 use super::executor::Executor;
 use super::persist::Persist;
 use super::probes::{Probes, Reaped};
+use super::reexec::{Carrying, Resumed};
 use super::setup::{env_files, notify_sockets, release_free_memory, sync_watcher};
 use super::shell::Shell;
 use super::signals::{DaemonSignals, Received};
@@ -49,6 +51,10 @@ pub struct RunOptions {
     /// asked to start runs, completed, failed or gave up: a detached `runpm up -d` shows
     /// the progress and returns to the terminal then.
     pub on_startup: Option<Box<dyn FnMut(News)>>,
+    /// A foreground `runpm up` printing the services' lines: a re-exec keeps doing so.
+    pub console: bool,
+    /// Set in a re-executed daemon: what the previous image handed on (see `reexec`).
+    pub resumed: Option<Resumed>,
 }
 
 pub struct Control {
@@ -64,12 +70,23 @@ pub struct Control {
 pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError> {
     let mut sigchld = signal(SignalKind::child())?;
     let mut signals = DaemonSignals::install()?;
+    let mut resumed = options.resumed.take();
+    if resumed.is_some() {
+        // The previous image held these back across the exec (see `reexec::exec`).
+        crate::reexec::release_signals();
+    }
 
     let (call_tx, mut calls) = mpsc::unbounded_channel::<Call>();
+    let mut control_fd = None;
     // Dropping the guard at the end of this function removes the socket (if still ours).
     let _socket = match &options.control {
         Some(control) => {
-            let (listener, guard) = ipc::bind(&control.state.socket, &control.lock)?;
+            let adopted = resumed.as_mut().and_then(|r| r.control.take());
+            let (listener, guard) = match adopted {
+                Some(fd) => adopt_listener(fd, &control.state.socket)?,
+                None => ipc::bind(&control.state.socket, &control.lock)?,
+            };
+            control_fd = Some(std::os::fd::AsRawFd::as_raw_fd(&listener));
             let info = HelloInfo {
                 daemon_pid: std::process::id(),
                 config: config.source.to_string(),
@@ -91,7 +108,15 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
         &env_files(config.services.values()),
     );
 
-    let (notify, notify_others) = notify_sockets(options.control.as_ref());
+    let (notify, notify_others) = match resumed.as_mut() {
+        Some(r) => (
+            r.notify.take().and_then(|(fd, a)| adopt_notify(fd, a)),
+            r.notify_others
+                .take()
+                .and_then(|(fd, a)| adopt_notify(fd, a)),
+        ),
+        None => notify_sockets(options.control.as_ref()),
+    };
     let (internal_tx, mut internal) = mpsc::unbounded_channel::<Event>();
 
     let mut sup = Supervisor::new(
@@ -124,6 +149,9 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
         // too; what it hears and when is the supervisor's decision.
         parent: notify::Parent::from_env(),
         events: Default::default(),
+        sockets: Default::default(),
+        fd_store: Default::default(),
+        pipes: Default::default(),
     });
     if executor.hands.parent.is_some() {
         sup.notify_parent(notify::watchdog_from_env(), Now::real());
@@ -132,12 +160,31 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
     let mut report = StartupReport::default();
     let (resume, last_known_good) = options.startup.take().unwrap_or((None, None));
     sup.set_last_known_good(last_known_good);
-    let mut effects = sup.boot(
-        &config,
-        options.only.as_deref(),
-        resume.as_ref(),
-        Now::real(),
-    );
+    let mut panics = Vec::new();
+    let mut effects = match resumed.as_mut().and_then(|r| r.table.take()) {
+        Some(table) => {
+            let (resumed_sup, effects) =
+                Supervisor::resume(table, Jitter::from_time(), Now::real());
+            sup = resumed_sup;
+            if let Some(r) = resumed.take() {
+                panics = r.panics.clone();
+                take_back(&mut executor.hands, r);
+            }
+            // Children that ended while no handler was installed sent a SIGCHLD nobody saw.
+            let mut effects = effects;
+            for (pid, status) in process::reap_all() {
+                effects.extend(sup.handle(Event::ChildExited { pid, status }, Now::real()));
+            }
+            tracing::info!("re-executed: {} services kept", sup.services().count());
+            effects
+        }
+        None => sup.boot(
+            &config,
+            options.only.as_deref(),
+            resume.as_ref(),
+            Now::real(),
+        ),
+    };
     // The supervisor's table holds what it needs; a reload reads the file anew.
     drop(config);
     if let Some(resume) = resume {
@@ -150,6 +197,45 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
     stderr::hold();
     loop {
         let exit = executor.carry_out(&mut sup, effects);
+        executor.hands.sweep_descriptors(&sup);
+        if let Some(table) = executor.reexec.take() {
+            // The answer to `runpmctl reexec` must reach its socket before the exec.
+            stderr::release();
+            for _ in 0..FLUSH_YIELDS {
+                tokio::task::yield_now().await;
+            }
+            let carrying = Carrying {
+                state_dir: options
+                    .control
+                    .as_ref()
+                    .map(|c| c.state.dir.clone())
+                    .unwrap_or_default(),
+                exit_when_default: options.exit_when_default.clone(),
+                watch: options.watch,
+                console: options.console,
+                control: control_fd,
+                lock: options.control.as_ref().map(|c| c.lock.raw_fd()),
+                notify: notify
+                    .as_ref()
+                    .map(|n| (n.raw_fd(), n.address().to_owned())),
+                notify_others: notify_others
+                    .as_ref()
+                    .map(|n| (n.raw_fd(), n.address().to_owned())),
+                shell: &executor.hands,
+                panics: panics.clone(),
+            };
+            match carrying.state(table) {
+                Some(state) => {
+                    let error = crate::reexec::exec(&state);
+                    tracing::error!(
+                        "the re-exec failed: {}; this runpm goes on",
+                        crate::errors::error_chain(&error)
+                    );
+                }
+                None => tracing::error!("the re-exec failed: no binary path; this runpm goes on"),
+            }
+            stderr::hold();
+        }
         if std::mem::take(&mut executor.reloaded) {
             // What the config is made of may have changed: other env files, `watch` on or off.
             sync_watcher(
@@ -166,6 +252,34 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
             persist.changed(&sup, now);
             if exit.is_some() || persist.due().is_some_and(|at| at <= now) {
                 let _ = persist.write(&sup, now);
+                // The state a panic re-executes from, as fresh as the state file.
+                if exit.is_none()
+                    && let Ok(table) = sup.carry(Now::real())
+                {
+                    let carrying = Carrying {
+                        state_dir: options
+                            .control
+                            .as_ref()
+                            .map(|c| c.state.dir.clone())
+                            .unwrap_or_default(),
+                        exit_when_default: options.exit_when_default.clone(),
+                        watch: options.watch,
+                        console: options.console,
+                        control: control_fd,
+                        lock: options.control.as_ref().map(|c| c.lock.raw_fd()),
+                        notify: notify
+                            .as_ref()
+                            .map(|n| (n.raw_fd(), n.address().to_owned())),
+                        notify_others: notify_others
+                            .as_ref()
+                            .map(|n| (n.raw_fd(), n.address().to_owned())),
+                        shell: &executor.hands,
+                        panics: panics.clone(),
+                    };
+                    if let Some(state) = carrying.state(table) {
+                        crate::reexec::refresh_panic_state(state);
+                    }
+                }
             }
         }
         if let Some(code) = exit {
@@ -238,13 +352,21 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
                     log_status(&sup);
                     Vec::new()
                 }
+                Received::Reexec => vec![Event::Reexec],
             },
             // A due state write is done at the top of the next turn.
             () = sleep => vec![Event::Tick],
             Some(call) = calls.recv() => vec![executor.accept(call)],
             Some(event) = internal.recv() => vec![event],
             datagram = notified(notify.as_ref(), notify_others.as_ref()) => match datagram {
-                Ok(d) => attribute_notification(&sup, d).into_iter().collect(),
+                Ok(mut d) => {
+                    let fds = std::mem::take(&mut d.fds);
+                    let event = attribute_notification(&sup, d);
+                    if let Some(Event::Notified { service, notifications, .. }) = &event {
+                        executor.hands.fd_store_message(&sup, service, notifications, fds);
+                    }
+                    event.into_iter().collect()
+                }
                 Err(e) => {
                     tracing::debug!("sd_notify socket: {e}");
                     Vec::new()
@@ -333,5 +455,54 @@ fn attribute_notification(sup: &Supervisor, datagram: Datagram) -> Option<Event>
             );
             None
         }
+    }
+}
+
+/// The control socket the previous image listened on, with the guard that removes its file.
+fn adopt_listener(
+    fd: std::os::fd::OwnedFd,
+    path: &camino::Utf8Path,
+) -> Result<(tokio::net::UnixListener, ipc::SocketGuard), RunError> {
+    let bind_err = |source| ipc::BindError::Bind {
+        path: path.to_owned(),
+        source,
+    };
+    let listener = std::os::unix::net::UnixListener::from(fd);
+    listener.set_nonblocking(true).map_err(bind_err)?;
+    let guard = ipc::SocketGuard::of(path).map_err(bind_err)?;
+    let listener = tokio::net::UnixListener::from_std(listener).map_err(bind_err)?;
+    Ok((listener, guard))
+}
+
+/// An sd_notify socket the previous image had bound.
+fn adopt_notify(fd: std::os::fd::OwnedFd, address: String) -> Option<Notify> {
+    Notify::adopt(fd, address)
+        .inspect_err(|e| tracing::warn!("cannot take the sd_notify socket back: {e}"))
+        .ok()
+}
+
+/// The output pipes, `listen` sockets and fd store the previous image handed on.
+fn take_back(shell: &mut Shell, r: Resumed) {
+    for (service, listen, fd) in r.sockets {
+        shell.sockets.adopt(service, listen, fd);
+    }
+    for (service, name, fd) in r.store {
+        shell.fd_store.adopt(service, name, fd);
+    }
+    for (pipe, stdout, stderr) in r.pipes {
+        let name: Arc<str> = Arc::from(pipe.service.as_str());
+        let sink: Arc<dyn crate::logs::LineSink> = shell.logs.clone();
+        let output = Arc::new(super::output::RunOutput::new(
+            pipe.pid,
+            sink,
+            None,
+            shell.internal.clone(),
+        ));
+        let spawned = process::Spawned {
+            pid: pipe.pid,
+            stdout,
+            stderr,
+        };
+        shell.capture(spawned, &name, &output);
     }
 }

@@ -15,6 +15,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
+use crate::activation::{FdStore, Passing, Sockets, StoreOutcome};
 use crate::config::{self, Config, ConfigErrors, Probe, Ready, ServiceSpec, Signal};
 use crate::ipc::{ErrorKind, LogsResult, ProtocolError, Reply, Response};
 use crate::logs::{Followed, LineSink, LogHub, capture};
@@ -65,6 +66,12 @@ pub(super) struct Shell {
     pub(super) events: Events,
     /// The profiles and services `runpm up` selected, applied to every reload.
     pub(super) selection: config::Selection,
+    /// The services' `listen` sockets, held across their restarts.
+    pub(super) sockets: Sockets,
+    /// The descriptors services parked with `FDSTORE=1`.
+    pub(super) fd_store: FdStore,
+    /// The output pipes being read, for a re-exec to hand on.
+    pub(super) pipes: super::reexec::LivePipes,
 }
 
 impl Shell {
@@ -178,13 +185,35 @@ impl Shell {
             }
         });
     }
-    fn capture(&mut self, spawned: process::Spawned, service: &Arc<str>, output: &Arc<RunOutput>) {
+    pub(super) fn capture(
+        &mut self,
+        spawned: process::Spawned,
+        service: &Arc<str>,
+        output: &Arc<RunOutput>,
+    ) {
+        use std::os::fd::AsRawFd;
         let sink: Arc<dyn LineSink> = output.clone();
+        let carried = crate::reexec::CarriedPipe {
+            service: service.to_string(),
+            pid: spawned.pid,
+            stdout: spawned.stdout.as_raw_fd(),
+            stderr: spawned.stderr.as_raw_fd(),
+        };
         match capture(spawned.stdout, spawned.stderr, service.clone(), sink) {
             Ok(reader) => {
                 let (output, service) = (output.clone(), service.clone());
+                let pipes = self.pipes.clone();
+                let pid = carried.pid;
+                if let Ok(mut live) = self.pipes.lock() {
+                    live.insert(pid, carried);
+                }
                 self.captures.spawn(async move {
                     reader.await;
+                    // Before the descriptors' numbers can be reused (they are closed as the
+                    // reader is dropped, here).
+                    if let Ok(mut live) = pipes.lock() {
+                        live.remove(&pid);
+                    }
                     output.closed(&service);
                 });
             }
@@ -226,7 +255,12 @@ impl Shell {
         if let Some(address) = address {
             env.extend(notify::service_env(address, spec.watchdog));
         }
-        match process::spawn(spec, &env) {
+        self.sockets
+            .prepare(service, &spec.listen)
+            .map_err(|e| Arc::new(SpawnError::from(e)))?;
+        let passing = Passing::of(service, &self.sockets, &self.fd_store);
+        env.extend(passing.env());
+        match process::spawn_passing(spec, &env, &passing.fds) {
             Ok(spawned) => {
                 let name: Arc<str> = Arc::from(service);
                 let ready = match &spec.ready {
@@ -325,6 +359,17 @@ impl Hands for Shell {
         self.logs(services, (lines, since), follow, replies);
     }
 
+    fn preflight_reexec(&mut self) -> Result<Response, String> {
+        let binary =
+            crate::reexec::binary().ok_or("runpm does not know the path it was started from")?;
+        crate::reexec::preflight(binary).map_err(|e| crate::errors::error_chain(&e))?;
+        tracing::info!("re-executing {} (every service is kept)", binary.display());
+        Ok(Response::Reexecuting {
+            pid: std::process::id(),
+            binary: binary.display().to_string(),
+        })
+    }
+
     fn notify_parent(&mut self, note: &ParentNote) {
         if let Some(parent) = &self.parent {
             parent.send(&note.message(notify::monotonic_usec()));
@@ -342,5 +387,81 @@ impl Hands for Shell {
         replies: mpsc::UnboundedSender<Reply>,
     ) {
         self.events.serve(services, since, replies);
+    }
+}
+
+impl Shell {
+    /// After a turn: the sockets of services gone from the config are closed, and the fd
+    /// store of a service stopped for good is emptied (systemd's default
+    /// `FileDescriptorStorePreserve=no`: kept across restarts only).
+    pub(super) fn sweep_descriptors(&mut self, sup: &Supervisor) {
+        if !self.sockets.is_empty() {
+            self.sockets.retain(|name| sup.service(name).is_some());
+        }
+        if !self.fd_store.is_empty() {
+            self.fd_store.retain(|name| {
+                sup.service(name).is_some_and(|s| {
+                    s.is_active()
+                        || matches!(
+                            s.phase,
+                            crate::supervisor::Phase::Waiting
+                                | crate::supervisor::Phase::Backoff { .. }
+                        )
+                })
+            });
+        }
+    }
+}
+
+impl Shell {
+    /// `FDSTORE=1` (with the message's descriptors) and `FDSTOREREMOVE=1` from `service`.
+    pub(super) fn fd_store_message(
+        &mut self,
+        sup: &Supervisor,
+        service: &str,
+        notifications: &[notify::Notification],
+        fds: Vec<OwnedFd>,
+    ) {
+        let value = |key: &str| {
+            notifications.iter().find_map(|n| match n {
+                notify::Notification::Other(k, v) if k == key => Some(v.as_str()),
+                _ => None,
+            })
+        };
+        let name = value("FDNAME");
+        let outcome = if value("FDSTOREREMOVE") == Some("1") {
+            match name {
+                Some(name) => self.fd_store.remove(service, name),
+                None => {
+                    tracing::warn!("{service}: FDSTOREREMOVE=1 without FDNAME=; ignored");
+                    return;
+                }
+            }
+        } else if value("FDSTORE") == Some("1") {
+            let max = sup.service(service).map_or(0, |s| s.spec.fd_store_max);
+            self.fd_store.store(service, max, name, fds)
+        } else {
+            return;
+        };
+        match outcome {
+            StoreOutcome::Stored { stored, refused } => {
+                tracing::debug!("{service}: stored {stored} descriptor(s) in the fd store");
+                if refused > 0 {
+                    tracing::warn!(
+                        "{service}: the fd store is full (fd_store_max); closed {refused} descriptor(s)"
+                    );
+                }
+            }
+            StoreOutcome::Disabled { refused } => tracing::warn!(
+                "{service}: sent FDSTORE=1 but has fd_store_max = 0; closed {refused} descriptor(s) \
+                 (set fd_store_max to let it store them)"
+            ),
+            StoreOutcome::BadName { name } => tracing::warn!(
+                "{service}: FDNAME=`{name}` is not a valid name; its descriptors were closed"
+            ),
+            StoreOutcome::Removed { removed } => {
+                tracing::debug!("{service}: removed {removed} descriptor(s) from the fd store")
+            }
+        }
     }
 }

@@ -9,8 +9,9 @@
 //! | SIGTERM, SIGINT, SIGQUIT, SIGPWR | stop every service in order, then exit; a second one (200 ms or more later) kills what is left |
 //! | SIGHUP                         | reload the configuration                            |
 //! | SIGUSR1                        | write every service's status to runpm's log         |
+//! | SIGUSR2                        | re-execute runpm in place, every service kept (as `runpmctl reexec`) |
 //! | SIGCHLD                        | reap (handled by the runtime's loop)                |
-//! | SIGUSR2, SIGPIPE, SIGALRM, SIGVTALRM, SIGPROF, SIGIO, SIGSTKFLT, SIGXCPU, SIGXFSZ, SIGSYS, SIGRTMIN…SIGRTMAX | ignored |
+//! | SIGPIPE, SIGALRM, SIGVTALRM, SIGPROF, SIGIO, SIGSTKFLT, SIGXCPU, SIGXFSZ, SIGSYS, SIGRTMIN…SIGRTMAX | ignored |
 //!
 //! SIGPWR is a stop because LXC's `lxc-stop` asks a container's init to shut down with it.
 //! The faults (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP) keep their default: they
@@ -21,8 +22,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 
 /// The signals runpm ignores: those whose default action is to terminate and that have no
 /// meaning for it. The real-time signals are added by [`ignore_the_rest`].
-const IGNORED: [i32; 10] = [
-    libc::SIGUSR2,
+const IGNORED: [i32; 9] = [
     libc::SIGPIPE,
     libc::SIGALRM,
     libc::SIGVTALRM,
@@ -41,6 +41,7 @@ pub enum Received {
     Terminate(&'static str),
     Reload,
     DumpStatus,
+    Reexec,
 }
 
 /// The daemon's signal streams, other than SIGCHLD (which the loop polls first).
@@ -51,6 +52,7 @@ pub struct DaemonSignals {
     pwr: Signal,
     hup: Signal,
     usr1: Signal,
+    usr2: Signal,
 }
 
 impl DaemonSignals {
@@ -65,6 +67,7 @@ impl DaemonSignals {
             pwr: signal(SignalKind::from_raw(libc::SIGPWR))?,
             hup: signal(SignalKind::hangup())?,
             usr1: signal(SignalKind::user_defined1())?,
+            usr2: signal(SignalKind::user_defined2())?,
         })
     }
 
@@ -78,6 +81,7 @@ impl DaemonSignals {
             Some(()) = self.pwr.recv() => Received::Terminate("SIGPWR"),
             Some(()) = self.hup.recv() => Received::Reload,
             Some(()) = self.usr1.recv() => Received::DumpStatus,
+            Some(()) = self.usr2.recv() => Received::Reexec,
             // The streams end only with the runtime; never panic for want of a branch.
             else => std::future::pending().await,
         }

@@ -113,6 +113,10 @@ pub enum Request {
         service: String,
         replicas: u32,
     },
+    /// Re-executes runpm from the path it was started from, every service kept (issue 14).
+    /// Replies `{"pid": N, "binary": "…"}` just before the exec, once the binary has shown
+    /// it can take over; an error (and no exec) otherwise.
+    Reexec,
 }
 
 fn default_log_lines() -> usize {

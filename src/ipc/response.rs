@@ -29,6 +29,8 @@ pub enum Response {
     Events(EventsResult),
     /// `scale`: the group's new count and the replicas started and stopped.
     Scaled(ScaleResult),
+    /// `reexec`: the binary passed its pre-flight and is executed next, in this pid.
+    Reexecuting { pid: u32, binary: String },
 }
 
 /// A `scale` reply, once the started replicas run and the stopped ones are gone.
@@ -62,6 +64,11 @@ impl Response {
             path: &'a str,
         }
         #[derive(Serialize)]
+        struct Reexecuting<'a> {
+            pid: u32,
+            binary: &'a str,
+        }
+        #[derive(Serialize)]
         struct ShuttingDown {
             shutting_down: bool,
         }
@@ -76,6 +83,7 @@ impl Response {
             Response::Logs(logs) => Json::of(logs),
             Response::Events(events) => Json::of(events),
             Response::Scaled(scaled) => Json::of(scaled),
+            Response::Reexecuting { pid, binary } => Json::of(&Reexecuting { pid: *pid, binary }),
         }
     }
 }

@@ -7,10 +7,11 @@
 //! another pid only with privileges (the kernel checks explicit SCM_CREDENTIALS). A datagram
 //! without credentials therefore cannot happen, and would be dropped if it did.
 //!
-//! File descriptors can ride along (SCM_RIGHTS). runpm keeps none: it closes every received
-//! fd as soon as the datagram is read. That is the whole of the `BARRIER=1` protocol —
-//! `systemd-notify` passes the write end of a pipe and waits for it to be closed — and also
-//! what keeps a sender from filling runpm's fd table (FDSTORE=1 is not supported).
+//! File descriptors can ride along (SCM_RIGHTS). runpm closes every received fd as soon as
+//! the datagram is read, unless the message says `FDSTORE=1`: that is the whole of the
+//! `BARRIER=1` protocol — `systemd-notify` passes the write end of a pipe and waits for it to
+//! be closed. Those of a `FDSTORE=1` message go with the datagram to the fd store, which
+//! bounds them per service (`fd_store_max`) and closes the rest.
 //!
 //! Datagrams are read into a 4096-byte buffer, systemd's own limit; a longer one arrives
 //! truncated and is dropped whole rather than half-understood.
@@ -55,13 +56,15 @@ pub fn socket_path(state_dir: &Utf8Path) -> Utf8PathBuf {
 }
 
 /// One notification, with the credentials the kernel attached to it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Datagram {
     /// The sender's pid in runpm's pid namespace; 0 when it has none there.
     pub pid: i32,
     pub uid: u32,
     pub gid: u32,
     pub notifications: Vec<Notification>,
+    /// The descriptors of a `FDSTORE=1` message (close-on-exec); none for any other.
+    pub fds: Vec<OwnedFd>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -169,6 +172,29 @@ impl NotifySocket {
         &self.address
     }
 
+    /// The socket's descriptor, kept open across a re-exec of runpm.
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.get_ref().as_raw_fd()
+    }
+
+    /// Takes back, after a re-exec, the socket bound as `address` by the previous image.
+    /// Must be called within a tokio runtime.
+    pub fn adopt(fd: OwnedFd, address: String) -> io::Result<NotifySocket> {
+        let file = match address.starts_with('@') {
+            true => None,
+            false => Some(SocketGuard::of(Utf8Path::new(&address))?),
+        };
+        let socket = UnixDatagram::from(fd);
+        socket.set_nonblocking(true)?;
+        // SAFETY: as in `bind`.
+        let fd = unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) }?;
+        Ok(NotifySocket {
+            fd,
+            _file: file,
+            address,
+        })
+    }
+
     /// The next well-formed datagram. Datagrams without credentials, truncated ones and ones
     /// that do not parse are dropped (logged at debug) and the wait goes on; any fds they
     /// carried are closed all the same.
@@ -228,7 +254,12 @@ fn receive(socket: std::os::fd::BorrowedFd<'_>) -> io::Result<Option<Datagram>> 
             Err(e) => return Err(e.into()),
         }
     };
-    close_all(fds);
+    // SAFETY: the kernel created these fds for us in this recvmsg; nothing else knows them,
+    // so each is owned (and closed) exactly once, here or by the fd store.
+    let fds: Vec<OwnedFd> = fds
+        .into_iter()
+        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
+        .collect();
 
     let Some(creds) = creds else {
         tracing::debug!("dropping a notification without credentials");
@@ -243,25 +274,23 @@ fn receive(socket: std::os::fd::BorrowedFd<'_>) -> io::Result<Option<Datagram>> 
         return Ok(None);
     }
     match message::parse(&buf[..bytes]) {
-        Ok(notifications) => Ok(Some(Datagram {
-            pid,
-            uid: creds.uid(),
-            gid: creds.gid(),
-            notifications,
-        })),
+        Ok(notifications) => {
+            let storing = notifications
+                .iter()
+                .any(|n| matches!(n, Notification::Other(k, v) if k == "FDSTORE" && v == "1"));
+            Ok(Some(Datagram {
+                pid,
+                uid: creds.uid(),
+                gid: creds.gid(),
+                notifications,
+                // Anything else closes at once (what `BARRIER=1` waits for).
+                fds: if storing { fds } else { Vec::new() },
+            }))
+        }
         Err(e) => {
             tracing::debug!(pid, error = %e, "dropping a malformed notification");
             Ok(None)
         }
-    }
-}
-
-/// Closes fds that the kernel just installed in our table for a received datagram.
-fn close_all(fds: Vec<RawFd>) {
-    for fd in fds {
-        // SAFETY: the kernel created these fds for us in this recvmsg; nothing else knows
-        // them, so taking ownership and dropping it closes each exactly once.
-        drop(unsafe { OwnedFd::from_raw_fd(fd) });
     }
 }
 

@@ -36,10 +36,31 @@ pub struct Request<'a> {
     pub cwd: &'a CStr,
     pub stdout: Stdio<'a>,
     pub stderr: Stdio<'a>,
+    /// Descriptors passed as 3, 4, … with `LISTEN_PID` set to the child's pid (socket
+    /// activation and the fd store); only the vfork path can do this.
+    pub passed: &'a [BorrowedFd<'a>],
+    /// Credentials to switch to before the exec (only with `passed`; see [`super::vfork`]).
+    pub credentials: Option<Credentials<'a>>,
+}
+
+/// A user switch done in the vfork child with raw system calls.
+#[derive(Clone, Copy)]
+pub struct Credentials<'a> {
+    pub uid: libc::uid_t,
+    pub gid: libc::gid_t,
+    pub groups: &'a [libc::gid_t],
 }
 
 /// Starts the process; returns its pid. Errors are the child's `chdir`/`execve` errno.
 pub fn spawn(req: &Request) -> io::Result<i32> {
+    if !req.passed.is_empty() || req.credentials.is_some() {
+        // LISTEN_PID must be the child's own pid, which only a child that runs our code
+        // before the exec can write.
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "passing sockets (`listen`, the fd store) needs Linux 5.9 or later (close_range)",
+        ));
+    }
     let mut actions = FileActions::new()?;
     actions.open(0, c"/dev/null", libc::O_RDONLY)?;
     for (fd, target) in [(1, req.stdout), (2, req.stderr)] {
@@ -205,6 +226,8 @@ mod tests {
             cwd: &cwd,
             stdout: Stdio::Fd(tx.as_fd()),
             stderr: Stdio::Null,
+            passed: &[],
+            credentials: None,
         })
         .unwrap();
         drop(tx);
@@ -232,6 +255,8 @@ mod tests {
             cwd: c"/",
             stdout: Stdio::Null,
             stderr: Stdio::Null,
+            passed: &[],
+            credentials: None,
         })
         .unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::NotFound);

@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -54,6 +54,9 @@ pub enum SpawnError {
         #[source]
         source: io::Error,
     },
+    /// A `listen` socket could not be bound: the service cannot start without it.
+    #[error(transparent)]
+    Listen(#[from] crate::activation::BindError),
 }
 
 impl SpawnError {
@@ -139,6 +142,7 @@ fn environment(spec: &ServiceSpec, extra: &[(String, String)]) -> BTreeMap<Strin
     }
     env.remove("LISTEN_FDS");
     env.remove("LISTEN_PID");
+    env.remove("LISTEN_FDNAMES");
     // systemd's JOURNAL_STREAM names runpm's stderr; a service's stderr is runpm's pipe, and
     // its lines reach the journal through runpm under the service's own identifier.
     env.remove("JOURNAL_STREAM");
@@ -160,6 +164,16 @@ enum Output {
 /// Starts `spec` in a new session (so it leads its own process group), stdin from
 /// /dev/null, stdout and stderr on pipes.
 pub fn spawn(spec: &ServiceSpec, extra_env: &[(String, String)]) -> Result<Spawned, SpawnError> {
+    spawn_passing(spec, extra_env, &[])
+}
+
+/// As [`spawn`], with `passed` as descriptors 3, 4, … and `LISTEN_PID` set to the child's
+/// own pid (the caller sets `LISTEN_FDS` and `LISTEN_FDNAMES` in `extra_env`).
+pub fn spawn_passing(
+    spec: &ServiceSpec,
+    extra_env: &[(String, String)],
+    passed: &[BorrowedFd<'_>],
+) -> Result<Spawned, SpawnError> {
     let other = |source| SpawnError::Other {
         program: spec.command.argv()[0].clone(),
         source,
@@ -172,7 +186,7 @@ pub fn spawn(spec: &ServiceSpec, extra_env: &[(String, String)]) -> Result<Spawn
     };
     // The write ends are closed here once the child holds its copies, so that the pipes
     // report end-of-file when the service (and whatever inherited them) is gone.
-    let pid = start(spec, extra_env, output)?;
+    let pid = start(spec, extra_env, output, passed)?;
     Ok(Spawned {
         pid,
         stdout,
@@ -183,7 +197,7 @@ pub fn spawn(spec: &ServiceSpec, extra_env: &[(String, String)]) -> Result<Spawn
 /// Starts `spec` (a probe) with its output discarded; returns the pid. The reaper collects
 /// it like any child.
 pub fn spawn_quiet(spec: &ServiceSpec) -> Result<i32, SpawnError> {
-    start(spec, &[], Output::Null)
+    start(spec, &[], Output::Null, &[])
 }
 
 /// A pipe whose read end (ours) is non-blocking, for the runtime to poll, and whose write end
@@ -199,6 +213,7 @@ fn start(
     spec: &ServiceSpec,
     extra_env: &[(String, String)],
     output: Output,
+    passed: &[BorrowedFd<'_>],
 ) -> Result<i32, SpawnError> {
     let argv = spec.command.argv();
     let program = argv[0].clone();
@@ -235,9 +250,20 @@ fn start(
             program: program.clone(),
         },
     })?;
+    let cwd = spec.cwd.as_std_path();
     let result = match creds {
-        None => spawn_fast(&path, &argv, &env, spec.cwd.as_std_path(), &output),
-        Some(creds) => fork_exec(&path, &argv, &env, spec.cwd.as_std_path(), output, creds),
+        None => spawn_fast(&path, &argv, &env, cwd, &output, (passed, None)),
+        // Descriptors to pass need the vfork path (see `vfork`), which switches users too.
+        Some(creds) if !passed.is_empty() => {
+            let groups: Vec<libc::gid_t> = creds.groups.iter().map(|g| g.as_raw()).collect();
+            let switch = posix_spawn::Credentials {
+                uid: creds.uid.as_raw(),
+                gid: creds.gid.as_raw(),
+                groups: &groups,
+            };
+            spawn_fast(&path, &argv, &env, cwd, &output, (passed, Some(switch)))
+        }
+        Some(creds) => fork_exec(&path, &argv, &env, cwd, output, creds),
     };
     result.map_err(|source| spawn_error(source, &program, spec))
 }
@@ -250,6 +276,7 @@ fn spawn_fast(
     env: &BTreeMap<String, String>,
     cwd: &Path,
     output: &Output,
+    (passed, credentials): (&[BorrowedFd<'_>], Option<posix_spawn::Credentials<'_>>),
 ) -> io::Result<i32> {
     let c = |bytes: &[u8]| {
         CString::new(bytes).map_err(|_| {
@@ -283,6 +310,8 @@ fn spawn_fast(
         cwd: &cwd,
         stdout,
         stderr,
+        passed,
+        credentials,
     };
     vfork::spawn(&request).unwrap_or_else(|| posix_spawn::spawn(&request))
 }

@@ -42,6 +42,20 @@ struct Shared {
     err: c_int,
     /// Signals to set back to their default (bit `n - 1` for signal `n`).
     reset: u64,
+    /// Descriptors to pass as 3, 4, … (`npassed` of them), and the first descriptor number
+    /// above all of them and of the reserved slots, where they are staged on the way.
+    passed: *const c_int,
+    npassed: c_uint,
+    staging: c_uint,
+    /// Where the child writes its own pid, NUL-terminated: the value of the `LISTEN_PID=`
+    /// entry of `envp` (null when nothing is passed).
+    listen_pid: *mut u8,
+    /// A user switch by raw system calls (`switch` is 0 without one).
+    switch: c_int,
+    uid: libc::uid_t,
+    gid: libc::gid_t,
+    groups: *const libc::gid_t,
+    ngroups: usize,
     /// Where the child failed, and its errno; untouched when it exec'd.
     stage: Stage,
     errno: c_int,
@@ -189,8 +203,40 @@ impl Slots {
 
     fn clone_and_exec(&self, req: &Request) -> Outcome {
         let argv = pointers(req.argv);
-        let envp = pointers(req.envp);
+        let mut envp = pointers(req.envp);
+        let passed: Vec<c_int> = req.passed.iter().map(|fd| fd.as_raw_fd()).collect();
+        // `LISTEN_PID=` and room for any pid; the child writes the digits.
+        let mut listen_pid = [0u8; 32];
+        listen_pid[..LISTEN_PID.len()].copy_from_slice(LISTEN_PID);
+        if !passed.is_empty() {
+            envp.insert(envp.len() - 1, listen_pid.as_mut_ptr().cast());
+        }
+        let staging = passed
+            .iter()
+            .copied()
+            .chain([self.keep as c_int - 1, 2 + passed.len() as c_int])
+            .max()
+            .unwrap_or(2)
+            + 1;
+        let (switch, uid, gid, groups) = match req.credentials {
+            Some(c) => (1, c.uid, c.gid, c.groups),
+            None => (0, 0, 0, &[][..]),
+        };
         let mut shared = Shared {
+            passed: passed.as_ptr(),
+            npassed: passed.len() as c_uint,
+            staging: staging as c_uint,
+            listen_pid: if passed.is_empty() {
+                std::ptr::null_mut()
+            } else {
+                // SAFETY: within the buffer, right after the prefix.
+                unsafe { listen_pid.as_mut_ptr().add(LISTEN_PID.len()) }
+            },
+            switch,
+            uid,
+            gid,
+            groups: groups.as_ptr(),
+            ngroups: groups.len(),
             program: req.program.as_ptr(),
             argv: argv.as_ptr(),
             envp: envp.as_ptr(),
@@ -257,6 +303,34 @@ fn above_stdio(fd: &OwnedFd) -> io::Result<OwnedFd> {
     Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(new) })
 }
 
+const LISTEN_PID: &[u8] = b"LISTEN_PID=";
+
+/// Writes `pid` in decimal at `to`, NUL-terminated (at most 11 bytes): no allocation, as
+/// everything in the child.
+///
+/// # Safety
+///
+/// `to` must have room for 11 bytes.
+unsafe fn write_pid(to: *mut u8, pid: u32) {
+    let mut digits = [0u8; 10];
+    let mut n = pid;
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for i in 0..len {
+        // SAFETY: the caller's buffer has room for 10 digits and the NUL.
+        unsafe { *to.add(i) = digits[len - 1 - i] };
+    }
+    // SAFETY: as above.
+    unsafe { *to.add(len) = 0 };
+}
+
 /// The child, on the reserved stack, in runpm's memory: system calls only.
 extern "C" fn child(arg: *mut c_void) -> c_int {
     // SAFETY: `arg` is the parent's `Shared`, alive while the parent waits for us.
@@ -274,14 +348,23 @@ extern "C" fn child(arg: *mut c_void) -> c_int {
         // come before the exec. This child has its own copy of the dispositions (no
         // CLONE_SIGHAND), so runpm's are untouched.
         signals::set_default(shared.reset);
-        if libc::syscall(
-            libc::SYS_close_range,
-            shared.keep,
-            c_uint::MAX,
-            libc::CLOSE_RANGE_UNSHARE,
-        ) != 0
+        if shared.npassed == 0 {
+            if libc::syscall(
+                libc::SYS_close_range,
+                shared.keep,
+                c_uint::MAX,
+                libc::CLOSE_RANGE_UNSHARE,
+            ) != 0
+            {
+                fail(shared, Stage::Unshare);
+            }
+        } else if libc::unshare(libc::CLONE_FILES) != 0
+            // Passing descriptors: a private copy of the whole table (the cheap unshare
+            // above would close them), then everything from `staging` up closed, so the
+            // duplicates made there below land at `staging`, `staging + 1`, …
+            || libc::syscall(libc::SYS_close_range, shared.staging, c_uint::MAX, 0) != 0
         {
-            fail(shared, Stage::Unshare);
+            fail(shared, Stage::Setup);
         }
         // From here the descriptor table is the child's own.
         if libc::setsid() < 0
@@ -289,6 +372,34 @@ extern "C" fn child(arg: *mut c_void) -> c_int {
             || libc::dup2(shared.out, 1) < 0
             || libc::dup2(shared.err, 2) < 0
             || libc::chdir(shared.cwd) != 0
+        {
+            fail(shared, Stage::Setup);
+        }
+        if shared.npassed > 0 {
+            let n = shared.npassed as usize;
+            // Staged above every source first, so that placing one at 3 + i can never
+            // overwrite another still to be placed; dup2 clears close-on-exec.
+            for i in 0..n {
+                if libc::fcntl(*shared.passed.add(i), libc::F_DUPFD, shared.staging) < 0 {
+                    fail(shared, Stage::Setup);
+                }
+            }
+            for i in 0..n {
+                if libc::dup2(shared.staging as c_int + i as c_int, 3 + i as c_int) < 0 {
+                    fail(shared, Stage::Setup);
+                }
+            }
+            if libc::syscall(libc::SYS_close_range, 3 + n as c_uint, c_uint::MAX, 0) != 0 {
+                fail(shared, Stage::Setup);
+            }
+            write_pid(shared.listen_pid, libc::syscall(libc::SYS_getpid) as u32);
+        }
+        // Raw system calls: glibc's setuid would signal every thread of runpm (whose memory
+        // this child shares) to switch them too.
+        if shared.switch != 0
+            && (libc::syscall(libc::SYS_setgroups, shared.ngroups, shared.groups) != 0
+                || libc::syscall(libc::SYS_setgid, shared.gid) != 0
+                || libc::syscall(libc::SYS_setuid, shared.uid) != 0)
         {
             fail(shared, Stage::Setup);
         }
@@ -318,6 +429,8 @@ mod tests {
             cwd,
             stdout: Stdio::Null,
             stderr: Stdio::Null,
+            passed: &[],
+            credentials: None,
         }
     }
 

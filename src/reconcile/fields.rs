@@ -44,6 +44,8 @@ pub fn changed_fields(old: &ServiceSpec, new: &ServiceSpec) -> Vec<String> {
         profiles,
         replica_of,
         schedule,
+        listen,
+        fd_store_max,
     } = old;
 
     let mut out: Vec<&str> = Vec::new();
@@ -96,6 +98,8 @@ pub fn changed_fields(old: &ServiceSpec, new: &ServiceSpec) -> Vec<String> {
     differs("profiles", *profiles == new.profiles);
     differs("replicas", *replica_of == new.replica_of);
     differs("schedule", *schedule == new.schedule);
+    differs("listen", *listen == new.listen);
+    differs("fd_store_max", *fd_store_max == new.fd_store_max);
     out.into_iter().map(String::from).collect()
 }
 

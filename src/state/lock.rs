@@ -309,6 +309,25 @@ impl InstanceLock {
     pub fn path(&self) -> &Utf8Path {
         &self.path
     }
+
+    /// The lock file's descriptor, kept open across a re-exec of runpm (the lock belongs
+    /// to the open file, so it is never let go on the way).
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.file.as_raw_fd()
+    }
+
+    /// Takes the lock back after a re-exec: `fd` is the same open file, which holds it
+    /// already, so locking it again cannot wait.
+    pub fn adopt(fd: std::os::fd::OwnedFd, path: Utf8PathBuf) -> Result<InstanceLock, LockError> {
+        let file = Flock::lock(File::from(fd), FlockArg::LockExclusiveNonblock).map_err(
+            |(_, errno)| LockError::WritePid {
+                path: path.clone(),
+                source: errno.into(),
+            },
+        )?;
+        Ok(InstanceLock { file, path })
+    }
 }
 
 #[cfg(test)]

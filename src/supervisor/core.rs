@@ -77,6 +77,8 @@ pub struct Supervisor {
     replicated: BTreeMap<String, crate::config::Replicated>,
     /// `runpmctl scale` overrides in force, by group (persisted in the state file).
     scaled: BTreeMap<String, crate::config::Scaled>,
+    /// What `runpm up` selected (profiles, named services): carried across a re-exec.
+    selection: crate::config::Selection,
 }
 
 const SIGKILL: Signal = Signal(NixSignal::SIGKILL);
@@ -101,6 +103,7 @@ impl Supervisor {
             reports: Vec::new(),
             replicated: config.replicated.clone(),
             scaled: BTreeMap::new(),
+            selection: config.selection.clone(),
         }
     }
 
@@ -481,6 +484,7 @@ impl Supervisor {
             }
             Event::Tick => self.on_tick(now, fx),
             Event::Terminate { signal } => self.on_terminate(signal, now, fx),
+            Event::Reexec => self.reexec(None, now, fx),
             Event::Hangup => {
                 tracing::info!("received SIGHUP: reloading the configuration");
                 fx.push(Effect::LoadConfig {
@@ -1003,6 +1007,7 @@ fn round_ms(d: Duration) -> Duration {
 }
 
 mod apply;
+pub(crate) mod carry;
 mod operator;
 mod parent;
 mod readiness;

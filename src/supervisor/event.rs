@@ -109,6 +109,8 @@ pub enum Event {
         pid: i32,
         last_lines: Vec<String>,
     },
+    /// SIGUSR2: re-execute runpm (as `runpmctl reexec`, with nobody to answer).
+    Reexec,
 }
 
 /// Which sd_notify socket a service is told about.
@@ -125,7 +127,10 @@ impl NotifyRoute {
     /// Whether `spec` hears of a notify socket at all (it asked for `ready.notify` or a
     /// `watchdog`), and which one.
     pub fn of(spec: &ServiceSpec) -> Option<NotifyRoute> {
-        let wants = matches!(spec.ready, Some(Ready::Notify)) || spec.watchdog.is_some();
+        // `fd_store_max`: the store is reached through the same socket (`FDSTORE=1`).
+        let wants = matches!(spec.ready, Some(Ready::Notify))
+            || spec.watchdog.is_some()
+            || spec.fd_store_max > 0;
         match (wants, spec.user.is_some() || spec.group.is_some()) {
             (false, _) => None,
             (true, false) => Some(NotifyRoute::Own),
@@ -247,6 +252,11 @@ pub enum Effect {
     /// Something happened that people and tools may want to know: the shell hands it to
     /// `runpmctl events` subscribers and to `logs -f` followers. Answered by nothing.
     Report(crate::report::Report),
+    /// Re-execute runpm with this table (see `reexec`); `token`: the request to answer.
+    Reexec {
+        token: Option<u64>,
+        table: Box<super::CarriedTable>,
+    },
 }
 
 #[cfg(test)]
@@ -267,6 +277,9 @@ mod tests {
         let mut w = spec("worker");
         w.watchdog = Some(Duration::from_secs(5));
         assert_eq!(NotifyRoute::of(&w), Some(NotifyRoute::Own));
+        let mut store = spec("store");
+        store.fd_store_max = 1;
+        assert_eq!(NotifyRoute::of(&store), Some(NotifyRoute::Own));
     }
 
     #[test]

@@ -260,6 +260,7 @@ impl World {
                 | Effect::SaveState { .. }
                 | Effect::ServeEvents { .. }
                 | Effect::Report(_) => None,
+                Effect::Reexec { .. } => None,
                 Effect::Exit { .. } => {
                     self.exited = true;
                     None

@@ -14,6 +14,7 @@ mod startup;
 mod status;
 
 pub use self::core::Supervisor;
+pub use self::core::carry::{CarriedTable, NotNow};
 pub use event::{Effect, Event, NotifyRoute, Now, ProbeFailure, Purpose};
 pub use policy::{Decision, History, Jitter};
 // The shell moved to `daemon/`; its entry points stay reachable here for the binaries.

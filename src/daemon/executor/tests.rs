@@ -145,6 +145,10 @@ impl Hands for Fake {
     ) {
         self.done.push(Called::ServeEvents(services));
     }
+
+    fn preflight_reexec(&mut self) -> Result<Response, String> {
+        Err("not in tests".into())
+    }
 }
 
 fn supervisor(specs: Vec<ServiceSpec>) -> (Supervisor, Config) {

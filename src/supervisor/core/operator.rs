@@ -224,6 +224,7 @@ impl Supervisor {
                 Err(e) => reply(fx, Err(e)),
             },
             Request::Save => fx.push(Effect::SaveState { token }),
+            Request::Reexec => self.reexec(Some(token), now, fx),
             Request::Start { services, all } => {
                 self.operate(token, Op::Start, &services, all, now, fx)
             }
