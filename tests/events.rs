@@ -345,3 +345,24 @@ fn bash_completes_events_and_metrics_and_the_names_events_takes() {
         "web\nworker\n"
     );
 }
+
+#[test]
+fn a_daemon_that_dies_without_stopping_ends_the_stream_with_exit_1() {
+    let p = Project::new(secs(60));
+    p.config(&format!("[services.web]\n{SLEEPER}\n"));
+    let daemon = p.up_detached(&["--no-watch"]);
+    p.running_pid("web", secs(10));
+    let ev = Events::start(&p, &["--json", "--since", "1m"]);
+    ev.wait_event(0, Some("web"), "ready");
+    daemon.crash_now();
+    let mut reader = ev.reader;
+    let status = reader.wait_exit(secs(20));
+    assert_eq!(status.code(), Some(1), "{}", reader.describe());
+    assert!(
+        reader.stderr().contains("without stopping"),
+        "{}",
+        reader.describe()
+    );
+    // The killed daemon's service is left behind: not for the next test.
+    kill_processes_in(p.path());
+}
