@@ -11,53 +11,6 @@ use serde_json::Value;
 /// A long-running service that does nothing.
 const SLEEPER: &str = r#"shell = "exec sleep 1000""#;
 
-/// `runpmctl events ARGS…` running in the background, its stdout read as it comes.
-struct Events {
-    reader: Runpm,
-}
-
-impl Events {
-    fn start(p: &Project, args: &[&str]) -> Events {
-        let mut all = vec!["events"];
-        all.extend_from_slice(args);
-        Events {
-            reader: Runpm::start(p.program(RUNPMCTL, all)),
-        }
-    }
-
-    /// Every event so far, parsed (each line must be one JSON object).
-    fn events(&self) -> Vec<Value> {
-        self.reader
-            .stdout()
-            .lines()
-            .map(|line| {
-                serde_json::from_str(line)
-                    .unwrap_or_else(|e| panic!("not a JSON object per line: {e}: {line:?}"))
-            })
-            .collect()
-    }
-
-    /// Waits for the first event from index `from` on that `wanted` accepts; its index.
-    fn wait(&self, from: usize, what: &str, wanted: impl Fn(&Value) -> bool) -> usize {
-        let found = wait_for_some(secs(20), || {
-            self.events()
-                .iter()
-                .enumerate()
-                .skip(from)
-                .find(|(_, e)| wanted(e))
-                .map(|(i, _)| i)
-        });
-        found.unwrap_or_else(|| panic!("no {what} event after #{from}\n{}", self.reader.describe()))
-    }
-
-    /// Waits for `event` of `service` (None: a daemon-wide one) from index `from` on.
-    fn wait_event(&self, from: usize, service: Option<&str>, event: &str) -> usize {
-        self.wait(from, &format!("{service:?} {event}"), |e| {
-            e["event"] == event && e["service"].as_str() == service
-        })
-    }
-}
-
 fn is_int(v: &Value) -> bool {
     v.is_i64() || v.is_u64()
 }
@@ -124,7 +77,7 @@ fn events_follow_a_crash_a_restart_a_stop_a_reload_and_the_shutdown_in_order() {
     let first = p.running_pid("web", secs(10));
 
     // Replayed from the ring: the start-up, before this reader existed.
-    let ev = Events::start(&p, &["--json", "--since", "10m"]);
+    let ev = p.events(&["--json", "--since", "10m"]);
     let spawned = ev.wait_event(0, Some("web"), "spawned");
     assert_eq!(ev.events()[spawned]["pid"], first);
     let ready = ev.wait_event(spawned, Some("web"), "ready");
@@ -198,7 +151,7 @@ fn events_follow_a_crash_a_restart_a_stop_a_reload_and_the_shutdown_in_order() {
     let status = reader.wait_exit(secs(20));
     assert_eq!(status.code(), Some(0), "{}", reader.describe());
     assert!(daemon.wait_exit(secs(10)));
-    let ev = Events { reader };
+    let ev = EventStream { reader };
     let all = ev.events();
     let last = all.last().expect("events");
     assert_eq!(last["event"], "daemon_stopping", "{}", ev.reader.describe());
@@ -231,7 +184,7 @@ health = { exec = ["test", "-f", "healthy"], interval = "100ms", timeout = "1s",
     );
     p.write("healthy", "");
     let _daemon = p.up_detached_failing(&["--no-watch"]);
-    let ev = Events::start(&p, &["--json", "--since", "10m"]);
+    let ev = p.events(&["--json", "--since", "10m"]);
     let failed = ev.wait_event(0, Some("crashy"), "failed");
     let e = &ev.events()[failed];
     assert!(
@@ -309,13 +262,13 @@ fn the_stream_ends_with_exit_0_when_the_daemon_is_stopped_by_a_signal() {
     p.config(&format!("[services.web]\n{SLEEPER}\n"));
     let daemon = p.up_detached(&["--no-watch"]);
     p.running_pid("web", secs(10));
-    let ev = Events::start(&p, &["--json", "--since", "1m"]);
+    let ev = p.events(&["--json", "--since", "1m"]);
     ev.wait_event(0, Some("web"), "ready");
     daemon.send_signal(nix::sys::signal::Signal::SIGTERM);
     let mut reader = ev.reader;
     let status = reader.wait_exit(secs(20));
     assert_eq!(status.code(), Some(0), "{}", reader.describe());
-    let ev = Events { reader };
+    let ev = EventStream { reader };
     let all = ev.events();
     assert_eq!(all.last().unwrap()["event"], "daemon_stopping");
 }
@@ -344,4 +297,25 @@ fn bash_completes_events_and_metrics_and_the_names_events_takes() {
         complete(&format!("{RUNPMCTL:?} events w"), 2, "w", "events"),
         "web\nworker\n"
     );
+}
+
+#[test]
+fn a_daemon_that_dies_without_stopping_ends_the_stream_with_exit_1() {
+    let p = Project::new(secs(60));
+    p.config(&format!("[services.web]\n{SLEEPER}\n"));
+    let daemon = p.up_detached(&["--no-watch"]);
+    p.running_pid("web", secs(10));
+    let ev = p.events(&["--json", "--since", "1m"]);
+    ev.wait_event(0, Some("web"), "ready");
+    daemon.crash_now();
+    let mut reader = ev.reader;
+    let status = reader.wait_exit(secs(20));
+    assert_eq!(status.code(), Some(1), "{}", reader.describe());
+    assert!(
+        reader.stderr().contains("without stopping"),
+        "{}",
+        reader.describe()
+    );
+    // The killed daemon's service is left behind: not for the next test.
+    kill_processes_in(p.path());
 }

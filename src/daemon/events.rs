@@ -95,3 +95,81 @@ fn send(replies: &UnboundedSender<Reply>, events: Vec<Report>, missed: Option<u6
     let result = Response::Events(EventsResult { events, missed });
     replies.send(Reply::from_response(None, Ok(result))).is_ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::logs::Followed;
+    use crate::report::Kind;
+    use crate::testing::tempdir;
+
+    fn spawned(service: &str, pid: i32) -> Report {
+        Report::about(service, SystemTime::now(), Kind::Spawned { pid })
+    }
+
+    fn events_of(reply: Reply) -> Vec<serde_json::Value> {
+        let result: serde_json::Value = reply.into_result().unwrap().decode().unwrap();
+        result["events"].as_array().unwrap().clone()
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_is_answered_at_once_then_per_event_and_ends_after_the_last() {
+        let (_guard, dir) = tempdir();
+        let logs = LogHub::new(&dir);
+        let mut events = Events::default();
+        events.report(spawned("web", 1), &logs);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        events.serve(Vec::new(), None, tx);
+        assert!(
+            events_of(rx.recv().await.unwrap()).is_empty(),
+            "no --since: no replay, but an answer"
+        );
+        events.report(spawned("db", 2), &logs);
+        let got = events_of(rx.recv().await.unwrap());
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            (got[0]["service"].as_str(), got[0]["pid"].as_i64()),
+            (Some("db"), Some(2))
+        );
+        events.report(
+            Report::daemon(SystemTime::now(), Kind::DaemonStopping {}),
+            &logs,
+        );
+        events.close();
+        events.drain(Duration::from_secs(5)).await;
+        let last = events_of(rx.recv().await.unwrap());
+        assert_eq!(last[0]["event"], "daemon_stopping");
+        assert!(
+            rx.recv().await.is_none(),
+            "the stream ends after the last event"
+        );
+    }
+
+    #[tokio::test]
+    async fn since_replays_and_a_followed_service_hears_its_lifecycle_line() {
+        let (_guard, dir) = tempdir();
+        let logs = LogHub::new(&dir);
+        let mut events = Events::default();
+        let before = SystemTime::now() - Duration::from_secs(1);
+        events.report(spawned("web", 1), &logs);
+        events.report(spawned("db", 2), &logs);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        events.serve(vec!["web".into()], Some(before), tx);
+        let replay = events_of(rx.recv().await.unwrap());
+        assert_eq!(replay.len(), 1, "only web's: {replay:?}");
+
+        let (_, mut follower) = logs.follow(&["web".to_owned()], 0);
+        events.report(spawned("web", 3), &logs);
+        match follower.recv().await {
+            Some(Followed::Line(line)) => {
+                assert!(line.runpm, "{line:?}");
+                assert_eq!(line.line, "web started (pid 3)");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

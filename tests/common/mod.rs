@@ -40,6 +40,10 @@ mod observe;
 #[allow(unused_imports)] // Only the readiness and log tests use these.
 pub use observe::*;
 
+mod events;
+#[allow(unused_imports)] // Only the tests of `runpmctl events` read it so far.
+pub use events::*;
+
 pub mod need;
 #[allow(unused_imports)] // Only the tests that need root or a system program use these.
 pub use need::{need_check, need_root, need_systemd_notify, need_tool, need_tools};

@@ -216,7 +216,8 @@ const RUNPMCTL_EXTRA: &[Block<'static>] = &[
     Block::Section("EVENTS AND METRICS"),
     Block::Paragraph(
         "`runpmctl events` prints what happens to the services as it happens, pushed by the \
-         daemon (no polling), until the daemon stops (then it exits 0). With names, only \
+         daemon (no polling), until the daemon stops (then it exits 0; 1 when the stream \
+         ends without `daemon_stopping`, as when the daemon is killed). With names, only \
          their events and the daemon's own. `--since` first replays what the daemon still \
          holds (its last 1000 events). The human form is one line per event: its time, its \
          name and a phrase (`worker exited with code 1 after 812ms`). With `--json`, each \

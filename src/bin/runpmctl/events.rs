@@ -1,7 +1,8 @@
 //! `runpmctl events`: the daemon's lifecycle events as they happen, one line each (or one
 //! JSON object per line with `--json`, passed through as the daemon wrote it), flushed per
 //! line so that `runpmctl events --json | jq` is live. Ends when the daemon closes the
-//! stream (it stops), with exit 0.
+//! stream after its last event, `daemon_stopping`, with exit 0; a stream that ends without
+//! it (the daemon was killed) is exit 1, so a script can tell a crash from a stop.
 
 use std::io::Write;
 use std::time::SystemTime;
@@ -25,6 +26,12 @@ struct Batch {
     missed: Option<u64>,
 }
 
+/// Only the name of an event, to notice the last one.
+#[derive(Deserialize)]
+struct Name {
+    event: String,
+}
+
 pub(super) fn events(cli: &Cli) -> Result<(), Failure> {
     let Command::Events { names, json, since } = &cli.command else {
         return Ok(());
@@ -37,6 +44,8 @@ pub(super) fn events(cli: &Cli) -> Result<(), Failure> {
     let colour = runpm::cli::colour::stdout(false);
     let mut stdout = std::io::stdout().lock();
     let mut failure = None;
+    let mut stopping = false;
+    let mut stdout_closed = false;
     client.stream(&request, cli.timeout, |reply| {
         let batch: Batch = match reply.into_result() {
             Ok(result) => match decode(result, "events") {
@@ -56,6 +65,8 @@ pub(super) fn events(cli: &Cli) -> Result<(), Failure> {
         }
         let mut text = String::new();
         for event in &batch.events {
+            stopping |= serde_json::from_str::<Name>(event.get())
+                .is_ok_and(|name| name.event == "daemon_stopping");
             if *json {
                 text.push_str(event.get());
                 text.push('\n');
@@ -67,10 +78,12 @@ pub(super) fn events(cli: &Cli) -> Result<(), Failure> {
             }
         }
         // A closed stdout (`| head`) ends the stream quietly.
-        stdout
+        let written = stdout
             .write_all(text.as_bytes())
             .and_then(|()| stdout.flush())
-            .is_ok()
+            .is_ok();
+        stdout_closed = !written;
+        written
     })?;
     match failure {
         Some(Failure::Daemon(e)) if *json => {
@@ -79,6 +92,11 @@ pub(super) fn events(cli: &Cli) -> Result<(), Failure> {
             Err(Failure::Daemon(e))
         }
         Some(failure) => Err(failure),
-        None => Ok(()),
+        None if stopping => Ok(()),
+        // Ctrl-C ends runpmctl by the signal; a closed stdout ends it quietly above.
+        None if stdout_closed => Ok(()),
+        None => Err(Failure::Other(anyhow::anyhow!(
+            "the daemon closed the stream without stopping (it was killed or crashed)"
+        ))),
     }
 }

@@ -442,3 +442,44 @@ fn a_resurrect_reads_the_snapshot_and_its_answer_reaches_the_client() {
     let reply = rx.try_recv().expect("an answer");
     assert!(!reply.ok, "no state file: {reply:?}");
 }
+
+#[test]
+fn reports_reach_the_hands_and_events_are_served_to_their_own_client() {
+    let (mut sup, mut executor) = booted(vec![spec("a")], Fake::default());
+    let told: Vec<&str> = executor
+        .hands
+        .reports
+        .iter()
+        .map(|r| r.kind.name())
+        .collect();
+    assert_eq!(
+        told,
+        ["spawned", "ready"],
+        "the spawn's answer was reported"
+    );
+    let (events, mut events_rx) = call(Request::Events {
+        services: vec!["a".into()],
+        since: None,
+    });
+    let event = executor.accept(events);
+    let effects = sup.handle(event, Now::real());
+    assert_eq!(executor.carry_out(&mut sup, effects), None);
+    assert_eq!(
+        executor.hands.done.last(),
+        Some(&Called::ServeEvents(vec!["a".into()]))
+    );
+    // The fake keeps the channel only as long as the call: nothing was replied here.
+    assert!(events_rx.try_recv().is_err());
+    let (typo, mut typo_rx) = call(Request::Events {
+        services: vec!["b".into()],
+        since: None,
+    });
+    let event = executor.accept(typo);
+    let effects = sup.handle(event, Now::real());
+    assert_eq!(executor.carry_out(&mut sup, effects), None);
+    let refused = typo_rx.try_recv().expect("an error reply");
+    assert_eq!(
+        refused.error.map(|e| e.kind),
+        Some(ErrorKind::UnknownService)
+    );
+}
