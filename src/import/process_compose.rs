@@ -59,7 +59,16 @@ pub(super) fn import(source: &Source, imported: &mut Imported) -> Result<(), Imp
                 "depends_on" => depends_on(file, what, value, &mut s)?,
                 "availability" => availability(file, what, value, &mut s)?,
                 "readiness_probe" => {
-                    let (probe, _) = probe(file, what, value, &mut s)?;
+                    let (probe, timing) = probe(file, what, value, &mut s)?;
+                    if timing.interval.is_some()
+                        || timing.timeout.is_some()
+                        || timing.retries.is_some()
+                    {
+                        s.lose(
+                            "readiness_probe timing (period, timeout, failure_threshold): runpm \
+                             retries a readiness check until it passes or `ready_timeout` ends",
+                        );
+                    }
                     s.ready = Some(probe);
                 }
                 "liveness_probe" => {
