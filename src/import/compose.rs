@@ -435,7 +435,10 @@ fn restart(file: &str, value: &Node, s: &mut Service) -> Result<(), ImportError>
         _ => {
             return Err(value.invalid(
                 file,
-                format!("unknown restart policy `{text}`: expected no, always, on-failure[:N] or unless-stopped"),
+                format!(
+                    "unknown restart policy `{text}`: expected no, always, on-failure[:N] \
+                     or unless-stopped"
+                ),
             ));
         }
     });

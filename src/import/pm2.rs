@@ -46,7 +46,8 @@ pub(super) fn javascript(path: &Utf8Path) -> ImportError {
         .replace('\'', "'\\''");
     let one_liner = if path.extension() == Some("mjs") {
         format!(
-            "node --input-type=module -e 'import(\"{shown}\").then(m => console.log(JSON.stringify(m.default, null, 2)))' > ecosystem.json"
+            "node --input-type=module -e 'import(\"{shown}\").then(m => \
+             console.log(JSON.stringify(m.default, null, 2)))' > ecosystem.json"
         )
     } else {
         format!(

@@ -79,7 +79,10 @@ pub(super) fn import(source: &Source, imported: &mut Imported) -> Result<(), Imp
                 "ready_log_line" => {
                     let line = value.text(file, what)?;
                     if s.ready.is_some() {
-                        s.lose("ready_log_line beside readiness_probe: runpm takes one readiness check, the probe");
+                        s.lose(
+                            "ready_log_line beside readiness_probe: runpm takes one readiness \
+                             check, the probe",
+                        );
                     } else {
                         s.ready = Some(Probe::Log(regex_lite::escape(&line)));
                     }
