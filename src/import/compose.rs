@@ -55,7 +55,7 @@ pub(super) fn import(source: &Source, imported: &mut Imported) -> Result<(), Imp
             }),
             other => imported.notes.push(Note {
                 file: file.to_owned(),
-                message: format!("top-level `{other}` is not imported"),
+                message: format!("top-level `{other}` is not imported: runpm has no equivalent"),
             }),
         }
     }
@@ -496,7 +496,9 @@ fn healthcheck(file: &str, what: &str, value: &Node, s: &mut Service) -> Result<
                 "healthcheck.{key}: runpm checks health once the service is ready; use \
                  `ready_timeout` for a slow start"
             )),
-            other => s.lose(format!("healthcheck.{other} is not imported")),
+            other => s.lose(format!(
+                "healthcheck.{other} is not imported: runpm has no equivalent"
+            )),
         }
     }
     s.lose(
@@ -554,7 +556,7 @@ fn deploy(file: &str, what: &str, value: &Node, s: &mut Service) -> Result<(), I
                                      kernel starts reclaiming",
                                 );
                             }
-                            _ => s.lose(format!("{what} is not imported")),
+                            _ => s.lose(format!("{what} is not imported: runpm has no equivalent")),
                         }
                     }
                 }

@@ -190,7 +190,9 @@ fn one(source: &Source, index: usize, app: &Node) -> Result<Service, ImportError
                 "{k}: runpm has one environment per service; put it in a file and point \
                  `env_file` at it"
             )),
-            other => s.lose(format!("`{other}` is not imported")),
+            other => s.lose(format!(
+                "`{other}` is not imported: runpm has no equivalent"
+            )),
         }
     }
     let ext = Utf8Path::new(&script).extension().unwrap_or("");

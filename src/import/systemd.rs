@@ -690,7 +690,9 @@ fn one(source: &Source, unit: &UnitName) -> Result<Unit, ImportError> {
                 s.lose(format!("{what}: runpm captures output into .runpm/logs"));
             }
             ("Service", "PIDFile") => s.lose("PIDFile=: runpm knows its service's pid"),
-            (section, key) => s.lose(format!("[{section}] {key}= is not imported")),
+            (section, key) => s.lose(format!(
+                "[{section}] {key}= is not imported: runpm has no equivalent"
+            )),
         }
     }
 
