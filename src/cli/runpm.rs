@@ -120,7 +120,7 @@ pub enum Command {
     Import {
         /// The files to import, together (systemd units that name each other become
         /// dependencies)
-        #[arg(value_name = "FILE", required = true)]
+        #[arg(value_name = "FILE", required = true, value_hint = clap::ValueHint::FilePath)]
         files: Vec<Utf8PathBuf>,
         /// Write this services.toml [default: print it on stdout]
         #[arg(
@@ -131,7 +131,7 @@ pub enum Command {
         )]
         output: Option<Utf8PathBuf>,
         /// Write one NAME.toml unit file per service into this directory instead
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
         units: Option<Utf8PathBuf>,
         /// Overwrite files that exist
         #[arg(long)]

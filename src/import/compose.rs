@@ -55,7 +55,7 @@ pub(super) fn import(source: &Source, imported: &mut Imported) -> Result<(), Imp
             }),
             other => imported.notes.push(Note {
                 file: file.to_owned(),
-                message: format!("top-level `{other}` is not imported"),
+                message: format!("top-level `{other}` is not imported: runpm has no equivalent"),
             }),
         }
     }
@@ -435,7 +435,10 @@ fn restart(file: &str, value: &Node, s: &mut Service) -> Result<(), ImportError>
         _ => {
             return Err(value.invalid(
                 file,
-                format!("unknown restart policy `{text}`: expected no, always, on-failure[:N] or unless-stopped"),
+                format!(
+                    "unknown restart policy `{text}`: expected no, always, on-failure[:N] \
+                     or unless-stopped"
+                ),
             ));
         }
     });
@@ -493,7 +496,9 @@ fn healthcheck(file: &str, what: &str, value: &Node, s: &mut Service) -> Result<
                 "healthcheck.{key}: runpm checks health once the service is ready; use \
                  `ready_timeout` for a slow start"
             )),
-            other => s.lose(format!("healthcheck.{other} is not imported")),
+            other => s.lose(format!(
+                "healthcheck.{other} is not imported: runpm has no equivalent"
+            )),
         }
     }
     s.lose(
@@ -551,7 +556,7 @@ fn deploy(file: &str, what: &str, value: &Node, s: &mut Service) -> Result<(), I
                                      kernel starts reclaiming",
                                 );
                             }
-                            _ => s.lose(format!("{what} is not imported")),
+                            _ => s.lose(format!("{what} is not imported: runpm has no equivalent")),
                         }
                     }
                 }

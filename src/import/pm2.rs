@@ -46,7 +46,8 @@ pub(super) fn javascript(path: &Utf8Path) -> ImportError {
         .replace('\'', "'\\''");
     let one_liner = if path.extension() == Some("mjs") {
         format!(
-            "node --input-type=module -e 'import(\"{shown}\").then(m => console.log(JSON.stringify(m.default, null, 2)))' > ecosystem.json"
+            "node --input-type=module -e 'import(\"{shown}\").then(m => \
+             console.log(JSON.stringify(m.default, null, 2)))' > ecosystem.json"
         )
     } else {
         format!(
@@ -189,7 +190,9 @@ fn one(source: &Source, index: usize, app: &Node) -> Result<Service, ImportError
                 "{k}: runpm has one environment per service; put it in a file and point \
                  `env_file` at it"
             )),
-            other => s.lose(format!("`{other}` is not imported")),
+            other => s.lose(format!(
+                "`{other}` is not imported: runpm has no equivalent"
+            )),
         }
     }
     let ext = Utf8Path::new(&script).extension().unwrap_or("");

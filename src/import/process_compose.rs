@@ -37,7 +37,7 @@ pub(super) fn import(source: &Source, imported: &mut Imported) -> Result<(), Imp
             "environment" => global = environment(file, "environment", value)?,
             other => imported.notes.push(Note {
                 file: file.to_owned(),
-                message: format!("top-level `{other}` is not imported"),
+                message: format!("top-level `{other}` is not imported: runpm has no equivalent"),
             }),
         }
     }
@@ -59,7 +59,16 @@ pub(super) fn import(source: &Source, imported: &mut Imported) -> Result<(), Imp
                 "depends_on" => depends_on(file, what, value, &mut s)?,
                 "availability" => availability(file, what, value, &mut s)?,
                 "readiness_probe" => {
-                    let (probe, _) = probe(file, what, value, &mut s)?;
+                    let (probe, timing) = probe(file, what, value, &mut s)?;
+                    if timing.interval.is_some()
+                        || timing.timeout.is_some()
+                        || timing.retries.is_some()
+                    {
+                        s.lose(
+                            "readiness_probe timing (period, timeout, failure_threshold): runpm \
+                             retries a readiness check until it passes or `ready_timeout` ends",
+                        );
+                    }
                     s.ready = Some(probe);
                 }
                 "liveness_probe" => {
@@ -70,7 +79,10 @@ pub(super) fn import(source: &Source, imported: &mut Imported) -> Result<(), Imp
                 "ready_log_line" => {
                     let line = value.text(file, what)?;
                     if s.ready.is_some() {
-                        s.lose("ready_log_line beside readiness_probe: runpm takes one readiness check, the probe");
+                        s.lose(
+                            "ready_log_line beside readiness_probe: runpm takes one readiness \
+                             check, the probe",
+                        );
                     } else {
                         s.ready = Some(Probe::Log(regex_lite::escape(&line)));
                     }
@@ -96,7 +108,9 @@ pub(super) fn import(source: &Source, imported: &mut Imported) -> Result<(), Imp
                      it without its daemonize option",
                 ),
                 "description" => {}
-                other => s.lose(format!("`{other}` is not imported")),
+                other => s.lose(format!(
+                    "`{other}` is not imported: runpm has no equivalent"
+                )),
             }
         }
         if s.cwd.is_none() {
@@ -181,7 +195,9 @@ fn availability(file: &str, what: &str, value: &Node, s: &mut Service) -> Result
                 ),
                 n => s.max_restarts = Some(u32::try_from(n).unwrap_or(u32::MAX)),
             },
-            other => s.lose(format!("availability.{other} is not imported")),
+            other => s.lose(format!(
+                "availability.{other} is not imported: runpm has no equivalent"
+            )),
         }
     }
     Ok(())
@@ -235,9 +251,13 @@ fn probe(
                     Some(u32::try_from(v.uint(file, what)?.max(1)).unwrap_or(u32::MAX));
             }
             "initial_delay_seconds" | "success_threshold" => {
-                s.lose(format!("{what}.{key} is not imported"));
+                s.lose(format!(
+                    "{what}.{key} is not imported: runpm has no equivalent"
+                ));
             }
-            other => s.lose(format!("{what}.{other} is not imported")),
+            other => s.lose(format!(
+                "{what}.{other} is not imported: runpm has no equivalent"
+            )),
         }
     }
     let probe =
@@ -264,7 +284,9 @@ fn shutdown(file: &str, what: &str, value: &Node, s: &mut Service) -> Result<(),
                 "shutdown.command: runpm stops a service with `stop_signal`; make the program \
                  clean up on that signal",
             ),
-            other => s.lose(format!("shutdown.{other} is not imported")),
+            other => s.lose(format!(
+                "shutdown.{other} is not imported: runpm has no equivalent"
+            )),
         }
     }
     Ok(())

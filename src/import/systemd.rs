@@ -302,9 +302,13 @@ fn exec(
         match c {
             '-' => ignore_failure = true,
             ':' => substitute = false,
-            '@' => s.lose("ExecStart= prefix `@` (a different argv[0]) is not imported; the program sees its own path"),
+            '@' => s.lose(
+                "ExecStart= prefix `@` (a different argv[0]) is not imported; the program sees \
+                 its own path",
+            ),
             _ => s.lose(format!(
-                "ExecStart= prefix `{c}` (privileges) is not imported: runpm runs the program as `user`, or as itself"
+                "ExecStart= prefix `{c}` (privileges) is not imported: runpm runs the program \
+                 as `user`, or as itself"
             )),
         }
         rest = &rest[1..];
@@ -550,14 +554,27 @@ fn one(source: &Source, unit: &UnitName) -> Result<Unit, ImportError> {
 
     let kind = last("Service", "Type");
     let oneshot = kind.as_ref().is_some_and(|(v, _)| v == "oneshot");
-    match kind.as_ref().map_or(("simple", None), |(v, e)| (v.as_str(), Some(*e))) {
+    match kind
+        .as_ref()
+        .map_or(("simple", None), |(v, e)| (v.as_str(), Some(*e)))
+    {
         ("simple" | "exec" | "idle" | "oneshot", _) => {}
         ("notify" | "notify-reload", _) => s.ready = Some(Probe::Notify),
-        ("forking", _) => s.lose("Type=forking: runpm supervises programs that stay in the foreground; run it without its daemonize option"),
+        ("forking", _) => s.lose(
+            "Type=forking: runpm supervises programs that stay in the foreground; run it \
+             without its daemonize option",
+        ),
         ("dbus", _) => s.lose("Type=dbus: runpm does not watch the bus; add a `ready` check"),
         (other, e) => {
-            let at = e.map_or(Position { line: 1, column: 1 }, |e| Position { line: e.line, column: e.key.len() + 2 });
-            return Err(ImportError::invalid(file, at, format!("unknown Type=`{other}`")));
+            let at = e.map_or(Position { line: 1, column: 1 }, |e| Position {
+                line: e.line,
+                column: e.key.len() + 2,
+            });
+            return Err(ImportError::invalid(
+                file,
+                at,
+                format!("unknown Type=`{other}`"),
+            ));
         }
     }
 
@@ -660,7 +677,11 @@ fn one(source: &Source, unit: &UnitName) -> Result<Unit, ImportError> {
                 "Service",
                 "ExecStartPre" | "ExecStop" | "ExecStopPost" | "ExecReload" | "ExecCondition",
             ) => {
-                s.lose(format!("{what}{}: runpm runs one command; add it to a `shell` script, or make it a task the service depends on", e.value));
+                s.lose(format!(
+                    "{what}{}: runpm runs one command; add it to a `shell` script, or make \
+                     it a task the service depends on",
+                    e.value
+                ));
             }
             (
                 "Service",
@@ -669,7 +690,9 @@ fn one(source: &Source, unit: &UnitName) -> Result<Unit, ImportError> {
                 s.lose(format!("{what}: runpm captures output into .runpm/logs"));
             }
             ("Service", "PIDFile") => s.lose("PIDFile=: runpm knows its service's pid"),
-            (section, key) => s.lose(format!("[{section}] {key}= is not imported")),
+            (section, key) => s.lose(format!(
+                "[{section}] {key}= is not imported: runpm has no equivalent"
+            )),
         }
     }
 
@@ -817,7 +840,10 @@ fn one(source: &Source, unit: &UnitName) -> Result<Unit, ImportError> {
     for key in ["TimeoutSec", "TimeoutStopSec"] {
         if let Some((value, e)) = last("Service", key) {
             if value == "infinity" {
-                s.lose(format!("{key}=infinity: runpm always ends a stop with SIGKILL; `kill_timeout` sets when"));
+                s.lose(format!(
+                    "{key}=infinity: runpm always ends a stop with SIGKILL; `kill_timeout` \
+                     sets when"
+                ));
             } else {
                 s.kill_timeout = Some(duration_of(e)?);
             }
@@ -905,7 +931,10 @@ fn one(source: &Source, unit: &UnitName) -> Result<Unit, ImportError> {
     // A unit that no target wants is not started at boot: runpm's `autostart = false`.
     if get("Install", "WantedBy").is_empty() && get("Install", "RequiredBy").is_empty() {
         s.autostart = Some(false);
-        s.lose("no [Install] WantedBy=: the unit was not started at boot, so it is not started by `runpm up` (autostart = false)");
+        s.lose(
+            "no [Install] WantedBy=: the unit was not started at boot, so it is not started \
+             by `runpm up` (autostart = false)",
+        );
     }
     if !unresolved.is_empty() {
         let list: Vec<String> = unresolved.iter().map(|c| format!("%{c}")).collect();

@@ -21,8 +21,8 @@ pub struct Node {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     Null,
-    /// A scalar's text as the importers read it (`true`, `12`, `0.5` stay text); `quoted`
-    /// when it was written in quotes or as a block, so `"10"` can be told from `10` if needed.
+    /// A scalar's text (`true`, `12`, `0.5` become text too): each importer decides what a
+    /// value means where it reads it.
     Scalar(String),
     Seq(Vec<Node>),
     /// Keys in file order, each with the position of the key itself.

@@ -197,6 +197,50 @@ const RUNPM_EXTRA: &[Block<'static>] = &[
          timestamp. The services' output is not in it: it is in .runpm/logs/NAME.log, and \
          `runpmctl logs -f NAME` shows both together.",
     ),
+    Block::Section("IMPORT"),
+    Block::Paragraph(
+        "`runpm import FILE...` writes a runpm config from files made for other tools; the \
+         format is told by the file's name, else by its content. The README's \"Coming from \
+         docker compose, process-compose, pm2 or systemd\" has the tables of what maps to \
+         what.",
+    ),
+    Block::Item(
+        "compose.yaml, docker-compose.yml",
+        "docker compose: commands, environment, env_file, working_dir, depends_on with its \
+         conditions, restart, healthcheck, stop_signal, stop_grace_period, user, profiles, \
+         deploy replicas and resource limits. Compose does not restart by default, so \
+         neither does the import. image, build, ports, volumes and networks are reported with \
+         what to do instead.",
+    ),
+    Block::Item(
+        "Procfile, Procfile.*",
+        "One `shell` service per `name: command` line; PORT=5000, 5100, 5200... in file order, \
+         as foreman gives it; a .env beside the Procfile becomes `env_file`.",
+    ),
+    Block::Item(
+        "process-compose.yaml",
+        "command, working_dir, environment, depends_on conditions, availability, readiness \
+         and liveness probes, shutdown, ready_log_line, disabled, replicas.",
+    ),
+    Block::Item(
+        "ecosystem.config.json, ecosystem.config.yaml",
+        "pm2 apps (script, args, interpreter, cwd, env, restart settings, kill_timeout, \
+         instances). A JavaScript ecosystem file is refused with the `node -e` line that \
+         prints it as JSON.",
+    ),
+    Block::Item(
+        "NAME.service",
+        "systemd units, read together: ExecStart= with systemd's quoting and the specifiers \
+         it can resolve, WorkingDirectory=, Environment=, EnvironmentFile=, User=, Group=, \
+         Type=notify and oneshot, Restart= settings, kill settings, Limit*=, and After=/ \
+         Requires= between the imported units as depends_on.",
+    ),
+    Block::Paragraph(
+        "What does not carry over is printed on stderr and written above the service as `# \
+         not carried over:` comments. The output is the same for the same input. Malformed \
+         input fails with FILE:LINE:COL and exit status 1; so does an output file that \
+         exists, unless --force is given.",
+    ),
     Block::Section("EXAMPLES"),
     Block::Paragraph("Run the services of the current project in the foreground:"),
     Block::Verbatim("runpm up"),
@@ -204,6 +248,8 @@ const RUNPM_EXTRA: &[Block<'static>] = &[
     Block::Verbatim("runpm up -d\nrunpmctl status\nrunpm down"),
     Block::Paragraph("Start only `web` and what it depends on:"),
     Block::Verbatim("runpm up -f deploy/services.toml web"),
+    Block::Paragraph("Move a docker compose project over, and check the result:"),
+    Block::Verbatim("runpm import compose.yaml -o services.toml\nrunpm validate"),
     Block::Paragraph("Check a config in CI:"),
     Block::Verbatim("runpm validate -f services.toml"),
     Block::Paragraph("As the entrypoint of a container image:"),
