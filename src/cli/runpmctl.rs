@@ -156,6 +156,15 @@ pub enum Command {
         #[command(subcommand)]
         target: ExportTarget,
     },
+    /// A live, full-screen view of the services (state, pid, uptime, restarts, last exit,
+    /// CPU and memory), with their logs and the operator commands a key away; `?` lists the
+    /// keys. Needs a terminal
+    Top {
+        /// Capture the mouse (off by default, so that text on the screen can be selected
+        /// and copied as usual)
+        #[arg(long)]
+        mouse: bool,
+    },
 }
 
 #[derive(Subcommand)]
