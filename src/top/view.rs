@@ -83,7 +83,8 @@ fn table_header(app: &App, width: u16) -> Line<'static> {
     if right.is_empty() {
         right = "no services".to_owned();
     } else {
-        right = format!("{total} services: {right}");
+        let plural = if total == 1 { "" } else { "s" };
+        right = format!("{total} service{plural}: {right}");
     }
     if !app.events_live {
         right.push_str(" (polling)");
