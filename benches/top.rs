@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+// Only the clean command is used here; the other helpers serve the other benches.
+#[allow(dead_code)]
 #[path = "support/common.rs"]
 mod common;
 use common::runpm_command as command;
