@@ -444,8 +444,10 @@ cmd = ["sleep", "1000"]
             "NO_COLOR: no colour {colour}: {plain:?}"
         );
     }
-    tmux.keys(&["q"]);
+    // Ctrl-C quits like q (in raw mode it is a key, not a signal).
+    tmux.keys(&["C-c"]);
     tmux.wait_restored();
+    assert_eq!(tmux.last_status(), "0");
 }
 
 #[test]

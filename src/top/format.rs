@@ -4,7 +4,7 @@
 //! starting service waits for, why it failed) keeps room; INFO takes the rest of the line
 //! and is cut with `…`. At 80 columns every column but INFO fits the usual figures.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use super::model::Row;
 use crate::ipc::{format_uptime, last_exit};
@@ -34,8 +34,8 @@ const NAME_MIN: usize = 8;
 /// …while INFO has less than this.
 const INFO_MIN: usize = 16;
 
-/// A row's cells, in the order of [`HEADERS`].
-pub fn cells(row: &Row) -> [String; 9] {
+/// A row's cells, in the order of [`HEADERS`], at `now` (for INFO's countdown).
+pub fn cells(row: &Row, now: SystemTime) -> [String; 9] {
     let info = &row.info;
     [
         info.name.clone(),
@@ -49,7 +49,7 @@ pub fn cells(row: &Row) -> [String; 9] {
         last_exit(&info.exits),
         row.cpu_percent.map_or_else(|| "-".to_owned(), cpu),
         row.memory_bytes.map_or_else(|| "-".to_owned(), memory),
-        row.info_text(),
+        row.info_text(now),
     ]
 }
 

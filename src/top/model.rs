@@ -6,7 +6,7 @@
 //! were taken; CPU % is the difference between two of them.
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use serde::Deserialize;
 
@@ -53,8 +53,22 @@ pub struct Row {
 impl Row {
     /// The INFO cell: what `runpmctl status` says about the service (what a starting
     /// service waits for, why it failed, when it starts next), and a failing health check.
-    pub fn info_text(&self) -> String {
+    /// The next start is counted from `now` (`next start in 12s`): a timestamp would not
+    /// fit the column.
+    pub fn info_text(&self, now: SystemTime) -> String {
         let mut text = crate::ipc::info(&self.info);
+        if let Some(next) = &self.info.next_start
+            && let Ok(at) = humantime::parse_rfc3339_weak(next)
+        {
+            // Rounded up: `in 0s` would read as "now" for most of the last second.
+            let left = at.duration_since(now).unwrap_or_default();
+            let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+            let left = crate::ipc::format_uptime(std::time::Duration::from_secs(secs));
+            text = text.replace(
+                &format!("next start {next}"),
+                &format!("next start in {left}"),
+            );
+        }
         if let Some(health) = &self.health {
             if !text.is_empty() {
                 text.push_str("; ");
@@ -442,7 +456,18 @@ mod tests {
         assert_eq!(row.info.restarts, 4);
         assert_eq!(row.info.exits[0].code, Some(3));
         assert_eq!(crate::ipc::last_exit(&row.info.exits), "code 3");
-        assert_eq!(row.info_text(), "crash loop");
+        assert_eq!(row.info_text(SystemTime::UNIX_EPOCH), "crash loop");
+    }
+
+    #[test]
+    fn the_next_start_is_counted_from_now() {
+        let mut web = service("web", "backoff", None);
+        web.info.next_start = Some("2026-12-07T04:50:12.300Z".into());
+        let table = table(vec![web]);
+        let now = humantime::parse_rfc3339("2026-12-07T04:50:00Z").unwrap();
+        assert_eq!(table.rows()[0].info_text(now), "next start in 13s");
+        let later = humantime::parse_rfc3339("2026-12-07T04:51:00Z").unwrap();
+        assert_eq!(table.rows()[0].info_text(later), "next start in 0s");
     }
 
     #[test]
@@ -458,9 +483,12 @@ mod tests {
             services: vec![service("web", "running", Some(42))],
             at: Instant::now(),
         });
-        assert_eq!(table.rows()[0].info_text(), "health: exit 1");
+        assert_eq!(
+            table.rows()[0].info_text(SystemTime::UNIX_EPOCH),
+            "health: exit 1"
+        );
         table.apply_event(&event(Some("web"), Kind::HealthRecovered));
-        assert_eq!(table.rows()[0].info_text(), "");
+        assert_eq!(table.rows()[0].info_text(SystemTime::UNIX_EPOCH), "");
     }
 
     #[test]

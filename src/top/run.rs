@@ -2,7 +2,7 @@
 
 use std::io::IsTerminal;
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use nix::sys::signal::{SigSet, Signal};
 use ratatui::Terminal;
@@ -52,12 +52,8 @@ pub enum TopError {
 /// The signals that end `top` like `q` does (restoring the terminal first).
 fn ending_signals() -> SigSet {
     let mut set = SigSet::empty();
-    for signal in [
-        Signal::SIGTERM,
-        Signal::SIGINT,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-    ] {
+    // Not SIGQUIT: its default action dumps core, which is what its sender asks for.
+    for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
         set.add(signal);
     }
     set
@@ -95,7 +91,7 @@ pub fn run(client: Client, connect: Connect, options: Options) -> Result<Outcome
         let size = terminal.size().map_err(TopError::Terminal)?;
         app.page = usize::from(view::body_height(size.height));
         terminal
-            .draw(|frame| view::draw(frame, &app, options.colour))
+            .draw(|frame| view::draw(frame, &app, options.colour, SystemTime::now()))
             .map_err(TopError::Terminal)?;
         let Ok(first) = rx.recv() else {
             break Ok(Outcome::Quit);

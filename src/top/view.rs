@@ -4,6 +4,8 @@
 //! Pure too: it renders an [`App`] into a frame, so tests draw it on ratatui's
 //! `TestBackend` at 80×24 and read the text back.
 
+use std::time::SystemTime;
+
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
@@ -40,7 +42,7 @@ pub fn body_height(height: u16) -> u16 {
     height.saturating_sub(3)
 }
 
-pub fn draw(frame: &mut Frame, app: &App, colour: bool) {
+pub fn draw(frame: &mut Frame, app: &App, colour: bool, now: SystemTime) {
     let [header, body, status, footer] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Fill(1),
@@ -56,7 +58,7 @@ pub fn draw(frame: &mut Frame, app: &App, colour: bool) {
         }
         _ => {
             frame.render_widget(table_header(app, header.width), header);
-            draw_table(frame, app, body, colour);
+            draw_table(frame, app, body, colour, now);
             TABLE_KEYS
         }
     };
@@ -110,9 +112,9 @@ fn table_header(app: &App, width: u16) -> Line<'static> {
     ])
 }
 
-fn draw_table(frame: &mut Frame, app: &App, area: Rect, colour: bool) {
+fn draw_table(frame: &mut Frame, app: &App, area: Rect, colour: bool, now: SystemTime) {
     let rows = app.table.visible();
-    let cells: Vec<[String; 9]> = rows.iter().map(|r| format::cells(r)).collect();
+    let cells: Vec<[String; 9]> = rows.iter().map(|r| format::cells(r, now)).collect();
     let widths = format::widths(&cells, area.width);
     let body = rows.iter().zip(&cells).map(|(row, cells)| {
         Row::new(cells.iter().enumerate().map(|(i, text)| {
@@ -308,7 +310,9 @@ mod tests {
 
     fn render(app: &App, width: u16, height: u16) -> Vec<String> {
         let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
-        terminal.draw(|f| draw(f, app, true)).unwrap();
+        terminal
+            .draw(|f| draw(f, app, true, SystemTime::UNIX_EPOCH))
+            .unwrap();
         let buffer = terminal.backend().buffer();
         (0..height)
             .map(|y| {
@@ -350,14 +354,18 @@ mod tests {
     fn states_are_coloured_and_the_selection_reversed() {
         let app = app();
         let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
-        terminal.draw(|f| draw(f, &app, true)).unwrap();
+        terminal
+            .draw(|f| draw(f, &app, true, SystemTime::UNIX_EPOCH))
+            .unwrap();
         let buffer = terminal.backend().buffer();
         let status_x = screen_column(&render(&app, 80, 24)[1], "STATUS");
         assert_eq!(buffer[(status_x, 2)].fg, Color::Green);
         assert_eq!(buffer[(status_x, 4)].fg, Color::Red);
         assert!(buffer[(0, 2)].modifier.contains(Modifier::REVERSED));
         // NO_COLOR: no colour anywhere.
-        terminal.draw(|f| draw(f, &app, false)).unwrap();
+        terminal
+            .draw(|f| draw(f, &app, false, SystemTime::UNIX_EPOCH))
+            .unwrap();
         let buffer = terminal.backend().buffer();
         assert!(buffer.content().iter().all(|c| c.fg == Color::Reset));
     }
