@@ -226,22 +226,22 @@ const RUNPMCTL_EXTRA: &[Block<'static>] = &[
          that nobody watches is not woken. With a daemon that has no `events` stream the \
          status alone drives the rows, once a second, and the header says `(polling)`.",
     ),
-    Block::Item("up, down, k, j", "Select a service."),
+    Block::Item("up/down/k/j", "Select a service."),
     Block::Item(
-        "enter, l",
+        "enter/l",
         "Follow the selected service's log (its last 1000 lines, then what it prints). In \
          the log: up, down, PgUp, PgDn, g and G scroll (G: back to following the end); esc \
          or h goes back to the table.",
     ),
     Block::Item("s", "Start the selected service."),
-    Block::Item("x, r", "Stop or restart it, after asking y/n."),
+    Block::Item("x/r", "Stop or restart it, after asking y/n."),
     Block::Item("R", "Reload the config; the status line shows the plan."),
     Block::Item(
         "/",
         "Filter the rows by a part of the name (enter keeps it, esc clears it).",
     ),
     Block::Item("?", "Show the keys."),
-    Block::Item("q, Ctrl-C", "Quit."),
+    Block::Item("q/Ctrl-C", "Quit."),
     Block::Paragraph(
         "Commands run in the background: the screen stays live, and their result or error \
          shows in the status line. The mouse is not captured (text can be selected and \
