@@ -91,18 +91,8 @@ fn table_header(app: &App, width: u16) -> Line<'static> {
     if !app.events_live {
         right.push_str(" (polling)");
     }
-    let room = usize::from(width).saturating_sub(right.chars().count() + 8);
-    let config = if app.config.chars().count() > room {
-        let tail: String = {
-            let chars: Vec<char> = app.config.chars().collect();
-            chars[chars.len() - room.saturating_sub(1)..]
-                .iter()
-                .collect()
-        };
-        format!("…{tail}")
-    } else {
-        app.config.clone()
-    };
+    let room = usize::from(width).saturating_sub(right.chars().count() + 7);
+    let config = shorten_path(&app.config, room);
     let left = format!("runpm {config}");
     let gap = usize::from(width).saturating_sub(left.chars().count() + right.chars().count());
     Line::from(vec![
@@ -110,6 +100,33 @@ fn table_header(app: &App, width: u16) -> Line<'static> {
         Span::raw(" ".repeat(gap.max(1))),
         Span::raw(right),
     ])
+}
+
+/// `path` in at most `room` columns: whole, else its last components after `…/`, else
+/// its end after `…`.
+fn shorten_path(path: &str, room: usize) -> String {
+    if path.chars().count() <= room {
+        return path.to_owned();
+    }
+    let mut tail = String::new();
+    for component in path.rsplit('/') {
+        let longer = if tail.is_empty() {
+            component.to_owned()
+        } else {
+            format!("{component}/{tail}")
+        };
+        if longer.chars().count() + 2 > room {
+            break;
+        }
+        tail = longer;
+    }
+    if !tail.is_empty() {
+        return format!("…/{tail}");
+    }
+    let chars: Vec<char> = path.chars().collect();
+    let keep = room.saturating_sub(1).min(chars.len());
+    let end: String = chars[chars.len() - keep..].iter().collect();
+    format!("…{end}")
 }
 
 fn draw_table(frame: &mut Frame, app: &App, area: Rect, colour: bool, now: SystemTime) {
@@ -406,6 +423,16 @@ mod tests {
         assert_eq!(screen[1], "line 30");
         assert_eq!(screen[20], "line 49");
         assert_eq!(screen[23], LOG_KEYS);
+    }
+
+    #[test]
+    fn a_long_config_path_keeps_its_last_components() {
+        let path = "/srv/projects/shop/services.toml";
+        assert_eq!(shorten_path(path, 40), path);
+        assert_eq!(shorten_path(path, 20), "…/shop/services.toml");
+        assert_eq!(shorten_path(path, 16), "…/services.toml");
+        assert_eq!(shorten_path(path, 8), "…es.toml");
+        assert_eq!(shorten_path(path, 0), "…");
     }
 
     #[test]
