@@ -382,3 +382,165 @@ fn perform(connect: &Connect, operation: &Operation, timeout: Duration) -> Resul
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::unix::net::UnixListener;
+    use std::sync::mpsc;
+
+    use camino::Utf8PathBuf;
+
+    use super::*;
+    use crate::testing::tempdir;
+    use crate::top::event::Kind;
+
+    /// A fake daemon: answers `hello`, then hands every other request line (with its id)
+    /// to `answer`, which writes what it wants and says whether to keep the connection.
+    fn fake(
+        socket: &Utf8PathBuf,
+        answer: impl Fn(u64, &serde_json::Value, &mut UnixStream) -> bool + Send + 'static,
+    ) {
+        let listener = UnixListener::bind(socket).unwrap();
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let mut writer = stream.try_clone().unwrap();
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    let request: serde_json::Value = serde_json::from_str(&line).unwrap();
+                    let id = request["id"].as_u64().unwrap();
+                    if request["cmd"] == "hello" {
+                        let hello = format!(
+                            r#"{{"id":{id},"ok":true,"result":{{"version":1,"daemon_pid":42,"config":"/x"}}}}"#
+                        );
+                        writeln!(writer, "{hello}").unwrap();
+                    } else if !answer(id, &request, &mut writer) {
+                        break;
+                    }
+                }
+            }
+        });
+    }
+
+    fn connector(socket: Utf8PathBuf) -> Connect {
+        Arc::new(move || Client::connect(&socket))
+    }
+
+    fn next(rx: &mpsc::Receiver<Msg>) -> Msg {
+        rx.recv_timeout(Duration::from_secs(10)).expect("a message")
+    }
+
+    #[test]
+    fn events_are_read_batch_by_batch_until_the_daemon_closes() {
+        let (_guard, root) = tempdir();
+        let socket = root.join("runpm.sock");
+        fake(&socket, |id, request, out| {
+            assert_eq!(request["cmd"], "events");
+            assert_eq!(request["services"], serde_json::json!([]));
+            for batch in [
+                r#"[{"ts":"t","service":"web","event":"exited","pid":7,"code":1,"signal":null,"uptime_ms":5,"reason":"exited"},{"ts":"t","service":"web","event":"restarting","in_ms":100,"restarts":1}]"#,
+                r#"[{"ts":"t","service":null,"event":"daemon_stopping"}]"#,
+            ] {
+                writeln!(
+                    out,
+                    r#"{{"id":{id},"ok":true,"result":{{"events":{batch}}}}}"#
+                )
+                .unwrap();
+            }
+            false
+        });
+        let (tx, rx) = mpsc::channel();
+        events(connector(socket), tx);
+        let Msg::Events(first) = next(&rx) else {
+            panic!("a batch first")
+        };
+        assert_eq!(first.len(), 2);
+        assert!(matches!(first[0].kind, Kind::Exited { code: Some(1), .. }));
+        let Msg::Events(second) = next(&rx) else {
+            panic!("then the second batch")
+        };
+        assert_eq!(second[0].kind, Kind::DaemonStopping);
+        assert!(matches!(next(&rx), Msg::EventsEnded(None)));
+    }
+
+    #[test]
+    fn a_daemon_without_events_is_said_so() {
+        let (_guard, root) = tempdir();
+        let socket = root.join("runpm.sock");
+        fake(&socket, |id, _, out| {
+            writeln!(
+                out,
+                r#"{{"id":{id},"ok":false,"error":{{"kind":"bad_request","message":"bad request: unknown variant `events`"}}}}"#
+            )
+            .unwrap();
+            true
+        });
+        let (tx, rx) = mpsc::channel();
+        events(connector(socket), tx);
+        assert!(matches!(next(&rx), Msg::EventsUnsupported));
+    }
+
+    #[test]
+    fn status_is_read_with_resource_figures_and_again_on_request() {
+        let (_guard, root) = tempdir();
+        let socket = root.join("runpm.sock");
+        let reads = Arc::new(Mutex::new(0));
+        let counted = Arc::clone(&reads);
+        fake(&socket, move |id, request, out| {
+            assert_eq!(request["cmd"], "status");
+            *counted.lock().unwrap() += 1;
+            writeln!(
+                out,
+                r#"{{"id":{id},"ok":true,"result":{{"services":[{{"name":"web","status":"running","pid":4242,"restarts":0,"since":"t","uptime_ms":5,"stopped_by_operator":false,"exits":[],"cpu_usec":900,"memory_bytes":2048}}]}}}}"#
+            )
+            .unwrap();
+            true
+        });
+        let (tx, rx) = mpsc::channel();
+        let connect = connector(socket);
+        let client = connect().unwrap();
+        let refresh = status(client, connect, Duration::from_secs(5), tx);
+        let Msg::Status(snapshot) = next(&rx) else {
+            panic!("a status")
+        };
+        // The daemon's figures are taken as they are, not read from /proc.
+        assert_eq!(snapshot.services[0].cpu_usec, Some(900));
+        assert_eq!(snapshot.services[0].memory_bytes, Some(2048));
+        refresh.send(()).unwrap();
+        assert!(matches!(next(&rx), Msg::Status(_)));
+        assert!(*reads.lock().unwrap() >= 2);
+    }
+
+    #[test]
+    fn a_daemon_that_goes_away_is_gone() {
+        let (_guard, root) = tempdir();
+        let socket = root.join("runpm.sock");
+        fake(&socket, |_, _, _| false);
+        let (tx, rx) = mpsc::channel();
+        let connect = connector(socket);
+        let client = connect().unwrap();
+        let _refresh = status(client, connect, Duration::from_secs(5), tx);
+        assert!(matches!(next(&rx), Msg::Gone(_)));
+    }
+
+    #[test]
+    fn log_lines_mark_runpm_and_gaps() {
+        let batch: LogsResult = serde_json::from_value(serde_json::json!({
+            "lines": [
+                {"service": "web", "at": "2026-12-07T04:50:00Z", "stream": "out", "line": "hello"},
+                {"service": "web", "at": "2026-12-07T04:50:01Z", "stream": "out", "line": "web restarted", "runpm": true}
+            ],
+            "missed": 3
+        }))
+        .unwrap();
+        assert_eq!(
+            log_lines(batch),
+            [
+                "[runpm] 3 lines were missed (reading too slowly)",
+                "hello",
+                "[runpm] web restarted"
+            ]
+        );
+    }
+}
