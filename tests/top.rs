@@ -285,7 +285,7 @@ autostart = false
 }
 
 #[test]
-fn restart_asks_first_then_restarts_and_stop_and_start_work() {
+fn restart_asks_first_stop_start_filter_and_reload_work() {
     let Some((p, _daemon, tmux)) = setup(
         r#"
 [services.alpha]
@@ -336,6 +336,24 @@ cmd = ["sleep", "1000"]
     tmux.keys(&["Escape"]);
     tmux.wait_screen("both again", |s| {
         row(s, "alpha").is_some() && row(s, "beta").is_some()
+    });
+
+    // R reloads and shows the plan; the new service gets its row.
+    p.config(
+        r#"
+[services.alpha]
+cmd = ["sleep", "1000"]
+
+[services.beta]
+cmd = ["sleep", "1000"]
+
+[services.gamma]
+cmd = ["sleep", "1000"]
+"#,
+    );
+    tmux.keys(&["R"]);
+    tmux.wait_screen("the plan and gamma", |s| {
+        s.contains("reloaded: + gamma started; = 2 unchanged") && row_has(s, "gamma", &["running"])
     });
     tmux.keys(&["q"]);
     tmux.wait_restored();
