@@ -35,4 +35,5 @@ pub mod state;
 pub mod supervisor;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod top;
 pub mod watch;

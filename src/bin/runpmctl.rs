@@ -123,6 +123,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Logs { .. } => return logs(&cli),
         Command::Events { .. } => return events::events(&cli),
         Command::Metrics => return metrics::metrics(&cli),
+        Command::Top { mouse } => return top(&cli, *mouse),
         _ => {}
     }
     let request = request(&cli.command)?;
@@ -237,7 +238,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
         | Command::CompleteServices
         | Command::Export { .. }
         | Command::Events { .. }
-        | Command::Metrics => String::new(),
+        | Command::Metrics
+        | Command::Top { .. } => String::new(),
     };
     print(&out)
 }
@@ -259,7 +261,8 @@ fn wants_json(command: &Command) -> bool {
         | Command::Completions { .. }
         | Command::CompleteServices
         | Command::Export { .. }
-        | Command::Metrics => false,
+        | Command::Metrics
+        | Command::Top { .. } => false,
     }
 }
 
@@ -371,7 +374,8 @@ fn request(command: &Command) -> Result<Request, Failure> {
         | Command::Export { .. }
         | Command::Logs { .. }
         | Command::Events { .. }
-        | Command::Metrics => {
+        | Command::Metrics
+        | Command::Top { .. } => {
             return Err(Failure::Other(anyhow!("this command sends no request")));
         }
     })
@@ -637,6 +641,43 @@ fn configured_services(cli: &Cli) -> Vec<String> {
         .and_then(|path| runpm::config::load(&path).ok())
         .map(|config| config.services.into_keys().collect())
         .unwrap_or_default()
+}
+
+/// `runpmctl top`: exit 3 without a daemon (checked first, like every command), 2 without
+/// a terminal, 1 when the daemon goes away while it runs.
+fn top(cli: &Cli, mouse: bool) -> Result<(), Failure> {
+    use runpm::top::{Options, Outcome, TopError};
+    let connect = connector(cli)?;
+    let client = connect()?;
+    if let Err(e) = runpm::top::check_terminal() {
+        return Err(usage("top", &e.to_string()));
+    }
+    let options = Options {
+        mouse,
+        colour: runpm::cli::colour::stdout(false),
+        timeout: cli.timeout,
+    };
+    match runpm::top::run(client, connect, options) {
+        Ok(Outcome::Quit) => Ok(()),
+        Ok(Outcome::Signalled(signal)) => {
+            runpm::top::reraise(signal);
+            Ok(())
+        }
+        Err(e @ TopError::NotATerminal) => Err(usage("top", &e.to_string())),
+        Err(e) => Err(Failure::Other(e.into())),
+    }
+}
+
+/// Opens connections to the daemon found as [`connect`] finds it, again and again (`top`
+/// uses one per feed).
+fn connector(cli: &Cli) -> Result<runpm::top::feed::Connect, Failure> {
+    if let Some(socket) = cli.socket.clone().filter(|p| !p.as_str().is_empty()) {
+        return Ok(std::sync::Arc::new(move || Client::connect(&socket)));
+    }
+    let state = locate_state(cli)?;
+    Ok(std::sync::Arc::new(move || {
+        Client::connect_state_dir(&state)
+    }))
 }
 
 /// A usage error in clap's format, with the usage line of `subcommand`.

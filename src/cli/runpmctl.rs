@@ -198,6 +198,15 @@ pub enum Command {
     /// exit code, memory and CPU seconds; services per state. For node_exporter's textfile
     /// collector
     Metrics,
+    /// A live, full-screen view of the services (state, pid, uptime, restarts, last exit,
+    /// CPU and memory), with their logs and the operator commands a key away; `?` lists the
+    /// keys. Needs a terminal
+    Top {
+        /// Capture the mouse (off by default, so that text on the screen can be selected
+        /// and copied as usual)
+        #[arg(long)]
+        mouse: bool,
+    },
 }
 
 #[derive(Subcommand)]

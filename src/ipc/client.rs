@@ -10,6 +10,7 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use camino::{Utf8Path, Utf8PathBuf};
+use serde::Serialize;
 
 use super::codec::encode_request;
 use super::protocol::{ErrorKind, HelloResult, PROTOCOL_VERSION, ProtocolError, Reply, Request};
@@ -184,7 +185,11 @@ impl Client {
     /// Sends `request` and waits up to `timeout` for its reply. An error reply is returned
     /// as a `Reply` (see [`Reply::into_result`]); `Err` means the exchange itself failed.
     /// After an `Err`, the connection's state is unknown: connect again.
-    pub fn call(&mut self, request: &Request, timeout: Duration) -> Result<Reply, ClientError> {
+    pub fn call<R: Serialize + ?Sized>(
+        &mut self,
+        request: &R,
+        timeout: Duration,
+    ) -> Result<Reply, ClientError> {
         let id = self.next_id;
         self.next_id += 1;
         let line = encode_request(id, request).map_err(ClientError::BadReply)?;
@@ -206,9 +211,9 @@ impl Client {
     /// Sends `request` and hands every reply to `each` until it returns false or the daemon
     /// ends the stream (a streaming call such as `logs -f`). The first reply must come
     /// within `timeout`; later ones may take as long as they take.
-    pub fn stream(
+    pub fn stream<R: Serialize + ?Sized>(
         &mut self,
-        request: &Request,
+        request: &R,
         timeout: Duration,
         mut each: impl FnMut(Reply) -> bool,
     ) -> Result<(), ClientError> {
@@ -283,6 +288,12 @@ impl Client {
                 return Ok(reply);
             }
         }
+    }
+
+    /// Another handle on the connection's socket, for another thread to end a stream
+    /// that waits for its next reply (`shutdown` on it makes that read return).
+    pub fn closer(&self) -> io::Result<UnixStream> {
+        self.writer.try_clone()
     }
 
     fn io_error(&self, source: io::Error) -> ClientError {

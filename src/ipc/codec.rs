@@ -154,7 +154,10 @@ pub fn encode_reply(reply: &Reply) -> Vec<u8> {
 }
 
 /// A request as one line, newline included (the client's side of [`parse_request`]).
-pub fn encode_request(id: u64, request: &Request) -> Result<Vec<u8>, serde_json::Error> {
+pub fn encode_request<R: serde::Serialize + ?Sized>(
+    id: u64,
+    request: &R,
+) -> Result<Vec<u8>, serde_json::Error> {
     let mut value = serde_json::to_value(request)?;
     if let Value::Object(object) = &mut value {
         object.insert("id".to_owned(), Value::from(id));

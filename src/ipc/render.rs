@@ -61,7 +61,7 @@ fn waiting_for(s: &ServiceInfo) -> Option<String> {
 
 /// What a glance at a service should add to its row: the `STATUS=` it sent, why it failed,
 /// when it starts next.
-fn info(s: &ServiceInfo) -> String {
+pub fn info(s: &ServiceInfo) -> String {
     let mut parts = Vec::new();
     if let Some(waiting) = waiting_for(s) {
         parts.push(format!("waiting for {waiting}"));

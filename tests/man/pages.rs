@@ -332,6 +332,45 @@ const RUNPMCTL_EXTRA: &[Block<'static>] = &[
          runpmctl metrics > /var/lib/node_exporter/runpm.prom.$$ && \\\n\
          \x20 mv /var/lib/node_exporter/runpm.prom.$$ /var/lib/node_exporter/runpm.prom",
     ),
+    Block::Section("LIVE VIEW"),
+    Block::Paragraph(
+        "`runpmctl top` fills the terminal with one row per service: NAME, STATUS (coloured \
+         as in `status`), PID, UPTIME, RESTARTS, LAST EXIT, CPU% (of one core, between two \
+         samples), MEM (resident), and INFO (what a starting service waits for, why it \
+         failed, a failing health check). The header names the config and counts the \
+         services by state; the footer lists the keys. Rows change as the daemon's `events` \
+         stream reports what happens; the status is read again once a second while `top` \
+         runs, for uptime, CPU and memory (from the service's cgroup when the daemon \
+         accounts for it, else from /proc of its main process), and only then: a daemon \
+         that nobody watches is not woken. With a daemon that has no `events` stream the \
+         status alone drives the rows, once a second, and the header says `(polling)`.",
+    ),
+    Block::Item("up/down/k/j", "Select a service."),
+    Block::Item(
+        "enter/l",
+        "Follow the selected service's log (its last 1000 lines, then what it prints). In \
+         the log: up, down, PgUp, PgDn, g and G scroll (G: back to following the end); esc \
+         or h goes back to the table.",
+    ),
+    Block::Item("s", "Start the selected service."),
+    Block::Item("x/r", "Stop or restart it, after asking y/n."),
+    Block::Item("R", "Reload the config; the status line shows the plan."),
+    Block::Item(
+        "/",
+        "Filter the rows by a part of the name (enter keeps it, esc clears it).",
+    ),
+    Block::Item("?", "Show the keys."),
+    Block::Item("q/Ctrl-C", "Quit."),
+    Block::Paragraph(
+        "Commands run in the background: the screen stays live, and their result or error \
+         shows in the status line. The mouse is not captured (text can be selected and \
+         copied as usual) unless `--mouse` is given. The terminal is restored however `top` \
+         ends: q or Ctrl-C (exit 0); SIGTERM, SIGINT or SIGHUP (it then ends by \
+         that signal, as the shell expects: 143 after SIGTERM); a panic; or the daemon \
+         going away (the message is printed on the restored terminal, exit 1). It needs a \
+         terminal on stdin and stdout: anything else is refused with exit 2 (scripts read \
+         `status --json`). With no daemon it exits 3, like every command.",
+    ),
     Block::Section("EXIT STATUS"),
     Block::Item("0", "The command did what was asked."),
     Block::Item(
@@ -339,12 +378,13 @@ const RUNPMCTL_EXTRA: &[Block<'static>] = &[
         "The operation failed, and the message says why: an unknown service name, an \
          invalid config on reload (nothing was changed), a start that failed, a service \
          that waits for a dependency that failed, ended badly, was stopped or is in a long \
-         backoff (said at once, with what to do), a refused connection.",
+         backoff (said at once, with what to do), a refused connection, the daemon going \
+         away while `top` runs.",
     ),
     Block::Item(
         "2",
         "Usage error: an unknown option or command, a missing name, `stop --all` or \
-         `shutdown` without `--yes`.",
+         `shutdown` without `--yes`, `top` without a terminal.",
     ),
     Block::Item(
         "3",
@@ -370,8 +410,8 @@ const RUNPMCTL_EXTRA: &[Block<'static>] = &[
     ),
     Block::Item(
         "NO_COLOR",
-        "When set and not empty, `status` is not coloured (an empty NO_COLOR counts as \
-         unset).",
+        "When set and not empty, `status` and `top` are not coloured (an empty NO_COLOR \
+         counts as unset).",
     ),
     Block::Item(
         "CLICOLOR_FORCE",
@@ -413,6 +453,7 @@ const RUNPMCTL_EXTRA: &[Block<'static>] = &[
          runpmctl kill -s HUP nginx\n\
          runpmctl logs -f web\n\
          runpmctl logs --since 10m -n 50 worker\n\
+         runpmctl top\n\
          runpmctl reload --dry-run\n\
          runpmctl -f /srv/app/services.toml stop --all --yes",
     ),
