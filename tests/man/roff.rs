@@ -26,8 +26,18 @@ impl Page {
         self.render(|w| roff.to_writer(w));
     }
 
+    /// The page, with every character beyond ASCII as groff's `\[uXXXX]`: groff reads its
+    /// input as Latin-1 unless told otherwise, and warns about UTF-8 bytes.
     pub fn finish(self) -> String {
-        format!("{PREAMBLE}{}", self.out)
+        let mut page = String::from(PREAMBLE);
+        for c in self.out.chars() {
+            if c.is_ascii() {
+                page.push(c);
+            } else {
+                page.push_str(&format!("\\[u{:04X}]", u32::from(c)));
+            }
+        }
+        page
     }
 }
 
