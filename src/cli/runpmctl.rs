@@ -88,7 +88,7 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Run N replicas of a service with `replicas` (NAME.0 … NAME.N-1); only the difference
+    /// Run N replicas of a service with `replicas` (NAME.0 to NAME.N-1); only the difference
     /// starts or stops. Holds until the config's `replicas` changes
     Scale {
         /// The service as written in the config (with `replicas`)
