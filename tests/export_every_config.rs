@@ -146,8 +146,13 @@ fn check_systemd(user: bool) {
             ));
         }
         for unit in std::fs::read_dir(&units).unwrap() {
-            let text = std::fs::read_to_string(unit.unwrap().path()).unwrap();
-            let wanted_by = if user {
+            let path = unit.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            // A scheduled service's timer is hooked into timers.target, as systemd's own are.
+            let timer = path.extension().is_some_and(|e| e == "timer");
+            let wanted_by = if timer {
+                "WantedBy=timers.target"
+            } else if user {
                 "WantedBy=default.target"
             } else {
                 "WantedBy=multi-user.target"

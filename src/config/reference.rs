@@ -267,7 +267,7 @@ pub const SERVICE: &[Field] = &[
         ty: "integer (0 to 1000)",
         default: Default::Described("one service, not replicated"),
         example: "3",
-        doc: "Run this many copies, named `NAME.0` … `NAME.N-1`, each an ordinary service in \
+        doc: "Run this many copies, named `NAME.0` to `NAME.N-1`, each an ordinary service in \
               `status` (with `replica_of` in `--json`). Each gets `RUNPM_REPLICA` (its index) \
               and `{replica}` replaced by the index in `cmd`, `shell`, `env` values, `ready` \
               and `health` (e.g. `PORT = \"80{replica}\"`). `depends_on = [\"NAME\"]` waits \

@@ -54,15 +54,21 @@ pub fn member(group: &str, index: u32) -> String {
 pub fn expand(template: &ServiceSpec, count: u32) -> Vec<ServiceSpec> {
     (0..count)
         .map(|index| {
-            let mut spec = template.clone();
-            let value = index.to_string();
-            substitute(&mut spec, &|text: &str| text.replace("{replica}", &value));
+            let mut spec = expand_as(template, &index.to_string());
             spec.name = member(&template.name, index);
-            spec.replica_of = Some(template.name.clone());
-            spec.env.insert("RUNPM_REPLICA".into(), value);
             spec
         })
         .collect()
+}
+
+/// `template` with `value` for `{replica}` and `RUNPM_REPLICA` (an export passes a
+/// placeholder for the instance name); the name is left to the caller.
+pub fn expand_as(template: &ServiceSpec, value: &str) -> ServiceSpec {
+    let mut spec = template.clone();
+    substitute(&mut spec, &|text: &str| text.replace("{replica}", value));
+    spec.replica_of = Some(template.name.clone());
+    spec.env.insert("RUNPM_REPLICA".into(), value.to_owned());
+    spec
 }
 
 /// Applies `f` to every field in which `{replica}` is substituted. A new field that takes

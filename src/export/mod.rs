@@ -13,6 +13,7 @@
 
 pub mod files;
 pub mod kubernetes;
+mod kubernetes_kinds;
 pub mod systemd;
 mod yaml;
 

@@ -47,6 +47,8 @@ use crate::config::{
     Command, Condition, Config, KillMode, Ready, RestartPolicy, ServiceSpec, defaults,
 };
 
+mod kinds;
+
 /// The systemd release that introduced `RestartSteps=` and `RestartMaxDelaySec=`.
 const EXPONENTIAL_RESTART_SINCE: u32 = 254;
 
@@ -103,12 +105,35 @@ pub struct Export {
 pub fn export(config: &Config, options: &Options) -> Export {
     let mut warnings = Vec::new();
     let mut units = Vec::new();
+    let mut templates = std::collections::BTreeSet::new();
     for name in config.start_order() {
         let spec = &config.services[name];
+        // Replicas share one template unit, written where the first of them comes.
+        if let Some(group) = &spec.replica_of {
+            if templates.insert(group.clone())
+                && let Some(unit) = kinds::template(config, group, options, &mut warnings)
+            {
+                units.push(unit);
+            }
+            continue;
+        }
         units.push(Unit {
             name: unit_name(&options.prefix, name),
             text: service_unit(config, spec, options, &mut warnings),
         });
+        if let Some(schedule) = &spec.schedule {
+            let mut warn = |field: &'static str, message: String| {
+                warnings.push(Warning::new(name, field, message));
+            };
+            kinds::schedule_warnings(schedule, &mut warn);
+            match kinds::timer(spec, schedule, options) {
+                Ok(timer) => units.push(timer),
+                Err(why) => warn(
+                    "schedule",
+                    format!("no timer written: {why}; write its OnCalendar= by hand"),
+                ),
+            }
+        }
     }
     if options.target {
         units.push(target_unit(config, options));
@@ -192,8 +217,10 @@ fn service_unit(
         &specifiers(&format!("runpm service {name} ({})", config.source)),
     );
     for dep in &spec.depends_on {
-        kv(&mut out, "After", &unit_name(&options.prefix, dep));
-        kv(&mut out, "Requires", &unit_name(&options.prefix, dep));
+        for unit in kinds::dependency_units(config, &options.prefix, dep) {
+            kv(&mut out, "After", &unit);
+            kv(&mut out, "Requires", &unit);
+        }
         dependency_warnings(config, spec, dep, &mut warn);
     }
     if options.target {
@@ -216,13 +243,17 @@ fn service_unit(
     // [Service]
     out.push_str("\n[Service]\n");
     let mut line = |key: &str, value: &str| kv(&mut out, key, value);
-    let task = is_task(config, spec);
+    // A scheduled service is a oneshot that its timer starts, run after run.
+    let task = is_task(config, spec) || spec.schedule.is_some();
     match &spec.ready {
         _ if task => {
             line("Type", "oneshot");
             // A finished task stays "active (exited)": it keeps satisfying Requires= of its
             // dependents and is not run again when one of them restarts, as under runpm.
-            line("RemainAfterExit", "yes");
+            // Not a scheduled one: an active unit is not started again by its timer.
+            if spec.schedule.is_none() {
+                line("RemainAfterExit", "yes");
+            }
         }
         Some(Ready::Notify) => {
             line("Type", "notify");
@@ -374,7 +405,14 @@ fn service_unit(
         &duration(spec.kill_timeout.max(Duration::from_millis(1))),
     );
 
-    if spec.autostart {
+    // A scheduled service is enabled through its timer; one in a profile is not enabled.
+    if !spec.profiles.is_empty() {
+        warn(
+            "profiles",
+            "in a profile: the unit is written but not enabled; start it by hand".into(),
+        );
+    }
+    if spec.autostart && spec.schedule.is_none() && spec.profiles.is_empty() {
         let _ = write!(out, "\n[Install]\nWantedBy={}\n", options.wanted_by());
     }
 
@@ -527,9 +565,16 @@ fn target_unit(config: &Config, options: &Options) -> Unit {
         specifiers(&format!("runpm services of {}", config.source))
     );
     for name in config.start_order() {
-        if config.services[name].autostart {
-            let _ = writeln!(text, "Wants={}", unit_name(&options.prefix, name));
+        let spec = &config.services[name];
+        if !spec.autostart || !spec.profiles.is_empty() {
+            continue;
         }
+        let unit = match (&spec.replica_of, &spec.schedule) {
+            (Some(_), _) => kinds::instance_name(&options.prefix, spec),
+            (None, Some(_)) => format!("{}{name}.timer", options.prefix),
+            (None, None) => unit_name(&options.prefix, name),
+        };
+        let _ = writeln!(text, "Wants={unit}");
     }
     let _ = write!(text, "\n[Install]\nWantedBy={}\n", options.wanted_by());
     Unit {

@@ -266,6 +266,10 @@ pub fn check_failure(s: &ServiceInfo) -> Option<String> {
     if s.status == "running" || (s.status == "exited" && s.completed) {
         return None;
     }
+    // A scheduled service between runs is fine unless its last run failed.
+    if s.status == "waiting" && (s.completed || s.exits.is_empty()) {
+        return None;
+    }
     Some(service_line(s))
 }
 

@@ -520,10 +520,13 @@ impl Supervisor {
             match (op, svc.status()) {
                 (Op::Stop, _) if svc.is_active() => return None,
                 (Op::Stop, _) => {}
-                (Op::Start, Status::Running) if svc.want != Want::Restart => {}
-                // A scheduled service that ran now and waits for its next time.
+                // A scheduled run is a task: `start` replies once it has ended and the
+                // service waits for its next time, as `systemctl start` does for a oneshot.
+                (Op::Start, Status::Running)
+                    if svc.want != Want::Restart && svc.clock.is_none() => {}
                 (Op::Start | Op::Restart, Status::Waiting) if fresh => {}
-                (Op::Restart, Status::Running) if fresh && svc.want != Want::Restart => {}
+                (Op::Restart, Status::Running)
+                    if fresh && svc.want != Want::Restart && svc.clock.is_none() => {}
                 (_, Status::Failed | Status::Exited | Status::Backoff | Status::Stopped)
                     if fresh =>
                 {

@@ -2420,3 +2420,103 @@ fn logs_and_saves_are_answered_by_the_core_through_effects() {
 }
 
 mod reports;
+// ---------------------------------------------------------------------------------------------
+// Scheduled services: runs are deadlines of the core
+// ---------------------------------------------------------------------------------------------
+
+fn every(name: &str, secs: u64, overlap: crate::config::Overlap) -> ServiceSpec {
+    let mut s = spec(name);
+    s.schedule = Some(crate::config::Schedule {
+        when: crate::config::When::Interval(Duration::from_secs(secs)),
+        timezone: None,
+        overlap,
+        run_on_start: false,
+        catch_up: false,
+    });
+    s
+}
+
+#[test]
+fn a_scheduled_service_waits_for_its_time_then_runs_and_waits_again() {
+    let mut h = Harness::new(vec![every("job", 60, crate::config::Overlap::Skip)]);
+    let fx = h.start_all();
+    assert!(spawned(&fx).is_empty(), "not before its time: {fx:?}");
+    assert_eq!(h.status("job"), Status::Waiting);
+    assert!(!h.sup.is_starting(), "up -d does not wait for it");
+    // The only deadline is the run, a minute away.
+    let at = h.sup.next_deadline().expect("the next run is a deadline");
+    assert_eq!(at - h.t0, Duration::from_secs(60));
+    let fx = h.tick();
+    assert_eq!(spawned(&fx), ["job"]);
+    h.settle(fx);
+    h.advance(Duration::from_secs(2));
+    h.exit("job", ExitStatus::Code(0));
+    assert_eq!(h.status("job"), Status::Waiting);
+    // The next one counts from the previous run's time.
+    assert_eq!(
+        h.sup.next_deadline().map(|d| d - h.t0),
+        Some(Duration::from_secs(120))
+    );
+}
+
+#[test]
+fn overlap_skip_queue_and_kill_while_a_run_is_going() {
+    use crate::config::Overlap;
+    let mut h = Harness::new(vec![
+        every("skip", 10, Overlap::Skip),
+        every("queue", 10, Overlap::Queue),
+        every("kill", 10, Overlap::Kill),
+    ]);
+    let fx = h.start_all();
+    h.settle(fx);
+    let fx = h.tick();
+    assert_eq!(spawned(&fx), ["kill", "queue", "skip"]);
+    h.settle(fx);
+    // The second run comes due while the first ones still run.
+    let fx = h.tick();
+    assert!(spawned(&fx).is_empty(), "{fx:?}");
+    let stopped: Vec<&str> = signals(&fx).iter().map(|(n, _, _)| *n).collect();
+    assert_eq!(stopped, ["kill"], "only `kill` stops its run");
+    // `queue` starts its waiting run as soon as the running one ends; `skip` does not.
+    let fx = h.exit("queue", ExitStatus::Code(0));
+    assert_eq!(spawned(&fx), ["queue"]);
+    let fx = h.exit("skip", ExitStatus::Code(0));
+    assert!(spawned(&fx).is_empty(), "{fx:?}");
+    assert_eq!(h.status("skip"), Status::Waiting);
+    // `kill`: once the stopped run is gone, the new one starts.
+    let pgid = h.pid("kill");
+    let fx = h.exit("kill", ExitStatus::Signal(15));
+    h.settle(fx);
+    let fx = h.sup.handle(
+        Event::GroupEmpty {
+            service: "kill".into(),
+            pgid,
+        },
+        h.now(),
+    );
+    assert_eq!(spawned(&fx), ["kill"]);
+    h.settle(fx);
+    assert!(
+        matches!(h.status("kill"), Status::Starting | Status::Running),
+        "{:?}",
+        h.status("kill")
+    );
+}
+
+#[test]
+fn start_runs_a_scheduled_service_now() {
+    let mut h = Harness::new(vec![every("job", 3600, crate::config::Overlap::Skip)]);
+    let fx = h.start_all();
+    h.settle(fx);
+    let fx = h.sup.handle(
+        Event::Request {
+            token: 1,
+            request: crate::ipc::Request::Start {
+                services: vec!["job".into()],
+                all: false,
+            },
+        },
+        h.now(),
+    );
+    assert_eq!(spawned(&fx), ["job"]);
+}
