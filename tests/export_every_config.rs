@@ -146,8 +146,13 @@ fn check_systemd(user: bool) {
             ));
         }
         for unit in std::fs::read_dir(&units).unwrap() {
-            let text = std::fs::read_to_string(unit.unwrap().path()).unwrap();
-            let wanted_by = if user {
+            let path = unit.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            // Socket units (`listen`) go where systemd's own do, up before any service.
+            let socket = path.extension().is_some_and(|e| e == "socket");
+            let wanted_by = if socket {
+                "WantedBy=sockets.target"
+            } else if user {
                 "WantedBy=default.target"
             } else {
                 "WantedBy=multi-user.target"

@@ -9,7 +9,7 @@ mod diagnostic;
 mod discover;
 mod envfile;
 mod graph;
-mod listen;
+pub mod listen;
 mod load;
 mod raw;
 mod recover;

@@ -13,6 +13,7 @@
 
 pub mod files;
 pub mod kubernetes;
+mod sockets;
 pub mod systemd;
 mod yaml;
 
