@@ -202,6 +202,16 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
             for _ in 0..FLUSH_YIELDS {
                 tokio::task::yield_now().await;
             }
+            // Signals from here on wait in the kernel for the new image, and those this
+            // image received but has not handled yet are raised again to join them: at
+            // this thread, which has them blocked (a process-wide one could go to a helper
+            // thread and be lost with this image).
+            crate::reexec::hold_signals();
+            for sig in signals.drain_pending() {
+                // SAFETY: a signal to this very thread, blocked here: it stays pending
+                // across the exec.
+                unsafe { libc::pthread_kill(libc::pthread_self(), sig) };
+            }
             let carrying = Carrying {
                 state_dir: options
                     .control
