@@ -266,8 +266,10 @@ fn listen_sockets_and_the_fd_store_survive_a_reexec() {
 import os, socket, time
 n = int(os.environ.get("LISTEN_FDS", "0"))
 inodes = [str(os.stat("/proc/self/fd/%d" % (3 + i)).st_ino) for i in range(n)]
-with open("runs/%d" % os.getpid(), "w") as f:
+with open("runs/%d.tmp" % os.getpid(), "w") as f:
     f.write(os.environ.get("LISTEN_FDNAMES", "") + " " + ",".join(inodes) + "\n")
+# Renamed into place: the test never reads half a file.
+os.rename("runs/%d.tmp" % os.getpid(), "runs/%d" % os.getpid())
 if n < 2:
     s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     s.connect(os.environ["NOTIFY_SOCKET"])
