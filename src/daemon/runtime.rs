@@ -319,6 +319,7 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
                 Received::Reload => vec![Event::Hangup],
                 Received::DumpStatus => {
                     log_status(&sup);
+                    panic_on_purpose();
                     Vec::new()
                 }
                 Received::Reexec => vec![Event::Reexec],
@@ -497,5 +498,14 @@ fn carrying<'a>(
         notify_others: notify_others.map(socket),
         shell,
         panics: panics.to_vec(),
+    }
+}
+
+/// Debug builds only: `RUNPM_TEST_PANIC=1` makes SIGUSR1 panic the daemon, so that the
+/// tests can show a panic re-executing runpm with every service kept (`tests/reexec.rs`).
+fn panic_on_purpose() {
+    #[cfg(debug_assertions)]
+    if std::env::var_os("RUNPM_TEST_PANIC").is_some() {
+        panic!("RUNPM_TEST_PANIC: panicking on purpose");
     }
 }
