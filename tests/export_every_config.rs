@@ -148,10 +148,14 @@ fn check_systemd(user: bool) {
         for unit in std::fs::read_dir(&units).unwrap() {
             let path = unit.unwrap().path();
             let text = std::fs::read_to_string(&path).unwrap();
-            // A scheduled service's timer is hooked into timers.target, as systemd's own are.
+            // A scheduled service's timer is hooked into timers.target, and socket units
+            // (`listen`) into sockets.target, as systemd's own are.
             let timer = path.extension().is_some_and(|e| e == "timer");
+            let socket = path.extension().is_some_and(|e| e == "socket");
             let wanted_by = if timer {
                 "WantedBy=timers.target"
+            } else if socket {
+                "WantedBy=sockets.target"
             } else if user {
                 "WantedBy=default.target"
             } else {

@@ -266,8 +266,10 @@ fn listen_sockets_and_the_fd_store_survive_a_reexec() {
 import os, socket, time
 n = int(os.environ.get("LISTEN_FDS", "0"))
 inodes = [str(os.stat("/proc/self/fd/%d" % (3 + i)).st_ino) for i in range(n)]
-with open("runs/%d" % os.getpid(), "w") as f:
+with open("runs/%d.tmp" % os.getpid(), "w") as f:
     f.write(os.environ.get("LISTEN_FDNAMES", "") + " " + ",".join(inodes) + "\n")
+# Renamed into place: the test never reads half a file.
+os.rename("runs/%d.tmp" % os.getpid(), "runs/%d" % os.getpid())
 if n < 2:
     s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     s.connect(os.environ["NOTIFY_SOCKET"])
@@ -308,4 +310,43 @@ fd_store_max = 1
         first_inodes.trim().split(' ').nth(1),
         "the same listening socket"
     );
+}
+
+#[test]
+fn a_panic_reexecutes_three_times_a_minute_then_gives_up_loudly() {
+    // Debug builds only (as these tests run): RUNPM_TEST_PANIC makes SIGUSR1 panic.
+    let p = Project::new(secs(60));
+    p.config(CONFIG);
+    let file = p.file("services.toml");
+    let mut cmd = p.command([
+        "up".as_ref(),
+        "-f".as_ref(),
+        file.as_os_str(),
+        "-d".as_ref(),
+    ]);
+    cmd.env("RUNPM_TEST_PANIC", "1");
+    let d = p.up_detached_with(cmd, &p.file(".runpm"));
+    settled(&p);
+    let before = kept(&p);
+    for round in 1..=3 {
+        kill(Pid::from_raw(d.pid()), Signal::SIGUSR1).unwrap();
+        assert!(
+            wait_for(secs(10), || d.log().matches("re-executed:").count()
+                == round),
+            "re-exec {round} after a panic:\n{}",
+            d.log()
+        );
+        p.wait_socket(secs(10));
+        assert_eq!(kept(&p), before, "every service kept after panic {round}");
+    }
+    let quiet = p.running_pid("flaky", secs(5));
+    kill(Pid::from_raw(d.pid()), Signal::SIGUSR1).unwrap();
+    assert!(
+        d.wait_exit(secs(10)),
+        "the fourth panic within a minute ends runpm"
+    );
+    assert!(d.log().contains("giving up"), "{}", d.log());
+    // Ending does not take the services down with it (one that writes meets a closed pipe,
+    // as after any end of runpm); the next runpm finds them through the state file.
+    assert!(is_alive(quiet));
 }

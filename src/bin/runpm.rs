@@ -663,10 +663,11 @@ fn resume(state_fd: i32, log_format: LogFormat) -> Result<Exit, Failure> {
     let table = &state.table;
     let cfg = Config {
         source: table.source.clone().into(),
-        base_dir: Utf8Path::new(&table.source)
-            .parent()
-            .map(Utf8Path::to_owned)
-            .unwrap_or_default(),
+        // A unit directory is its own base; a file's base is where it lies.
+        base_dir: match Utf8Path::new(&table.source) {
+            dir if dir.is_dir() => dir.to_owned(),
+            file => file.parent().map(Utf8Path::to_owned).unwrap_or_default(),
+        },
         settings: table.settings.clone(),
         services: table
             .services

@@ -11,7 +11,7 @@ mod envfile;
 mod graph;
 mod http;
 mod kinds;
-mod listen;
+pub mod listen;
 mod load;
 pub mod profiles;
 mod raw;

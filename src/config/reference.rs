@@ -341,7 +341,7 @@ pub const SERVICE: &[Field] = &[
               table form adds `name` (its entry in `LISTEN_FDNAMES`, default the service's name), \
               `backlog` (default 4096, capped by the kernel) and `mode` (the socket file's octal \
               mode, default \"0666\"). They are bound at the service's first start and passed to \
-              every run as descriptors 3, 4, … with `LISTEN_FDS`, `LISTEN_PID` and \
+              every run as descriptors 3, 4 and on with `LISTEN_FDS`, `LISTEN_PID` and \
               `LISTEN_FDNAMES`, as systemd does (sd_listen_fds(3)). They stay open in runpm across \
               restarts, crashes and reloads, so clients wait in the backlog instead of being \
               refused; a reload that changes `listen` binds only the new addresses. They are \

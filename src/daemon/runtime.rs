@@ -8,6 +8,7 @@
 //! exec failure.
 
 use std::collections::HashMap;
+use std::os::fd::RawFd;
 use std::sync::Arc;
 
 use tokio::signal::unix::{SignalKind, signal};
@@ -204,26 +205,18 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
             for _ in 0..FLUSH_YIELDS {
                 tokio::task::yield_now().await;
             }
-            let carrying = Carrying {
-                state_dir: options
-                    .control
-                    .as_ref()
-                    .map(|c| c.state.dir.clone())
-                    .unwrap_or_default(),
-                exit_when_default: options.exit_when_default.clone(),
-                watch: options.watch,
-                console: options.console,
-                control: control_fd,
-                lock: options.control.as_ref().map(|c| c.lock.raw_fd()),
-                notify: notify
-                    .as_ref()
-                    .map(|n| (n.raw_fd(), n.address().to_owned())),
-                notify_others: notify_others
-                    .as_ref()
-                    .map(|n| (n.raw_fd(), n.address().to_owned())),
-                shell: &executor.hands,
-                panics: panics.clone(),
-            };
+            // Signals from here on wait in the kernel for the new image, and those this
+            // image received but has not handled yet are raised again to join them: at
+            // this thread, which has them blocked (a process-wide one could go to a helper
+            // thread and be lost with this image).
+            crate::reexec::hold_signals();
+            for sig in signals.drain_pending() {
+                // SAFETY: a signal to this very thread, blocked here: it stays pending
+                // across the exec.
+                unsafe { libc::pthread_kill(libc::pthread_self(), sig) };
+            }
+            let sockets = (control_fd, notify.as_ref(), notify_others.as_ref());
+            let carrying = carrying(&options, sockets, &executor.hands, &panics);
             match carrying.state(table) {
                 Some(state) => {
                     let error = crate::reexec::exec(&state);
@@ -256,26 +249,8 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
                 if exit.is_none()
                     && let Ok(table) = sup.carry(Now::real())
                 {
-                    let carrying = Carrying {
-                        state_dir: options
-                            .control
-                            .as_ref()
-                            .map(|c| c.state.dir.clone())
-                            .unwrap_or_default(),
-                        exit_when_default: options.exit_when_default.clone(),
-                        watch: options.watch,
-                        console: options.console,
-                        control: control_fd,
-                        lock: options.control.as_ref().map(|c| c.lock.raw_fd()),
-                        notify: notify
-                            .as_ref()
-                            .map(|n| (n.raw_fd(), n.address().to_owned())),
-                        notify_others: notify_others
-                            .as_ref()
-                            .map(|n| (n.raw_fd(), n.address().to_owned())),
-                        shell: &executor.hands,
-                        panics: panics.clone(),
-                    };
+                    let sockets = (control_fd, notify.as_ref(), notify_others.as_ref());
+                    let carrying = carrying(&options, sockets, &executor.hands, &panics);
                     if let Some(state) = carrying.state(table) {
                         crate::reexec::refresh_panic_state(state);
                     }
@@ -350,6 +325,7 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
                 Received::Reload => vec![Event::Hangup],
                 Received::DumpStatus => {
                     log_status(&sup);
+                    panic_on_purpose();
                     Vec::new()
                 }
                 Received::Reexec => vec![Event::Reexec],
@@ -504,5 +480,41 @@ fn take_back(shell: &mut Shell, r: Resumed) {
             stderr,
         };
         shell.capture(spawned, &name, &output);
+    }
+}
+
+/// What a re-exec carries besides the table: the daemon's options and the numbers of the
+/// control and sd_notify sockets (see `reexec.rs`).
+fn carrying<'a>(
+    options: &RunOptions,
+    (control, notify, notify_others): (Option<RawFd>, Option<&Notify>, Option<&Notify>),
+    shell: &'a Shell,
+    panics: &[u64],
+) -> Carrying<'a> {
+    let socket = |n: &Notify| (n.raw_fd(), n.address().to_owned());
+    Carrying {
+        state_dir: options
+            .control
+            .as_ref()
+            .map(|c| c.state.dir.clone())
+            .unwrap_or_default(),
+        exit_when_default: options.exit_when_default.clone(),
+        watch: options.watch,
+        console: options.console,
+        control,
+        lock: options.control.as_ref().map(|c| c.lock.raw_fd()),
+        notify: notify.map(socket),
+        notify_others: notify_others.map(socket),
+        shell,
+        panics: panics.to_vec(),
+    }
+}
+
+/// Debug builds only: `RUNPM_TEST_PANIC=1` makes SIGUSR1 panic the daemon, so that the
+/// tests can show a panic re-executing runpm with every service kept (`tests/reexec.rs`).
+fn panic_on_purpose() {
+    #[cfg(debug_assertions)]
+    if std::env::var_os("RUNPM_TEST_PANIC").is_some() {
+        panic!("RUNPM_TEST_PANIC: panicking on purpose");
     }
 }

@@ -88,6 +88,29 @@ impl DaemonSignals {
     }
 }
 
+impl DaemonSignals {
+    /// The signals received but not yet handled, taken from their streams without waiting:
+    /// before a re-exec, so they can be raised again for the new image (see `runtime`).
+    pub fn drain_pending(&mut self) -> Vec<i32> {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let mut out = Vec::new();
+        for (stream, sig) in [
+            (&mut self.term, libc::SIGTERM),
+            (&mut self.int, libc::SIGINT),
+            (&mut self.quit, libc::SIGQUIT),
+            (&mut self.pwr, libc::SIGPWR),
+            (&mut self.hup, libc::SIGHUP),
+            (&mut self.usr1, libc::SIGUSR1),
+            (&mut self.usr2, libc::SIGUSR2),
+        ] {
+            if let std::task::Poll::Ready(Some(())) = stream.poll_recv(&mut cx) {
+                out.push(sig);
+            }
+        }
+        out
+    }
+}
+
 /// Sets [`IGNORED`] and the real-time signals to SIG_IGN. glibc's own real-time signals
 /// (32 and 33, below `SIGRTMIN`) are left alone.
 fn ignore_the_rest() -> std::io::Result<()> {

@@ -566,6 +566,27 @@ fn restart(spec: &ServiceSpec, role: Role, warn: &mut impl FnMut(&'static str, S
 
 /// Warnings for the settings Kubernetes has no field for.
 fn unmapped(spec: &ServiceSpec, warn: &mut impl FnMut(&'static str, String)) {
+    // Socket activation and the fd store (issue 14) have nothing to hold them in a pod.
+    if !spec.listen.is_empty() {
+        let addresses: Vec<String> = spec.listen.iter().map(|l| l.address.to_string()).collect();
+        warn(
+            "listen",
+            format!(
+                "Kubernetes has no socket activation: the program gets no LISTEN_FDS and must \
+                 bind {} itself, and connections are refused while the container restarts \
+                 (run several replicas behind a Service with a readinessProbe instead)",
+                addresses.join(", ")
+            ),
+        );
+    }
+    if spec.fd_store_max > 0 {
+        warn(
+            "fd_store_max",
+            "Kubernetes keeps no descriptors for a container: FDSTORE=1 goes nowhere and a \
+             restarted container starts without what it stored"
+                .into(),
+        );
+    }
     let restarts = spec.restart != RestartPolicy::Never;
     let backoff = "Kubernetes restarts with its own back-off (10s doubling up to 5 minutes, \
                    reset after 10 minutes of running)";

@@ -134,6 +134,12 @@ pub fn export(config: &Config, options: &Options) -> Export {
                 ),
             }
         }
+        units.extend(super::sockets::socket_units(
+            config,
+            spec,
+            &options.prefix,
+            &mut warnings,
+        ));
     }
     if options.target {
         units.push(target_unit(config, options));
@@ -216,6 +222,10 @@ fn service_unit(
         "Description",
         &specifiers(&format!("runpm service {name} ({})", config.source)),
     );
+    for socket in super::sockets::socket_names(spec, &options.prefix) {
+        kv(&mut out, "Requires", &socket);
+        kv(&mut out, "After", &socket);
+    }
     for dep in &spec.depends_on {
         for unit in kinds::dependency_units(config, &options.prefix, dep) {
             kv(&mut out, "After", &unit);
@@ -261,6 +271,14 @@ fn service_unit(
             line("NotifyAccess", "all");
         }
         _ => line("Type", "exec"),
+    }
+    // Socket activation: the sockets come from `.socket` units (see `export::sockets`).
+    let sockets = super::sockets::socket_names(spec, &options.prefix);
+    if !sockets.is_empty() {
+        line("Sockets", &sockets.join(" "));
+    }
+    if spec.fd_store_max > 0 {
+        line("FileDescriptorStoreMax", &spec.fd_store_max.to_string());
     }
     let argv = spec.command.argv();
     let program = program_path(spec, &argv[0], options, &mut warn);

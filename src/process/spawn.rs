@@ -3,7 +3,9 @@
 //! Services that run as runpm's own user start vfork-style without copying runpm's
 //! descriptor table ([`super::vfork`]), or through `posix_spawn` on kernels that cannot
 //! ([`super::posix_spawn`]); only a `user`/`group` switch, which neither can do, takes std's
-//! fork + exec with a `pre_exec` hook. Either way the command is looked up in the service's
+//! fork + exec with a `pre_exec` hook — unless the service also receives descriptors
+//! (`listen`, the fd store), which only the vfork path can pass (it writes `LISTEN_PID` in
+//! the child), so there it switches users too. Either way the command is looked up in the service's
 //! own `PATH` first, so all paths report a missing command the same way, and we keep only the
 //! pid and the output pipes: the reaper owns every exit status.
 //!

@@ -13,6 +13,15 @@
 //! Everything else is what `posix_spawn` does: every signal at its default, its own session,
 //! the working directory, an empty signal mask, and the exec's errno reported back.
 //!
+//! A service with descriptors to receive (`listen` sockets, the fd store) takes a private
+//! copy of the whole table instead (`unshare(CLONE_FILES)`, the cost the slots avoid, paid
+//! only by such services), closes everything above its sources, stages each source above
+//! them all and places it at 3, 4, … with `dup2` (which clears close-on-exec), then closes
+//! the rest. It also writes its own pid into the `LISTEN_PID=` entry of the environment the
+//! parent prepared (sd_listen_fds(3) checks it), and switches user and group with raw system
+//! calls when asked (glibc's `setuid` would signal every thread of runpm, whose memory this
+//! child shares): `posix_spawn` can do neither.
+//!
 //! The child shares runpm's memory, so it runs only system calls, allocates nothing and
 //! never returns: it execs or `_exit`s. All signals are blocked around the clone, so no
 //! handler of runpm's can run in it. A kernel without `CLOSE_RANGE_UNSHARE` (before 5.9)

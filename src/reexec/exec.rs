@@ -149,6 +149,15 @@ fn held() -> libc::sigset_t {
     }
 }
 
+/// Holds back the signals [`exec`] holds, from the moment a re-exec is decided: those that
+/// arrive meanwhile stay pending in the kernel for the new image (or for this one, should
+/// the exec fail: [`release_signals`]).
+pub fn hold_signals() {
+    let set = held();
+    // SAFETY: changes only this thread's mask (the runtime's only thread).
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+}
+
 /// Unblocks what [`exec`] held back: called by the new image once its handlers are in.
 pub fn release_signals() {
     let set = held();

@@ -26,6 +26,8 @@ mod exec;
 mod panic;
 mod state;
 
-pub use exec::{ReexecError, binary, exec, preflight, release_signals, remember_binary};
+pub use exec::{
+    ReexecError, binary, exec, hold_signals, preflight, release_signals, remember_binary,
+};
 pub use panic::{install_panic_hook, refresh_panic_state};
 pub use state::{CarriedFds, CarriedPipe, ReexecState, STATE_VERSION, read_state, write_state};

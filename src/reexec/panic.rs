@@ -5,9 +5,9 @@
 //! daemon does nothing). The hook clears close-on-exec on its descriptors and execs the
 //! binary as `runpmctl reexec` does. At most [`MAX_PANICS`] such re-execs within a minute
 //! (counted in the carried state): one more panic means a bug that re-executing does not
-//! cure, and runpm gives up loudly — it aborts; its services keep running as orphans (as
-//! PID 1 the container ends), and the next `runpm up` finds and replaces them through the
-//! state file.
+//! cure, and runpm gives up loudly and ends as a panic always did: its services are not
+//! signalled (those that write next meet a closed pipe), as PID 1 the container ends, and
+//! the next `runpm up` finds and replaces what is left through the state file.
 
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};

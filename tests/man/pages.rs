@@ -54,7 +54,14 @@ const RUNPM_EXTRA: &[Block<'static>] = &[
          stderr, or the daemon log of `up -d`.",
     ),
     Block::Item(
-        "SIGUSR2, SIGPIPE, SIGALRM, SIGVTALRM, SIGPROF, SIGIO, SIGSTKFLT, SIGXCPU, SIGXFSZ, \
+        "SIGUSR2",
+        "Re-execute runpm in place, as `runpmctl reexec` does: the binary at the path runpm \
+         was started from takes over with every service kept (same pids, output pipes, \
+         sockets). When that binary cannot take over, runpm logs why and goes on. A panic \
+         in the daemon does the same, at most 3 times a minute.",
+    ),
+    Block::Item(
+        "SIGPIPE, SIGALRM, SIGVTALRM, SIGPROF, SIGIO, SIGSTKFLT, SIGXCPU, SIGXFSZ, \
          SIGSYS, SIGRTMIN to SIGRTMAX",
         "Ignored, so that a stray signal never ends runpm and orphans its services. The \
          services themselves start with every signal at its default and none blocked.",
