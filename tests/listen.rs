@@ -402,3 +402,55 @@ impl ProjectExt for Project {
 trait ProjectExt {
     fn wait_new_pid_of(&self, name: &str, old: i32) -> i32;
 }
+
+/// A prefix `N` such that ports `N0` and `N1` are both free now.
+fn free_port_pair() -> u16 {
+    (2000u16..6000)
+        .find(|n| {
+            std::net::TcpListener::bind(("127.0.0.1", n * 10)).is_ok()
+                && std::net::TcpListener::bind(("127.0.0.1", n * 10 + 1)).is_ok()
+        })
+        .expect("two free ports")
+}
+
+#[test]
+fn each_replica_gets_its_own_socket_from_replica_in_listen() {
+    let prefix = free_port_pair();
+    let p = Project::new(secs(120));
+    p.write("server.py", SERVER);
+    p.config(&format!(
+        r#"
+[services.web]
+cmd = ["python3", "server.py"]
+listen = ["tcp:127.0.0.1:{prefix}{{replica}}"]
+replicas = 2
+"#
+    ));
+    let _daemon = p.up_detached(&["--no-watch"]);
+    let first = p.running_pid("web.0", secs(20));
+    let second = p.running_pid("web.1", secs(20));
+    assert_ne!(first, second);
+    // Each replica answers on its own port, from the socket runpm bound for it.
+    assert_eq!(get(prefix * 10), Ok(first));
+    assert_eq!(get(prefix * 10 + 1), Ok(second));
+}
+
+#[test]
+fn replica_in_listen_without_replicas_is_refused() {
+    let p = Project::new(secs(30));
+    p.config(
+        r#"
+[services.web]
+cmd = ["sleep", "100"]
+listen = ["tcp:127.0.0.1:80{replica}"]
+"#,
+    );
+    let out = p.run(&["validate", "-f", "services.toml"], secs(10));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("`{replica}` in `listen` needs `replicas`"),
+        "{}",
+        out.stderr
+    );
+}

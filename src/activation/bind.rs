@@ -171,6 +171,7 @@ mod tests {
 
     fn listen(address: &str) -> Listen {
         Listen {
+            template: None,
             address: ListenAddress::parse(address).unwrap(),
             name: "x".into(),
             backlog: 16,

@@ -101,6 +101,11 @@ pub struct Listen {
     pub backlog: u32,
     /// The socket file's mode (unix sockets only).
     pub mode: u32,
+    /// The address as written when it has `{replica}` in it (unix paths made absolute):
+    /// each replica's own address is this with its index substituted (`address` holds the
+    /// first replica's until then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
 }
 
 /// `listen = [...]` as written: a string or a table, checked in its own deserializer so an
@@ -108,6 +113,7 @@ pub struct Listen {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct RawListen {
     pub address: ListenAddress,
+    pub template: Option<String>,
     pub name: Option<String>,
     pub backlog: Option<u32>,
     pub mode: Option<u32>,
@@ -136,8 +142,10 @@ impl<'de> Deserialize<'de> for RawListen {
             }
 
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawListen, E> {
+                let (address, template) = templated(v).map_err(E::custom)?;
                 Ok(RawListen {
-                    address: ListenAddress::parse(v).map_err(E::custom)?,
+                    address,
+                    template,
                     name: None,
                     backlog: None,
                     mode: None,
@@ -150,7 +158,7 @@ impl<'de> Deserialize<'de> for RawListen {
             ) -> Result<RawListen, A::Error> {
                 let table =
                     RawListenTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
-                let address = ListenAddress::parse(&table.address).map_err(A::Error::custom)?;
+                let (address, template) = templated(&table.address).map_err(A::Error::custom)?;
                 let mode = match &table.mode {
                     None => None,
                     Some(text) => Some(parse_mode(text).map_err(A::Error::custom)?),
@@ -163,6 +171,7 @@ impl<'de> Deserialize<'de> for RawListen {
                 }
                 Ok(RawListen {
                     address,
+                    template,
                     name: table.name,
                     backlog: table.backlog,
                     mode,
@@ -170,6 +179,30 @@ impl<'de> Deserialize<'de> for RawListen {
             }
         }
         d.deserialize_any(Visitor)
+    }
+}
+
+/// An address that may name `{replica}` (`tcp:127.0.0.1:80{replica}`): checked as the first
+/// replica's, and kept as written for the expansion of `replicas`.
+fn templated(text: &str) -> Result<(ListenAddress, Option<String>), String> {
+    if text.contains(REPLICA) {
+        let first = ListenAddress::parse(&text.replace(REPLICA, "0"))?;
+        Ok((first, Some(text.to_owned())))
+    } else {
+        Ok((ListenAddress::parse(text)?, None))
+    }
+}
+
+const REPLICA: &str = "{replica}";
+
+impl Listen {
+    /// This socket for one replica: `template` with `{replica}` replaced by `f`.
+    pub fn for_replica(&mut self, f: &dyn Fn(&str) -> String) {
+        if let Some(template) = &self.template
+            && let Ok(address) = ListenAddress::parse(&f(template))
+        {
+            self.address = address;
+        }
     }
 }
 
@@ -201,6 +234,15 @@ impl RawListen {
     pub(super) fn resolve(&self, service: &str, base: &Utf8Path) -> Listen {
         Listen {
             address: self.address.clone().resolved(base),
+            template: self
+                .template
+                .as_ref()
+                .map(|t| match t.strip_prefix("unix:") {
+                    Some(path) if Utf8Path::new(path).is_relative() => {
+                        format!("unix:{}", base.join(path))
+                    }
+                    _ => t.clone(),
+                }),
             name: self.name.clone().unwrap_or_else(|| service.to_owned()),
             backlog: self.backlog.unwrap_or(DEFAULT_BACKLOG),
             mode: self.mode.unwrap_or(DEFAULT_MODE),

@@ -269,7 +269,7 @@ pub const SERVICE: &[Field] = &[
         example: "3",
         doc: "Run this many copies, named `NAME.0` to `NAME.N-1`, each an ordinary service in \
               `status` (with `replica_of` in `--json`). Each gets `RUNPM_REPLICA` (its index) \
-              and `{replica}` replaced by the index in `cmd`, `shell`, `env` values, `ready` \
+              and `{replica}` replaced by the index in `cmd`, `shell`, `env` values, `listen`, `ready` \
               and `health` (e.g. `PORT = \"80{replica}\"`). `depends_on = [\"NAME\"]` waits \
               for every replica, `\"NAME.1\"` for one. `runpmctl scale NAME N` changes the \
               count at run time (only the difference starts or stops) until the config's \

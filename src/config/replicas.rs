@@ -80,6 +80,7 @@ fn substitute(spec: &mut ServiceSpec, f: &dyn Fn(&str) -> String) {
         Command::Shell(script) => *script = f(script),
     }
     spec.env.values_mut().for_each(|v| *v = f(v));
+    spec.listen.iter_mut().for_each(|l| l.for_replica(f));
     if let Some(ready) = &mut spec.ready {
         match ready {
             Ready::Notify => {}

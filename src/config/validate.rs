@@ -345,6 +345,14 @@ fn listen(unit: &Unit, base_dir: &Utf8Path, diags: &mut Diagnostics) -> Vec<List
         .iter()
         .map(|l| l.resolve(&unit.name, base_dir))
         .collect();
+    if unit.raw.value.replicas.is_none() && resolved.iter().any(|l| l.template.is_some()) {
+        unit.report(
+            diags,
+            unit.at("listen"),
+            "`{replica}` in `listen` needs `replicas`: each replica gets its own address"
+                .to_owned(),
+        );
+    }
     let mut seen = BTreeSet::new();
     for l in &resolved {
         if !seen.insert(&l.address) {

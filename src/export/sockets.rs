@@ -133,6 +133,7 @@ mod tests {
 
     fn listen(address: &str, name: &str) -> Listen {
         Listen {
+            template: None,
             address: ListenAddress::parse(address).unwrap(),
             name: name.into(),
             backlog: listen::DEFAULT_BACKLOG,
