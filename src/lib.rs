@@ -14,6 +14,7 @@
 #![warn(clippy::undocumented_unsafe_blocks, clippy::unwrap_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod cgroup;
 pub mod cli;
 pub mod config;
 pub mod daemon;

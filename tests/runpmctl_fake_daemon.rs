@@ -31,6 +31,7 @@ fn service(name: &str, status: &str, pid: Option<i32>) -> ServiceInfo {
         dependencies: vec![],
         not_ready: None,
         exits: vec![],
+        resources: Default::default(),
     }
 }
 
@@ -58,6 +59,7 @@ fn respond(request: Request) -> Reply {
             ok(StatusResult {
                 services: vec![service("web", "running", Some(4242)), worker],
                 running_from_snapshot: None,
+                cgroups: None,
             })
         }
         Request::Start { services, .. } | Request::Restart { services, .. } => ok(StatusResult {
@@ -66,12 +68,14 @@ fn respond(request: Request) -> Reply {
                 .map(|s| service(s, "running", Some(4313)))
                 .collect(),
             running_from_snapshot: None,
+                cgroups: None,
         }),
         Request::Stop { all, .. } => {
             assert!(all);
             ok(StatusResult {
                 services: vec![service("web", "stopped", None)],
                 running_from_snapshot: None,
+                cgroups: None,
             })
         }
         Request::Reload { dry_run: true } => ok(ReloadResult {

@@ -9,6 +9,7 @@ mod diagnostic;
 mod discover;
 mod envfile;
 mod graph;
+mod limits;
 mod load;
 mod raw;
 mod recover;

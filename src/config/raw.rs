@@ -23,6 +23,7 @@ use serde::Deserialize;
 use serde::de::Error as _;
 use toml::Spanned;
 
+use super::limits::{RawCpuMax, RawRlimit, Weight};
 use super::size::ByteSize;
 use super::spec::{Condition, KillMode, RestartPolicy, Signal};
 use super::suggest::{did_you_mean, hint};
@@ -60,6 +61,14 @@ pub(super) struct RawService {
     pub failed_cooldown: Option<Dur>,
     pub log_max_size: Option<ByteSize>,
     pub log_keep: Option<u32>,
+    pub memory_max: Option<ByteSize>,
+    pub memory_high: Option<ByteSize>,
+    pub cpu_max: Option<RawCpuMax>,
+    pub cpu_weight: Option<Weight>,
+    pub pids_max: Option<u64>,
+    pub io_weight: Option<Weight>,
+    pub memory_restart: Option<ByteSize>,
+    pub rlimits: Option<BTreeMap<String, RawRlimit>>,
 }
 
 /// `ready = { … }`: exactly one kind, checked in `validate` so that the message can name
@@ -91,6 +100,7 @@ pub(super) struct RawSettings {
     pub exit_when: Option<RawExitWhen>,
     pub watch: Option<bool>,
     pub state_dir: Option<Utf8PathBuf>,
+    pub cgroups: Option<bool>,
 }
 
 /// The longest duration any field accepts: humantime's `1year` (365.25 days). No timeout,
@@ -141,7 +151,11 @@ impl Keywords for Condition {
 
 impl Keywords for KillMode {
     const WORDS: &'static [(&'static str, Self)] =
-        &[("group", KillMode::Group), ("process", KillMode::Process)];
+&[
+        ("group", KillMode::Group),
+        ("process", KillMode::Process),
+        ("cgroup", KillMode::Cgroup),
+    ];
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -400,7 +414,7 @@ mod tests {
     #[test]
     fn field_lists_come_from_the_structs() {
         let service = fields_of::<RawService>();
-        assert_eq!(service.len(), 27);
+        assert_eq!(service.len(), 35);
         assert_eq!(service.first(), Some(&"cmd"));
         assert!(service.contains(&"log_keep"));
         assert_eq!(fields_of::<RawReady>(), ["notify", "tcp", "exec", "log"]);
@@ -410,7 +424,7 @@ mod tests {
         );
         assert_eq!(
             fields_of::<RawSettings>(),
-            ["shutdown_timeout", "exit_when", "watch", "state_dir"]
+            ["shutdown_timeout", "exit_when", "watch", "state_dir", "cgroups"]
         );
     }
 
@@ -446,6 +460,14 @@ mod tests {
             ("failed_cooldown", r#""0s""#),
             ("log_max_size", r#""1MiB""#),
             ("log_keep", "1"),
+            ("memory_max", r#""512MB""#),
+            ("memory_high", r#""400MiB""#),
+            ("cpu_max", r#""50%""#),
+            ("cpu_weight", "100"),
+            ("pids_max", "256"),
+            ("io_weight", "100"),
+            ("memory_restart", r#""1G""#),
+            ("rlimits", "{ nofile = 1024 }"),
         ]
         .into();
         let fields = fields_of::<RawService>();
@@ -476,7 +498,7 @@ mod tests {
         );
         assert_eq!(
             de::<Keyword<KillMode>>(r#""all""#).unwrap_err(),
-            "unknown value `all`, expected one of `group`, `process`"
+            "unknown value `all`, expected one of `group`, `process`, `cgroup`"
         );
         assert_eq!(de::<SignalName>(r#""TERM""#).unwrap().0.name(), "SIGTERM");
         assert_eq!(

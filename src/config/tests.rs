@@ -104,6 +104,7 @@ fn check_full(config: &Config, root: &Utf8Path) {
             exit_when: Some(ExitWhen::Services(vec!["web".into()])),
             watch: false,
             state_dir: Some(root.join("state")),
+            cgroups: true,
         }
     );
     let db = &config.services["db"];
@@ -154,6 +155,8 @@ fn check_full(config: &Config, root: &Utf8Path) {
         failed_cooldown: Duration::ZERO,
         log_max_size: 512 * 1024,
         log_keep: 2,
+        limits: Default::default(),
+        rlimits: Default::default(),
     };
     assert_eq!(web, &expected);
     assert_eq!(config.start_order(), ["db", "web"]);
@@ -225,7 +228,7 @@ fn defaults() {
     assert_eq!(a.success_exit_codes, [0]);
     assert_eq!(a.stop_signal.name(), "SIGTERM");
     assert_eq!(a.kill_timeout, Duration::from_secs(10));
-    assert_eq!(a.kill_mode, KillMode::Group);
+    assert_eq!(a.kill_mode, KillMode::Cgroup);
     assert!(a.autostart);
     assert_eq!((&a.user, &a.group), (&None, &None));
     assert_eq!(a.ready, None);

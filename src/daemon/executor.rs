@@ -61,6 +61,8 @@ pub(super) trait Hands {
         replies: UnboundedSender<Reply>,
     );
     fn notify_parent(&mut self, note: &ParentNote);
+    /// Writes a running service's changed limits to its cgroup (nothing without cgroups).
+    fn apply_limits(&mut self, _service: &str, _spec: &Arc<ServiceSpec>) {}
 }
 
 /// Carries out effects through `H`, and keeps where each control request's reply goes.
@@ -207,6 +209,10 @@ impl<H: Hands> Executor<H> {
                     None
                 }
                 Effect::Exit { code } => return Some(code),
+                Effect::ApplyLimits { service, spec } => {
+                    self.hands.apply_limits(&service, &spec);
+                    None
+                }
             };
             if let Some(event) = answer {
                 queue.extend(sup.handle(event, Now::real()));

@@ -4,7 +4,7 @@
 //! state file, serving logs, writing the state file, telling runpm's own service manager.
 
 use std::collections::HashMap;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -23,6 +23,7 @@ use crate::process::{self, ExitStatus, SpawnError, Target};
 use crate::state::{self, SnapshotError};
 use crate::supervisor::{Event, NotifyRoute, Purpose, Supervisor};
 
+use super::contain::Containment;
 use super::executor::Hands;
 use super::output::RunOutput;
 use super::persist::Persist;
@@ -59,12 +60,17 @@ pub(super) struct Shell {
     pub(super) persist: Option<Persist>,
     /// runpm's own service manager (`NOTIFY_SOCKET`), if any.
     pub(super) parent: Option<notify::Parent>,
+    /// The services' cgroups, when runpm has them.
+    pub(super) contain: Containment,
 }
 
 impl Shell {
     /// Signals a target; a survivor of an earlier daemon through its pidfd, which cannot
     /// hit a process that took over its pid.
     fn send_signal(&self, target: Target, signal: Signal) -> Result<(), String> {
+        if let Some(result) = self.contain.signal(target, signal) {
+            return result;
+        }
         if let Target::Process(pid) = target
             && let Some(pidfd) = self.survivors.get(&pid)
         {
@@ -218,8 +224,10 @@ impl Shell {
         if let Some(address) = address {
             env.extend(notify::service_env(address, spec.watchdog));
         }
-        match process::spawn(spec, &env) {
+        let cgroup = self.contain.prepare(service, spec);
+        match process::spawn_in(spec, &env, cgroup.as_ref().map(|fd| fd.as_fd())) {
             Ok(spawned) => {
+                self.contain.spawned(service, spec, spawned.pid);
                 let name: Arc<str> = Arc::from(service);
                 let ready = match &spec.ready {
                     Some(Ready::Log(pattern)) => Regex::new(pattern).ok(),
@@ -273,7 +281,9 @@ impl Hands for Shell {
     }
 
     fn group_is_empty(&mut self, pgid: i32) -> bool {
-        process::group_is_empty(pgid)
+        self.contain
+            .is_empty(pgid)
+            .unwrap_or_else(|| process::group_is_empty(pgid))
     }
 
     fn probe(
@@ -312,6 +322,10 @@ impl Hands for Shell {
         replies: mpsc::UnboundedSender<Reply>,
     ) {
         self.logs(services, (lines, since), follow, replies);
+    }
+
+    fn apply_limits(&mut self, service: &str, spec: &Arc<ServiceSpec>) {
+        self.contain.apply_limits(service, spec);
     }
 
     fn notify_parent(&mut self, note: &ParentNote) {

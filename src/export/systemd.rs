@@ -342,7 +342,7 @@ fn service_unit(
     line(
         "KillMode",
         match spec.kill_mode {
-            KillMode::Group => "control-group",
+            KillMode::Group | KillMode::Cgroup => "control-group",
             KillMode::Process => "process",
         },
     );

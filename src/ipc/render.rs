@@ -348,6 +348,7 @@ mod tests {
             dependencies: Vec::new(),
             not_ready: None,
             exits: vec![],
+            resources: Default::default(),
         }
     }
 

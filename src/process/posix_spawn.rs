@@ -36,6 +36,22 @@ pub struct Request<'a> {
     pub cwd: &'a CStr,
     pub stdout: Stdio<'a>,
     pub stderr: Stdio<'a>,
+    /// What only the vfork path (and fork + exec) can do: see [`Extras::any`].
+    pub extras: Extras<'a>,
+}
+
+/// A cgroup to join and rlimits to set in the child before `exec`. `posix_spawn` can do
+/// neither, so a request with any of them takes another path where vfork cannot run.
+#[derive(Clone, Copy, Default)]
+pub struct Extras<'a> {
+    pub cgroup: Option<BorrowedFd<'a>>,
+    pub limits: &'a [super::rlimits::Limit],
+}
+
+impl Extras<'_> {
+    pub fn any(&self) -> bool {
+        self.cgroup.is_some() || !self.limits.is_empty()
+    }
 }
 
 /// Starts the process; returns its pid. Errors are the child's `chdir`/`execve` errno.
@@ -205,6 +221,7 @@ mod tests {
             cwd: &cwd,
             stdout: Stdio::Fd(tx.as_fd()),
             stderr: Stdio::Null,
+            extras: Default::default(),
         })
         .unwrap();
         drop(tx);
@@ -232,6 +249,7 @@ mod tests {
             cwd: c"/",
             stdout: Stdio::Null,
             stderr: Stdio::Null,
+            extras: Default::default(),
         })
         .unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::NotFound);

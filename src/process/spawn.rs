@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -24,7 +24,8 @@ use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::unistd::{Gid, Uid, setgid, setgroups, setsid, setuid};
 
 use super::resolve::{DEFAULT_PATH, Unresolved, resolve};
-use super::{posix_spawn, signals, vfork};
+use super::posix_spawn::Extras;
+use super::{posix_spawn, rlimits, signals, vfork};
 use crate::config::ServiceSpec;
 
 pub struct Spawned {
@@ -160,6 +161,16 @@ enum Output {
 /// Starts `spec` in a new session (so it leads its own process group), stdin from
 /// /dev/null, stdout and stderr on pipes.
 pub fn spawn(spec: &ServiceSpec, extra_env: &[(String, String)]) -> Result<Spawned, SpawnError> {
+    spawn_in(spec, extra_env, None)
+}
+
+/// [`spawn`], with the child joining a cgroup before `exec`: `cgroup` is that cgroup's
+/// `cgroup.procs`, open for writing.
+pub fn spawn_in(
+    spec: &ServiceSpec,
+    extra_env: &[(String, String)],
+    cgroup: Option<BorrowedFd<'_>>,
+) -> Result<Spawned, SpawnError> {
     let other = |source| SpawnError::Other {
         program: spec.command.argv()[0].clone(),
         source,
@@ -172,7 +183,7 @@ pub fn spawn(spec: &ServiceSpec, extra_env: &[(String, String)]) -> Result<Spawn
     };
     // The write ends are closed here once the child holds its copies, so that the pipes
     // report end-of-file when the service (and whatever inherited them) is gone.
-    let pid = start(spec, extra_env, output)?;
+    let pid = start(spec, extra_env, output, cgroup)?;
     Ok(Spawned {
         pid,
         stdout,
@@ -183,7 +194,7 @@ pub fn spawn(spec: &ServiceSpec, extra_env: &[(String, String)]) -> Result<Spawn
 /// Starts `spec` (a probe) with its output discarded; returns the pid. The reaper collects
 /// it like any child.
 pub fn spawn_quiet(spec: &ServiceSpec) -> Result<i32, SpawnError> {
-    start(spec, &[], Output::Null)
+    start(spec, &[], Output::Null, None)
 }
 
 /// A pipe whose read end (ours) is non-blocking, for the runtime to poll, and whose write end
@@ -199,6 +210,7 @@ fn start(
     spec: &ServiceSpec,
     extra_env: &[(String, String)],
     output: Output,
+    cgroup: Option<BorrowedFd<'_>>,
 ) -> Result<i32, SpawnError> {
     let argv = spec.command.argv();
     let program = argv[0].clone();
@@ -235,22 +247,54 @@ fn start(
             program: program.clone(),
         },
     })?;
+    let limits = rlimits::resolve(&spec.rlimits);
+    let extras = Extras {
+        cgroup,
+        limits: &limits,
+    };
+    let cwd = spec.cwd.as_std_path();
     let result = match creds {
-        None => spawn_fast(&path, &argv, &env, spec.cwd.as_std_path(), &output),
-        Some(creds) => fork_exec(&path, &argv, &env, spec.cwd.as_std_path(), output, creds),
+        None => match spawn_fast(&path, &argv, &env, cwd, &output, extras) {
+            Fast::Done(result) => result,
+            // posix_spawn cannot join a cgroup or set rlimits.
+            Fast::Unsupported => fork_exec(&path, &argv, &env, cwd, output, None, extras),
+        },
+        Some(creds) => fork_exec(&path, &argv, &env, cwd, output, Some(creds), extras),
     };
     result.map_err(|source| spawn_error(source, &program, spec))
 }
 
 /// Everything but a credentials switch: vfork-style, or `posix_spawn` where the kernel
 /// cannot (see [`super::vfork`]).
+/// What the fast path did: started (or failed to start) the process, or left it to
+/// fork + exec because neither vfork nor `posix_spawn` can do what `extras` ask.
+enum Fast {
+    Done(io::Result<i32>),
+    Unsupported,
+}
+
 fn spawn_fast(
     path: &Path,
     argv: &[String],
     env: &BTreeMap<String, String>,
     cwd: &Path,
     output: &Output,
-) -> io::Result<i32> {
+    extras: Extras<'_>,
+) -> Fast {
+    match build_fast(path, argv, env, cwd, output, extras) {
+        Ok(fast) => fast,
+        Err(e) => Fast::Done(Err(e)),
+    }
+}
+
+fn build_fast(
+    path: &Path,
+    argv: &[String],
+    env: &BTreeMap<String, String>,
+    cwd: &Path,
+    output: &Output,
+    extras: Extras<'_>,
+) -> io::Result<Fast> {
     let c = |bytes: &[u8]| {
         CString::new(bytes).map_err(|_| {
             io::Error::new(
@@ -283,8 +327,13 @@ fn spawn_fast(
         cwd: &cwd,
         stdout,
         stderr,
+        extras,
     };
-    vfork::spawn(&request).unwrap_or_else(|| posix_spawn::spawn(&request))
+    Ok(match vfork::spawn(&request) {
+        Some(result) => Fast::Done(result),
+        None if extras.any() => Fast::Unsupported,
+        None => Fast::Done(posix_spawn::spawn(&request)),
+    })
 }
 
 /// The fork + exec path, for a service that switches user or group.
@@ -294,8 +343,11 @@ fn fork_exec(
     env: &BTreeMap<String, String>,
     cwd: &Path,
     output: Output,
-    creds: Credentials,
+    creds: Option<Credentials>,
+    extras: Extras<'_>,
 ) -> io::Result<i32> {
+    let cgroup = extras.cgroup.map(|fd| fd.as_raw_fd());
+    let limits = extras.limits.to_vec();
     let mut cmd = Command::new(path);
     cmd.arg0(&argv[0])
         .args(&argv[1..])
@@ -307,19 +359,33 @@ fn fork_exec(
         Output::Pipes { stdout, stderr } => cmd.stdout(stdout).stderr(stderr),
         Output::Null => cmd.stdout(Stdio::null()).stderr(Stdio::null()),
     };
-    // SAFETY: the closure only makes async-signal-safe system calls (setsid, signal,
-    // setgroups, setgid, setuid) and allocates nothing. std itself empties the signal mask.
+    // SAFETY: the closure only makes async-signal-safe system calls (write, setrlimit,
+    // setsid, signal, setgroups, setgid, setuid) and allocates nothing. std itself empties
+    // the signal mask.
     unsafe {
         cmd.pre_exec(move || {
+            // The cgroup first, while still root: a service of another user joins it too.
+            if let Some(fd) = cgroup
+                && libc::write(fd, c"0".as_ptr().cast(), 1) != 1
+            {
+                return Err(io::Error::last_os_error());
+            }
+            for limit in &limits {
+                if rlimits::set_limit(limit) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
             setsid()?;
             // Every signal at its default, as on the other paths: an ignored one would
             // stay ignored across the exec.
             signals::set_default(u64::MAX);
-            if creds.uid != Uid::current() || !creds.groups.is_empty() {
-                setgroups(&creds.groups)?;
+            if let Some(creds) = &creds {
+                if creds.uid != Uid::current() || !creds.groups.is_empty() {
+                    setgroups(&creds.groups)?;
+                }
+                setgid(creds.gid)?;
+                setuid(creds.uid)?;
             }
-            setgid(creds.gid)?;
-            setuid(creds.uid)?;
             Ok(())
         });
     }

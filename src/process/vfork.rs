@@ -25,6 +25,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::posix_spawn::{Request, Stdio, pointers};
+use super::rlimits::{Limit, set_limit};
 use super::signals;
 
 const STACK_SIZE: usize = 64 * 1024;
@@ -42,6 +43,11 @@ struct Shared {
     err: c_int,
     /// Signals to set back to their default (bit `n - 1` for signal `n`).
     reset: u64,
+    /// `cgroup.procs` of the service's cgroup, to join before the exec; -1: none.
+    cgroup: c_int,
+    /// rlimits to set before the exec.
+    limits: *const Limit,
+    limit_count: usize,
     /// Where the child failed, and its errno; untouched when it exec'd.
     stage: Stage,
     errno: c_int,
@@ -200,6 +206,9 @@ impl Slots {
             out: self.out.as_raw_fd(),
             err: self.err.as_raw_fd(),
             reset: self.reset,
+            cgroup: req.extras.cgroup.map_or(-1, |fd| fd.as_raw_fd()),
+            limits: req.extras.limits.as_ptr(),
+            limit_count: req.extras.limits.len(),
             stage: Stage::Started,
             errno: 0,
         };
@@ -274,6 +283,12 @@ extern "C" fn child(arg: *mut c_void) -> c_int {
         // come before the exec. This child has its own copy of the dispositions (no
         // CLONE_SIGHAND), so runpm's are untouched.
         signals::set_default(shared.reset);
+        // Into the service's cgroup first, while the descriptor table is still runpm's
+        // (the cgroup's descriptor is not among the kept ones): every instruction of the
+        // service, and everything it forks, is then inside it.
+        if shared.cgroup >= 0 && libc::write(shared.cgroup, c"0".as_ptr().cast(), 1) != 1 {
+            fail(shared, Stage::Setup);
+        }
         if libc::syscall(
             libc::SYS_close_range,
             shared.keep,
@@ -291,6 +306,12 @@ extern "C" fn child(arg: *mut c_void) -> c_int {
             || libc::chdir(shared.cwd) != 0
         {
             fail(shared, Stage::Setup);
+        }
+        for i in 0..shared.limit_count {
+            let limit = &*shared.limits.add(i);
+            if set_limit(limit) != 0 {
+                fail(shared, Stage::Setup);
+            }
         }
         let empty = 0u64;
         libc::syscall(
@@ -318,6 +339,7 @@ mod tests {
             cwd,
             stdout: Stdio::Null,
             stderr: Stdio::Null,
+            extras: Default::default(),
         }
     }
 

@@ -41,6 +41,8 @@ pub fn changed_fields(old: &ServiceSpec, new: &ServiceSpec) -> Vec<String> {
         failed_cooldown,
         log_max_size,
         log_keep,
+        limits,
+        rlimits,
     } = old;
 
     let mut out: Vec<&str> = Vec::new();
@@ -90,6 +92,8 @@ pub fn changed_fields(old: &ServiceSpec, new: &ServiceSpec) -> Vec<String> {
     differs("failed_cooldown", *failed_cooldown == new.failed_cooldown);
     differs("log_max_size", *log_max_size == new.log_max_size);
     differs("log_keep", *log_keep == new.log_keep);
+    differs("rlimits", *rlimits == new.rlimits);
+    out.extend(limits.changed_keys(&new.limits));
     out.into_iter().map(String::from).collect()
 }
 

@@ -109,6 +109,9 @@ pub enum Event {
         pid: i32,
         last_lines: Vec<String>,
     },
+    /// The cgroup of process `pid` of `service` went above its `memory_restart` (a
+    /// `memory.events` notification).
+    MemoryExceeded { service: String, pid: i32 },
 }
 
 /// Which sd_notify socket a service is told about.
@@ -231,6 +234,11 @@ pub enum Effect {
     NotifyParent(ParentNote),
     /// runpm is done: exit with this code.
     Exit { code: u8 },
+    /// Write the service's limits to its running cgroup (a reload changed only them).
+    ApplyLimits {
+        service: String,
+        spec: Arc<ServiceSpec>,
+    },
 }
 
 #[cfg(test)]

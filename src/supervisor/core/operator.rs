@@ -125,6 +125,7 @@ pub(crate) fn service_info(svc: &Service, now: Now) -> ServiceInfo {
                 EndReason::Stopped => "stopped",
                 EndReason::SpawnFailed => "spawn-failed",
                 EndReason::Failed => "failed",
+                EndReason::OomKilled => "oom-killed",
             }
             .into(),
             detail: e.detail.clone(),
@@ -152,6 +153,7 @@ pub(crate) fn service_info(svc: &Service, now: Now) -> ServiceInfo {
         dependencies: Vec::new(),
         not_ready: svc.not_ready.clone(),
         exits,
+        resources: Default::default(),
     }
 }
 
@@ -417,12 +419,17 @@ impl Supervisor {
     }
 
     pub(super) fn status_json(&self, names: &[String], now: Now) -> Result<Json, ProtocolError> {
+        // Read here, when someone asks: usage is never sampled on a timer.
+        let cgroups = crate::cgroup::current();
         let services = names
             .iter()
             .filter_map(|n| self.services.get(n))
             .map(|s| {
                 let mut info = service_info(s, now);
                 (info.waiting_for, info.dependencies) = dependency_info(&self.services, s);
+                if let Some(cgroups) = &cgroups {
+                    info.resources = crate::cgroup::report::resources(&s.spec, s.pid(), cgroups);
+                }
                 info
             })
             .collect();
@@ -430,6 +437,7 @@ impl Supervisor {
         Json::of(&StatusResult {
             services,
             running_from_snapshot,
+            cgroups: cgroups.as_ref().map(crate::cgroup::report::info),
         })
     }
 
