@@ -139,7 +139,16 @@ fn up_detached_serves_a_private_socket_and_leaves_the_terminal() {
     let header: Vec<&str> = lines.next().unwrap_or("").split_whitespace().collect();
     assert_eq!(
         header,
-        ["NAME", "STATUS", "PID", "UPTIME", "RESTARTS", "LAST-EXIT"],
+        [
+            "NAME",
+            "STATUS",
+            "PID",
+            "UPTIME",
+            "RESTARTS",
+            "LAST-EXIT",
+            "MEM",
+            "CPU"
+        ],
         "{table}"
     );
     let rows: BTreeMap<&str, Vec<&str>> = lines

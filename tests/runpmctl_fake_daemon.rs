@@ -68,7 +68,7 @@ fn respond(request: Request) -> Reply {
                 .map(|s| service(s, "running", Some(4313)))
                 .collect(),
             running_from_snapshot: None,
-                cgroups: None,
+            cgroups: None,
         }),
         Request::Stop { all, .. } => {
             assert!(all);

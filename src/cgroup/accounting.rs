@@ -156,7 +156,10 @@ mod tests {
         write("cgroup.procs", "");
         write("memory.current", "1048576\n");
         write("memory.peak", "2097152\n");
-        write("cpu.stat", "usage_usec 5000\nuser_usec 4000\nsystem_usec 1000\n");
+        write(
+            "cpu.stat",
+            "usage_usec 5000\nuser_usec 4000\nsystem_usec 1000\n",
+        );
         write("pids.current", "3\n");
         write("memory.events", "low 0\nhigh 0\nmax 0\noom 1\noom_kill 1\n");
         assert_eq!(

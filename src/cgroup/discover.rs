@@ -12,8 +12,12 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Found {
     /// runpm's own cgroup directory, writable.
-    Available { own: PathBuf },
-    Unavailable { reason: String },
+    Available {
+        own: PathBuf,
+    },
+    Unavailable {
+        reason: String,
+    },
 }
 
 /// `RUNPM_CGROUPS=0` turns cgroups off (as `[runpm] cgroups = false` does).
@@ -75,7 +79,12 @@ pub fn locate(path: &str, mounts: &[Mount]) -> Option<PathBuf> {
                 path.strip_prefix(m.root.as_str())
                     .filter(|rest| rest.is_empty() || rest.starts_with('/'))
             }?;
-            Some((m.root.len(), m.point == Path::new("/sys/fs/cgroup"), m, rest))
+            Some((
+                m.root.len(),
+                m.point == Path::new("/sys/fs/cgroup"),
+                m,
+                rest,
+            ))
         })
         .max_by_key(|(len, preferred, _, _)| (*len, *preferred))
         .map(|(_, _, m, rest)| m.point.join(rest.trim_start_matches('/')))
@@ -187,12 +196,18 @@ mod tests {
     fn a_read_only_directory_is_unavailable_with_a_reason() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("cgroup.procs"), "").unwrap();
-        assert!(matches!(writable(dir.path().into()), Found::Available { .. }));
+        assert!(matches!(
+            writable(dir.path().into()),
+            Found::Available { .. }
+        ));
         let missing = dir.path().join("nope");
         let Found::Unavailable { reason } = writable(missing) else {
             panic!("a missing directory is not writable");
         };
-        assert!(reason.contains("cannot write to runpm's cgroup"), "{reason}");
+        assert!(
+            reason.contains("cannot write to runpm's cgroup"),
+            "{reason}"
+        );
         assert!(reason.contains("Delegate=yes"), "{reason}");
     }
 }

@@ -76,7 +76,11 @@ impl Events {
             .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         // SAFETY: a valid descriptor and a NUL-terminated path.
         let wd = unsafe {
-            libc::inotify_add_watch(self.fd.get_ref().as_raw_fd(), path.as_ptr(), libc::IN_MODIFY)
+            libc::inotify_add_watch(
+                self.fd.get_ref().as_raw_fd(),
+                path.as_ptr(),
+                libc::IN_MODIFY,
+            )
         };
         if wd < 0 {
             return Err(io::Error::last_os_error());
@@ -145,13 +149,8 @@ async fn run(fd: Arc<AsyncFd<OwnedFd>>, watches: Watches, notify: impl Fn(Notice
         let mut fired = Vec::new();
         loop {
             // SAFETY: reads into our buffer, within its length.
-            let n = unsafe {
-                libc::read(
-                    fd.get_ref().as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                )
-            };
+            let n =
+                unsafe { libc::read(fd.get_ref().as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
             if n <= 0 {
                 guard.clear_ready();
                 break;
@@ -188,7 +187,8 @@ async fn run(fd: Arc<AsyncFd<OwnedFd>>, watches: Watches, notify: impl Fn(Notice
                         seen,
                         restart,
                     }) => {
-                        let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+                        let read =
+                            |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
                         let high = keyed(&read("memory.events"), "high").unwrap_or(0);
                         let current: u64 = read("memory.current").trim().parse().unwrap_or(0);
                         if high > *seen && current >= *restart {
@@ -216,12 +216,8 @@ fn watch_descriptors(buf: &[u8]) -> Vec<i32> {
     let mut at = 0;
     while at + HEADER <= buf.len() {
         let wd = i32::from_ne_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]);
-        let len = u32::from_ne_bytes([
-            buf[at + 12],
-            buf[at + 13],
-            buf[at + 14],
-            buf[at + 15],
-        ]) as usize;
+        let len =
+            u32::from_ne_bytes([buf[at + 12], buf[at + 13], buf[at + 14], buf[at + 15]]) as usize;
         out.push(wd);
         at += HEADER + len;
     }

@@ -113,7 +113,11 @@ pub fn apply(dir: &Path, limits: &Limits, controllers: &[String]) -> Result<(), 
         }
         let path = dir.join(write.file);
         if let Err(e) = std::fs::write(&path, &write.value) {
-            errors.push(format!("cannot write `{}` to {}: {e}", write.value, path.display()));
+            errors.push(format!(
+                "cannot write `{}` to {}: {e}",
+                write.value,
+                path.display()
+            ));
         }
     }
     if errors.is_empty() {
@@ -138,7 +142,12 @@ mod tests {
     }
 
     fn value(writes: &[Write], file: &str) -> String {
-        writes.iter().find(|w| w.file == file).unwrap().value.clone()
+        writes
+            .iter()
+            .find(|w| w.file == file)
+            .unwrap()
+            .value
+            .clone()
     }
 
     #[test]
@@ -179,7 +188,10 @@ mod tests {
         );
         let hugetlb = ["hugetlb".to_owned()];
         let why = unenforceable(&l, Some(&hugetlb), "").unwrap();
-        assert!(why.contains("memory_max (needs the memory controller)"), "{why}");
+        assert!(
+            why.contains("memory_max (needs the memory controller)"),
+            "{why}"
+        );
         assert!(why.contains("delegated to runpm: hugetlb"), "{why}");
         let all = ["memory", "cpu", "pids"].map(String::from);
         assert_eq!(unenforceable(&l, Some(&all), ""), None);

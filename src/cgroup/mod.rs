@@ -79,3 +79,12 @@ pub fn oom_killed(service: &str) -> bool {
         .and_then(Cgroups::tree)
         .is_some_and(|tree| tree.oom_killed(service))
 }
+
+/// The cgroup directory of `service` in this daemon, for the state file.
+pub fn service_path(service: &str) -> Option<String> {
+    let current = CURRENT.lock().unwrap_or_else(|e| e.into_inner());
+    match current.as_ref()? {
+        Cgroups::Enabled(tree) => Some(tree.service_dir(service).display().to_string()),
+        Cgroups::Disabled { .. } => None,
+    }
+}

@@ -61,3 +61,46 @@ pub fn resources(spec: &ServiceSpec, pgid: Option<i32>, cgroups: &Cgroups) -> Re
         limits_reason: reason,
     }
 }
+
+/// `runpm validate`: the limits this machine would not enforce, one line per service
+/// (`web: memory_max (needs the memory controller) …`). Looks, but takes nothing: the
+/// controllers are those runpm's own cgroup could pass on to its services.
+pub fn validate_warnings(config: &crate::config::Config) -> Vec<String> {
+    if config.services.values().all(|s| s.limits.is_empty()) {
+        return Vec::new();
+    }
+    let reason;
+    let available: Option<Vec<String>> = if !config.settings.cgroups {
+        reason = "turned off by `[runpm] cgroups = false`".to_owned();
+        None
+    } else {
+        match super::discover::discover() {
+            super::discover::Found::Available { own } => {
+                reason = String::new();
+                Some(
+                    std::fs::read_to_string(own.join("cgroup.controllers"))
+                        .unwrap_or_default()
+                        .split_whitespace()
+                        .map(String::from)
+                        .collect(),
+                )
+            }
+            super::discover::Found::Unavailable { reason: why } => {
+                reason = why;
+                None
+            }
+        }
+    };
+    config
+        .services
+        .values()
+        .filter_map(|spec| {
+            let why = limits::unenforceable(
+                &spec.limits,
+                available.as_deref(),
+                &format!("no cgroup: {reason}"),
+            )?;
+            Some(format!("{}: {why}", spec.name))
+        })
+        .collect()
+}

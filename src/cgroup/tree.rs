@@ -252,7 +252,10 @@ impl Tree {
     pub fn release(&self) {
         if let Ok(entries) = std::fs::read_dir(&self.root) {
             for e in entries.flatten() {
-                if e.file_name().to_str().is_some_and(|n| n.ends_with(".service")) {
+                if e.file_name()
+                    .to_str()
+                    .is_some_and(|n| n.ends_with(".service"))
+                {
                     let _ = std::fs::remove_dir(e.path());
                 }
             }
@@ -300,7 +303,10 @@ mod tests {
         let events = "low 0\nhigh 3\nmax 0\noom 1\noom_kill 1\noom_group_kill 0\n";
         assert_eq!(keyed(events, "high"), Some(3));
         assert_eq!(keyed(events, "oom_kill"), Some(1));
-        assert_eq!(keyed("usage_usec 1234\nuser_usec 1000\n", "usage_usec"), Some(1234));
+        assert_eq!(
+            keyed("usage_usec 1234\nuser_usec 1000\n", "usage_usec"),
+            Some(1234)
+        );
         assert_eq!(keyed(events, "nope"), None);
     }
 }

@@ -478,12 +478,23 @@ mod tests {
     fn rlimit_errors_name_the_limit() {
         let raw: BTreeMap<String, RawRlimit> = de(r#"{ nofiles = 10 }"#).unwrap();
         let e = resolve_rlimits(&raw).unwrap_err();
-        assert!(e.contains("unknown rlimit `nofiles` (did you mean `nofile`?)"), "{e}");
+        assert!(
+            e.contains("unknown rlimit `nofiles` (did you mean `nofile`?)"),
+            "{e}"
+        );
         let raw: BTreeMap<String, RawRlimit> = de(r#"{ nofile = "1MB" }"#).unwrap();
         assert!(resolve_rlimits(&raw).unwrap_err().contains("not a size"));
         let raw: BTreeMap<String, RawRlimit> = de("{ nproc = { soft = 9, hard = 2 } }").unwrap();
-        assert!(resolve_rlimits(&raw).unwrap_err().contains("above the hard"));
+        assert!(
+            resolve_rlimits(&raw)
+                .unwrap_err()
+                .contains("above the hard")
+        );
         assert!(de::<RawRlimit>("-1").is_err());
-        assert!(de::<RawRlimit>("{ sfot = 1 }").unwrap_err().contains("`soft` and `hard`"));
+        assert!(
+            de::<RawRlimit>("{ sfot = 1 }")
+                .unwrap_err()
+                .contains("`soft` and `hard`")
+        );
     }
 }

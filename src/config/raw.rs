@@ -150,8 +150,7 @@ impl Keywords for Condition {
 }
 
 impl Keywords for KillMode {
-    const WORDS: &'static [(&'static str, Self)] =
-&[
+    const WORDS: &'static [(&'static str, Self)] = &[
         ("group", KillMode::Group),
         ("process", KillMode::Process),
         ("cgroup", KillMode::Cgroup),
@@ -424,7 +423,13 @@ mod tests {
         );
         assert_eq!(
             fields_of::<RawSettings>(),
-            ["shutdown_timeout", "exit_when", "watch", "state_dir", "cgroups"]
+            [
+                "shutdown_timeout",
+                "exit_when",
+                "watch",
+                "state_dir",
+                "cgroups"
+            ]
         );
     }
 

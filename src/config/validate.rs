@@ -15,8 +15,8 @@ use camino::{Utf8Path, Utf8PathBuf};
 
 use super::diagnostic::{Diagnostic, Diagnostics, Source};
 use super::envfile;
-use super::limits::{self, Limits, Rlimit};
 use super::graph::{self, Problem};
+use super::limits::{self, Limits, Rlimit};
 use super::raw::{RawDependsOn, RawExitWhen, RawHealth, RawReady, RawService, RawSettings};
 use super::recover::Recovered;
 use super::spec::{

@@ -13,6 +13,7 @@
 
 pub mod files;
 pub mod kubernetes;
+mod resources;
 pub mod systemd;
 mod yaml;
 

@@ -352,6 +352,7 @@ fn service_unit(
         "TimeoutStopSec",
         &duration(spec.kill_timeout.max(Duration::from_millis(1))),
     );
+    super::resources::systemd(spec, &mut line, &mut warn);
 
     if spec.autostart {
         let _ = write!(out, "\n[Install]\nWantedBy={}\n", options.wanted_by());

@@ -11,6 +11,7 @@ mod codec;
 pub mod protocol;
 mod render;
 mod server;
+mod usage;
 
 pub use crate::state::{
     Claim, Fallbacks, Holder, InstanceLock, LocateError, LockError, MAX_SOCKET_PATH, RELEASE_WAIT,
@@ -23,3 +24,4 @@ pub use codec::{encode_reply, encode_request, parse_request};
 pub use protocol::*;
 pub use render::*;
 pub use server::{Call, HelloInfo, IDLE_TIMEOUT, serve};
+pub use usage::{cgroups_note, format_bytes, format_cpu};

@@ -269,7 +269,8 @@ pub struct StatusResult {
     /// Set while the daemon runs the last-known-good specs from its state file because the
     /// config could not be loaded at start-up: the config's errors. A valid reload clears it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub running_from_snapshot: Option<String>,    /// Whether the services run in cgroups of their own, and where, or why not (none from
+    pub running_from_snapshot: Option<String>,
+    /// Whether the services run in cgroups of their own, and where, or why not (none from
     /// a daemon that predates cgroups).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cgroups: Option<CgroupsInfo>,
@@ -317,7 +318,8 @@ pub struct ServiceInfo {
     #[serde(default)]
     pub not_ready: Option<String>,
     /// Most recent last.
-    pub exits: Vec<ExitInfo>,    /// What it uses and whether its limits hold (see [`ResourceInfo`]).
+    pub exits: Vec<ExitInfo>,
+    /// What it uses and whether its limits hold (see [`ResourceInfo`]).
     #[serde(flatten, default)]
     pub resources: ResourceInfo,
 }

@@ -23,8 +23,8 @@ use nix::fcntl::{FcntlArg, OFlag, fcntl};
 
 use nix::unistd::{Gid, Uid, setgid, setgroups, setsid, setuid};
 
-use super::resolve::{DEFAULT_PATH, Unresolved, resolve};
 use super::posix_spawn::Extras;
+use super::resolve::{DEFAULT_PATH, Unresolved, resolve};
 use super::{posix_spawn, rlimits, signals, vfork};
 use crate::config::ServiceSpec;
 

@@ -71,6 +71,10 @@ pub struct ServiceRecord {
     pub completed: bool,
     /// The resolved spec as last applied: the last-known-good definition.
     pub spec: ServiceSpec,
+    /// The service's cgroup directory, when runpm uses cgroups: where a restarted daemon
+    /// looks for what is left of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
 }
 
 /// An RFC 3339 timestamp (UTC, whole seconds) for `written_at`.
@@ -199,6 +203,7 @@ fn parse_record(fields: &Fields<'_>) -> Result<ServiceRecord, StateError> {
             .optional("completed", "true or false")?
             .unwrap_or(false),
         spec,
+        cgroup: fields.optional("cgroup", "a string or null")?,
     })
 }
 

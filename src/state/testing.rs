@@ -25,6 +25,7 @@ pub fn record(name: &str, status: &str, pid: Option<(i32, u64)>) -> ServiceRecor
         stopped_by_operator: false,
         completed: false,
         spec: spec(name),
+        cgroup: None,
     }
 }
 

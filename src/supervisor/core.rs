@@ -238,6 +238,7 @@ impl Supervisor {
                 stopped_by_operator: s.stopped_by_operator,
                 completed: s.completed,
                 spec: s.spec.as_ref().clone(),
+                cgroup: crate::cgroup::service_path(&s.name),
             })
             .collect()
     }
@@ -486,7 +487,9 @@ impl Supervisor {
                     }
                 }
             }
-            Event::MemoryExceeded { service, pid } => self.on_memory_exceeded(&service, pid, now, fx),
+            Event::MemoryExceeded { service, pid } => {
+                self.on_memory_exceeded(&service, pid, now, fx)
+            }
         }
     }
 

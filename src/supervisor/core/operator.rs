@@ -567,6 +567,12 @@ pub(super) fn describe_action(action: &reconcile::Action) -> String {
         Action::Update { name, changed } => {
             format!("~ {name} updated ({} changed)", changed.join(", "))
         }
+        Action::Live { name, changed } => {
+            format!(
+                "~ {name} limits changed (applied live: {})",
+                changed.join(", ")
+            )
+        }
         Action::Restart { name, reason } => match reason {
             Reason::Changed(fields) => {
                 format!("~ {name} restarted ({} changed)", fields.join(", "))
