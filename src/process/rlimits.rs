@@ -54,6 +54,61 @@ pub fn resolve(rlimits: &BTreeMap<String, Rlimit>) -> Vec<Limit> {
         .collect()
 }
 
+/// Checks, before a spawn, that the child may set `limits`: raising a hard limit above
+/// runpm's own needs `CAP_SYS_RESOURCE`. Done here because a failure in the child reads
+/// only as an errno. Returns the offending limit's name and both values.
+pub fn check(rlimits: &BTreeMap<String, Rlimit>) -> Result<(), String> {
+    if rlimits.is_empty() || may_raise() {
+        return Ok(());
+    }
+    for (name, limit) in rlimits {
+        let Some(resource) = resource(name) else {
+            continue;
+        };
+        let mut own = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes only to `own`.
+        if unsafe { libc::getrlimit(resource as _, &mut own) } != 0 {
+            continue;
+        }
+        let wanted = limit.hard.unwrap_or(libc::RLIM_INFINITY);
+        if wanted > own.rlim_max {
+            let show = |v: libc::rlim_t| {
+                if v == libc::RLIM_INFINITY {
+                    "unlimited".to_owned()
+                } else {
+                    v.to_string()
+                }
+            };
+            return Err(format!(
+                "rlimit `{name}`: the hard limit {} is above runpm's own ({}), and raising it \
+                 needs root with CAP_SYS_RESOURCE",
+                show(wanted),
+                show(own.rlim_max)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether runpm has `CAP_SYS_RESOURCE` in its effective set.
+fn may_raise() -> bool {
+    const CAP_SYS_RESOURCE: u32 = 24;
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let hex = s
+                .lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))?
+                .trim()
+                .to_owned();
+            u64::from_str_radix(&hex, 16).ok()
+        })
+        .is_some_and(|caps| caps & (1 << CAP_SYS_RESOURCE) != 0)
+}
+
 /// `setrlimit`, async-signal-safe: for the child between clone and exec. 0 or -1.
 pub fn set_limit(limit: &Limit) -> libc::c_int {
     let value = libc::rlimit {

@@ -55,6 +55,9 @@ pub enum SpawnError {
         #[source]
         source: io::Error,
     },
+    /// The child could not be given its rlimits (the message names the limit).
+    #[error("{0}")]
+    Rlimit(String),
 }
 
 impl SpawnError {
@@ -247,6 +250,7 @@ fn start(
             program: program.clone(),
         },
     })?;
+    rlimits::check(&spec.rlimits).map_err(SpawnError::Rlimit)?;
     let limits = rlimits::resolve(&spec.rlimits);
     let extras = Extras {
         cgroup,
