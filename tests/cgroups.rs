@@ -184,7 +184,7 @@ shell = "sleep 1000 & sleep 1000 & exec sleep 1000"
     assert!(service(&p, "idle")["memory_bytes"].as_u64().unwrap_or(0) > 0);
     let table = p.ctl_ok(&["status"]);
     let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
-    assert!(header.ends_with(&["MEM", "CPU"]), "{table}");
+    assert!(header.ends_with(&["MEM", "CPU", "LAST-EXIT"]), "{table}");
     assert!(table.lines().all(|l| l.len() <= 80), "{table}");
 }
 

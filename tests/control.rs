@@ -145,9 +145,9 @@ fn up_detached_serves_a_private_socket_and_leaves_the_terminal() {
             "PID",
             "UPTIME",
             "RESTARTS",
-            "LAST-EXIT",
             "MEM",
-            "CPU"
+            "CPU",
+            "LAST-EXIT"
         ],
         "{table}"
     );
@@ -169,7 +169,7 @@ fn up_detached_serves_a_private_socket_and_leaves_the_terminal() {
         assert_eq!(pid, pids[*name], "{table}");
         assert_eq!(pid, p.read_pid(&format!("{name}.pid"), secs(5)));
         assert_eq!(cells[4], "0", "no restarts yet: {table}");
-        assert_eq!(cells[5], "-", "no exits yet: {table}");
+        assert_eq!(cells[7], "-", "no exits yet: {table}");
     }
 
     // The JSON has the documented fields.

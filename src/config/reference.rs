@@ -326,7 +326,7 @@ pub const SERVICE: &[Field] = &[
               (`as`, `core`, `cpu`, `data`, `fsize`, `locks`, `memlock`, `msgqueue`, `nice`, \
               `nofile`, `nproc`, `rss`, `rtprio`, `rttime`, `sigpending`, `stack`); a value \
               is a number, a size for the byte-valued ones, `\"unlimited\"`, or \
-              `{ soft = …, hard = … }`. Raising a hard limit needs root.",
+              `{ soft = N, hard = N }`. Raising a hard limit needs root.",
     },
 ];
 

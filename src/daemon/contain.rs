@@ -13,7 +13,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::cgroup::events::{Events, Notice};
 use crate::cgroup::{Cgroups, discover, report};
-use crate::config::{ServiceSpec, Signal};
+use crate::config::{KillMode, ServiceSpec, Signal};
 use crate::process::Target;
 use crate::supervisor::Event;
 
@@ -119,7 +119,11 @@ impl Containment {
         let Some(tree) = self.cgroups.tree() else {
             return;
         };
-        self.by_pgid.insert(pid, service.to_owned());
+        // Only a `cgroup` stop is carried out on the cgroup and waits for it to empty; the
+        // other modes keep their meaning (an explicit `group` ends at the group's end).
+        if spec.kill_mode == KillMode::Cgroup {
+            self.by_pgid.insert(pid, service.to_owned());
+        }
         if let (Some(restart), Some(events)) = (spec.limits.memory_restart, &self.events)
             && tree.controllers.iter().any(|c| c == "memory")
             && let Err(e) = events.memory(&tree.service_dir(service), service, pid, restart)
@@ -153,10 +157,11 @@ impl Containment {
     }
 
     /// Whether the cgroup of the group `pgid` is empty; when it is not yet, a
-    /// `GroupEmpty` event follows once it is. `None`: not a cgroup runpm knows.
+    /// `GroupEmpty` event follows once it is. `None`: not a `cgroup` stop of this daemon's
+    /// (the caller asks the process group).
     pub fn is_empty(&mut self, pgid: i32) -> Option<bool> {
         let tree = self.cgroups.tree()?;
-        let name = self.service_of(pgid)?;
+        let name = self.by_pgid.get(&pgid)?.clone();
         let dir = tree.service_dir(&name);
         let empty = match &self.events {
             Some(events) => events.until_empty(&dir, &name, pgid),

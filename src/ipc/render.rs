@@ -107,10 +107,12 @@ pub fn status_table_styled(services: &[ServiceInfo], colour: bool) -> String {
     let with_usage = services
         .iter()
         .any(|s| s.resources.memory_bytes.is_some() || s.resources.cpu_usec.is_some());
-    let mut header = vec!["NAME", "STATUS", "PID", "UPTIME", "RESTARTS", "LAST-EXIT"];
+    let mut header = vec!["NAME", "STATUS", "PID", "UPTIME", "RESTARTS"];
+    // Before LAST-EXIT, which stays the last column before INFO.
     if with_usage {
         header.extend(["MEM", "CPU"]);
     }
+    header.push("LAST-EXIT");
     if with_info {
         header.push("INFO");
     }
@@ -125,11 +127,11 @@ pub fn status_table_styled(services: &[ServiceInfo], colour: bool) -> String {
                     |ms| format_uptime(Duration::from_millis(ms)),
                 ),
                 s.restarts.to_string(),
-                last_exit(&s.exits),
             ];
             if with_usage {
                 row.extend(super::usage::cells(s));
             }
+            row.push(last_exit(&s.exits));
             if with_info {
                 row.push(info(s));
             }
