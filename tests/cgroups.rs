@@ -390,3 +390,77 @@ fn cgroups_can_be_turned_off() {
             .contains(".service")
     );
 }
+
+#[test]
+fn limits_are_exported_to_systemd_and_kubernetes() {
+    if !need_tool("systemd-analyze", "systemd") {
+        return;
+    }
+    let p = Project::new(secs(60));
+    p.config(
+        r#"
+[services.web]
+cmd = ["/bin/sleep", "1000"]
+memory_max = "512MB"
+memory_high = "400MB"
+cpu_max = "150%"
+cpu_weight = 200
+pids_max = 64
+io_weight = 50
+rlimits = { nofile = 65536, core = "unlimited", nproc = { soft = 100, hard = 200 } }
+"#,
+    );
+    let units = p.file("units");
+    let out = p.ctl(&["export", "systemd", "--out", units.to_str().unwrap()]);
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    let unit = std::fs::read_dir(&units)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|path| path.to_string_lossy().ends_with("web.service"))
+        .expect("a unit for web");
+    let text = std::fs::read_to_string(&unit).unwrap();
+    for line in [
+        "MemoryMax=512000000",
+        "MemoryHigh=400000000",
+        "CPUQuota=150%",
+        "CPUWeight=200",
+        "TasksMax=64",
+        "IOWeight=50",
+        "LimitNOFILE=65536",
+        "LimitCORE=infinity",
+        "LimitNPROC=100:200",
+        "KillMode=control-group",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line} in\n{text}");
+    }
+    let verify = std::process::Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&unit)
+        .current_dir(&units)
+        .output()
+        .unwrap();
+    let complaints = String::from_utf8_lossy(&verify.stderr).to_string();
+    assert!(
+        verify.status.success()
+            && !complaints
+                .lines()
+                .any(|l| l.contains("web.service") && !l.contains("RestartSteps")),
+        "systemd-analyze verify: {complaints}\n{text}"
+    );
+
+    let k8s = p.ctl(&["export", "kubernetes"]);
+    assert_eq!(k8s.code(), Some(0), "{}", k8s.describe());
+    for needle in [
+        "resources:",
+        "memory: \"512000000\"",
+        "cpu: \"1500m\"",
+        "memory: \"400000000\"",
+    ] {
+        assert!(
+            k8s.stdout.contains(needle),
+            "no {needle} in\n{}",
+            k8s.stdout
+        );
+    }
+    assert!(k8s.stderr.contains("pids_max"), "{}", k8s.stderr);
+}

@@ -47,6 +47,24 @@ pub enum TreeError {
 /// The controllers runpm asks for, for its services' limits.
 const WANTED: &[&str] = &["cpu", "io", "memory", "pids"];
 
+/// A service's cgroup, open for a spawn into it.
+pub struct Placement {
+    /// `None` for a cgroup that a `cgroup.kill` reached and that still holds processes:
+    /// the child then joins it itself (see [`Tree::signal`]).
+    pub dir: Option<OwnedFd>,
+    pub procs: OwnedFd,
+}
+
+impl Placement {
+    pub fn fds(&self) -> crate::process::Cgroup<'_> {
+        use std::os::fd::AsFd;
+        crate::process::Cgroup {
+            dir: self.dir.as_ref().map(|d| d.as_fd()),
+            procs: self.procs.as_fd(),
+        }
+    }
+}
+
 pub struct Tree {
     /// runpm's cgroup when it started, where it goes back on its way out.
     pub origin: PathBuf,
@@ -58,6 +76,11 @@ pub struct Tree {
     applied: Mutex<HashMap<String, Limits>>,
     /// Per service, `memory.events` `oom_kill` when its current run started.
     oom_baseline: Mutex<HashMap<String, u64>>,
+    /// Services whose cgroup a `cgroup.kill` reached. This kernel (6.18) kills every child
+    /// that clone3 later places into such a cgroup with `CLONE_INTO_CGROUP` (the kill
+    /// sequence it compares is the parent's cgroup's), so the cgroup is made anew once it
+    /// is empty, and until then children join it from inside.
+    killed: Mutex<std::collections::HashSet<String>>,
 }
 
 /// A short stable name for the project cgroup: FNV-1a of `instance` (its state directory).
@@ -101,7 +124,19 @@ impl Tree {
     /// Creates the project cgroup under `own`, moves runpm into its `supervisor/` leaf and
     /// enables what it can of [`WANTED`] for the services.
     pub fn take(own: &Path, instance: &str) -> Result<Tree, TreeError> {
-        let root = own.join(project_name(instance));
+        let name = project_name(instance);
+        // Already in this project's leaf (runpm started again from within it, or re-exec'd
+        // in place): the project is the leaf's parent, not a new cgroup below the leaf.
+        let own = match (own.file_name(), own.parent()) {
+            (Some(leaf), Some(project))
+                if leaf == "supervisor"
+                    && project.file_name().is_some_and(|p| p == name.as_str()) =>
+            {
+                project.parent().unwrap_or(own)
+            }
+            _ => own,
+        };
+        let root = own.join(&name);
         mkdir(&root)?;
         let leaf = root.join("supervisor");
         mkdir(&leaf)?;
@@ -131,6 +166,7 @@ impl Tree {
             controllers,
             applied: Mutex::new(HashMap::new()),
             oom_baseline: Mutex::new(HashMap::new()),
+            killed: Mutex::new(std::collections::HashSet::new()),
         })
     }
 
@@ -139,21 +175,51 @@ impl Tree {
     }
 
     /// The service's cgroup, created if needed, with `limits` written when they changed;
-    /// returns its `cgroup.procs` opened for the child to join before `exec`. A limit
-    /// that cannot be written is logged: the service still starts.
-    pub fn prepare(&self, service: &str, limits: &Limits) -> Result<OwnedFd, TreeError> {
+    /// returns its directory and its `cgroup.procs` (for a spawn into it, see
+    /// [`crate::process::Cgroup`]). A limit that cannot be written is logged: the service
+    /// still starts.
+    pub fn prepare(&self, service: &str, limits: &Limits) -> Result<Placement, TreeError> {
         let dir = self.service_dir(service);
+        let mut killed = self.killed.lock().unwrap_or_else(|e| e.into_inner());
+        let fresh = !killed.contains(service) || {
+            let renewed = std::fs::remove_dir(&dir).is_ok();
+            if renewed {
+                killed.remove(service);
+                self.applied
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(service);
+            }
+            renewed
+        };
+        drop(killed);
         mkdir(&dir)?;
         self.apply(service, limits, false);
         if let Some(count) = self.oom_kills(service) {
             self.lock_baseline().insert(service.to_owned(), count);
         }
-        let path = dir.join("cgroup.procs");
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .map(OwnedFd::from)
-            .map_err(|source| TreeError::Open { path, source })
+        let open = |path: PathBuf, options: &mut std::fs::OpenOptions| {
+            options
+                .open(&path)
+                .map(OwnedFd::from)
+                .map_err(|source| TreeError::Open { path, source })
+        };
+        use std::os::unix::fs::OpenOptionsExt;
+        Ok(Placement {
+            dir: match fresh {
+                true => Some(open(
+                    dir.clone(),
+                    std::fs::OpenOptions::new()
+                        .read(true)
+                        .custom_flags(libc::O_DIRECTORY),
+                )?),
+                false => None,
+            },
+            procs: open(
+                dir.join("cgroup.procs"),
+                std::fs::OpenOptions::new().write(true),
+            )?,
+        })
     }
 
     /// Writes `limits` to the service's cgroup (unless they are what was written last, and
@@ -207,6 +273,15 @@ impl Tree {
     pub fn signal(&self, service: &str, signal: nix::sys::signal::Signal) -> io::Result<()> {
         let dir = self.service_dir(service);
         if signal == nix::sys::signal::Signal::SIGKILL {
+            // Nothing left (the main process was the last): no kill, and the cgroup stays
+            // fit for `CLONE_INTO_CGROUP`.
+            if self.populated(service).ok() == Some(false) {
+                return Ok(());
+            }
+            self.killed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(service.to_owned());
             match std::fs::write(dir.join("cgroup.kill"), "1") {
                 Ok(()) => return Ok(()),
                 // Before Linux 5.14 there is no cgroup.kill: one SIGKILL each.

@@ -6,12 +6,12 @@
 //! before: signals go to the process group, and emptiness is the group's.
 
 use std::collections::{BTreeSet, HashMap};
-use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::cgroup::events::{Events, Notice};
+use crate::cgroup::tree::Placement;
 use crate::cgroup::{Cgroups, discover, report};
 use crate::config::{KillMode, ServiceSpec, Signal};
 use crate::process::Target;
@@ -100,7 +100,7 @@ impl Containment {
 
     /// The service's cgroup, ready for a spawn: its `cgroup.procs` for the child to join.
     /// On failure the service starts outside any cgroup, which is logged.
-    pub fn prepare(&self, service: &str, spec: &ServiceSpec) -> Option<OwnedFd> {
+    pub fn prepare(&self, service: &str, spec: &ServiceSpec) -> Option<Placement> {
         let tree = self.cgroups.tree()?;
         match tree.prepare(service, &spec.limits) {
             Ok(fd) => Some(fd),

@@ -4,7 +4,7 @@
 //! state file, serving logs, writing the state file, telling runpm's own service manager.
 
 use std::collections::HashMap;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -225,7 +225,7 @@ impl Shell {
             env.extend(notify::service_env(address, spec.watchdog));
         }
         let cgroup = self.contain.prepare(service, spec);
-        match process::spawn_in(spec, &env, cgroup.as_ref().map(|fd| fd.as_fd())) {
+        match process::spawn_in(spec, &env, cgroup.as_ref().map(|c| c.fds())) {
             Ok(spawned) => {
                 self.contain.spawned(service, spec, spawned.pid);
                 let name: Arc<str> = Arc::from(service);

@@ -68,8 +68,11 @@ pub fn kubernetes(
         limits.insert("cpu".into(), json!(format!("{}m", cpu.millicpus())));
     }
     if let Some(weight) = l.cpu_weight {
-        // cpu.weight 100 is a fair share of one CPU: Kubernetes derives weights from requests.
-        requests.insert("cpu".into(), json!(format!("{}m", u64::from(weight) * 10)));
+        // cpu.weight 100 is a fair share of one CPU: Kubernetes derives weights from
+        // requests, which may not exceed the limit.
+        let milli = u64::from(weight) * 10;
+        let milli = l.cpu_max.map_or(milli, |c| milli.min(c.millicpus()));
+        requests.insert("cpu".into(), json!(format!("{milli}m")));
     }
     for (key, set) in [
         ("pids_max", l.pids_max.is_some()),

@@ -44,8 +44,17 @@ pub struct Request<'a> {
 /// neither, so a request with any of them takes another path where vfork cannot run.
 #[derive(Clone, Copy, Default)]
 pub struct Extras<'a> {
-    pub cgroup: Option<BorrowedFd<'a>>,
+    pub cgroup: Option<Cgroup<'a>>,
     pub limits: &'a [super::rlimits::Limit],
+}
+
+/// A cgroup to start in: its directory (for clone3's `CLONE_INTO_CGROUP`) and its
+/// `cgroup.procs` open for writing (for a child that joins it before `exec`).
+#[derive(Clone, Copy)]
+pub struct Cgroup<'a> {
+    /// `None`: the child must join from inside.
+    pub dir: Option<BorrowedFd<'a>>,
+    pub procs: BorrowedFd<'a>,
 }
 
 impl Extras<'_> {

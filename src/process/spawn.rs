@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -23,6 +23,7 @@ use nix::fcntl::{FcntlArg, OFlag, fcntl};
 
 use nix::unistd::{Gid, Uid, setgid, setgroups, setsid, setuid};
 
+pub use super::posix_spawn::Cgroup;
 use super::posix_spawn::Extras;
 use super::resolve::{DEFAULT_PATH, Unresolved, resolve};
 use super::{posix_spawn, rlimits, signals, vfork};
@@ -167,12 +168,11 @@ pub fn spawn(spec: &ServiceSpec, extra_env: &[(String, String)]) -> Result<Spawn
     spawn_in(spec, extra_env, None)
 }
 
-/// [`spawn`], with the child joining a cgroup before `exec`: `cgroup` is that cgroup's
-/// `cgroup.procs`, open for writing.
+/// [`spawn`], with the child in a cgroup from its start (see [`Cgroup`]).
 pub fn spawn_in(
     spec: &ServiceSpec,
     extra_env: &[(String, String)],
-    cgroup: Option<BorrowedFd<'_>>,
+    cgroup: Option<Cgroup<'_>>,
 ) -> Result<Spawned, SpawnError> {
     let other = |source| SpawnError::Other {
         program: spec.command.argv()[0].clone(),
@@ -213,7 +213,7 @@ fn start(
     spec: &ServiceSpec,
     extra_env: &[(String, String)],
     output: Output,
-    cgroup: Option<BorrowedFd<'_>>,
+    cgroup: Option<Cgroup<'_>>,
 ) -> Result<i32, SpawnError> {
     let argv = spec.command.argv();
     let program = argv[0].clone();
@@ -350,7 +350,7 @@ fn fork_exec(
     creds: Option<Credentials>,
     extras: Extras<'_>,
 ) -> io::Result<i32> {
-    let cgroup = extras.cgroup.map(|fd| fd.as_raw_fd());
+    let cgroup = extras.cgroup.map(|c| c.procs.as_raw_fd());
     let limits = extras.limits.to_vec();
     let mut cmd = Command::new(path);
     cmd.arg0(&argv[0])
