@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo bench --bench supervise                 # everything, about 2–3 minutes
-//! cargo bench --bench supervise -- n100 idle    # only some parts: n100 n1000 idle reload
+//! cargo bench --bench supervise -- n100 idle    # only some parts: n100 n1000 idle reload cgroups
 //! ```
 //!
 //! Two supervisors run the same workload in the same run, in turns:
@@ -714,6 +714,49 @@ fn part_n100(helpers: &Helpers, root: &Path, results: &mut Results) {
     ));
 }
 
+/// Repetitions of the cgroups part, per mode.
+const REPS_CGROUPS: usize = 5;
+
+/// runpm with cgroups on (each service in its own cgroup, stops by `cgroup.kill` and
+/// `cgroup.events`) and off (`RUNPM_CGROUPS=0`: process groups), N = 100: start and stop.
+/// Only where runpm may create cgroups (root on this machine) are the two different.
+fn part_cgroups(helpers: &Helpers, root: &Path, results: &mut Results) {
+    let mut figures: [(Vec<f64>, Vec<f64>); 2] = Default::default();
+    for rep in 0..REPS_CGROUPS {
+        for (mode, on) in [(0, true), (1, false)] {
+            // SAFETY: the bench is single-threaded here; runpm's sessions inherit it.
+            unsafe {
+                if on {
+                    std::env::remove_var("RUNPM_CGROUPS");
+                } else {
+                    std::env::set_var("RUNPM_CGROUPS", "0");
+                }
+            }
+            let label = if on { "on" } else { "off" };
+            let dir = root.join(format!("cgroups-{label}-{rep}"));
+            let mut s = Session::start(Kind::Runpm, 100, helpers, dir);
+            std::thread::sleep(SETTLE);
+            let (workloads, _) = s.stop();
+            figures[mode].0.push(ns_to_ms(s.start_ns));
+            figures[mode].1.push(ns_to_ms(workloads));
+            eprintln!(
+                "  cgroups {label} rep {rep}: start {:.2} ms, stop {:.2} ms",
+                ns_to_ms(s.start_ns),
+                ns_to_ms(workloads)
+            );
+        }
+    }
+    // SAFETY: as above.
+    unsafe { std::env::remove_var("RUNPM_CGROUPS") };
+    for (mode, label) in [(0, "on"), (1, "off (RUNPM_CGROUPS=0)")] {
+        results.notes.push(format!(
+            "runpm with cgroups {label}, N = 100: start all {} ms, stop all {} ms",
+            spread(&figures[mode].0, 2),
+            spread(&figures[mode].1, 2)
+        ));
+    }
+}
+
 fn part_n1000(helpers: &Helpers, root: &Path, results: &mut Results) {
     let mut up_command = Vec::new();
     let mut supervisor_gone = Figure::default();
@@ -988,6 +1031,10 @@ fn main() {
     if want("n1000") {
         eprintln!("N = 1000: start, memory, stop, status --json ({REPS_1000} repetitions each)");
         part_n1000(&helpers, root, &mut results);
+    }
+    if want("cgroups") {
+        eprintln!("cgroups: runpm with cgroups on and off, N = 100 ({REPS_CGROUPS} repetitions)");
+        part_cgroups(&helpers, root, &mut results);
     }
     let mut idle_session = None;
     if want("idle") {

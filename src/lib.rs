@@ -15,6 +15,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod activation;
+pub mod cgroup;
 pub mod cli;
 pub mod config;
 pub mod daemon;

@@ -28,6 +28,8 @@ pub fn spec(name: &str) -> ServiceSpec {
         stop_signal: Signal(nix::sys::signal::Signal::SIGTERM),
         kill_timeout: Duration::from_secs(10),
         kill_mode: KillMode::Group,
+        limits: Default::default(),
+        rlimits: Default::default(),
         autostart: true,
         user: None,
         group: None,

@@ -139,7 +139,16 @@ fn up_detached_serves_a_private_socket_and_leaves_the_terminal() {
     let header: Vec<&str> = lines.next().unwrap_or("").split_whitespace().collect();
     assert_eq!(
         header,
-        ["NAME", "STATUS", "PID", "UPTIME", "RESTARTS", "LAST-EXIT"],
+        [
+            "NAME",
+            "STATUS",
+            "PID",
+            "UPTIME",
+            "RESTARTS",
+            "MEM",
+            "CPU",
+            "LAST-EXIT"
+        ],
         "{table}"
     );
     let rows: BTreeMap<&str, Vec<&str>> = lines
@@ -160,7 +169,7 @@ fn up_detached_serves_a_private_socket_and_leaves_the_terminal() {
         assert_eq!(pid, pids[*name], "{table}");
         assert_eq!(pid, p.read_pid(&format!("{name}.pid"), secs(5)));
         assert_eq!(cells[4], "0", "no restarts yet: {table}");
-        assert_eq!(cells[5], "-", "no exits yet: {table}");
+        assert_eq!(cells[7], "-", "no exits yet: {table}");
     }
 
     // The JSON has the documented fields.

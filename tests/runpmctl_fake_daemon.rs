@@ -34,6 +34,7 @@ fn service(name: &str, status: &str, pid: Option<i32>) -> ServiceInfo {
         replica_of: None,
         next_run: None,
         last_run: None,
+        resources: Default::default(),
     }
 }
 
@@ -61,6 +62,7 @@ fn respond(request: Request) -> Reply {
             ok(StatusResult {
                 services: vec![service("web", "running", Some(4242)), worker],
                 running_from_snapshot: None,
+                cgroups: None,
             })
         }
         Request::Start { services, .. } | Request::Restart { services, .. } => ok(StatusResult {
@@ -69,12 +71,14 @@ fn respond(request: Request) -> Reply {
                 .map(|s| service(s, "running", Some(4313)))
                 .collect(),
             running_from_snapshot: None,
+            cgroups: None,
         }),
         Request::Stop { all, .. } => {
             assert!(all);
             ok(StatusResult {
                 services: vec![service("web", "stopped", None)],
                 running_from_snapshot: None,
+                cgroups: None,
             })
         }
         Request::Reload { dry_run: true } => ok(ReloadResult {

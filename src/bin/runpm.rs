@@ -252,6 +252,10 @@ fn complete_services(file: &FileArg) {
 fn validate(file: FileArg, json: bool) -> Result<(), Failure> {
     if !json {
         let cfg = load(&file)?;
+        // Loud but not fatal: a laptop without delegation still runs the project.
+        for warning in runpm::cgroup::report::validate_warnings(&cfg) {
+            eprintln!("warning: {warning}");
+        }
         println!("ok: {} services in {}", cfg.services.len(), cfg.source);
         return Ok(());
     }
@@ -271,6 +275,7 @@ fn validate(file: FileArg, json: bool) -> Result<(), Failure> {
                     "ok": true,
                     "config": cfg.source.as_str(),
                     "services": cfg.services.len(),
+                    "warnings": runpm::cgroup::report::validate_warnings(&cfg),
                 }),
                 Ok(()),
             ),

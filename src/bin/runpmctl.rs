@@ -174,7 +174,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
             // table.
             if names.is_empty() {
                 let colour = runpm::cli::colour::stdout(false);
-                ipc::status_table_styled(&status.services, colour)
+                let mut table = ipc::status_table_styled(&status.services, colour);
+                if let Some(note) = status.cgroups.as_ref().and_then(ipc::cgroups_note) {
+                    table.push_str(&note);
+                    table.push('\n');
+                }
+                table
             } else {
                 status
                     .services

@@ -11,6 +11,7 @@ mod envfile;
 mod graph;
 mod http;
 mod kinds;
+mod limits;
 pub mod listen;
 mod load;
 pub mod profiles;

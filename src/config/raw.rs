@@ -23,6 +23,7 @@ use serde::Deserialize;
 use serde::de::Error as _;
 use toml::Spanned;
 
+use super::limits::{RawCpuMax, RawRlimit, Weight};
 use super::size::ByteSize;
 use super::spec::{Condition, KillMode, Overlap, RestartPolicy, Signal};
 use super::suggest::{did_you_mean, hint};
@@ -70,6 +71,14 @@ pub(super) struct RawService {
     pub catch_up: Option<bool>,
     pub listen: Option<Vec<super::listen::RawListen>>,
     pub fd_store_max: Option<u32>,
+    pub memory_max: Option<ByteSize>,
+    pub memory_high: Option<ByteSize>,
+    pub cpu_max: Option<RawCpuMax>,
+    pub cpu_weight: Option<Weight>,
+    pub pids_max: Option<u64>,
+    pub io_weight: Option<Weight>,
+    pub memory_restart: Option<ByteSize>,
+    pub rlimits: Option<BTreeMap<String, RawRlimit>>,
 }
 
 /// `ready = { … }`: exactly one kind, checked in `validate` so that the message can name
@@ -106,6 +115,7 @@ pub(super) struct RawSettings {
     pub exit_when: Option<RawExitWhen>,
     pub watch: Option<bool>,
     pub state_dir: Option<Utf8PathBuf>,
+    pub cgroups: Option<bool>,
 }
 
 /// The longest duration any field accepts: humantime's `1year` (365.25 days). No timeout,
@@ -155,8 +165,11 @@ impl Keywords for Condition {
 }
 
 impl Keywords for KillMode {
-    const WORDS: &'static [(&'static str, Self)] =
-        &[("group", KillMode::Group), ("process", KillMode::Process)];
+    const WORDS: &'static [(&'static str, Self)] = &[
+        ("group", KillMode::Group),
+        ("process", KillMode::Process),
+        ("cgroup", KillMode::Cgroup),
+    ];
 }
 
 impl Keywords for Overlap {
@@ -425,7 +438,7 @@ mod tests {
     #[test]
     fn field_lists_come_from_the_structs() {
         let service = fields_of::<RawService>();
-        assert_eq!(service.len(), 37);
+        assert_eq!(service.len(), 45);
         assert_eq!(service.first(), Some(&"cmd"));
         assert!(service.contains(&"log_keep"));
         assert_eq!(
@@ -440,7 +453,13 @@ mod tests {
         );
         assert_eq!(
             fields_of::<RawSettings>(),
-            ["shutdown_timeout", "exit_when", "watch", "state_dir"]
+            [
+                "shutdown_timeout",
+                "exit_when",
+                "watch",
+                "state_dir",
+                "cgroups"
+            ]
         );
     }
 
@@ -486,6 +505,14 @@ mod tests {
             ("catch_up", "true"),
             ("listen", r#"["tcp:127.0.0.1:1"]"#),
             ("fd_store_max", "1"),
+            ("memory_max", r#""512MB""#),
+            ("memory_high", r#""400MiB""#),
+            ("cpu_max", r#""50%""#),
+            ("cpu_weight", "100"),
+            ("pids_max", "256"),
+            ("io_weight", "100"),
+            ("memory_restart", r#""1G""#),
+            ("rlimits", "{ nofile = 1024 }"),
         ]
         .into();
         let fields = fields_of::<RawService>();
@@ -516,7 +543,7 @@ mod tests {
         );
         assert_eq!(
             de::<Keyword<KillMode>>(r#""all""#).unwrap_err(),
-            "unknown value `all`, expected one of `group`, `process`"
+            "unknown value `all`, expected one of `group`, `process`, `cgroup`"
         );
         assert_eq!(de::<SignalName>(r#""TERM""#).unwrap().0.name(), "SIGTERM");
         assert_eq!(

@@ -167,11 +167,15 @@ pub const SERVICE: &[Field] = &[
     },
     Field {
         name: "kill_mode",
-        ty: "`group` or `process`",
-        default: Default::Value(r#""group""#),
+        ty: "`cgroup`, `group` or `process`",
+        default: Default::Value(r#""cgroup""#),
         example: r#""process""#,
-        doc: "Whom the stop signals reach: the service's whole process group (its children \
-              too), or only its main process.",
+        doc: "Whom the stop signals reach. `cgroup`: every process in the service's cgroup, \
+              then `cgroup.kill` after `kill_timeout`; the stop is done when the cgroup is \
+              empty, so a descendant that called `setsid` cannot escape. Where runpm has no \
+              cgroup, `cgroup` acts as `group` (and `status` says why). `group`: the \
+              service's process group (its children too, but not a descendant that left \
+              the group with `setsid`). `process`: only its main process.",
     },
     Field {
         name: "autostart",
@@ -363,6 +367,79 @@ pub const SERVICE: &[Field] = &[
               is not restarted) or removed. 0: `FDSTORE=1` is refused with a warning in runpm's \
               log.",
     },
+    Field {
+        name: "memory_max",
+        ty: "size",
+        default: Default::Unset,
+        example: r#""512MB""#,
+        doc: "The most memory the service's cgroup may use (`memory.max`); above it the \
+              kernel reclaims, then OOM-kills. Sizes: `K`/`KB`, `M`/`MB`, `G`/`GB` are \
+              decimal (powers of 1000), `KiB`, `MiB`, `GiB` binary (powers of 1024). Needs \
+              the memory controller delegated to runpm; else reported as not enforced \
+              (`runpm validate`, the start-up log, `status`).",
+    },
+    Field {
+        name: "memory_high",
+        ty: "size",
+        default: Default::Unset,
+        example: r#""400MB""#,
+        doc: "Where the kernel starts throttling and reclaiming the service's memory \
+              (`memory.high`); at most `memory_max`. Needs the memory controller.",
+    },
+    Field {
+        name: "cpu_max",
+        ty: "share of one CPU (`\"50%\"`) or number of CPUs (`\"1.5\"`)",
+        default: Default::Unset,
+        example: r#""50%""#,
+        doc: "The CPU time the service may use per 100 ms (`cpu.max`): `\"50%\"` is half of \
+              one CPU, `\"1.5\"` or `\"150%\"` one and a half. Needs the cpu controller.",
+    },
+    Field {
+        name: "cpu_weight",
+        ty: "integer 1 to 10000",
+        default: Default::Unset,
+        example: "200",
+        doc: "The service's share of CPU time against its siblings when CPUs are busy \
+              (`cpu.weight`; the kernel's default is 100). Needs the cpu controller.",
+    },
+    Field {
+        name: "pids_max",
+        ty: "integer (at least 1)",
+        default: Default::Unset,
+        example: "256",
+        doc: "The most processes and threads the service may have at once (`pids.max`): a \
+              fork bomb stops there. Needs the pids controller.",
+    },
+    Field {
+        name: "io_weight",
+        ty: "integer 1 to 10000",
+        default: Default::Unset,
+        example: "50",
+        doc: "The service's share of disk I/O against its siblings (`io.weight`; default \
+              100). Needs the io controller.",
+    },
+    Field {
+        name: "memory_restart",
+        ty: "size",
+        default: Default::Unset,
+        example: r#""500MB""#,
+        doc: "Restart the service when its cgroup's memory goes above this (pm2's \
+              `max_memory_restart`). runpm sets `memory.high` to it (unless `memory_high` \
+              is set) and is woken by the kernel's `memory.events`, never by polling. \
+              Below `memory_max`. Needs the memory controller.",
+    },
+    Field {
+        name: "rlimits",
+        ty: "table of limit name to value",
+        default: Default::Unset,
+        example: r#"{ nofile = 65536, core = "unlimited", nproc = 4096, memlock = "64MB" }"#,
+        doc: "Resource limits set in the service's process before it starts (`setrlimit`), \
+              shown in `/proc/PID/limits`. Names are the `RLIMIT_*` names in lower case \
+              (`as`, `core`, `cpu`, `data`, `fsize`, `locks`, `memlock`, `msgqueue`, `nice`, \
+              `nofile`, `nproc`, `rss`, `rtprio`, `rttime`, `sigpending`, `stack`); a value \
+              is a number, a size for the byte-valued ones, `\"unlimited\"`, or \
+              `{ soft = N, hard = N }`. Raising a hard limit needs root.",
+    },
 ];
 
 /// The keys of `ready = { … }`; exactly one is given.
@@ -522,6 +599,15 @@ pub const SETTINGS: &[Field] = &[
         example: r#""/var/lib/myapp/runpm""#,
         doc: "The state directory (socket, state file, logs); relative to the config's \
               directory. `--state-dir` and `RUNPM_STATE_DIR` take precedence.",
+    },
+    Field {
+        name: "cgroups",
+        ty: "boolean",
+        default: Default::Value("true"),
+        example: "false",
+        doc: "Whether runpm puts each service in a cgroup of its own where a cgroup v2 \
+              subtree is delegated to it (`RUNPM_CGROUPS=0` also turns it off). Read at \
+              start-up.",
     },
 ];
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 use camino::Utf8PathBuf;
 use serde::{Deserialize, Serialize};
 
+pub use super::limits::{CPU_PERIOD_USEC, CpuMax, LIMIT_KEYS, Limits, RLIMITS, Rlimit};
 pub use super::listen::{Listen, ListenAddress};
 
 /// What to execute: an argv (no shell) or a `/bin/sh -c` script.
@@ -44,10 +45,20 @@ pub enum RestartPolicy {
 #[serde(rename_all = "kebab-case")]
 pub enum KillMode {
     /// Signal the whole process group the service leads.
-    #[default]
     Group,
     /// Signal only the main process.
     Process,
+    /// Signal every process in the service's cgroup, then `cgroup.kill`; the stop is done
+    /// when the cgroup is empty. Where runpm has no cgroup, it acts as `Group`.
+    #[default]
+    Cgroup,
+}
+
+impl KillMode {
+    /// Whether the stop reaches more than the main process (its group, or its cgroup).
+    pub fn reaches_group(self) -> bool {
+        self != KillMode::Process
+    }
 }
 
 /// A signal by number, shown by its name (`SIGTERM`).
@@ -164,6 +175,12 @@ pub struct ServiceSpec {
     /// How many descriptors the service may park with sd_notify `FDSTORE=1` (0: none).
     #[serde(default)]
     pub fd_store_max: u32,
+    /// cgroup limits (`memory_max`, `cpu_max`, …), applied where a controller is delegated.
+    #[serde(default, skip_serializing_if = "Limits::is_empty")]
+    pub limits: Limits,
+    /// rlimits set in the child before `exec`, by lowercased `RLIMIT_*` name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rlimits: BTreeMap<String, Rlimit>,
 }
 
 /// When a scheduled service runs, and what happens around its runs.
@@ -329,6 +346,13 @@ pub struct Settings {
     pub exit_when: Option<ExitWhen>,
     pub watch: bool,
     pub state_dir: Option<Utf8PathBuf>,
+    /// Whether runpm may use cgroups (`[runpm] cgroups = false`, or `RUNPM_CGROUPS=0`).
+    #[serde(default = "yes")]
+    pub cgroups: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for Settings {
@@ -338,6 +362,7 @@ impl Default for Settings {
             exit_when: None,
             watch: true,
             state_dir: None,
+            cgroups: true,
         }
     }
 }

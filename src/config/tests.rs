@@ -104,6 +104,7 @@ fn check_full(config: &Config, root: &Utf8Path) {
             exit_when: Some(ExitWhen::Services(vec!["web".into()])),
             watch: false,
             state_dir: Some(root.join("state")),
+            cgroups: true,
         }
     );
     let db = &config.services["db"];
@@ -159,6 +160,8 @@ fn check_full(config: &Config, root: &Utf8Path) {
         schedule: None,
         listen: Vec::new(),
         fd_store_max: 0,
+        limits: Default::default(),
+        rlimits: Default::default(),
     };
     assert_eq!(web, &expected);
     assert_eq!(config.start_order(), ["db", "web"]);
@@ -230,7 +233,7 @@ fn defaults() {
     assert_eq!(a.success_exit_codes, [0]);
     assert_eq!(a.stop_signal.name(), "SIGTERM");
     assert_eq!(a.kill_timeout, Duration::from_secs(10));
-    assert_eq!(a.kill_mode, KillMode::Group);
+    assert_eq!(a.kill_mode, KillMode::Cgroup);
     assert!(a.autostart);
     assert_eq!((&a.user, &a.group), (&None, &None));
     assert_eq!(a.ready, None);

@@ -16,6 +16,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use super::diagnostic::{Diagnostic, Diagnostics, Source};
 use super::envfile;
 use super::graph::{self, Problem};
+use super::limits::{self, Limits, Rlimit};
 use super::raw::{RawDependsOn, RawExitWhen, RawHealth, RawReady, RawService, RawSettings};
 use super::recover::Recovered;
 use super::spec::{
@@ -293,6 +294,8 @@ fn service(unit: &Unit, base_dir: &Utf8Path, diags: &mut Diagnostics) -> Service
     success_exit_codes.sort();
     success_exit_codes.dedup();
 
+    let (limits, rlimits) = resources(unit, diags);
+
     ServiceSpec {
         name: unit.name.clone(),
         command,
@@ -332,6 +335,8 @@ fn service(unit: &Unit, base_dir: &Utf8Path, diags: &mut Diagnostics) -> Service
         schedule: super::kinds::schedule(unit, diags),
         listen: listen(unit, base_dir, diags),
         fd_store_max: fd_store_max(unit, diags),
+        limits,
+        rlimits,
     }
 }
 
@@ -400,6 +405,56 @@ fn shared_addresses(units: &[Unit], base_dir: &Utf8Path, diags: &mut Diagnostics
             }
         }
     }
+}
+
+/// The cgroup limits and rlimits of a unit, each checked at its key's position.
+fn resources(unit: &Unit, diags: &mut Diagnostics) -> (Limits, BTreeMap<String, Rlimit>) {
+    let raw = &unit.raw.value;
+    let limits = Limits {
+        memory_max: raw.memory_max.map(|s| s.0),
+        memory_high: raw.memory_high.map(|s| s.0),
+        cpu_max: raw.cpu_max.map(|c| c.0),
+        cpu_weight: raw.cpu_weight.map(|w| w.0),
+        pids_max: raw.pids_max,
+        io_weight: raw.io_weight.map(|w| w.0),
+        memory_restart: raw.memory_restart.map(|s| s.0),
+    };
+    if raw.pids_max == Some(0) {
+        unit.report(
+            diags,
+            unit.at("pids_max"),
+            "`pids_max` must be at least 1".into(),
+        );
+    }
+    if let (Some(high), Some(max)) = (limits.memory_high, limits.memory_max)
+        && high > max
+    {
+        unit.report(
+            diags,
+            unit.at("memory_high"),
+            format!("`memory_high` ({high} bytes) is above `memory_max` ({max} bytes): it would never apply"),
+        );
+    }
+    if let (Some(restart), Some(max)) = (limits.memory_restart, limits.memory_max)
+        && restart >= max
+    {
+        unit.report(
+            diags,
+            unit.at("memory_restart"),
+            format!("`memory_restart` ({restart} bytes) is not below `memory_max` ({max} bytes): the kernel would kill the service before runpm restarts it"),
+        );
+    }
+    let rlimits = match &raw.rlimits {
+        None => BTreeMap::new(),
+        Some(raw) => match limits::resolve_rlimits(raw) {
+            Ok(rlimits) => rlimits,
+            Err(message) => {
+                unit.report(diags, unit.at("rlimits"), message);
+                BTreeMap::new()
+            }
+        },
+    };
+    (limits, rlimits)
 }
 
 fn check_argv(key: &str, argv: &[String]) -> Result<(), String> {
@@ -618,6 +673,7 @@ fn settings(
         exit_when,
         watch: raw.watch.unwrap_or(defaults.watch),
         state_dir: raw.state_dir.as_ref().map(|dir| absolute(base_dir, dir)),
+        cgroups: raw.cgroups.unwrap_or(defaults.cgroups),
     }
 }
 

@@ -76,6 +76,12 @@ pub(super) trait Hands {
     /// Checks that the binary runpm was started from can take over (see `reexec`): what
     /// to answer the operator, or why not.
     fn preflight_reexec(&mut self) -> Result<Response, String>;
+    /// Fills in what each service of a `status` answer uses (memory, CPU, tasks) and whether
+    /// its limits hold: read from the cgroup files or /proc now, when someone asks, never
+    /// on a timer.
+    fn account(&mut self, _sup: &Supervisor, _status: &mut crate::ipc::StatusResult) {}
+    /// Writes a running service's changed limits to its cgroup (nothing without cgroups).
+    fn apply_limits(&mut self, _service: &str, _spec: &Arc<ServiceSpec>) {}
 }
 
 /// Carries out effects through `H`, and keeps where each control request's reply goes.
@@ -199,7 +205,10 @@ impl<H: Hands> Executor<H> {
                         result,
                     })
                 }
-                Effect::Reply { token, reply } => {
+                Effect::Reply { token, mut reply } => {
+                    if let Ok(Response::Status(status)) = &mut reply {
+                        self.hands.account(sup, status);
+                    }
                     self.reply(token, reply);
                     None
                 }
@@ -255,6 +264,10 @@ impl<H: Hands> Executor<H> {
                             }
                         }
                     }
+                    None
+                }
+                Effect::ApplyLimits { service, spec } => {
+                    self.hands.apply_limits(&service, &spec);
                     None
                 }
             };

@@ -12,6 +12,7 @@
 //! - `shell.rs`: the real `Hands` (spawn, signal, probes, files, log serving, parent);
 //! - `probes.rs`, `output.rs`, `persist.rs`, `signals.rs`: one job each.
 
+mod contain;
 mod events;
 mod executor;
 mod http;

@@ -25,6 +25,7 @@ use crate::state::{self, Resume};
 use crate::notify::NotifySocket as Notify;
 use crate::supervisor::{self, Event, Jitter, News, Now, StartupReport, Supervisor};
 
+use super::contain::Containment;
 use super::executor::Executor;
 use super::persist::Persist;
 use super::probes::{Probes, Reaped};
@@ -119,12 +120,22 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
         None => notify_sockets(options.control.as_ref()),
     };
     let (internal_tx, mut internal) = mpsc::unbounded_channel::<Event>();
+    // Before the first spawn: runpm moves itself into its subtree's `supervisor/` leaf.
+    let instance = options
+        .control
+        .as_ref()
+        .map_or_else(|| config.source.to_string(), |c| c.state.dir.to_string());
+    let cgroups = crate::cgroup::set_up(config.settings.cgroups, &instance);
+    crate::cgroup::set_current(Some(cgroups.clone()));
+    let contain = Containment::new(cgroups, internal_tx.clone());
+    contain.announce(config.services.values());
 
     let mut sup = Supervisor::new(
         &config,
         options.exit_when_default.clone(),
         Jitter::from_time(),
     );
+    sup.set_cgroups(contain.cgroups.tree().is_some());
     let mut executor = Executor::new(Shell {
         logs: options.logs.clone(),
         captures: JoinSet::new(),
@@ -153,6 +164,7 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
         sockets: Default::default(),
         fd_store: Default::default(),
         pipes: Default::default(),
+        contain,
     });
     if executor.hands.parent.is_some() {
         sup.notify_parent(notify::watchdog_from_env(), Now::real());
@@ -160,6 +172,11 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
     let mut trimmed = false;
     let mut report = StartupReport::default();
     let (resume, last_known_good) = options.startup.take().unwrap_or((None, None));
+    let survivors = resume
+        .as_ref()
+        .map(|r| r.survivors.iter().map(|s| s.pid).collect())
+        .unwrap_or_default();
+    executor.hands.contain.clean_leftovers(&survivors);
     sup.set_last_known_good(last_known_good);
     let mut panics = Vec::new();
     let mut effects = match resumed.as_mut().and_then(|r| r.table.take()) {
@@ -270,6 +287,8 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
                 tokio::task::yield_now().await;
             }
             executor.hands.drain().await;
+            executor.hands.contain.release();
+            crate::cgroup::set_current(None);
             return Ok(code);
         }
         if let Some(tell) = &mut options.on_startup {

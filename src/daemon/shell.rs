@@ -25,6 +25,7 @@ use crate::report::Report;
 use crate::state::{self, SnapshotError};
 use crate::supervisor::{Event, NotifyRoute, Purpose, Supervisor};
 
+use super::contain::Containment;
 use super::events::Events;
 use super::executor::Hands;
 use super::output::RunOutput;
@@ -72,12 +73,17 @@ pub(super) struct Shell {
     pub(super) fd_store: FdStore,
     /// The output pipes being read, for a re-exec to hand on.
     pub(super) pipes: super::reexec::LivePipes,
+    /// The services' cgroups, when runpm has them.
+    pub(super) contain: Containment,
 }
 
 impl Shell {
     /// Signals a target; a survivor of an earlier daemon through its pidfd, which cannot
     /// hit a process that took over its pid.
     fn send_signal(&self, target: Target, signal: Signal) -> Result<(), String> {
+        if let Some(result) = self.contain.signal(target, signal) {
+            return result;
+        }
         if let Target::Process(pid) = target
             && let Some(pidfd) = self.survivors.get(&pid)
         {
@@ -255,13 +261,15 @@ impl Shell {
         if let Some(address) = address {
             env.extend(notify::service_env(address, spec.watchdog));
         }
+        let cgroup = self.contain.prepare(service, spec);
         self.sockets
             .prepare(service, &spec.listen)
             .map_err(|e| Arc::new(SpawnError::from(e)))?;
         let passing = Passing::of(service, &self.sockets, &self.fd_store);
         env.extend(passing.env());
-        match process::spawn_passing(spec, &env, &passing.fds) {
+        match process::spawn_passing(spec, &env, &passing.fds, cgroup.as_ref().map(|c| c.fds())) {
             Ok(spawned) => {
+                self.contain.spawned(service, spec, spawned.pid);
                 let name: Arc<str> = Arc::from(service);
                 let ready = match &spec.ready {
                     Some(Ready::Log(pattern)) => Regex::new(pattern).ok(),
@@ -315,7 +323,9 @@ impl Hands for Shell {
     }
 
     fn group_is_empty(&mut self, pgid: i32) -> bool {
-        process::group_is_empty(pgid)
+        self.contain
+            .is_empty(pgid)
+            .unwrap_or_else(|| process::group_is_empty(pgid))
     }
 
     fn probe(
@@ -368,6 +378,22 @@ impl Hands for Shell {
             pid: std::process::id(),
             binary: binary.display().to_string(),
         })
+    }
+
+    fn apply_limits(&mut self, service: &str, spec: &Arc<ServiceSpec>) {
+        self.contain.apply_limits(service, spec);
+    }
+
+    fn account(&mut self, sup: &Supervisor, status: &mut crate::ipc::StatusResult) {
+        let Some(cgroups) = crate::cgroup::current() else {
+            return;
+        };
+        for info in &mut status.services {
+            if let Some(svc) = sup.service(&info.name) {
+                info.resources = crate::cgroup::report::resources(&svc.spec, info.pid, &cgroups);
+            }
+        }
+        status.cgroups = Some(crate::cgroup::report::info(&cgroups));
     }
 
     fn notify_parent(&mut self, note: &ParentNote) {

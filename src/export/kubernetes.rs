@@ -334,6 +334,9 @@ fn container(
         );
     }
 
+    if let Some(resources) = super::resources::kubernetes(spec, warn) {
+        c.insert("resources".into(), resources);
+    }
     if role == Role::Sidecar {
         // Kubernetes restarts a sidecar whenever it exits, and starts the next init container
         // once this one's startupProbe has passed (at once without one).

@@ -14,6 +14,7 @@
 pub mod files;
 pub mod kubernetes;
 mod kubernetes_kinds;
+mod resources;
 mod sockets;
 pub mod systemd;
 mod yaml;

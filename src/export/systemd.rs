@@ -412,7 +412,7 @@ fn service_unit(
     line(
         "KillMode",
         match spec.kill_mode {
-            KillMode::Group => "control-group",
+            KillMode::Group | KillMode::Cgroup => "control-group",
             KillMode::Process => "process",
         },
     );
@@ -422,6 +422,7 @@ fn service_unit(
         "TimeoutStopSec",
         &duration(spec.kill_timeout.max(Duration::from_millis(1))),
     );
+    super::resources::systemd(spec, &mut line, &mut warn);
 
     // A scheduled service is enabled through its timer; one in a profile is not enabled.
     if !spec.profiles.is_empty() {

@@ -12,6 +12,7 @@ pub mod protocol;
 mod render;
 mod response;
 mod server;
+mod usage;
 
 pub use crate::state::{
     Claim, Fallbacks, Holder, InstanceLock, LocateError, LockError, MAX_SOCKET_PATH, RELEASE_WAIT,
@@ -25,3 +26,4 @@ pub use protocol::*;
 pub use render::*;
 pub use response::{EventsResult, Response, ScaleResult};
 pub use server::{Call, HelloInfo, IDLE_TIMEOUT, serve};
+pub use usage::{cgroups_note, format_bytes, format_cpu};

@@ -296,6 +296,10 @@ pub struct StatusResult {
     /// config could not be loaded at start-up: the config's errors. A valid reload clears it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub running_from_snapshot: Option<String>,
+    /// Whether the services run in cgroups of their own, and where, or why not (none from
+    /// a daemon that predates cgroups).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroups: Option<CgroupsInfo>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -350,6 +354,9 @@ pub struct ServiceInfo {
     /// For a scheduled service: when its last run started (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_run: Option<String>,
+    /// What it uses and whether its limits hold (see [`ResourceInfo`]).
+    #[serde(flatten, default)]
+    pub resources: ResourceInfo,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -404,4 +411,60 @@ pub struct Change {
     /// The spec fields that differ (`cmd`, `env`, …), or why else it is in the plan
     /// (`dependency db restarted`, `new`, `removed`).
     pub changed: Vec<String>,
+}
+
+/// `status`: the daemon's cgroups. `path` when enabled, `reason` when not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CgroupsInfo {
+    pub enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The controllers enabled for the services (`cpu memory pids`…).
+    #[serde(default)]
+    pub controllers: Vec<String>,
+}
+
+/// `status`, per service: what it uses now (read when asked; null when not known here)
+/// and whether its limits are enforced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceInfo {
+    /// The service's cgroup, when it has one.
+    #[serde(default)]
+    pub cgroup: Option<String>,
+    #[serde(default)]
+    pub memory_bytes: Option<u64>,
+    #[serde(default)]
+    pub memory_peak_bytes: Option<u64>,
+    #[serde(default)]
+    pub cpu_usec: Option<u64>,
+    #[serde(default)]
+    pub tasks: Option<u64>,
+    #[serde(default)]
+    pub oom_kills: Option<u64>,
+    /// False when a limit it sets cannot be enforced here; `limits_reason` says why.
+    #[serde(default = "enforced")]
+    pub limits_enforced: bool,
+    #[serde(default)]
+    pub limits_reason: Option<String>,
+}
+
+fn enforced() -> bool {
+    true
+}
+
+impl Default for ResourceInfo {
+    fn default() -> ResourceInfo {
+        ResourceInfo {
+            cgroup: None,
+            memory_bytes: None,
+            memory_peak_bytes: None,
+            cpu_usec: None,
+            tasks: None,
+            oom_kills: None,
+            limits_enforced: true,
+            limits_reason: None,
+        }
+    }
 }

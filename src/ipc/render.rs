@@ -113,7 +113,15 @@ pub fn status_style(s: &ServiceInfo) -> anstyle::Style {
 /// [`status_table`], with the STATUS cells coloured by [`status_style`] when `colour`.
 pub fn status_table_styled(services: &[ServiceInfo], colour: bool) -> String {
     let with_info = services.iter().any(|s| !info(s).is_empty());
-    let mut header = vec!["NAME", "STATUS", "PID", "UPTIME", "RESTARTS", "LAST-EXIT"];
+    let with_usage = services
+        .iter()
+        .any(|s| s.resources.memory_bytes.is_some() || s.resources.cpu_usec.is_some());
+    let mut header = vec!["NAME", "STATUS", "PID", "UPTIME", "RESTARTS"];
+    // Before LAST-EXIT, which stays the last column before INFO.
+    if with_usage {
+        header.extend(["MEM", "CPU"]);
+    }
+    header.push("LAST-EXIT");
     if with_info {
         header.push("INFO");
     }
@@ -128,8 +136,11 @@ pub fn status_table_styled(services: &[ServiceInfo], colour: bool) -> String {
                     |ms| format_uptime(Duration::from_millis(ms)),
                 ),
                 s.restarts.to_string(),
-                last_exit(&s.exits),
             ];
+            if with_usage {
+                row.extend(super::usage::cells(s));
+            }
+            row.push(last_exit(&s.exits));
             if with_info {
                 row.push(info(s));
             }
@@ -208,6 +219,9 @@ pub fn reload_plan(result: &ReloadResult) -> String {
 }
 
 fn change_line(change: &Change) -> String {
+    if change.action == "live" {
+        return format!("~ {} limits changed (applied live)", change.name);
+    }
     let sign = match change.action.as_str() {
         "started" => '+',
         "stopped" => '-',
@@ -317,6 +331,9 @@ pub fn service_detail(s: &ServiceInfo) -> String {
     if s.stopped_by_operator {
         field("stopped", "by the operator".into());
     }
+    for (key, value) in super::usage::detail(&s.resources) {
+        field(key, value);
+    }
     if s.exits.is_empty() {
         return out;
     }
@@ -370,6 +387,7 @@ mod tests {
             replica_of: None,
             next_run: None,
             last_run: None,
+            resources: Default::default(),
         }
     }
 

@@ -116,6 +116,7 @@ mod tests {
         let status = StatusResult {
             services: Vec::new(),
             running_from_snapshot: None,
+            cgroups: None,
         };
         assert_eq!(text(Response::Status(status)), r#"{"services":[]}"#);
         let logs = LogsResult {

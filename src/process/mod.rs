@@ -6,6 +6,7 @@ mod listeners;
 mod posix_spawn;
 mod reaper;
 mod resolve;
+mod rlimits;
 mod signals;
 mod spawn;
 mod sys;
@@ -14,6 +15,6 @@ mod vfork;
 
 pub use listeners::{Holder, Listener, owner as listener_owner};
 pub use reaper::{ExitStatus, reap_all};
-pub use spawn::{SpawnError, Spawned, spawn, spawn_passing, spawn_quiet};
+pub use spawn::{Cgroup, SpawnError, Spawned, spawn, spawn_in, spawn_passing, spawn_quiet};
 pub use sys::{become_subreaper, group_is_empty, is_pid1, raise_open_files_limit};
 pub use target::Target;

@@ -41,6 +41,8 @@ pub struct Request<'a> {
     pub passed: &'a [BorrowedFd<'a>],
     /// Credentials to switch to before the exec (only with `passed`; see [`super::vfork`]).
     pub credentials: Option<Credentials<'a>>,
+    /// What only the vfork path (and fork + exec) can do: see [`Extras::any`].
+    pub extras: Extras<'a>,
 }
 
 /// A user switch done in the vfork child with raw system calls.
@@ -49,6 +51,29 @@ pub struct Credentials<'a> {
     pub uid: libc::uid_t,
     pub gid: libc::gid_t,
     pub groups: &'a [libc::gid_t],
+}
+
+/// A cgroup to join and rlimits to set in the child before `exec`. `posix_spawn` can do
+/// neither, so a request with any of them takes another path where vfork cannot run.
+#[derive(Clone, Copy, Default)]
+pub struct Extras<'a> {
+    pub cgroup: Option<Cgroup<'a>>,
+    pub limits: &'a [super::rlimits::Limit],
+}
+
+/// A cgroup to start in: its directory (for clone3's `CLONE_INTO_CGROUP`) and its
+/// `cgroup.procs` open for writing (for a child that joins it before `exec`).
+#[derive(Clone, Copy)]
+pub struct Cgroup<'a> {
+    /// `None`: the child must join from inside.
+    pub dir: Option<BorrowedFd<'a>>,
+    pub procs: BorrowedFd<'a>,
+}
+
+impl Extras<'_> {
+    pub fn any(&self) -> bool {
+        self.cgroup.is_some() || !self.limits.is_empty()
+    }
 }
 
 /// Starts the process; returns its pid. Errors are the child's `chdir`/`execve` errno.
@@ -228,6 +253,7 @@ mod tests {
             stderr: Stdio::Null,
             passed: &[],
             credentials: None,
+            extras: Default::default(),
         })
         .unwrap();
         drop(tx);
@@ -257,6 +283,7 @@ mod tests {
             stderr: Stdio::Null,
             passed: &[],
             credentials: None,
+            extras: Default::default(),
         })
         .unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::NotFound);

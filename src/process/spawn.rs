@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -25,8 +25,10 @@ use nix::fcntl::{FcntlArg, OFlag, fcntl};
 
 use nix::unistd::{Gid, Uid, setgid, setgroups, setsid, setuid};
 
+pub use super::posix_spawn::Cgroup;
+use super::posix_spawn::Extras;
 use super::resolve::{DEFAULT_PATH, Unresolved, resolve};
-use super::{posix_spawn, signals, vfork};
+use super::{posix_spawn, rlimits, signals, vfork};
 use crate::config::ServiceSpec;
 
 pub struct Spawned {
@@ -59,6 +61,9 @@ pub enum SpawnError {
     /// A `listen` socket could not be bound: the service cannot start without it.
     #[error(transparent)]
     Listen(#[from] crate::activation::BindError),
+    /// The child could not be given its rlimits (the message names the limit).
+    #[error("{0}")]
+    Rlimit(String),
 }
 
 impl SpawnError {
@@ -166,15 +171,25 @@ enum Output {
 /// Starts `spec` in a new session (so it leads its own process group), stdin from
 /// /dev/null, stdout and stderr on pipes.
 pub fn spawn(spec: &ServiceSpec, extra_env: &[(String, String)]) -> Result<Spawned, SpawnError> {
-    spawn_passing(spec, extra_env, &[])
+    spawn_in(spec, extra_env, None)
 }
 
-/// As [`spawn`], with `passed` as descriptors 3, 4, … and `LISTEN_PID` set to the child's
-/// own pid (the caller sets `LISTEN_FDS` and `LISTEN_FDNAMES` in `extra_env`).
+/// [`spawn`], with the child in a cgroup from its start (see [`Cgroup`]).
+pub fn spawn_in(
+    spec: &ServiceSpec,
+    extra_env: &[(String, String)],
+    cgroup: Option<Cgroup<'_>>,
+) -> Result<Spawned, SpawnError> {
+    spawn_passing(spec, extra_env, &[], cgroup)
+}
+
+/// As [`spawn_in`], with `passed` as descriptors 3, 4, … and `LISTEN_PID` set to the
+/// child's own pid (the caller sets `LISTEN_FDS` and `LISTEN_FDNAMES` in `extra_env`).
 pub fn spawn_passing(
     spec: &ServiceSpec,
     extra_env: &[(String, String)],
     passed: &[BorrowedFd<'_>],
+    cgroup: Option<Cgroup<'_>>,
 ) -> Result<Spawned, SpawnError> {
     let other = |source| SpawnError::Other {
         program: spec.command.argv()[0].clone(),
@@ -188,7 +203,7 @@ pub fn spawn_passing(
     };
     // The write ends are closed here once the child holds its copies, so that the pipes
     // report end-of-file when the service (and whatever inherited them) is gone.
-    let pid = start(spec, extra_env, output, passed)?;
+    let pid = start(spec, extra_env, output, passed, cgroup)?;
     Ok(Spawned {
         pid,
         stdout,
@@ -199,7 +214,7 @@ pub fn spawn_passing(
 /// Starts `spec` (a probe) with its output discarded; returns the pid. The reaper collects
 /// it like any child.
 pub fn spawn_quiet(spec: &ServiceSpec) -> Result<i32, SpawnError> {
-    start(spec, &[], Output::Null, &[])
+    start(spec, &[], Output::Null, &[], None)
 }
 
 /// A pipe whose read end (ours) is non-blocking, for the runtime to poll, and whose write end
@@ -216,6 +231,7 @@ fn start(
     extra_env: &[(String, String)],
     output: Output,
     passed: &[BorrowedFd<'_>],
+    cgroup: Option<Cgroup<'_>>,
 ) -> Result<i32, SpawnError> {
     let argv = spec.command.argv();
     let program = argv[0].clone();
@@ -252,10 +268,30 @@ fn start(
             program: program.clone(),
         },
     })?;
+    rlimits::check(&spec.rlimits).map_err(SpawnError::Rlimit)?;
+    let limits = rlimits::resolve(&spec.rlimits);
+    let extras = Extras {
+        cgroup,
+        limits: &limits,
+    };
     let cwd = spec.cwd.as_std_path();
+    // Passed descriptors need the vfork path (see `vfork`), which can join a cgroup, set
+    // rlimits and switch users too; without it they cannot be passed at all.
+    let unsupported = || {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "passing sockets (`listen`, the fd store) needs Linux 5.9 or later (close_range)",
+        ))
+    };
     let result = match creds {
-        None => spawn_fast(&path, &argv, &env, cwd, &output, (passed, None)),
-        // Descriptors to pass need the vfork path (see `vfork`), which switches users too.
+        None => match spawn_fast(&path, &argv, &env, cwd, &output, (passed, None), extras) {
+            Fast::Done(result) => result,
+            // posix_spawn cannot join a cgroup or set rlimits.
+            Fast::Unsupported if passed.is_empty() => {
+                fork_exec(&path, &argv, &env, cwd, output, None, extras)
+            }
+            Fast::Unsupported => unsupported(),
+        },
         Some(creds) if !passed.is_empty() => {
             let groups: Vec<libc::gid_t> = creds.groups.iter().map(|g| g.as_raw()).collect();
             let switch = posix_spawn::Credentials {
@@ -263,23 +299,57 @@ fn start(
                 gid: creds.gid.as_raw(),
                 groups: &groups,
             };
-            spawn_fast(&path, &argv, &env, cwd, &output, (passed, Some(switch)))
+            match spawn_fast(
+                &path,
+                &argv,
+                &env,
+                cwd,
+                &output,
+                (passed, Some(switch)),
+                extras,
+            ) {
+                Fast::Done(result) => result,
+                Fast::Unsupported => unsupported(),
+            }
         }
-        Some(creds) => fork_exec(&path, &argv, &env, cwd, output, creds),
+        Some(creds) => fork_exec(&path, &argv, &env, cwd, output, Some(creds), extras),
     };
     result.map_err(|source| spawn_error(source, &program, spec))
 }
 
 /// Everything but a credentials switch: vfork-style, or `posix_spawn` where the kernel
 /// cannot (see [`super::vfork`]).
+/// What the fast path did: started (or failed to start) the process, or left it to
+/// fork + exec because neither vfork nor `posix_spawn` can do what `extras` ask.
+enum Fast {
+    Done(io::Result<i32>),
+    Unsupported,
+}
+
 fn spawn_fast(
     path: &Path,
     argv: &[String],
     env: &BTreeMap<String, String>,
     cwd: &Path,
     output: &Output,
+    passing: (&[BorrowedFd<'_>], Option<posix_spawn::Credentials<'_>>),
+    extras: Extras<'_>,
+) -> Fast {
+    match build_fast(path, argv, env, cwd, output, passing, extras) {
+        Ok(fast) => fast,
+        Err(e) => Fast::Done(Err(e)),
+    }
+}
+
+fn build_fast(
+    path: &Path,
+    argv: &[String],
+    env: &BTreeMap<String, String>,
+    cwd: &Path,
+    output: &Output,
     (passed, credentials): (&[BorrowedFd<'_>], Option<posix_spawn::Credentials<'_>>),
-) -> io::Result<i32> {
+    extras: Extras<'_>,
+) -> io::Result<Fast> {
     let c = |bytes: &[u8]| {
         CString::new(bytes).map_err(|_| {
             io::Error::new(
@@ -314,8 +384,13 @@ fn spawn_fast(
         stderr,
         passed,
         credentials,
+        extras,
     };
-    vfork::spawn(&request).unwrap_or_else(|| posix_spawn::spawn(&request))
+    Ok(match vfork::spawn(&request) {
+        Some(result) => Fast::Done(result),
+        None if extras.any() => Fast::Unsupported,
+        None => Fast::Done(posix_spawn::spawn(&request)),
+    })
 }
 
 /// The fork + exec path, for a service that switches user or group.
@@ -325,8 +400,11 @@ fn fork_exec(
     env: &BTreeMap<String, String>,
     cwd: &Path,
     output: Output,
-    creds: Credentials,
+    creds: Option<Credentials>,
+    extras: Extras<'_>,
 ) -> io::Result<i32> {
+    let cgroup = extras.cgroup.map(|c| c.procs.as_raw_fd());
+    let limits = extras.limits.to_vec();
     let mut cmd = Command::new(path);
     cmd.arg0(&argv[0])
         .args(&argv[1..])
@@ -338,19 +416,33 @@ fn fork_exec(
         Output::Pipes { stdout, stderr } => cmd.stdout(stdout).stderr(stderr),
         Output::Null => cmd.stdout(Stdio::null()).stderr(Stdio::null()),
     };
-    // SAFETY: the closure only makes async-signal-safe system calls (setsid, signal,
-    // setgroups, setgid, setuid) and allocates nothing. std itself empties the signal mask.
+    // SAFETY: the closure only makes async-signal-safe system calls (write, setrlimit,
+    // setsid, signal, setgroups, setgid, setuid) and allocates nothing. std itself empties
+    // the signal mask.
     unsafe {
         cmd.pre_exec(move || {
+            // The cgroup first, while still root: a service of another user joins it too.
+            if let Some(fd) = cgroup
+                && libc::write(fd, c"0".as_ptr().cast(), 1) != 1
+            {
+                return Err(io::Error::last_os_error());
+            }
+            for limit in &limits {
+                if rlimits::set_limit(limit) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
             setsid()?;
             // Every signal at its default, as on the other paths: an ignored one would
             // stay ignored across the exec.
             signals::set_default(u64::MAX);
-            if creds.uid != Uid::current() || !creds.groups.is_empty() {
-                setgroups(&creds.groups)?;
+            if let Some(creds) = &creds {
+                if creds.uid != Uid::current() || !creds.groups.is_empty() {
+                    setgroups(&creds.groups)?;
+                }
+                setgid(creds.gid)?;
+                setuid(creds.uid)?;
             }
-            setgid(creds.gid)?;
-            setuid(creds.uid)?;
             Ok(())
         });
     }

@@ -11,6 +11,9 @@ pub enum Target {
     Process(i32),
     /// Every process in the group whose id is this (a service leads its own group).
     Group(i32),
+    /// Every process in the cgroup of the service that leads this group. Only the daemon's
+    /// shell knows the cgroup; signalled here, without one, it is the group.
+    Cgroup(i32),
 }
 
 impl Target {
@@ -20,9 +23,11 @@ impl Target {
         let pid = match self {
             // Refuse 0 and negatives outright: kill(0) or kill(-1) would hit runpm's own
             // group or every process it may signal.
-            Target::Process(pid) | Target::Group(pid) if pid <= 1 => return Err(Errno::EINVAL),
+            Target::Process(pid) | Target::Group(pid) | Target::Cgroup(pid) if pid <= 1 => {
+                return Err(Errno::EINVAL);
+            }
             Target::Process(pid) => Pid::from_raw(pid),
-            Target::Group(pgid) => Pid::from_raw(-pgid),
+            Target::Group(pgid) | Target::Cgroup(pgid) => Pid::from_raw(-pgid),
         };
         match kill(pid, signal) {
             Ok(()) | Err(Errno::ESRCH) => Ok(()),

@@ -16,6 +16,10 @@ pub enum Action {
     Update { name: String, changed: Vec<String> },
     /// No longer in the config: forget it. A `Stop` precedes it when it was active.
     Remove { name: String },
+    /// Running, and only its cgroup limits changed (`changed`, all in
+    /// [`crate::config::LIMIT_KEYS`]): adopt the desired spec and write the limits to the
+    /// running cgroup, without a restart.
+    Live { name: String, changed: Vec<String> },
 }
 
 impl Action {
@@ -26,7 +30,8 @@ impl Action {
             | Action::Stop { name }
             | Action::Restart { name, .. }
             | Action::Update { name, .. }
-            | Action::Remove { name } => name,
+            | Action::Remove { name }
+            | Action::Live { name, .. } => name,
         }
     }
 }

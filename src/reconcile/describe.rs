@@ -37,6 +37,7 @@ pub fn describe(plan: &[Action], unchanged: usize, dry_run: bool, config: &str) 
             Action::Restart { name, reason } => {
                 push(&mut changes, name, "restarted", reason.describe());
             }
+            Action::Live { name, changed } => push(&mut changes, name, "live", changed.clone()),
         }
     }
     ReloadResult {

@@ -46,6 +46,8 @@ pub fn changed_fields(old: &ServiceSpec, new: &ServiceSpec) -> Vec<String> {
         schedule,
         listen,
         fd_store_max,
+        limits,
+        rlimits,
     } = old;
 
     let mut out: Vec<&str> = Vec::new();
@@ -100,6 +102,8 @@ pub fn changed_fields(old: &ServiceSpec, new: &ServiceSpec) -> Vec<String> {
     differs("schedule", *schedule == new.schedule);
     differs("listen", *listen == new.listen);
     differs("fd_store_max", *fd_store_max == new.fd_store_max);
+    differs("rlimits", *rlimits == new.rlimits);
+    out.extend(limits.changed_keys(&new.limits));
     out.into_iter().map(String::from).collect()
 }
 

@@ -16,6 +16,8 @@ mod state;
 mod testing;
 
 #[cfg(test)]
+mod live;
+#[cfg(test)]
 mod properties;
 
 pub use action::{Action, Reason};

@@ -11,6 +11,7 @@
 //! | absent          | not Active| —         | `Remove`                                 |
 //! | up              | Stopped   | any       | `Start` with the desired spec            |
 //! | up              | Active    | changed   | `Restart (fields)`                       |
+//! | up              | Active    | limits only | `Live (fields)`: applied to the running cgroup |
 //! | up              | Settled   | changed   | `Restart (fields)`: a config change re-arms |
 //! | up              | Active/Settled | same | nothing, or `Restart (requested)` if asked |
 //! | down            | Active    | any       | `Stop` (then `Update` if changed)        |
@@ -32,6 +33,7 @@ use super::action::{Action, Reason};
 use super::fields::changed_fields;
 use super::order::dependencies_first;
 use super::state::{Desired, Observed, RunState};
+use crate::config::LIMIT_KEYS;
 
 /// What brings a service (back) up.
 enum Launch {
@@ -50,6 +52,7 @@ pub fn plan(
     let mut removes: BTreeSet<&str> = BTreeSet::new();
     let mut updates: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     let mut launches: BTreeMap<&str, Launch> = BTreeMap::new();
+    let mut lives: BTreeMap<&str, Vec<String>> = BTreeMap::new();
 
     for (name, seen) in observed {
         if !desired.contains_key(name) {
@@ -77,8 +80,17 @@ pub fn plan(
                 launches.insert(name, Launch::Start);
             }
             (true, RunState::Active | RunState::Settled) => {
+                let live = |fields: &[String]| {
+                    seen.run == RunState::Active
+                        && !restart.contains(name)
+                        && fields.iter().all(|f| LIMIT_KEYS.contains(&f.as_str()))
+                };
                 if let Some(fields) = changed {
-                    launches.insert(name, Launch::Restart(Reason::Changed(fields)));
+                    if live(&fields) {
+                        lives.insert(name, fields);
+                    } else {
+                        launches.insert(name, Launch::Restart(Reason::Changed(fields)));
+                    }
                 } else if restart.contains(name) {
                     launches.insert(name, Launch::Restart(Reason::Requested));
                 }
@@ -96,6 +108,8 @@ pub fn plan(
 
     let start_order = dependencies_first(desired, |d| d.spec.depends_on.as_slice());
     cascade(desired, observed, &start_order, &mut launches);
+    // A restart (of a dependency) brings the new limits with the new process anyway.
+    lives.retain(|name, _| !launches.contains_key(name));
 
     let stop_order = dependencies_first(observed, |o| o.spec.depends_on.as_slice());
     let mut actions = Vec::new();
@@ -115,6 +129,12 @@ pub fn plan(
     }
     for (name, changed) in updates {
         actions.push(Action::Update {
+            name: name.into(),
+            changed,
+        });
+    }
+    for (name, changed) in lives {
+        actions.push(Action::Live {
             name: name.into(),
             changed,
         });

@@ -186,7 +186,7 @@ fn kind_rank(action: &Action) -> u8 {
     match action {
         Action::Stop { .. } => 0,
         Action::Remove { .. } => 1,
-        Action::Update { .. } => 2,
+        Action::Update { .. } | Action::Live { .. } => 2,
         Action::Start { .. } | Action::Restart { .. } => 3,
     }
 }

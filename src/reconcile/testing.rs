@@ -112,7 +112,7 @@ pub fn apply_to_observed(
             Action::Stop { .. } => {
                 table.get_mut(name).expect("stop of an unknown service").run = RunState::Stopped;
             }
-            Action::Update { .. } => {
+            Action::Update { .. } | Action::Live { .. } => {
                 let spec = desired[name].spec.clone();
                 table
                     .entry(name.into())

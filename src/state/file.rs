@@ -77,6 +77,10 @@ pub struct ServiceRecord {
     /// For a scheduled service: when its last run started (RFC 3339), for `catch_up`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_run: Option<String>,
+    /// The service's cgroup directory, when runpm uses cgroups: where a restarted daemon
+    /// looks for what is left of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
 }
 
 /// An RFC 3339 timestamp (UTC, whole seconds) for `written_at`.
@@ -209,6 +213,7 @@ fn parse_record(fields: &Fields<'_>) -> Result<ServiceRecord, StateError> {
             .unwrap_or(false),
         spec,
         last_run: fields.optional("last_run", "an RFC 3339 time or null")?,
+        cgroup: fields.optional("cgroup", "a string or null")?,
     })
 }
 

@@ -26,6 +26,7 @@ pub fn record(name: &str, status: &str, pid: Option<(i32, u64)>) -> ServiceRecor
         completed: false,
         spec: spec(name),
         last_run: None,
+        cgroup: None,
     }
 }
 

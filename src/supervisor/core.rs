@@ -21,7 +21,7 @@ use nix::sys::signal::Signal as NixSignal;
 use std::collections::BTreeSet;
 
 use crate::config::{Config, ExitWhen, KillMode, Settings, Signal, dependency_order};
-use crate::process::{ExitStatus, Target};
+use crate::process::ExitStatus;
 use crate::reconcile::Desired;
 use crate::state::{Resume, ServiceRecord, Survivor};
 
@@ -79,6 +79,8 @@ pub struct Supervisor {
     scaled: BTreeMap<String, crate::config::Scaled>,
     /// What `runpm up` selected (profiles, named services): carried across a re-exec.
     selection: crate::config::Selection,
+    /// Whether each service runs in a cgroup of its own (see `contain`).
+    cgroups: bool,
 }
 
 const SIGKILL: Signal = Signal(NixSignal::SIGKILL);
@@ -104,6 +106,7 @@ impl Supervisor {
             replicated: config.replicated.clone(),
             scaled: BTreeMap::new(),
             selection: config.selection.clone(),
+            cgroups: false,
         }
     }
 
@@ -234,7 +237,8 @@ impl Supervisor {
                 "leaving it stopped"
             }
         );
-        stop::push_stop_signal(&s.name, run.target(svc.spec.kill_mode), signal, fx);
+        let mode = contain::effective(svc.spec.kill_mode, self.cgroups);
+        stop::push_stop_signal(&s.name, run.target(mode), signal, fx);
         self.reports.push(Report::about(
             &s.name,
             now.wall,
@@ -278,6 +282,7 @@ impl Supervisor {
                 last_run: s
                     .last_run
                     .map(|t| humantime::format_rfc3339_millis(t).to_string()),
+                cgroup: crate::cgroup::service_path(&s.name),
             })
             .collect()
     }
@@ -535,6 +540,9 @@ impl Supervisor {
                     }
                 }
             }
+            Event::MemoryExceeded { service, pid } => {
+                self.on_memory_exceeded(&service, pid, now, fx)
+            }
         }
     }
 
@@ -588,9 +596,11 @@ impl Supervisor {
             }
             return;
         };
+        let cgroups = self.cgroups;
         let Some(svc) = self.services.get_mut(&name) else {
             return;
         };
+        let mode = contain::effective(svc.spec.kill_mode, cgroups);
         match &mut svc.phase {
             Phase::Running(run) => {
                 Supervisor::end_probe(&name, run, fx);
@@ -600,16 +610,18 @@ impl Supervisor {
                     "{name}: {status} after {}",
                     humantime::format_duration(round_ms(uptime))
                 );
-                svc.record_exit(run.pid, status, now.wall, uptime, EndReason::Exited, None);
+                let reason = contain::end_reason(&name, mode, status);
+                svc.record_exit(run.pid, status, now.wall, uptime, reason, None);
+                let oom = reason == EndReason::OomKilled;
                 self.reports
-                    .push(report::exited(&name, run.pid, status, uptime, now));
-                if svc.spec.kill_mode == KillMode::Group {
+                    .push(report::exited(&name, run.pid, status, uptime, oom, now));
+                if mode.reaches_group() {
                     // Whatever the main process left behind in its group goes with it, so a
                     // restart never runs beside leftovers of the previous run. The group id
                     // cannot have been reused yet: its members, if any, still hold it.
                     fx.push(Effect::Signal {
                         service: name.clone(),
-                        target: Target::Group(run.pgid),
+                        target: run.target(mode),
                         signal: SIGKILL,
                     });
                 }
@@ -622,15 +634,18 @@ impl Supervisor {
             }
             Phase::Stopping(stop) => {
                 stop.main_exit = Some(status);
-                if svc.spec.kill_mode == KillMode::Group && stop.orphaned {
-                    let pgid = stop.run.pgid;
+                if mode.reaches_group() && stop.orphaned {
                     fx.push(Effect::Signal {
                         service: name.clone(),
-                        target: Target::Group(pgid),
+                        target: stop.run.target(mode),
                         signal: SIGKILL,
                     });
                     self.finish_stop(&name, now);
-                } else if svc.spec.kill_mode == KillMode::Group && stop.kill != Kill::Forced {
+                } else if mode == KillMode::Cgroup
+                    || (mode == KillMode::Group && stop.kill != Kill::Forced)
+                {
+                    // A cgroup's stop is done when the cgroup is empty, forced or not: its
+                    // emptiness is an event, so no process of it can outlive the stop.
                     fx.push(Effect::CheckGroup {
                         service: name.clone(),
                         pgid: stop.run.pgid,
@@ -1008,6 +1023,7 @@ fn round_ms(d: Duration) -> Duration {
 
 mod apply;
 pub(crate) mod carry;
+mod contain;
 mod operator;
 mod parent;
 mod readiness;

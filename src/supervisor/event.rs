@@ -111,6 +111,9 @@ pub enum Event {
     },
     /// SIGUSR2: re-execute runpm (as `runpmctl reexec`, with nobody to answer).
     Reexec,
+    /// The cgroup of process `pid` of `service` went above its `memory_restart` (a
+    /// `memory.events` notification).
+    MemoryExceeded { service: String, pid: i32 },
 }
 
 /// Which sd_notify socket a service is told about.
@@ -256,6 +259,11 @@ pub enum Effect {
     Reexec {
         token: Option<u64>,
         table: Box<super::CarriedTable>,
+    },
+    /// Write the service's limits to its running cgroup (a reload changed only them).
+    ApplyLimits {
+        service: String,
+        spec: Arc<ServiceSpec>,
     },
 }
 

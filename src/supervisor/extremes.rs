@@ -215,7 +215,7 @@ impl World {
                 }
                 Effect::Signal { target, signal, .. } => {
                     let pid = match target {
-                        Target::Process(pid) | Target::Group(pid) => pid,
+                        Target::Process(pid) | Target::Group(pid) | Target::Cgroup(pid) => pid,
                     };
                     let kill = signal.0 == nix::sys::signal::Signal::SIGKILL;
                     if (kill || !self.stubborn) && self.alive.remove(&pid).is_some() {
@@ -226,6 +226,7 @@ impl World {
                     }
                     None
                 }
+                Effect::ApplyLimits { .. } => None,
                 Effect::CheckGroup { service, pgid } => {
                     (!self.alive.contains_key(&pgid)).then_some(Event::GroupEmpty { service, pgid })
                 }

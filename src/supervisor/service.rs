@@ -188,6 +188,7 @@ impl Run {
         match mode {
             KillMode::Group => Target::Group(self.pgid),
             KillMode::Process => Target::Process(self.pid),
+            KillMode::Cgroup => Target::Cgroup(self.pgid),
         }
     }
 

@@ -59,6 +59,8 @@ pub enum EndReason {
     /// runpm ended it because it failed while running: never ready, failed health checks,
     /// a missed watchdog (the record's `detail` says which).
     Failed,
+    /// The kernel's OOM killer ended it (its cgroup's `memory.events` counted the kill).
+    OomKilled,
 }
 
 /// One ended run of a service.

@@ -122,6 +122,17 @@ const RUNPM_EXTRA: &[Block<'static>] = &[
     ),
     Block::Item("RUNPM_LOG_FORMAT", "The default of `--log-format`."),
     Block::Item(
+        "RUNPM_CGROUPS",
+        "`0` turns cgroups off, as `[runpm] cgroups = false` does: services stop by process \
+         group and their limits are reported as not enforced.",
+    ),
+    Block::Item(
+        "RUNPM_CGROUP_ROOT",
+        "A directory to take as runpm's own cgroup instead of the one `/proc/self/cgroup` \
+         names (a delegated directory elsewhere, or a test of the message when no cgroup is \
+         writable).",
+    ),
+    Block::Item(
         "NO_COLOR",
         "When set and not empty, the log prefixes are never coloured (an empty NO_COLOR \
          counts as unset).",
@@ -401,6 +412,15 @@ const RUNPMCTL_EXTRA: &[Block<'static>] = &[
     Block::Paragraph(
         "`status --check` exits 0 when every named service (default: every service that \
          should run) is running or completed successfully, 1 otherwise, printing the others.",
+    ),
+    Block::Paragraph(
+        "Where runpm runs each service in a cgroup of its own, `status` adds MEM and CPU \
+         columns (memory now, CPU time) and `status NAME` the cgroup, peak memory, tasks and \
+         OOM kills; `status --json` has them per service (`memory_bytes`, \
+         `memory_peak_bytes`, `cpu_usec`, `tasks`, `oom_kills`, `limits_enforced`, \
+         `limits_reason`) and says `cgroups: {enabled, path | reason}` for the daemon. \
+         Without cgroups the table ends with `cgroups: not in use (REASON)`, and usage is \
+         summed from /proc over the service's process group.",
     ),
     Block::Section("ENVIRONMENT"),
     Block::Item(

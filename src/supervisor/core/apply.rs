@@ -106,6 +106,10 @@ impl Supervisor {
                         svc.want = Want::Remove;
                     }
                 }
+                // The limits are written by the `ApplyLimits` effect the reload pushed.
+                Action::Live { name, .. } => {
+                    self.adopt(&name, desired, now);
+                }
             }
         }
         self.reorder();
@@ -229,6 +233,16 @@ impl Supervisor {
         }
         self.source = config.source.to_string();
         self.report_reload(&plan, unchanged, now);
+        for action in &plan {
+            if let reconcile::Action::Live { name, .. } = action
+                && let Some(want) = desired.get(name)
+            {
+                fx.push(Effect::ApplyLimits {
+                    service: name.clone(),
+                    spec: want.spec.clone(),
+                });
+            }
+        }
         // The reply waits until the plan is carried out, so `runpmctl reload && curl …`
         // talks to the new version.
         let targets: Vec<(String, Op)> = plan
@@ -237,7 +251,7 @@ impl Supervisor {
                 Action::Start { name } => Some((name.clone(), Op::Start)),
                 Action::Restart { name, .. } => Some((name.clone(), Op::Restart)),
                 Action::Stop { name } | Action::Remove { name } => Some((name.clone(), Op::Stop)),
-                Action::Update { .. } => None,
+                Action::Update { .. } | Action::Live { .. } => None,
             })
             .collect();
         self.apply(plan, &desired, now);

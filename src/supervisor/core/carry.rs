@@ -374,6 +374,7 @@ fn reason_word(reason: EndReason) -> &'static str {
         EndReason::Stopped => "stopped",
         EndReason::SpawnFailed => "spawn-failed",
         EndReason::Failed => "failed",
+        EndReason::OomKilled => "oom-killed",
     }
 }
 
@@ -382,6 +383,7 @@ fn reason_of(word: &str) -> EndReason {
         "stopped" => EndReason::Stopped,
         "spawn-failed" => EndReason::SpawnFailed,
         "failed" => EndReason::Failed,
+        "oom-killed" => EndReason::OomKilled,
         _ => EndReason::Exited,
     }
 }

@@ -124,6 +124,7 @@ pub(crate) fn service_info(svc: &Service, now: Now) -> ServiceInfo {
                 EndReason::Stopped => "stopped",
                 EndReason::SpawnFailed => "spawn-failed",
                 EndReason::Failed => "failed",
+                EndReason::OomKilled => "oom-killed",
             }
             .into(),
             detail: e.detail.clone(),
@@ -159,6 +160,7 @@ pub(crate) fn service_info(svc: &Service, now: Now) -> ServiceInfo {
             .and_then(|c| c.next)
             .map(|(wall, _)| rfc3339(wall)),
         last_run: svc.clock.as_ref().and_then(|c| c.last_run).map(rfc3339),
+        resources: Default::default(),
     }
 }
 
@@ -457,9 +459,12 @@ impl Supervisor {
             })
             .collect();
         let running_from_snapshot = self.last_known_good.clone();
+        // What the services use is read by the shell as it sends the answer (see
+        // `Hands::account`): the core reads no files.
         Response::Status(StatusResult {
             services,
             running_from_snapshot,
+            cgroups: None,
         })
     }
 
@@ -593,6 +598,12 @@ pub(super) fn describe_action(action: &reconcile::Action) -> String {
         Action::Remove { name } => format!("- {name} removed"),
         Action::Update { name, changed } => {
             format!("~ {name} updated ({} changed)", changed.join(", "))
+        }
+        Action::Live { name, changed } => {
+            format!(
+                "~ {name} limits changed (applied live: {})",
+                changed.join(", ")
+            )
         }
         Action::Restart { name, reason } => match reason {
             Reason::Changed(fields) => {

@@ -30,12 +30,14 @@ impl Supervisor {
     }
 }
 
-/// `exited`: the main process of `name` ended on its own.
+/// `exited`: the main process of `name` ended on its own (`oom`: by the kernel's OOM
+/// killer, as its cgroup counted).
 pub(super) fn exited(
     name: &str,
     pid: i32,
     status: ExitStatus,
     uptime: Duration,
+    oom: bool,
     now: Now,
 ) -> Report {
     let signal = status.signal().map(|sig| {
@@ -43,6 +45,7 @@ pub(super) fn exited(
             .map_or_else(|_| format!("signal {sig}"), |s| s.as_str().to_owned())
     });
     let reason = match status {
+        _ if oom => "oom-killed",
         ExitStatus::Signal(_) => "signal",
         ExitStatus::Code(_) | ExitStatus::Unknown => "exited",
     };
@@ -68,6 +71,11 @@ pub(super) fn planned(action: &Action, now: Now) -> Report {
         Action::Update { name, changed } => (
             name,
             "updated",
+            Some(format!("{} changed", changed.join(", "))),
+        ),
+        Action::Live { name, changed } => (
+            name,
+            "limits changed (applied live)",
             Some(format!("{} changed", changed.join(", "))),
         ),
         Action::Restart { name, reason } => {

@@ -128,10 +128,11 @@ impl Supervisor {
 
     /// SIGKILL, at once, for a service that is running or stopping.
     pub(super) fn kill_now(&mut self, name: &str, now: Now, fx: &mut Vec<Effect>) {
+        let cgroups = self.cgroups;
         let Some(svc) = self.services.get_mut(name) else {
             return;
         };
-        let mode = svc.spec.kill_mode;
+        let mode = super::contain::effective(svc.spec.kill_mode, cgroups);
         match &mut svc.phase {
             Phase::Running(run) => {
                 Supervisor::end_probe(name, run, fx);
@@ -156,7 +157,13 @@ impl Supervisor {
                     target: st.run.target(mode),
                     signal: SIGKILL,
                 });
-                if st.main_exit.is_some() {
+                if st.main_exit.is_some() && mode == crate::config::KillMode::Cgroup {
+                    // Done when the cgroup says it is empty.
+                    fx.push(Effect::CheckGroup {
+                        service: name.into(),
+                        pgid: st.run.pgid,
+                    });
+                } else if st.main_exit.is_some() {
                     self.finish_stop(name, now);
                 }
             }
@@ -171,6 +178,7 @@ impl Supervisor {
         now: Now,
         fx: &mut Vec<Effect>,
     ) {
+        let cgroups = self.cgroups;
         let Some(svc) = self.services.get_mut(name) else {
             return;
         };
@@ -179,7 +187,7 @@ impl Supervisor {
         };
         Supervisor::end_probe(name, &mut run, fx);
         let signal = svc.spec.stop_signal;
-        let target = run.target(svc.spec.kill_mode);
+        let target = run.target(super::contain::effective(svc.spec.kill_mode, cgroups));
         tracing::info!("{name}: stopping ({})", signal.name());
         push_stop_signal(name, target, signal, fx);
         self.reports.push(Report::about(

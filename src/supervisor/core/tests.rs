@@ -8,6 +8,7 @@ use nix::sys::signal::Signal as Nix;
 use super::*;
 use crate::config::{Condition, ExitWhen, RestartPolicy, ServiceSpec};
 use crate::ipc::ProtocolError;
+use crate::process::Target;
 use crate::supervisor::ProbeFailure;
 use crate::supervisor::{Phase, Status};
 use crate::testing::spec;
