@@ -184,6 +184,14 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
             let (resumed_sup, effects) =
                 Supervisor::resume(table, Jitter::from_time(), Now::real());
             sup = resumed_sup;
+            // The same cgroups (`Tree::take` finds runpm already in its leaf): stops of the
+            // services carried over wait for their cgroups again.
+            sup.set_cgroups(executor.hands.contain.cgroups.tree().is_some());
+            for (name, svc) in sup.services() {
+                if let Some(pid) = svc.pid() {
+                    executor.hands.contain.spawned(name, &svc.spec, pid);
+                }
+            }
             if let Some(r) = resumed.take() {
                 panics = r.panics.clone();
                 take_back(&mut executor.hands, r);
