@@ -266,4 +266,33 @@ mod tests {
         // Already empty: answered at once, nothing reported later.
         assert!(watcher.until_empty(dir.path(), "web", 43).unwrap());
     }
+
+    #[tokio::test]
+    async fn memory_above_the_restart_value_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |f: &str, t: &str| std::fs::write(dir.path().join(f), t).unwrap();
+        write("memory.events", "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n");
+        write("memory.current", "1000\n");
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let watcher = Events::new(move |n| {
+            let _ = tx.send(n);
+        })
+        .unwrap();
+        watcher.memory(dir.path(), "web", 7, 5000).unwrap();
+        // A `high` event below the restart value (memory_high is lower): nothing.
+        write("memory.events", "low 0\nhigh 1\nmax 0\noom 0\noom_kill 0\n");
+        // Then above it.
+        write("memory.current", "6000\n");
+        write("memory.events", "low 0\nhigh 2\nmax 0\noom 0\noom_kill 0\n");
+        let notice = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap();
+        assert_eq!(
+            notice,
+            Some(Notice::MemoryHigh {
+                service: "web".into(),
+                pid: 7
+            })
+        );
+    }
 }
