@@ -176,7 +176,10 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
         .as_ref()
         .map(|r| r.survivors.iter().map(|s| s.pid).collect())
         .unwrap_or_default();
-    executor.hands.contain.clean_leftovers(&survivors);
+    // After a re-exec what is in the services' cgroups is ours, still supervised.
+    if resumed.is_none() {
+        executor.hands.contain.clean_leftovers(&survivors);
+    }
     sup.set_last_known_good(last_known_good);
     let mut panics = Vec::new();
     let mut effects = match resumed.as_mut().and_then(|r| r.table.take()) {
