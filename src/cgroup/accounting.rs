@@ -3,6 +3,7 @@
 //! processes of its cgroup, or of its process group without one). Read only when someone
 //! asks (`runpmctl status`): nothing here runs on a timer.
 
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use super::tree::keyed;
@@ -45,19 +46,31 @@ pub fn of_cgroup(dir: &Path) -> Usage {
     }
 }
 
-/// The members of process group `pgid`, from `/proc`.
-pub fn group_members(pgid: i32) -> Vec<i32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+/// The usage of each process group in `pgids`, summed over its members, from one pass over
+/// `/proc`: asking per group would read every process once per service.
+pub fn of_groups(pgids: &HashSet<i32>) -> HashMap<i32, Usage> {
+    let mut members: HashMap<i32, Vec<i32>> = HashMap::new();
+    if !pgids.is_empty()
+        && let Ok(entries) = std::fs::read_dir("/proc")
+    {
+        for pid in entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        {
+            let pgrp = std::fs::read_to_string(format!("/proc/{pid}/stat"))
                 .ok()
                 .and_then(|s| stat(&s))
-                .is_some_and(|s| s.pgrp == pgid)
+                .map(|s| s.pgrp);
+            if let Some(pgrp) = pgrp.filter(|g| pgids.contains(g)) {
+                members.entry(pgrp).or_default().push(pid);
+            }
+        }
+    }
+    pgids
+        .iter()
+        .map(|&pgid| {
+            let pids = members.get(&pgid).map_or(&[][..], Vec::as_slice);
+            (pgid, of_processes(pids))
         })
         .collect()
 }
@@ -125,6 +138,20 @@ fn stat(text: &str) -> Option<Stat> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_pass_over_proc_sums_each_asked_group() {
+        // SAFETY: getpgrp has no preconditions.
+        let own = unsafe { libc::getpgrp() };
+        let gone = i32::MAX;
+        let usage = of_groups(&[own, gone].into_iter().collect());
+        let mine = usage[&own];
+        assert!(mine.tasks.is_some_and(|t| t >= 1), "{mine:?}");
+        assert!(mine.memory_bytes.is_some_and(|m| m > 0), "{mine:?}");
+        // A group with no process: nothing in it, rather than no answer.
+        assert_eq!(usage[&gone].tasks, Some(0));
+        assert_eq!(usage.len(), 2);
+    }
 
     #[test]
     fn parses_stat_after_the_last_paren() {

@@ -35,18 +35,21 @@ pub fn unenforced(spec: &ServiceSpec, cgroups: &Cgroups) -> Option<String> {
 }
 
 /// One service's resources: from its cgroup, or from its process group `pgid` in `/proc`
-/// (none when it has no process).
-pub fn resources(spec: &ServiceSpec, pgid: Option<i32>, cgroups: &Cgroups) -> ResourceInfo {
+/// (`groups`, read for every service at once with [`accounting::of_groups`]; none when it
+/// has no process).
+pub fn resources(
+    spec: &ServiceSpec,
+    pgid: Option<i32>,
+    cgroups: &Cgroups,
+    groups: &std::collections::HashMap<i32, accounting::Usage>,
+) -> ResourceInfo {
     let (cgroup, usage) = match cgroups {
         Cgroups::Enabled(tree) => {
             let dir = tree.service_dir(&spec.name);
             let usage = dir.is_dir().then(|| accounting::of_cgroup(&dir));
             (Some(dir.display().to_string()), usage)
         }
-        Cgroups::Disabled { .. } => (
-            None,
-            pgid.map(|pgid| accounting::of_processes(&accounting::group_members(pgid))),
-        ),
+        Cgroups::Disabled { .. } => (None, pgid.and_then(|pgid| groups.get(&pgid).copied())),
     };
     let usage = usage.unwrap_or_default();
     let reason = unenforced(spec, cgroups);

@@ -388,9 +388,16 @@ impl Hands for Shell {
         let Some(cgroups) = crate::cgroup::current() else {
             return;
         };
+        let groups = match &cgroups {
+            crate::cgroup::Cgroups::Enabled(_) => Default::default(),
+            crate::cgroup::Cgroups::Disabled { .. } => crate::cgroup::accounting::of_groups(
+                &status.services.iter().filter_map(|s| s.pid).collect(),
+            ),
+        };
         for info in &mut status.services {
             if let Some(svc) = sup.service(&info.name) {
-                info.resources = crate::cgroup::report::resources(&svc.spec, info.pid, &cgroups);
+                info.resources =
+                    crate::cgroup::report::resources(&svc.spec, info.pid, &cgroups, &groups);
             }
         }
         status.cgroups = Some(crate::cgroup::report::info(&cgroups));
