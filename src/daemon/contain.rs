@@ -145,6 +145,17 @@ impl Containment {
         tree.service_dir(name).is_dir().then(|| name.to_owned())
     }
 
+    /// Whether the kernel's OOM killer ended `pid`, a service's main process that `status`
+    /// says SIGKILL ended: its cgroup counted a kill since the run started.
+    pub fn oom_killed(&self, pid: i32, status: crate::process::ExitStatus) -> bool {
+        if status != crate::process::ExitStatus::Signal(libc::SIGKILL) {
+            return false;
+        }
+        self.by_pgid
+            .get(&pid)
+            .is_some_and(|service| crate::cgroup::oom_killed(service))
+    }
+
     /// Carries out a signal to a [`Target::Cgroup`]; `None` for any other target, or when
     /// the cgroup is unknown (the caller then signals the group).
     pub fn signal(&self, target: Target, signal: Signal) -> Option<Result<(), String>> {

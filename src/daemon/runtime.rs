@@ -344,10 +344,19 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
             biased;
             _ = sigchld.recv() => process::reap_all()
                 .into_iter()
-                .filter_map(|(pid, status)| match executor.hands.probes.reaped(pid, status) {
-                    Reaped::NotAProbe => Some(Event::ChildExited { pid, status }),
-                    Reaped::Done(event) => Some(*event),
-                    Reaped::Killed => None,
+                .flat_map(|(pid, status)| match executor.hands.probes.reaped(pid, status) {
+                    Reaped::NotAProbe => {
+                        let oom = executor
+                            .hands
+                            .contain
+                            .oom_killed(pid, status)
+                            .then_some(Event::OomKilled { pid });
+                        oom.into_iter()
+                            .chain([Event::ChildExited { pid, status }])
+                            .collect()
+                    }
+                    Reaped::Done(event) => vec![*event],
+                    Reaped::Killed => Vec::new(),
                 })
                 .collect(),
             received = signals.recv() => match received {

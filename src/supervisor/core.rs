@@ -81,6 +81,8 @@ pub struct Supervisor {
     selection: crate::config::Selection,
     /// Whether each service runs in a cgroup of its own (see `contain`).
     cgroups: bool,
+    /// The pid whose exit comes next and was the OOM killer's doing (`Event::OomKilled`).
+    oom_killed: Option<i32>,
 }
 
 const SIGKILL: Signal = Signal(NixSignal::SIGKILL);
@@ -107,6 +109,7 @@ impl Supervisor {
             scaled: BTreeMap::new(),
             selection: config.selection.clone(),
             cgroups: false,
+            oom_killed: None,
         }
     }
 
@@ -543,6 +546,7 @@ impl Supervisor {
             Event::MemoryExceeded { service, pid } => {
                 self.on_memory_exceeded(&service, pid, now, fx)
             }
+            Event::OomKilled { pid } => self.oom_killed = Some(pid),
         }
     }
 
@@ -597,6 +601,7 @@ impl Supervisor {
             return;
         };
         let cgroups = self.cgroups;
+        let oom = self.oom_killed.take() == Some(pid);
         let Some(svc) = self.services.get_mut(&name) else {
             return;
         };
@@ -610,7 +615,7 @@ impl Supervisor {
                     "{name}: {status} after {}",
                     humantime::format_duration(round_ms(uptime))
                 );
-                let reason = contain::end_reason(&name, mode, status);
+                let reason = contain::end_reason(mode, status, oom);
                 svc.record_exit(run.pid, status, now.wall, uptime, reason, None);
                 let oom = reason == EndReason::OomKilled;
                 self.reports

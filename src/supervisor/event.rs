@@ -114,6 +114,9 @@ pub enum Event {
     /// The cgroup of process `pid` of `service` went above its `memory_restart` (a
     /// `memory.events` notification).
     MemoryExceeded { service: String, pid: i32 },
+    /// The kernel's OOM killer ended process `pid` (its cgroup's `oom_kill` count grew):
+    /// told by the shell just before that pid's `ChildExited`, which it qualifies.
+    OomKilled { pid: i32 },
 }
 
 /// Which sd_notify socket a service is told about.

@@ -2,9 +2,9 @@
 //! that the kernel's OOM killer ended is recorded, and the restart `memory_restart` asks
 //! for.
 //!
-//! The core stays pure except for one question asked of [`crate::cgroup`] when a run ends
-//! by SIGKILL (did the OOM killer count a kill in its cgroup?): it costs one small file
-//! read, only for such runs.
+//! The core reads nothing itself: whether the OOM killer ended a run is told by the shell
+//! (`Event::OomKilled`, just before that run's exit), which reads the cgroup's
+//! `memory.events` only for runs that SIGKILL ended.
 
 use crate::config::KillMode;
 use crate::process::ExitStatus;
@@ -22,11 +22,11 @@ pub(super) fn effective(mode: KillMode, cgroups: bool) -> KillMode {
     }
 }
 
-/// How a run that ended by itself is recorded: `oom-killed` when SIGKILL ended it and its
-/// cgroup's `oom_kill` count grew since it started.
-pub(super) fn end_reason(service: &str, mode: KillMode, status: ExitStatus) -> EndReason {
+/// How a run that ended by itself is recorded: `oom-killed` when SIGKILL ended it and the
+/// shell saw its cgroup's `oom_kill` count grow (`oom`).
+pub(super) fn end_reason(mode: KillMode, status: ExitStatus, oom: bool) -> EndReason {
     let killed = status == ExitStatus::Signal(nix::sys::signal::Signal::SIGKILL as i32);
-    if killed && mode == KillMode::Cgroup && crate::cgroup::oom_killed(service) {
+    if killed && mode == KillMode::Cgroup && oom {
         EndReason::OomKilled
     } else {
         EndReason::Exited

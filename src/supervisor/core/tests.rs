@@ -2521,3 +2521,31 @@ fn start_runs_a_scheduled_service_now() {
     );
     assert_eq!(spawned(&fx), ["job"]);
 }
+
+#[test]
+fn a_run_the_shell_says_the_oom_killer_ended_is_recorded_as_oom_killed() {
+    let mut web = spec("web");
+    web.kill_mode = crate::config::KillMode::Cgroup;
+    let mut h = Harness::new(vec![web, spec("other")]);
+    h.sup.set_cgroups(true);
+    let fx = h.start_all();
+    h.settle(fx);
+    let pid = h.pid("web");
+    let fx = h.sup.handle(Event::OomKilled { pid }, h.now());
+    assert!(fx.is_empty(), "{fx:?}");
+    let fx = h.exit("web", ExitStatus::Signal(9));
+    h.settle(fx);
+    let reason =
+        |h: &Harness, name: &str| h.sup.service(name).unwrap().exits.back().unwrap().reason;
+    assert_eq!(
+        reason(&h, "web"),
+        crate::supervisor::status::EndReason::OomKilled
+    );
+    // The fact was about that pid only: another SIGKILL is a plain exit.
+    let fx = h.exit("other", ExitStatus::Signal(9));
+    h.settle(fx);
+    assert_eq!(
+        reason(&h, "other"),
+        crate::supervisor::status::EndReason::Exited
+    );
+}
