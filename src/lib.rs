@@ -29,6 +29,7 @@ pub mod metrics;
 pub mod notify;
 pub mod owner;
 pub mod process;
+pub mod quote;
 pub mod reconcile;
 pub mod reexec;
 pub mod report;

@@ -724,23 +724,9 @@ pub fn exec_word(word: &str) -> String {
 
 /// `"…"` with C escapes, as systemd's unquoting reads it.
 pub fn quote(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() + 2);
-    out.push('"');
-    for c in value.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if c.is_ascii_control() => {
-                let _ = write!(out, "\\x{:02x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    crate::quote::double_quoted(value, |c| {
+        c.is_ascii_control().then(|| format!("\\x{:02x}", c as u32))
+    })
 }
 
 /// `%` doubled, so systemd does not read it as a specifier.

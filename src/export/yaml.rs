@@ -10,8 +10,6 @@
 //! not one of YAML 1.1's booleans or null. Multi-line strings (shell scripts) are written as
 //! literal blocks, so they stay readable.
 
-use std::fmt::Write as _;
-
 use serde_json::Value;
 
 /// `value` as a YAML document (no leading `---`), ending with a newline.
@@ -187,23 +185,9 @@ fn is_special_break(c: char) -> bool {
 
 /// A double-quoted scalar; its escapes are a subset both YAML versions share with JSON.
 fn double_quoted(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if c.is_control() || is_special_break(c) => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    crate::quote::double_quoted(s, |c| {
+        crate::quote::unicode_escape(c, false, is_special_break)
+    })
 }
 
 #[cfg(test)]
