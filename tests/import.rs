@@ -596,3 +596,14 @@ fn two_inputs_with_the_same_service_name_are_refused() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_file_that_is_not_utf8_fails_with_the_position_of_the_bad_byte() {
+    let p = Project::new(secs(60));
+    std::fs::write(p.file("Procfile"), b"web: ok\nworker: caf\xe9 run\n").unwrap();
+    let stderr = import_fails(&p, &["Procfile"]);
+    assert!(
+        stderr.contains("Procfile:2:12: byte 0xe9 is not UTF-8: save the file as UTF-8"),
+        "{stderr}"
+    );
+}

@@ -91,24 +91,34 @@ fn read(path: &Utf8Path, diags: &mut Diagnostics) -> Option<Rc<Source>> {
     }
 }
 
-/// Where the first byte that is not UTF-8 is: its line, and its column in characters (what
-/// comes before it on its line is valid UTF-8).
-fn not_utf8(path: &Utf8Path, bytes: &[u8], at: usize) -> Diagnostic {
-    let before = &bytes[..at];
+/// Where the first byte that is not UTF-8 (at `at`) is: its 1-based line, its column in
+/// characters (what comes before it on its line is valid UTF-8), and what to say of it.
+pub fn utf8_error_position(bytes: &[u8], at: usize) -> (usize, usize, String) {
+    let before = &bytes[..at.min(bytes.len())];
     let line_start = before
         .iter()
         .rposition(|&b| b == b'\n')
         .map_or(0, |i| i + 1);
     let column = std::str::from_utf8(&before[line_start..]).map_or(1, |s| s.chars().count() + 1);
+    let message = format!(
+        "byte 0x{:02x} is not UTF-8: save the file as UTF-8",
+        bytes.get(at).copied().unwrap_or(0)
+    );
+    (
+        before.iter().filter(|&&b| b == b'\n').count() + 1,
+        column,
+        message,
+    )
+}
+
+fn not_utf8(path: &Utf8Path, bytes: &[u8], at: usize) -> Diagnostic {
+    let (line, column, message) = utf8_error_position(bytes, at);
     Diagnostic {
         file: path.to_owned(),
-        line: Some(before.iter().filter(|&&b| b == b'\n').count() + 1),
+        line: Some(line),
         column: Some(column),
         service: None,
-        message: format!(
-            "byte 0x{:02x} is not UTF-8: save the file as UTF-8",
-            bytes.get(at).copied().unwrap_or(0)
-        ),
+        message,
     }
 }
 

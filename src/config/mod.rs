@@ -28,7 +28,7 @@ pub use diagnostic::{ConfigErrors, Diagnostic};
 pub use discover::{DEFAULT_FILE, DiscoverError, discover};
 pub use http::{HttpUrl, parse_http_url};
 pub use listen::check_fd_name;
-pub use load::load;
+pub use load::{load, utf8_error_position};
 pub use profiles::Selection;
 pub use replicas::{Replicated, Scaled};
 pub use spec::*;

@@ -102,9 +102,18 @@ pub fn import(paths: &[Utf8PathBuf], out_dir: &Utf8Path) -> Result<Imported, Imp
     let mut imported = Imported::default();
     let mut units = Vec::new();
     for path in paths {
-        let text = std::fs::read_to_string(path).map_err(|source| ImportError::Read {
+        let bytes = std::fs::read(path).map_err(|source| ImportError::Read {
             path: path.clone(),
             source,
+        })?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let at = e.utf8_error().valid_up_to();
+            let (line, column, message) = crate::config::utf8_error_position(e.as_bytes(), at);
+            ImportError::Syntax {
+                file: path.to_string(),
+                at: Position { line, column },
+                message,
+            }
         })?;
         let absolute = normalize(&cwd.join(path));
         let source = Source {
