@@ -204,7 +204,9 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
             for (pid, status) in process::reap_all() {
                 effects.extend(sup.handle(Event::ChildExited { pid, status }, Now::real()));
             }
-            tracing::info!("re-executed: {} services kept", sup.services().count());
+            let kept = sup.services().count();
+            let plural = if kept == 1 { "" } else { "s" };
+            tracing::info!("re-executed: {kept} service{plural} kept");
             effects
         }
         None => sup.boot(
