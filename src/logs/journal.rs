@@ -376,19 +376,7 @@ mod tests {
         server
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
-        let reader = std::thread::spawn(move || {
-            let mut buf = vec![0; 64 * 1024];
-            let mut got = Vec::new();
-            while let Ok(n) = server.recv(&mut buf) {
-                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-                let notice = text.contains("SYSLOG_IDENTIFIER=runpm\n");
-                got.push(text);
-                if notice {
-                    break;
-                }
-            }
-            got
-        });
+        let reader = read_until(server, |text| text.contains("SYSLOG_IDENTIFIER=runpm\n"));
         assert!(
             journal.flush(Duration::from_secs(10)),
             "the queue never drained"
@@ -407,6 +395,26 @@ mod tests {
         assert!(dropped >= 1);
         assert_eq!(got.len() as u64 - 1 + dropped, sent);
         assert_eq!(journal.dropped(), 0);
+    }
+
+    /// The datagrams `server` receives, on a thread, up to the first that `last` accepts.
+    fn read_until(
+        server: UnixDatagram,
+        last: impl Fn(&str) -> bool + Send + 'static,
+    ) -> std::thread::JoinHandle<Vec<String>> {
+        std::thread::spawn(move || {
+            let mut buf = vec![0; 64 * 1024];
+            let mut got = Vec::new();
+            while let Ok(n) = server.recv(&mut buf) {
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let done = last(&text);
+                got.push(text);
+                if done {
+                    break;
+                }
+            }
+            got
+        })
     }
 
     #[test]
@@ -431,19 +439,7 @@ mod tests {
         server
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
-        let reader = std::thread::spawn(move || {
-            let mut buf = vec![0; 64 * 1024];
-            let mut got = Vec::new();
-            while let Ok(n) = server.recv(&mut buf) {
-                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-                let last = text.ends_with("MESSAGE=back\n");
-                got.push(text);
-                if last {
-                    break;
-                }
-            }
-            got
-        });
+        let reader = read_until(server, |text| text.ends_with("MESSAGE=back\n"));
         assert!(
             journal.flush(Duration::from_secs(10)),
             "the queue never drained"

@@ -121,6 +121,19 @@ impl Harness {
     }
 }
 
+/// `name` with a TCP health check every 10 s (1 s to answer) that restarts it after
+/// `retries` failures in a row.
+fn tcp_health(name: &str, retries: u32) -> ServiceSpec {
+    let mut s = spec(name);
+    s.health = Some(Health {
+        probe: Probe::Tcp("127.0.0.1:80".into()),
+        interval: Duration::from_secs(10),
+        timeout: Duration::from_secs(1),
+        retries,
+    });
+    s
+}
+
 fn spawned(fx: &[Effect]) -> Vec<&str> {
     fx.iter()
         .filter_map(|e| match e {
@@ -1252,14 +1265,7 @@ fn notify_ready_status_and_watchdog() {
 
 #[test]
 fn health_checks_restart_after_retries_failures() {
-    let mut s = spec("web");
-    s.health = Some(Health {
-        probe: Probe::Tcp("127.0.0.1:80".into()),
-        interval: Duration::from_secs(10),
-        timeout: Duration::from_secs(1),
-        retries: 3,
-    });
-    let mut h = Harness::new(vec![s]);
+    let mut h = Harness::new(vec![tcp_health("web", 3)]);
     let fx = h.start_all();
     h.settle(fx);
     assert_eq!(
@@ -1325,14 +1331,7 @@ fn a_probe_that_outlives_its_timeout_is_killed_and_counts_as_timed_out() {
 
 #[test]
 fn a_tcp_probe_out_of_time_reads_as_a_connect_that_timed_out() {
-    let mut s = spec("web");
-    s.health = Some(Health {
-        probe: Probe::Tcp("127.0.0.1:80".into()),
-        interval: Duration::from_secs(10),
-        timeout: Duration::from_secs(1),
-        retries: 1,
-    });
-    let mut h = Harness::new(vec![s]);
+    let mut h = Harness::new(vec![tcp_health("web", 1)]);
     let fx = h.start_all();
     h.settle(fx);
     let pid = h.pid("web");

@@ -2,7 +2,7 @@
 //! reports, asserted on the effects (no log line is read).
 
 use super::*;
-use crate::config::{Health, Probe, Ready};
+use crate::config::Ready;
 use crate::report::{Kind, Report};
 
 /// The turn's reports as `service event` words, in order.
@@ -272,14 +272,7 @@ fn a_readiness_check_reports_ready_when_it_passes() {
 
 #[test]
 fn health_checks_report_each_failure_and_the_recovery() {
-    let mut s = spec("web");
-    s.health = Some(Health {
-        probe: Probe::Tcp("127.0.0.1:80".into()),
-        interval: Duration::from_secs(10),
-        timeout: Duration::from_secs(1),
-        retries: 3,
-    });
-    let mut h = Harness::new(vec![s]);
+    let mut h = Harness::new(vec![tcp_health("web", 3)]);
     let fx = h.start_all();
     h.settle(fx);
     let fx = h.tick();
