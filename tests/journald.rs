@@ -20,7 +20,7 @@ use serde_json::Value;
 /// the journal holds what they sent, and dumps it as JSON lines into `$DIR/journal.json`.
 const SCRIPT: &str = r#"
 set -u
-RUNPM="$1"; DIR="$2"
+RUNPM="$1"; DIR="$2"; RUNPMCTL="$3"
 mkdir -p /run/systemd /run/log
 mount -t tmpfs tmpfs /run/systemd && mount -t tmpfs tmpfs /run/log || exit 90
 if [ -d /var/log/journal ]; then mount -t tmpfs tmpfs /var/log/journal || exit 90; fi
@@ -45,8 +45,30 @@ echo $? > "$DIR/journal-exit"
 JOURNAL_STREAM=1:1 "$RUNPM" up -f "$DIR/console/services.toml" > "$DIR/console-out" 2> "$DIR/console-err"
 echo $? > "$DIR/console-exit"
 
-# journald handles the datagrams in its own time: wait until the last expected ones are in.
 journal() { journalctl -D /run/log/journal --no-pager "$@" 2>/dev/null; }
+# Waits (with a deadline) until `journal ARGS` prints a line with TEXT.
+await() {
+    text="$1"; shift; i=0
+    until journal "$@" -o cat | grep -q "$text"; do
+        i=$((i + 1)); [ $i -lt 400 ] || { echo "the journal never got $text" >&2; return 1; }
+        sleep 0.025
+    done
+}
+
+# Re-executed under systemd, runpm goes on sending each service's lines to the journal.
+systemd-cat -t reexec-under-systemd sh -c \
+    'JOURNAL_STREAM=$(stat -L -c %d:%i /proc/self/fd/2) exec "$0" up -f "$1"' \
+    "$RUNPM" "$DIR/reexec/services.toml" &
+UP=$!
+await "before the re-exec" -t ticker
+"$RUNPMCTL" -f "$DIR/reexec/services.toml" reexec > "$DIR/reexec-out" 2>&1
+echo $? > "$DIR/reexec-exit"
+touch "$DIR/reexec/go"
+await "after the re-exec" -t ticker
+"$RUNPMCTL" -f "$DIR/reexec/services.toml" shutdown --yes > /dev/null 2>&1
+wait $UP
+
+# journald handles the datagrams in its own time: wait until the last expected ones are in.
 i=0
 until [ "$(journal -t web -o cat | wc -l)" -ge 4 ] \
     && journal -t runpm -o cat | grep -q 'web: started'; do
@@ -65,6 +87,16 @@ echo "JOURNAL_STREAM=${JOURNAL_STREAM:-unset}"
 echo "last line from web"
 '''
 restart = "never"
+"#;
+
+const TICKER: &str = r#"
+[services.ticker]
+shell = '''
+echo "before the re-exec"
+while [ ! -e go ]; do sleep 0.05; done
+echo "after the re-exec"
+exec sleep 1000
+'''
 "#;
 
 const OTHER: &str = r#"
@@ -93,12 +125,14 @@ fn each_service_has_its_own_identifier_and_priorities_in_a_real_journal() {
     let project = Project::new(secs(60));
     project.write("journal/services.toml", WEB);
     project.write("console/services.toml", OTHER);
+    project.write("reexec/services.toml", TICKER);
     let script = project.write("journal.sh", SCRIPT);
     let mut cmd = Command::new("unshare");
     cmd.args(["-m", "--propagation", "private", "sh"])
         .arg(&script)
         .arg(RUNPM)
-        .arg(project.path());
+        .arg(project.path())
+        .arg(RUNPMCTL);
     let mut run = Runpm::start(cmd);
     let status = run.wait_exit(secs(45));
     assert!(status.success(), "{}", run.describe());
@@ -187,6 +221,21 @@ fn each_service_has_its_own_identifier_and_priorities_in_a_real_journal() {
         "the journal:\n{}",
         dump()
     );
+    // After `runpmctl reexec`, the new image still sends ticker's lines to the journal.
+    assert_eq!(
+        project.read("reexec-exit").trim(),
+        "0",
+        "{}",
+        project.read("reexec-out")
+    );
+    let ticker: Vec<String> = of("ticker").into_iter().map(|(m, _, _)| m).collect();
+    assert_eq!(
+        ticker,
+        ["before the re-exec", "after the re-exec"],
+        "the journal:\n{}",
+        dump()
+    );
+
     let console = project.read("console-out");
     assert!(
         console.contains("hello from other"),

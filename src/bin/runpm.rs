@@ -463,30 +463,7 @@ fn up(args: UpArgs) -> Result<Exit, Failure> {
     }
     let colour = runpm::cli::colour::stdout(args.no_color);
     let logs = Arc::new(LogHub::new(&state.logs_dir));
-    // Under systemd (runpm's stderr is the journal), each service's lines go to the journal
-    // under its own name instead of the prefixed console: `journalctl -t web`.
-    let journal = (ready_pipe.is_none() && journal::stderr_is_journal())
-        .then(|| journal::Journal::connect(std::path::Path::new(journal::SOCKET)))
-        .and_then(|connected| {
-            connected
-                .inspect_err(|e| {
-                    tracing::warn!(
-                        "the services' lines go to stdout, not to the journal ({}: {e})",
-                        journal::SOCKET
-                    );
-                })
-                .ok()
-        });
-    // A detached daemon's own output is its log file; the services' lines are in theirs.
-    let console = (ready_pipe.is_none() && journal.is_none())
-        .then(|| Arc::new(Console::new(cfg.start_order(), colour)));
-    if let Some(console) = &console {
-        logs.set_console(Some(console.clone() as Arc<dyn LineSink>));
-    }
-    let journal = journal.map(Arc::new);
-    if let Some(journal) = &journal {
-        logs.set_console(Some(journal.clone() as Arc<dyn LineSink>));
-    }
+    let (console, journal) = service_sinks(&logs, ready_pipe.is_none(), cfg.start_order(), colour);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -520,20 +497,7 @@ fn up(args: UpArgs) -> Result<Exit, Failure> {
         console: console.is_some(),
         resumed: None,
     };
-    runpm::reexec::install_panic_hook();
-    let ended = runtime
-        .block_on(supervisor::run(cfg, options))
-        .map(Exit::Services)
-        .map_err(Failure::from);
-    // The console's writer thread may still hold the services' last lines, and so may the
-    // journal's (which gives up after a while: journald may be gone).
-    if let Some(console) = &console {
-        console.flush();
-    }
-    for journal in journal.iter().chain(EVENT_JOURNAL.get()) {
-        journal.flush(JOURNAL_FLUSH);
-    }
-    ended
+    serve(&runtime, cfg, options, console, journal)
 }
 
 /// `SERVICE…` of `runpm up` must name services of the config.
@@ -683,15 +647,13 @@ fn resume(state_fd: i32, log_format: LogFormat) -> Result<Exit, Failure> {
         selection: table.selection.clone(),
     };
     let logs = Arc::new(LogHub::new(&dir.logs_dir));
-    let console = state.console.then(|| {
-        Arc::new(Console::new(
-            cfg.start_order(),
-            runpm::cli::colour::stdout(false),
-        ))
-    });
-    if let Some(console) = &console {
-        logs.set_console(Some(console.clone() as Arc<dyn LineSink>));
-    }
+    // The old image's sinks, chosen again: its stderr (the journal, or not) came along.
+    let (console, journal) = service_sinks(
+        &logs,
+        state.console || journal::stderr_is_journal(),
+        cfg.start_order(),
+        runpm::cli::colour::stdout(false),
+    );
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -711,6 +673,51 @@ fn resume(state_fd: i32, log_format: LogFormat) -> Result<Exit, Failure> {
         console: state.console,
         resumed: Some(resumed),
     };
+    serve(&runtime, cfg, options, console, journal)
+}
+
+/// Where the services' lines go besides their log files, in the foreground: the journal
+/// under systemd (runpm's stderr is the journal), each service under its own name
+/// (`journalctl -t web`), else the prefixed console. A detached daemon has neither: its own
+/// output is its log file.
+fn service_sinks(
+    logs: &LogHub,
+    foreground: bool,
+    order: Vec<&str>,
+    colour: bool,
+) -> (Option<Arc<Console>>, Option<Arc<journal::Journal>>) {
+    let journal = (foreground && journal::stderr_is_journal())
+        .then(|| journal::Journal::connect(std::path::Path::new(journal::SOCKET)))
+        .and_then(|connected| {
+            connected
+                .inspect_err(|e| {
+                    tracing::warn!(
+                        "the services' lines go to stdout, not to the journal ({}: {e})",
+                        journal::SOCKET
+                    );
+                })
+                .ok()
+        })
+        .map(Arc::new);
+    let console = (foreground && journal.is_none()).then(|| Arc::new(Console::new(order, colour)));
+    if let Some(console) = &console {
+        logs.set_console(Some(console.clone() as Arc<dyn LineSink>));
+    }
+    if let Some(journal) = &journal {
+        logs.set_console(Some(journal.clone() as Arc<dyn LineSink>));
+    }
+    (console, journal)
+}
+
+/// Runs the daemon until it ends, then lets the sinks' writer threads hand on the services'
+/// last lines (the journal's gives up after a while: journald may be gone).
+fn serve(
+    runtime: &tokio::runtime::Runtime,
+    cfg: Config,
+    options: RunOptions,
+    console: Option<Arc<Console>>,
+    journal: Option<Arc<journal::Journal>>,
+) -> Result<Exit, Failure> {
     runpm::reexec::install_panic_hook();
     let ended = runtime
         .block_on(supervisor::run(cfg, options))
@@ -718,6 +725,9 @@ fn resume(state_fd: i32, log_format: LogFormat) -> Result<Exit, Failure> {
         .map_err(Failure::from);
     if let Some(console) = &console {
         console.flush();
+    }
+    for journal in journal.iter().chain(EVENT_JOURNAL.get()) {
+        journal.flush(JOURNAL_FLUSH);
     }
     ended
 }
