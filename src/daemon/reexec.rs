@@ -76,18 +76,27 @@ impl Carrying<'_> {
 
 /// Takes ownership of the descriptors `fds` names (once each), for the new image.
 ///
+/// After a panic the state is the one saved with the last `state.json`, and a descriptor it
+/// names may have been closed since (a service that restarted got new pipes, which did not
+/// survive the exec): such a number is left alone rather than owned, so that nothing closes
+/// it twice.
+///
 /// # Safety
 ///
-/// Every number in `fds` must be an open descriptor this process owns and nothing else
-/// does: the previous image passed them on purpose, and nothing has touched them yet.
+/// Every number in `fds` that is open must be a descriptor this process owns and nothing
+/// else does: the previous image passed them on purpose, and nothing has touched them yet.
 pub unsafe fn adopt(state: ReexecState) -> (Resumed, crate::reexec::ReexecState) {
-    // SAFETY: the caller's promise, for each number taken once.
-    let own = |fd: RawFd| unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: only the descriptor's flags are read.
+    let open = |fd: RawFd| unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0;
+    // SAFETY: the caller's promise, for each open number taken once.
+    let own = |fd: RawFd| open(fd).then(|| unsafe { OwnedFd::from_raw_fd(fd) });
     let set_cloexec = |fd: RawFd| {
         // SAFETY: only the descriptor's flags change.
         unsafe {
             let flags = libc::fcntl(fd, libc::F_GETFD);
-            libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+            if flags >= 0 {
+                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+            }
         }
     };
     for fd in state.fds.all() {
@@ -96,26 +105,26 @@ pub unsafe fn adopt(state: ReexecState) -> (Resumed, crate::reexec::ReexecState)
     let fds = state.fds.clone();
     let resumed = Resumed {
         table: Some(state.table.clone()),
-        control: fds.control.map(own),
-        notify: fds.notify.map(|(fd, a)| (own(fd), a)),
-        notify_others: fds.notify_others.map(|(fd, a)| (own(fd), a)),
+        control: fds.control.and_then(own),
+        notify: fds.notify.and_then(|(fd, a)| Some((own(fd)?, a))),
+        notify_others: fds.notify_others.and_then(|(fd, a)| Some((own(fd)?, a))),
         pipes: fds
             .pipes
             .into_iter()
-            .map(|p| {
-                let (out, err) = (own(p.stdout), own(p.stderr));
-                (p, out, err)
+            .filter_map(|p| {
+                let (out, err) = (own(p.stdout)?, own(p.stderr)?);
+                Some((p, out, err))
             })
             .collect(),
         sockets: fds
             .sockets
             .into_iter()
-            .map(|(s, l, fd)| (s, l, own(fd)))
+            .filter_map(|(s, l, fd)| Some((s, l, own(fd)?)))
             .collect(),
         store: fds
             .store
             .into_iter()
-            .map(|(s, n, fd)| (s, n, own(fd)))
+            .filter_map(|(s, n, fd)| Some((s, n, own(fd)?)))
             .collect(),
         panics: state.panics.clone(),
     };
