@@ -204,6 +204,17 @@ pub async fn run(config: Config, mut options: RunOptions) -> Result<u8, RunError
             for (pid, status) in process::reap_all() {
                 effects.extend(sup.handle(Event::ChildExited { pid, status }, Now::real()));
             }
+            // After a panic the table is the one of the last state write: a run that the old
+            // image reaped since then is no child of ours any more, and ended unseen.
+            let gone: Vec<i32> = sup
+                .services()
+                .filter_map(|(_, s)| s.pid())
+                .filter(|&pid| !process::is_child(pid))
+                .collect();
+            for pid in gone {
+                let status = process::ExitStatus::Unknown;
+                effects.extend(sup.handle(Event::ChildExited { pid, status }, Now::real()));
+            }
             let kept = sup.services().count();
             let plural = if kept == 1 { "" } else { "s" };
             tracing::info!("re-executed: {kept} service{plural} kept");

@@ -16,5 +16,5 @@ mod vfork;
 pub use listeners::{Holder, Listener, owner as listener_owner};
 pub use reaper::{ExitStatus, reap_all};
 pub use spawn::{Cgroup, SpawnError, Spawned, spawn, spawn_in, spawn_passing, spawn_quiet};
-pub use sys::{become_subreaper, group_is_empty, is_pid1, raise_open_files_limit};
+pub use sys::{become_subreaper, group_is_empty, is_child, is_pid1, raise_open_files_limit};
 pub use target::Target;
